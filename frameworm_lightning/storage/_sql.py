@@ -1,0 +1,655 @@
+"""Trial storage on a real database through SQLAlchemy Core.
+
+One implementation serves every backend:
+
+* ``sqlite:///path/study.db`` — an embedded file (WAL journal, a busy timeout, every
+  transaction ``BEGIN IMMEDIATE`` so claims are serialised across processes);
+* ``postgresql://user@host/db`` — many machines; claims lock the study's row
+  (``SELECT ... FOR UPDATE``) so numbering, budgets and claim keys stay atomic;
+* ``None`` or ``"memory"`` — an in-memory SQLite database for tests and quick scripts
+  (one process only).
+
+Every state change is one transaction. Params and attributes are stored as JSON text.
+A trial left ``RUNNING`` by a process that died is detected by its owner (same host:
+the process is gone) or its heartbeat (another host: silent for ``heartbeat_timeout``),
+stored ``FAILED`` with ``reason="interrupted"``, and its params re-enqueued.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from frameworm_lightning.exceptions import StorageError, StudyMismatchError
+from frameworm_lightning.trial import FrozenTrial, TrialState
+
+__all__ = ["DuplicateClaimError", "Storage", "StudyRecord", "current_owner", "open_storage"]
+
+_SCHEMA_VERSION = 1
+
+_metadata = sa.MetaData()
+
+studies = sa.Table(
+    "fw_studies",
+    _metadata,
+    sa.Column("study_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("metric", sa.String(255), nullable=False),
+    sa.Column("mode", sa.String(8), nullable=False),
+    sa.Column("space", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("user_attrs", sa.Text, nullable=False, default="{}"),
+    sa.Column("schema_version", sa.Integer, nullable=False, default=_SCHEMA_VERSION),
+)
+
+trials = sa.Table(
+    "fw_trials",
+    _metadata,
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("fw_studies.study_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("params", sa.Text, nullable=True),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("claim_key", sa.String(255), nullable=True),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("completed_at", sa.Float, nullable=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),
+    sa.Column("owner", sa.String(255), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("user_attrs", sa.Text, nullable=False, default="{}"),
+    sa.Column("system_attrs", sa.Text, nullable=False, default="{}"),
+    sa.UniqueConstraint("study_id", "number", name="uq_fw_trial_number"),
+    # NULL claim keys never collide (SQL semantics), so only grid/enqueued points are unique.
+    sa.UniqueConstraint("study_id", "claim_key", name="uq_fw_trial_claim"),
+)
+
+trial_values = sa.Table(
+    "fw_trial_values",
+    _metadata,
+    sa.Column("trial_id", sa.Integer, sa.ForeignKey("fw_trials.trial_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    # NaN is stored as NULL (SQLite cannot hold NaN) and read back as NaN.
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("reported_at", sa.Float, nullable=False),
+)
+
+
+class DuplicateClaimError(StorageError):
+    """Another trial of the study already holds this claim key."""
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_json_default)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and paths reach us from user code and samplers.
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, (Path, os.PathLike)):
+        return str(obj)
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise TypeError(f"{obj!r} ({type(obj).__name__}) cannot be stored as JSON")
+
+
+def _process_start_time(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), so a recycled pid is not mistaken for the owner."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def current_owner() -> str:
+    """``host:pid:start`` naming this process as the owner of the trials it runs."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or 0}"
+
+
+def _owner_alive(owner: str | None) -> bool | None:
+    """Whether the owning process still lives: True/False on this host, None elsewhere."""
+    if not owner:
+        return None
+    try:
+        host, pid_s, start = owner.rsplit(":", 2)
+        pid = int(pid_s)
+    except ValueError:
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    actual = _process_start_time(pid)
+    return actual is None or start == "0" or actual == start
+
+
+class StudyRecord:
+    """A stored study's identity: its id, name, metric, mode and space spec."""
+
+    def __init__(self, study_id: int, name: str, metric: str, mode: str, space: dict[str, Any],
+                 user_attrs: dict[str, Any], created_at: float) -> None:
+        self.study_id = study_id
+        self.name = name
+        self.metric = metric
+        self.mode = mode
+        self.space = space
+        self.user_attrs = user_attrs
+        self.created_at = created_at
+
+    def __repr__(self) -> str:
+        return f"StudyRecord(name={self.name!r}, metric={self.metric!r}, mode={self.mode!r})"
+
+
+def _normalise_url(url: str) -> str:
+    if url in ("memory", ":memory:", "sqlite://", "sqlite:///:memory:"):
+        return "sqlite://"
+    if url.startswith(("postgresql://", "postgres://")):
+        # psycopg (v3) is our postgres driver; SQLAlchemy's default would be psycopg2.
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+class Storage:
+    """A study/trial database. Create it with :func:`open_storage`.
+
+    Every public method is one transaction. Instances are safe to share between threads
+    of one process; processes each open their own.
+    """
+
+    def __init__(self, url: str = "memory", *, heartbeat_timeout: float = 120.0) -> None:
+        self.url = url
+        self.heartbeat_timeout = float(heartbeat_timeout)
+        self._lock = threading.RLock()
+        sa_url = _normalise_url(url)
+        self.is_memory = sa_url == "sqlite://"
+        self.dialect = sa_url.split(":", 1)[0].split("+", 1)[0]
+        try:
+            self.engine = self._create_engine(sa_url)
+            self._create_schema()
+        except StorageError:
+            raise
+        except ModuleNotFoundError as err:
+            raise StorageError(
+                f"cannot open storage {url!r}: the driver {err.name!r} is missing; "
+                "install it with pip install 'frameworm-lightning[postgres]'."
+            ) from None
+        except (SQLAlchemyError, OSError) as err:
+            raise StorageError(f"cannot open storage {url!r}: {err}") from None
+
+    # Engine set-up ------------------------------------------------------------------
+    def _create_engine(self, sa_url: str) -> Engine:
+        if self.dialect != "sqlite":
+            return sa.create_engine(sa_url, pool_pre_ping=True, future=True)
+        if self.is_memory:
+            engine = sa.create_engine(
+                "sqlite://", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+            )
+        else:
+            path = sa.engine.make_url(sa_url).database
+            if path:
+                parent = Path(path).expanduser().resolve().parent
+                try:
+                    parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise StorageError(f"cannot create the folder {str(parent)!r} for storage {self.url!r}: {err}") from None
+                if not os.access(parent, os.W_OK):
+                    raise StorageError(f"storage {self.url!r} cannot be written: no write permission on {str(parent)!r}.")
+            engine = sa.create_engine(sa_url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
+            cur = dbapi_conn.cursor()
+            if not self.is_memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # IMMEDIATE takes the write lock up front: read-then-write claims cannot interleave.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+
+    def _create_schema(self) -> None:
+        for attempt in range(5):
+            try:
+                _metadata.create_all(self.engine, checkfirst=True)
+                return
+            except (IntegrityError, OperationalError, sa.exc.ProgrammingError):
+                # Another process created the tables at the same moment; try again.
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self._lock:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except (IntegrityError, DuplicateClaimError):
+                raise
+            except OperationalError as err:
+                raise StorageError(f"storage {self.url!r}: {err.orig or err}") from err
+
+    def _lock_study(self, conn: Connection, study_id: int) -> None:
+        if self.dialect == "postgresql":
+            conn.execute(sa.select(studies.c.study_id).where(studies.c.study_id == study_id).with_for_update())
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Storage({self.url!r})"
+
+    # Studies --------------------------------------------------------------------------
+    def create_or_load_study(
+        self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True
+    ) -> StudyRecord:
+        """Create a study, or load the stored one of that name after checking it matches."""
+        for _ in range(3):
+            record = self.load_study(name)
+            if record is not None:
+                problems = []
+                if record.metric != metric:
+                    problems.append(f"metric {record.metric!r} is stored, this search uses {metric!r}")
+                if record.mode != mode:
+                    problems.append(f"mode {record.mode!r} is stored, this search uses {mode!r}")
+                if check_space and record.space != json.loads(_dumps(space)):
+                    problems.append(
+                        f"the search space changed: stored {json.dumps(record.space)}, given {_dumps(space)}"
+                    )
+                if problems:
+                    raise StudyMismatchError(
+                        f"study {name!r} in {self.url!r} does not match this search: " + "; ".join(problems)
+                        + ". Use another study_name, or the original settings to resume."
+                    )
+                return record
+            try:
+                with self._tx() as conn:
+                    conn.execute(
+                        studies.insert().values(
+                            name=name, metric=metric, mode=mode, space=_dumps(space), created_at=time.time(),
+                            user_attrs="{}", schema_version=_SCHEMA_VERSION,
+                        )
+                    )
+            except IntegrityError:
+                continue  # created concurrently by another process: load it
+        record = self.load_study(name)
+        if record is None:
+            raise StorageError(f"study {name!r} could not be created in {self.url!r}.")
+        return record
+
+    def load_study(self, name: str) -> StudyRecord | None:
+        """The stored study of that name, or ``None``."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(studies).where(studies.c.name == name)).mappings().first()
+        if row is None:
+            return None
+        return StudyRecord(row["study_id"], row["name"], row["metric"], row["mode"], json.loads(row["space"]),
+                           json.loads(row["user_attrs"] or "{}"), row["created_at"])
+
+    def study_names(self) -> list[str]:
+        """Names of every stored study."""
+        with self._tx() as conn:
+            return [r[0] for r in conn.execute(sa.select(studies.c.name).order_by(studies.c.study_id))]
+
+    def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
+        """Set one user attribute of a study."""
+        with self._tx() as conn:
+            raw = conn.execute(sa.select(studies.c.user_attrs).where(studies.c.study_id == study_id)).scalar_one()
+            attrs = json.loads(raw or "{}")
+            attrs[key] = value
+            conn.execute(studies.update().where(studies.c.study_id == study_id).values(user_attrs=_dumps(attrs)))
+
+    # Reading trials -------------------------------------------------------------------
+    def get_trials(self, study_id: int, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+        """Every trial of the study, ordered by number, with its intermediate values."""
+        with self._tx() as conn:
+            q = sa.select(trials).where(trials.c.study_id == study_id).order_by(trials.c.number)
+            if states:
+                q = q.where(trials.c.state.in_([s.value for s in states]))
+            rows = conn.execute(q).mappings().all()
+            ids = [r["trial_id"] for r in rows]
+            values: dict[int, dict[int, float]] = {i: {} for i in ids}
+            if ids:
+                vq = sa.select(trial_values).join(trials, trials.c.trial_id == trial_values.c.trial_id).where(
+                    trials.c.study_id == study_id
+                ).order_by(trial_values.c.step)
+                for v in conn.execute(vq).mappings():
+                    if v["trial_id"] in values:
+                        values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
+        return [self._frozen(r, values[r["trial_id"]]) for r in rows]
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        """One trial by its database id."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(trials).where(trials.c.trial_id == trial_id)).mappings().first()
+            if row is None:
+                raise StorageError(f"no trial with id {trial_id} in {self.url!r}.")
+            vals = {
+                v["step"]: (math.nan if v["value"] is None else v["value"])
+                for v in conn.execute(
+                    sa.select(trial_values).where(trial_values.c.trial_id == trial_id).order_by(trial_values.c.step)
+                ).mappings()
+            }
+        return self._frozen(row, vals)
+
+    @staticmethod
+    def _frozen(row: Mapping[str, Any], values: dict[int, float]) -> FrozenTrial:
+        return FrozenTrial(
+            number=row["number"],
+            state=TrialState(row["state"]),
+            params=json.loads(row["params"]) if row["params"] else {},
+            value=row["value"],
+            intermediate_values=values,
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+            error=row["error"],
+            reason=row["reason"],
+            user_attrs=json.loads(row["user_attrs"] or "{}"),
+            system_attrs=json.loads(row["system_attrs"] or "{}"),
+            trial_id=row["trial_id"],
+            claim_key=row["claim_key"],
+        )
+
+    # Claiming trials ------------------------------------------------------------------
+    @staticmethod
+    def _budget_used(conn: Connection, study_id: int) -> int:
+        """Trials that count against ``n_trials``: finished or in flight, not interrupted or requeued."""
+        rows = conn.execute(
+            sa.select(trials.c.state, trials.c.system_attrs).where(
+                trials.c.study_id == study_id, trials.c.state != TrialState.WAITING.value
+            )
+        ).all()
+        used = 0
+        for state, attrs_raw in rows:
+            if state == TrialState.FAILED.value:
+                attrs = json.loads(attrs_raw or "{}")
+                if attrs.get("interrupted") or attrs.get("requeued_as") is not None:
+                    continue
+            used += 1
+        return used
+
+    @staticmethod
+    def _next_number(conn: Connection, study_id: int) -> int:
+        top = conn.execute(sa.select(sa.func.max(trials.c.number)).where(trials.c.study_id == study_id)).scalar()
+        return 0 if top is None else int(top) + 1
+
+    def budget_used(self, study_id: int) -> int:
+        """How many trials count against the study's trial budget now."""
+        with self._tx() as conn:
+            return self._budget_used(conn, study_id)
+
+    def claim_trial(self, study_id: int, owner: str, budget: int | None) -> tuple[FrozenTrial | None, bool]:
+        """Atomically claim the next trial for ``owner``.
+
+        Returns ``(trial, from_queue)``: an enqueued (``WAITING``) trial switched to
+        ``RUNNING`` with its params (``from_queue=True``), else a new ``RUNNING`` trial with
+        a fresh number and no params yet, for the sampler to fill. ``(None, False)`` when
+        the budget of ``budget`` trials is used up.
+        """
+        now = time.time()
+        with self._tx() as conn:
+            self._lock_study(conn, study_id)
+            if budget is not None and self._budget_used(conn, study_id) >= budget:
+                return None, False
+            waiting = conn.execute(
+                sa.select(trials.c.trial_id)
+                .where(trials.c.study_id == study_id, trials.c.state == TrialState.WAITING.value)
+                .order_by(trials.c.number)
+                .limit(1)
+            ).scalar()
+            if waiting is not None:
+                conn.execute(
+                    trials.update().where(trials.c.trial_id == waiting).values(
+                        state=TrialState.RUNNING.value, owner=owner, started_at=now, heartbeat_at=now
+                    )
+                )
+                trial_id, from_queue = waiting, True
+            else:
+                result = conn.execute(
+                    trials.insert().values(
+                        study_id=study_id, number=self._next_number(conn, study_id), state=TrialState.RUNNING.value,
+                        owner=owner, started_at=now, heartbeat_at=now, user_attrs="{}", system_attrs="{}",
+                    )
+                )
+                trial_id, from_queue = result.inserted_primary_key[0], False
+        return self.get_trial(trial_id), from_queue
+
+    def set_trial_params(
+        self, trial_id: int, params: Mapping[str, Any], claim_key: str | None = None,
+        system_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Store the sampled params of a claimed trial.
+
+        Raises:
+            DuplicateClaimError: another trial already holds ``claim_key``.
+        """
+        try:
+            with self._tx() as conn:
+                raw = conn.execute(sa.select(trials.c.system_attrs).where(trials.c.trial_id == trial_id)).scalar_one()
+                attrs = {**json.loads(raw or "{}"), **dict(system_attrs or {})}
+                conn.execute(
+                    trials.update().where(trials.c.trial_id == trial_id).values(
+                        params=_dumps(dict(params)), claim_key=claim_key, system_attrs=_dumps(attrs)
+                    )
+                )
+        except IntegrityError:
+            raise DuplicateClaimError(f"claim key {claim_key!r} is already held by another trial.") from None
+
+    def delete_trial(self, trial_id: int) -> None:
+        """Remove a reserved trial that never got params (the sampler had nothing left)."""
+        with self._tx() as conn:
+            conn.execute(trial_values.delete().where(trial_values.c.trial_id == trial_id))
+            conn.execute(trials.delete().where(trials.c.trial_id == trial_id, trials.c.params.is_(None)))
+
+    def enqueue(self, study_id: int, params: Mapping[str, Any], *, claim_key: str | None = None,
+                skip_if_exists: bool = True, system_attrs: Mapping[str, Any] | None = None) -> FrozenTrial | None:
+        """Add a ``WAITING`` trial with given params, evaluated before any sampled one.
+
+        With ``skip_if_exists`` a config that is already waiting, running, complete or
+        pruned is not enqueued again, so re-running a script does not repeat its warm start.
+        """
+        payload = _dumps(dict(params))
+        with self._tx() as conn:
+            self._lock_study(conn, study_id)
+            if skip_if_exists:
+                existing = conn.execute(
+                    sa.select(trials.c.trial_id).where(
+                        trials.c.study_id == study_id,
+                        trials.c.params == payload,
+                        trials.c.state.in_([s.value for s in (TrialState.WAITING, TrialState.RUNNING,
+                                                                 TrialState.COMPLETE, TrialState.PRUNED)]),
+                    )
+                ).first()
+                if existing is not None:
+                    return None
+            result = conn.execute(
+                trials.insert().values(
+                    study_id=study_id, number=self._next_number(conn, study_id), state=TrialState.WAITING.value,
+                    params=payload, claim_key=claim_key, user_attrs="{}",
+                    system_attrs=_dumps({"enqueued": True, **dict(system_attrs or {})}),
+                )
+            )
+            trial_id = result.inserted_primary_key[0]
+        return self.get_trial(trial_id)
+
+    # Updating trials ------------------------------------------------------------------
+    def report(self, trial_id: int, step: int, value: float) -> None:
+        """Store (or overwrite) the intermediate value at ``step`` and refresh the heartbeat."""
+        v = float(value)
+        now = time.time()
+        with self._tx() as conn:
+            key = {"trial_id": trial_id, "step": int(step)}
+            updated = conn.execute(
+                trial_values.update().where(trial_values.c.trial_id == trial_id, trial_values.c.step == int(step))
+                .values(value=None if math.isnan(v) else v, reported_at=now)
+            ).rowcount
+            if not updated:
+                conn.execute(trial_values.insert().values(**key, value=None if math.isnan(v) else v, reported_at=now))
+            conn.execute(trials.update().where(trials.c.trial_id == trial_id).values(heartbeat_at=now))
+
+    def heartbeat(self, trial_id: int) -> None:
+        """Tell other workers this trial's process is alive."""
+        with self._tx() as conn:
+            conn.execute(trials.update().where(trials.c.trial_id == trial_id).values(heartbeat_at=time.time()))
+
+    def set_trial_attr(self, trial_id: int, key: str, value: Any, *, system: bool = False) -> None:
+        """Set one user (or system) attribute of a trial."""
+        col = trials.c.system_attrs if system else trials.c.user_attrs
+        with self._tx() as conn:
+            raw = conn.execute(sa.select(col).where(trials.c.trial_id == trial_id)).scalar_one()
+            attrs = json.loads(raw or "{}")
+            attrs[key] = value
+            conn.execute(trials.update().where(trials.c.trial_id == trial_id).values({col.name: _dumps(attrs)}))
+
+    def finish_trial(
+        self, trial_id: int, state: TrialState, *, value: float | None = None, error: str | None = None,
+        reason: str | None = None, system_attrs: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Move a ``RUNNING`` trial to a finished state; returns ``False`` if it was not running.
+
+        Only a running trial can finish, so a trial is stored ``PRUNED`` (or anything
+        else) exactly once even when several ranks or a watchdog race to finish it.
+        """
+        if not state.is_finished:
+            raise ValueError(f"finish_trial needs a finished state, but got {state!r}.")
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"a finished trial's value must be finite, but got {value!r}.")
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(trials.c.state, trials.c.system_attrs).where(trials.c.trial_id == trial_id)
+            ).first()
+            if row is None or row[0] != TrialState.RUNNING.value:
+                return False
+            attrs = {**json.loads(row[1] or "{}"), **dict(system_attrs or {})}
+            conn.execute(
+                trials.update().where(trials.c.trial_id == trial_id).values(
+                    state=state.value, value=value, error=error, reason=reason,
+                    completed_at=time.time(), system_attrs=_dumps(attrs),
+                )
+            )
+        return True
+
+    # Recovery -------------------------------------------------------------------------
+    def _requeue(self, conn: Connection, study_id: int, row: Mapping[str, Any], attrs: dict[str, Any],
+                 link: str) -> int | None:
+        """Enqueue a copy of ``row``'s params, moving its claim key to the copy."""
+        if not row["params"]:
+            return None
+        number = self._next_number(conn, study_id)
+        conn.execute(trials.update().where(trials.c.trial_id == row["trial_id"]).values(claim_key=None))
+        conn.execute(
+            trials.insert().values(
+                study_id=study_id, number=number, state=TrialState.WAITING.value, params=row["params"],
+                claim_key=row["claim_key"], user_attrs="{}",
+                system_attrs=_dumps({link: row["number"], **{k: attrs[k] for k in ("grid_index",) if k in attrs}}),
+            )
+        )
+        return number
+
+    def recover_interrupted(self, study_id: int) -> list[int]:
+        """Fail trials whose process died while ``RUNNING`` and re-enqueue their params.
+
+        A trial is dead when its owner process on this host is gone, or when its
+        heartbeat is older than ``heartbeat_timeout`` (owners on other hosts). Returns
+        the numbers of the trials marked interrupted.
+        """
+        now = time.time()
+        done: list[int] = []
+        with self._tx() as conn:
+            self._lock_study(conn, study_id)
+            rows = conn.execute(
+                sa.select(trials).where(trials.c.study_id == study_id, trials.c.state == TrialState.RUNNING.value)
+            ).mappings().all()
+            for row in rows:
+                alive = _owner_alive(row["owner"])
+                stale = row["heartbeat_at"] is None or now - row["heartbeat_at"] > self.heartbeat_timeout
+                if alive is True or (alive is None and not stale):
+                    continue
+                attrs = json.loads(row["system_attrs"] or "{}")
+                if not row["params"]:
+                    # Reserved but never sampled: nothing ran, nothing to keep.
+                    conn.execute(trials.delete().where(trials.c.trial_id == row["trial_id"]))
+                    continue
+                why = "its process is gone" if alive is False else f"no heartbeat for {now - (row['heartbeat_at'] or now):.0f}s"
+                new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
+                attrs.update(interrupted=True, requeued_as=new_number)
+                conn.execute(
+                    trials.update().where(trials.c.trial_id == row["trial_id"]).values(
+                        state=TrialState.FAILED.value, completed_at=now, reason="interrupted",
+                        error=f"interrupted: {why} (owner {row['owner']})", system_attrs=_dumps(attrs),
+                    )
+                )
+                done.append(row["number"])
+        return done
+
+    def requeue_failed(self, study_id: int) -> list[int]:
+        """Re-enqueue the params of trials that failed by their own error (``retry_failed``)."""
+        done: list[int] = []
+        with self._tx() as conn:
+            self._lock_study(conn, study_id)
+            rows = conn.execute(
+                sa.select(trials).where(trials.c.study_id == study_id, trials.c.state == TrialState.FAILED.value)
+            ).mappings().all()
+            for row in rows:
+                attrs = json.loads(row["system_attrs"] or "{}")
+                if attrs.get("interrupted") or attrs.get("requeued_as") is not None:
+                    continue
+                new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
+                if new_number is None:
+                    continue
+                attrs["requeued_as"] = new_number
+                conn.execute(
+                    trials.update().where(trials.c.trial_id == row["trial_id"]).values(system_attrs=_dumps(attrs))
+                )
+                done.append(row["number"])
+        return done
+
+
+def open_storage(storage: str | Storage | None = None, **kwargs: Any) -> Storage:
+    """Open a storage from a URL (``sqlite:///...``, ``postgresql://...``, ``"memory"``) or pass one through.
+
+    Example:
+        >>> s = open_storage("memory")
+        >>> s.study_names()
+        []
+    """
+    if isinstance(storage, Storage):
+        return storage
+    if storage is None:
+        return Storage("memory", **kwargs)
+    if not isinstance(storage, str):
+        raise StorageError(f"storage must be a URL string or a Storage, but got {storage!r}.")
+    if "://" not in storage and storage not in ("memory", ":memory:"):
+        raise StorageError(
+            f"storage {storage!r} is not a database URL; use sqlite:///path/to/study.db, "
+            "postgresql://user@host/db or 'memory'."
+        )
+    return Storage(storage, **kwargs)

@@ -1,0 +1,106 @@
+"""Trials: the record of one evaluated configuration.
+
+A :class:`FrozenTrial` is a read-only snapshot of a stored trial. Its
+``intermediate_values`` are keyed by the trainer's global step, so several validations
+within one epoch are all kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+__all__ = ["FrozenTrial", "TrialState"]
+
+
+class TrialState(str, Enum):
+    """The life cycle of a trial.
+
+    ``WAITING`` trials are enqueued configurations not yet claimed by a worker.
+    """
+
+    WAITING = "WAITING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    PRUNED = "PRUNED"
+    FAILED = "FAILED"
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAILED)
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class FrozenTrial:
+    """A snapshot of one trial as stored.
+
+    Attributes:
+        number: the trial's number in its study, from 0.
+        state: see :class:`TrialState`.
+        params: the configuration, dotted keys to values (empty while a new trial is
+            being sampled).
+        value: the objective (``None`` unless ``COMPLETE`` or ``PRUNED``).
+        intermediate_values: reported values by global step.
+        started_at / completed_at: Unix timestamps.
+        error: the traceback or cause of a failure.
+        reason: why the trial ended as it did (``"interrupted"``, a pruning reason...).
+        user_attrs: free-form attributes set by the user.
+        system_attrs: attributes the library keeps (checkpoint path, requeue links...).
+        claim_key: a key unique in the study (a grid point), held by at most one live trial.
+    """
+
+    number: int
+    state: TrialState
+    params: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None
+    intermediate_values: dict[int, float] = field(default_factory=dict)
+    started_at: float | None = None
+    completed_at: float | None = None
+    error: str | None = None
+    reason: str | None = None
+    user_attrs: dict[str, Any] = field(default_factory=dict)
+    system_attrs: dict[str, Any] = field(default_factory=dict)
+    trial_id: int | None = None
+    claim_key: str | None = None
+
+    @property
+    def datetime_start(self) -> datetime | None:
+        return _dt(self.started_at)
+
+    @property
+    def datetime_complete(self) -> datetime | None:
+        return _dt(self.completed_at)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or ``None`` while unfinished."""
+        if self.started_at is None or self.completed_at is None:
+            return None
+        return self.completed_at - self.started_at
+
+    @property
+    def last_step(self) -> int | None:
+        return max(self.intermediate_values) if self.intermediate_values else None
+
+    @property
+    def interrupted(self) -> bool:
+        """A failure caused by the process dying, not by the trial's own error."""
+        return self.state is TrialState.FAILED and bool(self.system_attrs.get("interrupted"))
+
+    @property
+    def has_params(self) -> bool:
+        return bool(self.params)
+
+    def best_intermediate(self, mode: str) -> float | None:
+        """The best finite reported value, for ``mode`` ``"min"`` or ``"max"``."""
+        finite = [v for v in self.intermediate_values.values() if v is not None and math.isfinite(v)]
+        if not finite:
+            return None
+        return min(finite) if mode == "min" else max(finite)
