@@ -18,6 +18,8 @@ from frameworm_lightning.exceptions import (
     StudyMismatchError,
     TrialFailed,
 )
+from frameworm_lightning.result import SearchResult
+from frameworm_lightning.runner import SearchRunner
 from frameworm_lightning.samplers import AskContext, GridSampler, RandomSampler, Sampler, SobolSampler, Suggestion
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
 from frameworm_lightning.storage import Storage, open_storage
@@ -40,6 +42,8 @@ __all__ = [
     "Real",
     "Sampler",
     "SamplerError",
+    "SearchResult",
+    "SearchRunner",
     "SearchSpace",
     "SearchStopped",
     "SobolSampler",

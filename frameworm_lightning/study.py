@@ -122,6 +122,12 @@ class Trial:
         """Store the trial ``FAILED`` with the error text (a traceback, an exit code...)."""
         return self._finish(TrialState.FAILED, error=error, reason=reason or error.strip().splitlines()[-1][:500])
 
+    def interrupt(self, why: str) -> bool:
+        """Store the trial as interrupted (a signal, a lost worker): its params run again on resume."""
+        self._stop.set()
+        self._finished = True
+        return self.study.storage.interrupt_trial(self.trial_id, why)
+
     def snapshot(self) -> FrozenTrial:
         """The trial as stored now."""
         return self.study.storage.get_trial(self.trial_id)

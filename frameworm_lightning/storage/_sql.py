@@ -593,22 +593,36 @@ class Storage:
                 stale = row["heartbeat_at"] is None or now - row["heartbeat_at"] > self.heartbeat_timeout
                 if alive is True or (alive is None and not stale):
                     continue
-                attrs = json.loads(row["system_attrs"] or "{}")
-                if not row["params"]:
-                    # Reserved but never sampled: nothing ran, nothing to keep.
-                    conn.execute(trials.delete().where(trials.c.trial_id == row["trial_id"]))
-                    continue
                 why = "its process is gone" if alive is False else f"no heartbeat for {now - (row['heartbeat_at'] or now):.0f}s"
-                new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
-                attrs.update(interrupted=True, requeued_as=new_number)
-                conn.execute(
-                    trials.update().where(trials.c.trial_id == row["trial_id"]).values(
-                        state=TrialState.FAILED.value, completed_at=now, reason="interrupted",
-                        error=f"interrupted: {why} (owner {row['owner']})", system_attrs=_dumps(attrs),
-                    )
-                )
-                done.append(row["number"])
+                if self._interrupt_row(conn, study_id, row, f"{why} (owner {row['owner']})"):
+                    done.append(row["number"])
         return done
+
+    def _interrupt_row(self, conn: Connection, study_id: int, row: Mapping[str, Any], why: str) -> bool:
+        attrs = json.loads(row["system_attrs"] or "{}")
+        if not row["params"]:
+            # Reserved but never sampled: nothing ran, nothing to keep.
+            conn.execute(trial_values.delete().where(trial_values.c.trial_id == row["trial_id"]))
+            conn.execute(trials.delete().where(trials.c.trial_id == row["trial_id"]))
+            return False
+        new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
+        attrs.update(interrupted=True, requeued_as=new_number)
+        conn.execute(
+            trials.update().where(trials.c.trial_id == row["trial_id"]).values(
+                state=TrialState.FAILED.value, completed_at=time.time(), reason="interrupted",
+                error=f"interrupted: {why}", system_attrs=_dumps(attrs),
+            )
+        )
+        return True
+
+    def interrupt_trial(self, trial_id: int, why: str) -> bool:
+        """Store a ``RUNNING`` trial as interrupted (not its own fault) and requeue its params."""
+        with self._tx() as conn:
+            row = conn.execute(sa.select(trials).where(trials.c.trial_id == trial_id)).mappings().first()
+            if row is None or row["state"] != TrialState.RUNNING.value:
+                return False
+            self._lock_study(conn, row["study_id"])
+            return self._interrupt_row(conn, row["study_id"], row, why)
 
     def requeue_failed(self, study_id: int) -> list[int]:
         """Re-enqueue the params of trials that failed by their own error (``retry_failed``)."""

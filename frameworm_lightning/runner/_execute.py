@@ -1,0 +1,211 @@
+"""Running one trial: build the module, datamodule and Trainer, fit, store the outcome.
+
+:class:`TrialSpec` is everything needed to run any trial of a search, and it pickles,
+so a worker process (or a Ray task) can run :func:`execute_trial` exactly as the
+search process does.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import math
+import os
+import traceback
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from frameworm_lightning.exceptions import MetricNotFoundError
+from frameworm_lightning.runner._routing import route_params
+from frameworm_lightning.study import Trial
+
+__all__ = ["TrialReporter", "TrialSpec", "execute_trial", "read_metric", "trial_dir"]
+
+_log = logging.getLogger("frameworm_lightning")
+
+
+def read_metric(trainer: pl.Trainer, metric: str) -> float:
+    """The current value of ``metric`` from ``trainer.callback_metrics``.
+
+    Raises:
+        MetricNotFoundError: listing the metrics that were logged.
+    """
+    metrics = trainer.callback_metrics
+    if metric not in metrics:
+        raise MetricNotFoundError(metric, set(metrics) | set(trainer.logged_metrics))
+    value = metrics[metric]
+    return float(value.item() if hasattr(value, "item") else value)
+
+
+class TrialReporter(Callback):
+    """Reports the monitored metric to the trial at every validation, keyed by global step.
+
+    With ``val_check_interval < 1`` there are several validations per epoch; each is kept.
+    A model with no validation loop is reported at the end of each training epoch.
+    Only global rank 0 writes, so a DDP trial reports once.
+    """
+
+    def __init__(self, trial: Trial, metric: str) -> None:
+        self.trial = trial
+        self.metric = metric
+
+    def _report(self, trainer: pl.Trainer) -> None:
+        value = read_metric(trainer, self.metric)
+        if trainer.is_global_zero:
+            self.trial.report(trainer.global_step, value)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._report(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.val_dataloaders and trainer.num_val_batches in ([], 0, [0]):
+            self._report(trainer)
+
+
+def trial_dir(root_dir: str | os.PathLike[str], study_name: str, number: int) -> Path:
+    """``root_dir/<study>/trial_<n>``: the trial's logs, config and checkpoint."""
+    return Path(root_dir) / study_name / f"trial_{number}"
+
+
+@dataclass
+class TrialSpec:
+    """How to build and judge any trial of a search (picklable).
+
+    Attributes:
+        module_cls: the LightningModule class.
+        datamodule: a LightningDataModule class (``data.*`` keys configure it), an
+            instance, or ``None`` when the module supplies its own dataloaders.
+        model_kwargs / data_kwargs / trainer_kwargs: the base arguments trial params
+            are applied onto.
+        metric / mode / objective: what is optimised; ``objective`` is ``"last"`` (the
+            value at the end of training) or ``"best"`` (the best reported value).
+        callbacks: extra callbacks, deep-copied for each trial; a callback with a
+            ``bind_trial(trial)`` method is given the live trial (stopping policies).
+        callback_factories: callables ``f(trial) -> Callback`` run for each trial.
+        quiet: no Lightning progress bars, model summaries or info logs.
+    """
+
+    module_cls: type[pl.LightningModule]
+    datamodule: Any = None
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    metric: str = "val_loss"
+    mode: str = "min"
+    objective: str = "last"
+    root_dir: str = "runs"
+    study_name: str = "study"
+    seed: int | None = 0
+    callbacks: Sequence[Callback] = ()
+    callback_factories: Sequence[Callable[[Trial], Callback]] = ()
+    save_checkpoint: bool = True
+    quiet: bool = False
+
+
+@contextmanager
+def _quiet_lightning(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _build_datamodule(spec: TrialSpec, data_kwargs: Mapping[str, Any]) -> pl.LightningDataModule | None:
+    dm = spec.datamodule
+    if dm is None:
+        return None
+    if inspect.isclass(dm):
+        return dm(**data_kwargs)
+    return copy.deepcopy(dm) if not data_kwargs else dm
+
+
+def _objective(trial: Trial, trainer: pl.Trainer, spec: TrialSpec) -> float:
+    if spec.objective == "best":
+        finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
+        if finite:
+            return min(finite) if spec.mode == "min" else max(finite)
+        if trial.intermediate_values:
+            return float("nan")
+    return read_metric(trainer, spec.metric)
+
+
+def execute_trial(spec: TrialSpec, trial: Trial) -> None:
+    """Run one claimed trial to its end and store the outcome in the study.
+
+    The trial is stored ``COMPLETE`` with its objective, ``PRUNED`` if a stopping
+    callback asked for it, or ``FAILED`` with the traceback (an exception, a missing
+    metric, a NaN/inf objective). ``KeyboardInterrupt`` stores it as interrupted (its
+    params run again on resume) and is re-raised.
+    """
+    directory = trial_dir(spec.root_dir, spec.study_name, trial.number)
+    directory.mkdir(parents=True, exist_ok=True)
+    trial.set_system_attr("trial_dir", str(directory))
+    try:
+        with _quiet_lightning(spec.quiet):
+            if spec.seed is not None:
+                pl.seed_everything(spec.seed + trial.number, workers=True, verbose=False)
+            routed = route_params(trial.params, spec.model_kwargs, spec.data_kwargs, spec.trainer_kwargs)
+            model = spec.module_cls(**routed.model)
+            datamodule = _build_datamodule(spec, routed.data)
+            callbacks: list[Callback] = [TrialReporter(trial, spec.metric)]
+            checkpoint: ModelCheckpoint | None = None
+            if spec.save_checkpoint:
+                checkpoint = ModelCheckpoint(
+                    dirpath=directory / "checkpoints", filename="best", monitor=spec.metric, mode=spec.mode,
+                    save_top_k=1, auto_insert_metric_name=False,
+                )
+                callbacks.append(checkpoint)
+            callbacks += [copy.deepcopy(cb) for cb in spec.callbacks]
+            callbacks += [factory(trial) for factory in spec.callback_factories]
+            for cb in callbacks:
+                bind = getattr(cb, "bind_trial", None)
+                if callable(bind):
+                    bind(trial)
+            trainer_kwargs = dict(routed.trainer)
+            user_callbacks = trainer_kwargs.pop("callbacks", None) or []
+            trainer_kwargs.setdefault("logger", CSVLogger(save_dir=str(directory.parent), name=directory.name, version=""))
+            trainer_kwargs.setdefault("default_root_dir", str(directory))
+            if spec.quiet:
+                trainer_kwargs.setdefault("enable_progress_bar", False)
+                trainer_kwargs.setdefault("enable_model_summary", False)
+            if not spec.save_checkpoint:
+                trainer_kwargs.setdefault("enable_checkpointing", False)
+            trainer = pl.Trainer(callbacks=[*callbacks, *[copy.deepcopy(c) for c in user_callbacks]], **trainer_kwargs)
+            if trainer.logger is not None:
+                trainer.logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
+            trainer.fit(model, datamodule=datamodule)
+            if trainer.interrupted:
+                raise KeyboardInterrupt
+            if checkpoint is not None and checkpoint.best_model_path:
+                trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
+            if trial.should_prune():
+                trial.prune(trial.prune_reason)
+                return
+            value = _objective(trial, trainer, spec)
+        trial.complete(value)
+    except KeyboardInterrupt:
+        trial.interrupt("KeyboardInterrupt")
+        raise
+    except Exception:  # noqa: BLE001 - any error of user code fails this trial only
+        trial.fail(traceback.format_exc())

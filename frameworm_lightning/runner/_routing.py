@@ -1,0 +1,95 @@
+"""Routing search-space keys to the object they configure.
+
+``model.x`` (or a plain ``x``) goes to the LightningModule's ``__init__``, ``data.x`` to the
+datamodule class, ``trainer.x`` to :class:`lightning.pytorch.Trainer`. Deeper keys
+(``model.optimizer.lr``) set an entry inside the mapping passed as that argument.
+Every key is checked against the target's signature before any training starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from frameworm_lightning.exceptions import ConfigKeyError
+from frameworm_lightning.space import apply_params
+
+__all__ = ["Routed", "TARGETS", "check_keys", "init_arguments", "route_params"]
+
+TARGETS = ("model", "data", "trainer")
+
+
+@dataclass
+class Routed:
+    """Keyword arguments for each target, after a trial's params were applied."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+def _split(key: str) -> tuple[str, str]:
+    head, _, rest = key.partition(".")
+    if head in TARGETS and rest:
+        return head, rest
+    return "model", key
+
+
+def init_arguments(target: Any) -> tuple[set[str], bool]:
+    """The names ``target(...)`` accepts, and whether it also takes ``**kwargs``."""
+    try:
+        sig = inspect.signature(target.__init__ if inspect.isclass(target) else target)
+    except (TypeError, ValueError):
+        return set(), True
+    names = {
+        n for n, p in sig.parameters.items()
+        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    return names, var_kw
+
+
+def check_keys(keys: Iterable[str], targets: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigKeyError` for a key no target accepts, listing the valid ones.
+
+    ``targets`` maps ``"model"``/``"data"``/``"trainer"`` to a class (or ``None`` when
+    there is no such target, e.g. a datamodule passed as an instance).
+    """
+    problems = []
+    for key in keys:
+        target_name, rest = _split(key)
+        arg = rest.split(".", 1)[0]
+        target = targets.get(target_name)
+        if target is None:
+            hint = (
+                "pass the datamodule as a class (datamodule=MyDataModule) so data.* keys can configure it"
+                if target_name == "data" else f"there is no {target_name} to configure"
+            )
+            problems.append(f"{key!r}: {hint}")
+            continue
+        names, var_kw = init_arguments(target)
+        if arg not in names and not var_kw:
+            valid = ", ".join(f"{target_name}.{n}" for n in sorted(names)) or "none"
+            problems.append(f"{key!r} is not an argument of {getattr(target, '__name__', target)}; valid: {valid}")
+    if problems:
+        raise ConfigKeyError("unknown search-space key(s): " + "; ".join(problems) + ".")
+
+
+def route_params(
+    params: Mapping[str, Any],
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_kwargs: Mapping[str, Any] | None = None,
+    trainer_kwargs: Mapping[str, Any] | None = None,
+) -> Routed:
+    """Deep copies of the base kwargs with each param set at its routed place."""
+    per_target: dict[str, dict[str, Any]] = {t: {} for t in TARGETS}
+    for key, value in params.items():
+        target, rest = _split(key)
+        per_target[target][rest] = value
+    return Routed(
+        model=apply_params(model_kwargs, per_target["model"]),
+        data=apply_params(data_kwargs, per_target["data"]),
+        trainer=apply_params(trainer_kwargs, per_target["trainer"]),
+    )

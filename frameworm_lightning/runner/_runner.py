@@ -1,0 +1,197 @@
+"""``SearchRunner``: a search over a LightningModule's hyperparameters, one Trainer per trial."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+
+from frameworm_lightning.exceptions import SamplerError, TrialFailed
+from frameworm_lightning.result import SearchResult
+from frameworm_lightning.runner._execute import TrialSpec, execute_trial
+from frameworm_lightning.runner._progress import TrialPrinter
+from frameworm_lightning.runner._routing import check_keys
+from frameworm_lightning.samplers import RandomSampler, Sampler
+from frameworm_lightning.space import SearchSpace
+from frameworm_lightning.storage import Storage
+from frameworm_lightning.study import Study, validate_mode
+from frameworm_lightning.trial import TrialState
+
+__all__ = ["SearchRunner"]
+
+
+class SearchRunner:
+    """Searches a LightningModule's hyperparameters, building one ``Trainer`` per trial.
+
+    Space keys route to their target: plain or ``model.`` keys to the module's
+    ``__init__``, ``data.`` keys to the datamodule class, ``trainer.`` keys to the
+    ``Trainer``. Trials are stored in ``storage`` (by default the SQLite file
+    ``<root_dir>/frameworm.db``), so running the same search again resumes it.
+
+    Args:
+        metric: the logged metric to optimise (read from ``trainer.callback_metrics``).
+        mode: ``"min"`` or ``"max"``.
+        sampler: any :class:`~frameworm_lightning.Sampler` (default: ``RandomSampler(seed)``).
+        n_trials: the study's trial budget, counting stored trials. ``None`` runs a
+            bounded sampler (a grid) to its end.
+        trainer_kwargs: base arguments of every trial's ``Trainer``.
+        storage: a database URL (``sqlite:///...``, ``postgresql://...``, ``"memory"``)
+            or a :class:`~frameworm_lightning.Storage`.
+        study_name: the study's name in storage (default: the module class's name).
+        root_dir: trials write to ``root_dir/<study>/trial_<n>/``.
+        seed: trial ``n`` runs under ``seed_everything(seed + n)``.
+        objective: ``"last"`` (value at the end of training) or ``"best"`` (best reported).
+        callbacks: extra Lightning callbacks for every trial (deep-copied per trial).
+        retry_failed: re-run trials that failed by their own error.
+        stop_on_error: end the search (raising :class:`TrialFailed`) at the first failure.
+        quiet: no per-trial lines, progress bars or Lightning info logs.
+        n_jobs: trials run at once, each in its own worker process.
+
+    Example:
+        >>> from lightning.pytorch.demos.boring_classes import BoringModel  # doctest: +SKIP
+        >>> runner = SearchRunner(metric="val_loss", n_trials=4, trainer_kwargs={"max_epochs": 1})  # doctest: +SKIP
+        >>> result = runner.fit(MyModule, {"lr": Real(1e-4, 1e-1, log=True)}, datamodule=MyData)  # doctest: +SKIP
+        >>> result.best_params  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        metric: str = "val_loss",
+        mode: str = "min",
+        sampler: Sampler | None = None,
+        n_trials: int | None = 20,
+        trainer_kwargs: Mapping[str, Any] | None = None,
+        storage: str | Storage | None = None,
+        study_name: str | None = None,
+        root_dir: str | Path = "runs",
+        seed: int | None = 0,
+        objective: str = "last",
+        callbacks: Sequence[Callback] = (),
+        retry_failed: bool = False,
+        stop_on_error: bool = False,
+        quiet: bool = False,
+        n_jobs: int = 1,
+        save_checkpoints: bool = True,
+    ) -> None:
+        if not isinstance(metric, str) or not metric:
+            raise ValueError(f"metric must be a non-empty string, but got metric={metric!r}.")
+        validate_mode(mode)
+        if sampler is not None and not isinstance(sampler, Sampler):
+            raise SamplerError(f"sampler must be a frameworm_lightning Sampler, but got sampler={sampler!r}.")
+        if n_trials is not None and (not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1):
+            raise ValueError(f"n_trials must be a positive integer or None, but got n_trials={n_trials!r}.")
+        if objective not in ("last", "best"):
+            raise ValueError(f"objective must be 'last' or 'best', but got objective={objective!r}.")
+        if not isinstance(n_jobs, int) or n_jobs < 1:
+            raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
+        self.metric = metric
+        self.mode = mode
+        self.sampler = sampler if sampler is not None else RandomSampler(seed=seed)
+        self.n_trials = n_trials
+        self.trainer_kwargs = dict(trainer_kwargs or {})
+        self.storage = storage
+        self.study_name = study_name
+        self.root_dir = str(root_dir)
+        self.seed = seed
+        self.objective = objective
+        self.callbacks = list(callbacks)
+        self.retry_failed = retry_failed
+        self.stop_on_error = stop_on_error
+        self.quiet = quiet
+        self.n_jobs = n_jobs
+        self.save_checkpoints = save_checkpoints
+
+    # Set-up -----------------------------------------------------------------------------
+    def _storage_url(self) -> str | Storage:
+        if self.storage is not None:
+            return self.storage
+        return f"sqlite:///{Path(self.root_dir).resolve() / 'frameworm.db'}"
+
+    def _budget(self, space: SearchSpace) -> int:
+        bound = self.sampler.max_trials(space)
+        if self.n_trials is None:
+            if bound is None:
+                raise ValueError(f"n_trials=None needs a bounded sampler such as GridSampler, not {self.sampler!r}.")
+            return bound
+        return self.n_trials
+
+    def prepare(
+        self,
+        module_cls: type[pl.LightningModule],
+        space: Mapping[str, Any] | SearchSpace,
+        datamodule: Any = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        datamodule_kwargs: Mapping[str, Any] | None = None,
+        enqueue: Iterable[Mapping[str, Any]] = (),
+    ) -> tuple[Study, TrialSpec]:
+        """Validate everything, open (or resume) the study and describe its trials.
+
+        All user errors (bad space, unknown key, mismatched stored study) are raised
+        here, before any training starts.
+        """
+        if not (inspect.isclass(module_cls) and issubclass(module_cls, pl.LightningModule)):
+            raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
+        space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+        dm_target = datamodule if inspect.isclass(datamodule) else None
+        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
+        study = Study.create(
+            self.study_name or module_cls.__name__, space, metric=self.metric, mode=self.mode,
+            sampler=self.sampler, storage=self._storage_url(),
+        )
+        for params in enqueue:
+            study.enqueue(params)
+        study.recover(retry_failed=self.retry_failed)
+        spec = TrialSpec(
+            module_cls=module_cls, datamodule=datamodule, model_kwargs=dict(model_kwargs or {}),
+            data_kwargs=dict(datamodule_kwargs or {}), trainer_kwargs=dict(self.trainer_kwargs),
+            metric=self.metric, mode=self.mode, objective=self.objective, root_dir=self.root_dir,
+            study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
+            save_checkpoint=self.save_checkpoints, quiet=self.quiet,
+        )
+        return study, spec
+
+    # Running ----------------------------------------------------------------------------
+    def fit(
+        self,
+        module_cls: type[pl.LightningModule],
+        space: Mapping[str, Any] | SearchSpace,
+        datamodule: Any = None,
+        *,
+        model_kwargs: Mapping[str, Any] | None = None,
+        datamodule_kwargs: Mapping[str, Any] | None = None,
+        enqueue: Iterable[Mapping[str, Any]] = (),
+    ) -> SearchResult:
+        """Run (or resume) the search and return its :class:`SearchResult`.
+
+        Args:
+            module_cls: the LightningModule class to search.
+            space: dotted keys to dimensions (``Real``, ``Integer``, ``Categorical``, lists).
+            datamodule: a LightningDataModule class (configurable by ``data.*`` keys) or
+                instance; ``None`` if the module has its own dataloaders.
+            model_kwargs / datamodule_kwargs: fixed arguments the trial params complete.
+            enqueue: configurations to evaluate first (warm start); skipped if already stored.
+        """
+        study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
+        budget = self._budget(study.space)
+        printer = TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
+        for t in study.trials:
+            printer.observe(t)
+        if self.n_jobs > 1:
+            from frameworm_lightning.runner._parallel import run_parallel  # noqa: PLC0415 - optional path
+
+            run_parallel(study, spec, budget, self.n_jobs, printer=printer, stop_on_error=self.stop_on_error)
+        else:
+            self._run_serial(study, spec, budget, printer)
+        return SearchResult(study)
+
+    def _run_serial(self, study: Study, spec: TrialSpec, budget: int, printer: TrialPrinter) -> None:
+        while (trial := study.ask(budget=budget)) is not None:
+            execute_trial(spec, trial)
+            frozen = trial.snapshot()
+            printer(frozen)
+            if self.stop_on_error and frozen.state is TrialState.FAILED:
+                raise TrialFailed(frozen.number, frozen.error or "")
