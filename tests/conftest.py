@@ -1,0 +1,47 @@
+"""Shared fixtures: storages for every backend, including a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A PostgreSQL URL: ``FRAMEWORM_TEST_POSTGRES_URL``, else a server ``scripts/postgres.sh`` starts.
+
+    Outside CI a machine without PostgreSQL skips these tests; in CI (``CI`` set) that is a failure.
+    """
+    url = os.environ.get("FRAMEWORM_TEST_POSTGRES_URL")
+    if not url:
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "postgres.sh"), "start"], capture_output=True, text=True)
+        if proc.returncode == 0 and "=" in proc.stdout:
+            url = proc.stdout.strip().split("=", 1)[1]
+            os.environ["FRAMEWORM_TEST_POSTGRES_URL"] = url
+        elif os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but could not be started: {proc.stderr[-2000:]}")
+        else:
+            pytest.skip(f"no PostgreSQL server available: {proc.stderr.strip()[-300:]}")
+    return url
+
+
+@pytest.fixture
+def study_name() -> str:
+    """A study name no other test uses (PostgreSQL databases are shared across tests)."""
+    return f"study-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One URL per storage backend."""
+    if request.param == "memory":
+        return "memory"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'study.db'}"
+    return request.getfixturevalue("postgres_url")
