@@ -164,6 +164,7 @@ class SearchRunner:
         model_kwargs: Mapping[str, Any] | None = None,
         datamodule_kwargs: Mapping[str, Any] | None = None,
         enqueue: Iterable[Mapping[str, Any]] = (),
+        printer: TrialPrinter | None = None,
     ) -> SearchResult:
         """Run (or resume) the search and return its :class:`SearchResult`.
 
@@ -174,10 +175,12 @@ class SearchRunner:
                 instance; ``None`` if the module has its own dataloaders.
             model_kwargs / datamodule_kwargs: fixed arguments the trial params complete.
             enqueue: configurations to evaluate first (warm start); skipped if already stored.
+            printer: shown each finished trial (``printer(frozen)``) and each stored one
+                (``printer.observe(frozen)``); default a :class:`TrialPrinter` (none if ``quiet``).
         """
         study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
         budget = self._budget(study.space)
-        printer = TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
+        printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
         if self.n_jobs > 1:
