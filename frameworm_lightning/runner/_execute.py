@@ -22,9 +22,10 @@ from typing import Any, Iterator
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from frameworm_lightning.exceptions import MetricNotFoundError
+from frameworm_lightning.runner._artifacts import write_trial_config
+from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, close_loggers
 from frameworm_lightning.runner._routing import route_params
 from frameworm_lightning.study import Trial
 
@@ -92,6 +93,9 @@ class TrialSpec:
         callbacks: extra callbacks, deep-copied for each trial; a callback with a
             ``bind_trial(trial)`` method is given the live trial (stopping policies).
         callback_factories: callables ``f(trial) -> Callback`` run for each trial.
+        loggers: each trial's Lightning loggers, built for it by name, class or factory
+            (see ``runner/_loggers.py``); ``None`` is a CSVLogger. A ``logger`` in
+            ``trainer_kwargs`` takes precedence.
         quiet: no Lightning progress bars, model summaries or info logs.
     """
 
@@ -110,6 +114,7 @@ class TrialSpec:
     callback_factories: Sequence[Callable[[Trial], Callback]] = ()
     save_checkpoint: bool = True
     quiet: bool = False
+    loggers: Any = None
 
 
 @contextmanager
@@ -166,6 +171,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if spec.seed is not None:
                 pl.seed_everything(spec.seed + trial.number, workers=True, verbose=False)
             routed = route_params(trial.params, spec.model_kwargs, spec.data_kwargs, spec.trainer_kwargs)
+            write_trial_config(directory, spec, trial, routed)
             model = spec.module_cls(**routed.model)
             datamodule = _build_datamodule(spec, routed.data)
             callbacks: list[Callback] = [TrialReporter(trial, spec.metric)]
@@ -184,7 +190,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                     bind(trial)
             trainer_kwargs = dict(routed.trainer)
             user_callbacks = trainer_kwargs.pop("callbacks", None) or []
-            trainer_kwargs.setdefault("logger", CSVLogger(save_dir=str(directory.parent), name=directory.name, version=""))
+            trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
+                                                     TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))
             if spec.quiet:
                 trainer_kwargs.setdefault("enable_progress_bar", False)
@@ -192,9 +199,10 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if not spec.save_checkpoint:
                 trainer_kwargs.setdefault("enable_checkpointing", False)
             trainer = pl.Trainer(callbacks=[*callbacks, *[copy.deepcopy(c) for c in user_callbacks]], **trainer_kwargs)
-            if trainer.logger is not None:
-                trainer.logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
+            for logger in trainer.loggers:
+                logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
             trainer.fit(model, datamodule=datamodule)
+            close_loggers(trainer.loggers)
             if trainer.interrupted:
                 raise KeyboardInterrupt
             if checkpoint is not None and checkpoint.best_model_path:

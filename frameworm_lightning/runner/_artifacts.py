@@ -1,0 +1,180 @@
+"""What a search leaves beside its storage so its result can be read and reused later.
+
+* The study's runner record (the study user attribute :data:`RUNNER_ATTR`): the import
+  paths of the module and datamodule classes and the JSON-able part of the base
+  arguments, so ``SearchResult.load_best_model()`` and ``retrain_best()`` work on a study
+  read back from storage in another process.
+* Each trial's ``config.yaml`` in its directory: the params and the arguments the
+  module, datamodule and ``Trainer`` were built with.
+* Removing the checkpoints of all trials but the best (``keep_checkpoints="best"``).
+
+Example:
+    >>> import_path(Path), import_object("pathlib:Path") is Path
+    ('pathlib:Path', True)
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from frameworm_lightning.exceptions import FramewormError
+
+if TYPE_CHECKING:
+    from frameworm_lightning.runner._execute import TrialSpec
+    from frameworm_lightning.runner._routing import Routed
+    from frameworm_lightning.study import Study, Trial
+
+__all__ = [
+    "RUNNER_ATTR",
+    "import_object",
+    "import_path",
+    "jsonable",
+    "remove_checkpoints",
+    "runner_record",
+    "write_trial_config",
+]
+
+RUNNER_ATTR = "frameworm.runner"
+RECORD_VERSION = 1
+
+
+def import_path(obj: Any) -> str:
+    """``"package.module:Qual.Name"`` for a class or function."""
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def import_object(path: str) -> Any:
+    """The object named by :func:`import_path`.
+
+    Raises:
+        FramewormError: the module cannot be imported or has no such attribute.
+    """
+    module_name, _, qualname = path.partition(":")
+    if "<locals>" in qualname:
+        raise FramewormError(f"{path!r} was defined inside a function and cannot be imported; pass the class itself.")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as err:
+        raise FramewormError(f"cannot import {path!r} ({err}); pass the class itself.") from None
+    return obj
+
+
+def jsonable(value: Any, where: str, dropped: list[str]) -> Any:
+    """``value`` with every part JSON cannot hold left out (and its place added to ``dropped``)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, f"{where}[{i}]", dropped) for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        out = {}
+        for k, v in value.items():
+            before = len(dropped)
+            item = jsonable(v, f"{where}.{k}", dropped)
+            if len(dropped) == before or item is not None:
+                out[k] = item
+        return out
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # numpy / torch scalars
+        return value.item()
+    dropped.append(where)
+    return None
+
+
+def runner_record(spec: TrialSpec) -> dict[str, Any]:
+    """The JSON-able description of a search that ``SearchResult`` needs to rebuild its models."""
+    dropped: list[str] = []
+    dm = spec.datamodule
+    if dm is None:
+        datamodule = None
+    elif inspect.isclass(dm):
+        datamodule = {"class": import_path(dm)}
+    else:
+        datamodule = {"instance_of": import_path(type(dm))}
+    return {
+        "version": RECORD_VERSION,
+        "module_cls": import_path(spec.module_cls),
+        "datamodule": datamodule,
+        "model_kwargs": jsonable(spec.model_kwargs, "model_kwargs", dropped),
+        "data_kwargs": jsonable(spec.data_kwargs, "data_kwargs", dropped),
+        "trainer_kwargs": jsonable(spec.trainer_kwargs, "trainer_kwargs", dropped),
+        "not_recorded": dropped,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "objective": spec.objective,
+        "seed": spec.seed,
+        "root_dir": str(Path(spec.root_dir).resolve()),
+        "cwd": os.getcwd(),
+    }
+
+
+def _yamlable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (list, tuple)):
+        return [_yamlable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _yamlable(v) for k, v in value.items()}
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if inspect.isclass(value) or inspect.isfunction(value):
+        return import_path(value)
+    return repr(value)
+
+
+def write_trial_config(directory: Path, spec: TrialSpec, trial: Trial, routed: Routed) -> Path:
+    """Write ``directory/config.yaml``: what this trial was built with (non-YAML values as ``repr``)."""
+    dm = spec.datamodule
+    config = {
+        "study": spec.study_name,
+        "trial": trial.number,
+        "metric": spec.metric,
+        "mode": spec.mode,
+        "seed": None if spec.seed is None else spec.seed + trial.number,
+        "params": trial.params,
+        "module": import_path(spec.module_cls),
+        "datamodule": None if dm is None else import_path(dm if inspect.isclass(dm) else type(dm)),
+        "model": routed.model,
+        "data": routed.data,
+        "trainer": routed.trainer,
+    }
+    path = Path(directory) / "config.yaml"
+    path.write_text(yaml.safe_dump(_yamlable(config), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def remove_checkpoints(study: Study) -> list[Path]:
+    """Delete the checkpoint of every finished trial except the best one; returns what was removed.
+
+    A removed trial keeps the old path in its ``checkpoint_removed`` system attribute
+    and its ``checkpoint_path`` becomes ``None``.
+    """
+    best = study.best_trial
+    keep = best.system_attrs.get("checkpoint_path") if best is not None else None
+    removed = []
+    for t in study.trials:
+        path = t.system_attrs.get("checkpoint_path")
+        if not t.state.is_finished or not path or path == keep:
+            continue
+        file = Path(path)
+        if file.exists():
+            file.unlink()
+            removed.append(file)
+            try:
+                file.parent.rmdir()  # the trial's checkpoints/ folder, once empty
+            except OSError:
+                pass
+        study.storage.set_trial_attr(t.trial_id, "checkpoint_path", None, system=True)  # type: ignore[arg-type]
+        study.storage.set_trial_attr(t.trial_id, "checkpoint_removed", path, system=True)  # type: ignore[arg-type]
+    return removed
