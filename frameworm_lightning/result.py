@@ -1,13 +1,30 @@
-"""The outcome of a search, in memory or read back from storage."""
+"""The outcome of a search, in memory or read back from storage: analyse it, reuse it.
+
+Analysis (tables, importance, plots, the HTML report) needs the ``analysis`` extra and
+is imported when first used; so is Lightning, for reusing the best model.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from frameworm_lightning.exceptions import FramewormError
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
+    import pandas as pd
+    from matplotlib.figure import Figure
+
 __all__ = ["SearchResult"]
+
+# The study attribute where the runner records how it built its models (runner/_artifacts.py).
+_RUNNER_ATTR = "frameworm.runner"
+_RETRAINED_ATTR = "frameworm.retrained"
 
 
 class SearchResult:
@@ -58,6 +75,195 @@ class SearchResult:
 
     def count(self, state: TrialState) -> int:
         return sum(t.state is state for t in self.trials)
+
+    # Analysis ---------------------------------------------------------------------------
+    def to_dataframe(self, states: tuple[TrialState, ...] | None = None) -> pd.DataFrame:
+        """Every trial as a row (see :func:`frameworm_lightning.analysis.trials_dataframe`)."""
+        from frameworm_lightning.analysis import trials_dataframe  # noqa: PLC0415 - optional extra
+
+        return trials_dataframe(self, states)
+
+    def top(self, k: int = 5) -> pd.DataFrame:
+        """The rows of :meth:`to_dataframe` for the ``k`` best complete trials, best first."""
+        from frameworm_lightning.analysis import top_k  # noqa: PLC0415
+
+        return top_k(self, k)
+
+    def importance(self, **options: Any) -> dict[str, float]:
+        """``{param: importance}`` by functional ANOVA on a random forest, most important first.
+
+        ``options``: ``normalize``, ``n_trees``, ``max_depth``, ``seed``
+        (see :func:`frameworm_lightning.analysis.param_importance`).
+        """
+        from frameworm_lightning.analysis import param_importance  # noqa: PLC0415
+
+        return param_importance(self, **options)
+
+    def plot(self, kind: str = "history", path: str | os.PathLike[str] | None = None, **options: Any) -> Figure:
+        """Draw ``kind`` (``history``, ``parallel``, ``slice``, ``importance``, ``curves``,
+        ``contour``), saving a PNG at ``path`` when given."""
+        from frameworm_lightning.analysis import plot  # noqa: PLC0415
+
+        return plot(self, kind, path, **options)
+
+    def report(self, path: str | os.PathLike[str], **options: Any) -> Path:
+        """Write the self-contained HTML report.
+
+        ``path`` ending in ``.html`` is the report file itself; otherwise it is a folder
+        that receives ``report.html``, each plot as PNG and ``trials.csv``.
+        """
+        from frameworm_lightning.analysis import render_report, write_report  # noqa: PLC0415
+
+        target = Path(path)
+        if target.suffix.lower() in (".html", ".htm"):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(render_report(self, **options), encoding="utf-8")
+            return target
+        return write_report(self, target, **options)
+
+    # Reuse ------------------------------------------------------------------------------
+    def runner_record(self) -> dict[str, Any] | None:
+        """How the runner built this study's models (``None`` for a study it did not run)."""
+        record = self.study.storage.load_study(self.study.name)
+        return None if record is None else record.user_attrs.get(_RUNNER_ATTR)
+
+    def _require_best(self) -> FrozenTrial:
+        if self.best_trial is None:
+            raise FramewormError(f"study {self.study.name!r} has no complete trial to reuse.")
+        return self.best_trial
+
+    def _module_cls(self, module_cls: type[pl.LightningModule] | None, record: Mapping[str, Any] | None) -> Any:
+        if module_cls is not None:
+            return module_cls
+        if record is None:
+            raise FramewormError(f"study {self.study.name!r} was not run by SearchRunner, so its module class "
+                                 "is unknown; pass module_cls=.")
+        from frameworm_lightning.runner._artifacts import import_object  # noqa: PLC0415 - runner imports us
+
+        return import_object(record["module_cls"])
+
+    def _checkpoint_file(self, record: Mapping[str, Any] | None) -> Path:
+        path = self.best_checkpoint
+        if not path:
+            raise FramewormError(f"the best trial ({self._require_best().number}) of study {self.study.name!r} "
+                                 "has no checkpoint; use retrain_best() to train its config again.")
+        candidates = [Path(path)]
+        if record is not None and not Path(path).is_absolute():
+            candidates.append(Path(record["cwd"]) / path)  # relative to where the search ran
+        for candidate in candidates:
+            if candidate.exists():
+                return candidate
+        raise FramewormError(f"the best checkpoint {path!r} does not exist (looked at "
+                             f"{', '.join(str(c) for c in candidates)}).")
+
+    def load_best_model(self, module_cls: type[pl.LightningModule] | None = None, *,
+                        map_location: Any = "cpu", **model_kwargs: Any) -> pl.LightningModule:
+        """The best trial's module, restored from its best checkpoint.
+
+        Works on a study read back from storage: the module class is imported from the
+        path the runner recorded (or pass ``module_cls``). The module is built with the
+        best params applied to the search's recorded ``model_kwargs``; ``model_kwargs``
+        given here win (for arguments that could not be recorded, such as objects).
+
+        Raises:
+            FramewormError: no complete trial, no checkpoint, or an unimportable class.
+        """
+        from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
+
+        best = self._require_best()
+        record = self.runner_record()
+        cls = self._module_cls(module_cls, record)
+        file = self._checkpoint_file(record)
+        routed = route_params(self.study.space.canonical(best.params), (record or {}).get("model_kwargs"))
+        return cls.load_from_checkpoint(file, map_location=map_location, **{**routed.model, **model_kwargs})
+
+    def retrain_best(
+        self,
+        max_epochs: int | None = None,
+        datamodule: Any = None,
+        *,
+        module_cls: type[pl.LightningModule] | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        datamodule_kwargs: Mapping[str, Any] | None = None,
+        trainer_kwargs: Mapping[str, Any] | None = None,
+        root_dir: str | os.PathLike[str] | None = None,
+        seed: int | None = None,
+    ) -> pl.LightningModule:
+        """Train a fresh module with the best params again, with a full budget.
+
+        The module, datamodule and ``Trainer`` are built as in the search (recorded
+        classes and base arguments, best params applied) without the search's stopping
+        callbacks; ``max_epochs`` replaces the trial budget. Output goes to
+        ``<root_dir>/<study>/retrain_best/`` (a CSV log and ``checkpoints/best.ckpt``,
+        monitored on the study's metric), and the checkpoint path is stored as the
+        study attribute ``frameworm.retrained``.
+
+        Args:
+            max_epochs: the training budget (default: the search's own).
+            datamodule: a LightningDataModule class (built with the routed ``data.*``
+                params) or instance; default: the search's datamodule class.
+            module_cls / model_kwargs / datamodule_kwargs / trainer_kwargs: override what
+                was recorded (needed for arguments JSON cannot hold).
+            root_dir: where to write (default: the search's ``root_dir``).
+            seed: ``seed_everything`` seed (default: the best trial's).
+
+        Returns:
+            The trained module; ``model.trainer`` is the Trainer that trained it.
+        """
+        import inspect  # noqa: PLC0415
+
+        import lightning.pytorch as pl  # noqa: PLC0415
+        from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
+        from lightning.pytorch.loggers import CSVLogger  # noqa: PLC0415
+
+        from frameworm_lightning.runner._artifacts import import_object  # noqa: PLC0415
+        from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
+
+        best = self._require_best()
+        record: Mapping[str, Any] = self.runner_record() or {}
+        cls = self._module_cls(module_cls, record or None)
+        routed = route_params(
+            self.study.space.canonical(best.params),
+            {**record.get("model_kwargs", {}), **dict(model_kwargs or {})},
+            {**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
+            {**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
+        )
+        if datamodule is None and record.get("datamodule"):
+            recorded = record["datamodule"]
+            if "class" not in recorded:
+                raise FramewormError(f"the search used a {recorded['instance_of']} instance as datamodule; "
+                                     "pass datamodule= to retrain_best.")
+            datamodule = import_object(recorded["class"])
+        if inspect.isclass(datamodule):
+            datamodule = datamodule(**routed.data)
+        if seed is None and record.get("seed") is not None:
+            seed = record["seed"] + best.number
+        if seed is not None:
+            pl.seed_everything(seed, workers=True, verbose=False)
+        root = Path(root_dir if root_dir is not None else record.get("root_dir", "runs"))
+        out = root / self.study.name / "retrain_best"
+        kwargs = dict(routed.trainer)
+        if max_epochs is not None:
+            kwargs["max_epochs"] = max_epochs
+        callbacks = list(kwargs.pop("callbacks", None) or [])
+        checkpoint = None
+        if kwargs.get("enable_checkpointing", True):
+            checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=self.metric,
+                                         mode=self.mode, save_top_k=1, auto_insert_metric_name=False)
+            callbacks.append(checkpoint)
+        kwargs.setdefault("logger", CSVLogger(save_dir=str(root), name=self.study.name, version="retrain_best"))
+        kwargs.setdefault("default_root_dir", str(out))
+        model = cls(**routed.model)
+        trainer = pl.Trainer(callbacks=callbacks, **kwargs)
+        for logger in trainer.loggers:
+            logger.log_hyperparams({**best.params, "retrain_of_trial": best.number, "study": self.study.name})
+        trainer.fit(model, datamodule=datamodule)
+        self.study.storage.set_study_attr(self.study.study_id, _RETRAINED_ATTR, {
+            "trial": best.number,
+            "max_epochs": kwargs.get("max_epochs"),
+            "checkpoint_path": checkpoint.best_model_path if checkpoint is not None else None,
+        })
+        return model
 
     def __repr__(self) -> str:
         return (
