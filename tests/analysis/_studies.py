@@ -1,0 +1,56 @@
+"""Studies built by hand (ask / report / complete / prune / fail) for the analysis tests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from frameworm_lightning import Categorical, Integer, Real, SobolSampler, Study
+
+# x matters a lot, depth a little, act a bit, noise not at all.
+SPACE = {
+    "lr": Real(1e-4, 1e-1, log=True),
+    "depth": Integer(1, 8),
+    "act": Categorical(["relu", "gelu", "tanh"]),
+    "noise": Real(0.0, 1.0),
+}
+
+
+def objective(p: Mapping[str, Any]) -> float:
+    """A deterministic objective that ignores ``noise``; its minimum is near lr=3e-3."""
+    return (math.log10(p["lr"]) + 2.5) ** 2 + 0.05 * (p["depth"] - 4) ** 2 + 0.3 * (p["act"] == "tanh")
+
+
+def build_study(
+    name: str = "hand",
+    n: int = 48,
+    *,
+    mode: str = "min",
+    storage: str = "memory",
+    space: Mapping[str, Any] | None = None,
+    fn: Callable[[Mapping[str, Any]], float] = objective,
+    steps: int = 5,
+    prune_every: int | None = 7,
+    fail: tuple[int, ...] = (5,),
+) -> Study:
+    """A study whose trials report ``steps`` values (global steps 10, 20, ...) and end.
+
+    Trial ``n`` with ``n % prune_every == 3`` is pruned after reporting ``n % steps + 1``
+    values (so at global step ``10 * (n % steps + 1)``); trials in ``fail`` fail.
+    """
+    study = Study.create(name, space or SPACE, metric="val_loss", mode=mode, sampler=SobolSampler(seed=0),
+                         storage=storage)
+    while (trial := study.ask(budget=n)) is not None:
+        final = fn(trial.params)
+        pruned = prune_every is not None and trial.number % prune_every == 3
+        reports = trial.number % steps + 1 if pruned else steps
+        for k in range(1, reports + 1):
+            trial.report(10 * k, final + 1.0 / k)
+        if trial.number in fail:
+            trial.fail("Traceback (most recent call last):\nValueError: <boom> & diverged")
+        elif pruned:
+            trial.prune("median rule: worse than the median at this step")
+        else:
+            trial.complete(final)
+    return study
