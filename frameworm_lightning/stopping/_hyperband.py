@@ -1,0 +1,80 @@
+"""Hyperband (Li et al., 2018): successive halving over brackets that trade breadth for depth."""
+
+from __future__ import annotations
+
+import math
+
+from frameworm_lightning.stopping._halving import Bracket, _levels, _RungPolicy, _tidy
+
+__all__ = ["Hyperband"]
+
+
+class Hyperband(_RungPolicy):
+    """Successive halving in brackets ``s = K, K-1, ..., 0``, repeated.
+
+    With ``K = floor(log_eta(max_resource / min_resource))``, bracket ``s`` starts
+    ``n_s = ceil((K + 1) / (s + 1) * eta**s)`` configurations at
+    ``min_resource * eta**(K - s)`` and halves them by ``eta`` at each rung up to
+    ``max_resource``: the first bracket is the most aggressive (many configs, short
+    first rung), the last trains ``n_0`` configs to ``max_resource`` outright. New
+    configurations fill the brackets in that order, then a new round of brackets starts.
+
+    Inside a ``SearchRunner`` each bracket is synchronous successive halving with pause
+    and resume (see :class:`SuccessiveHalving`); ``n_trials`` counts fresh
+    configurations, so one round takes ``sum(n_s)`` of them (``bracket_sizes``). Without
+    a runner, each run joins the next bracket and is pruned at a rung unless it is among
+    the best ``1/eta`` of its bracket's runs recorded there.
+
+    Args:
+        monitor / mode / storage / study / every_n_train_steps: see
+            :class:`~frameworm_lightning.stopping.StoppingCallback`.
+        min_resource / max_resource: the smallest first rung and the last rung.
+        eta: the reduction factor (an integer >= 2).
+        resource: ``"epochs"`` (fractional within an epoch) or ``"steps"`` (global steps).
+        promotion: inside a runner, pause and resume (``True``), or prune at the rungs.
+
+    Example:
+        >>> hb = Hyperband(monitor="val_loss", min_resource=1, max_resource=9, eta=3)
+        >>> [(b.size, b.rungs) for b in hb.brackets()]
+        [(9, (1, 3, 9)), (5, (3, 9)), (3, (9,))]
+    """
+
+    synchronous = True
+
+    def __init__(
+        self,
+        monitor: str | None = None,
+        min_resource: float = 1,
+        max_resource: float = 27,
+        eta: int = 3,
+        resource: str = "epochs",
+        promotion: bool = True,
+        mode: str | None = None,
+        *,
+        storage: str | None = None,
+        study: str | None = None,
+        every_n_train_steps: int | None = None,
+    ) -> None:
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, storage, study,
+                         every_n_train_steps)
+
+    @property
+    def s_max(self) -> int:
+        return _levels(self.min_resource, self.max_resource, self.eta)
+
+    def bracket(self, index: int) -> Bracket:
+        k = self.s_max
+        s = k - index % (k + 1)
+        first = k - s
+        rungs = tuple(_tidy(self.min_resource * self.eta ** (first + i)) for i in range(s)) + (self.max_resource,)
+        size = math.ceil((k + 1) / (s + 1) * self.eta**s - 1e-9)
+        return Bracket(index, rungs, size)
+
+    def brackets(self) -> list[Bracket]:
+        """The brackets of one round, most aggressive first."""
+        return [self.bracket(i) for i in range(self.s_max + 1)]
+
+    @property
+    def bracket_sizes(self) -> list[int]:
+        """Fresh configurations per bracket in one round (their sum is one round's ``n_trials``)."""
+        return [b.size or 0 for b in self.brackets()]
