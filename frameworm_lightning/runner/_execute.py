@@ -29,7 +29,7 @@ from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, 
 from frameworm_lightning.runner._routing import route_params
 from frameworm_lightning.study import Trial
 
-__all__ = ["TrialReporter", "TrialSpec", "execute_trial", "read_metric", "trial_dir"]
+__all__ = ["TrialReporter", "TrialSpec", "execute_trial", "read_metric", "resume_checkpoint", "trial_budget", "trial_dir"]
 
 _log = logging.getLogger("frameworm_lightning")
 
@@ -155,6 +155,25 @@ def _objective(trial: Trial, trainer: pl.Trainer, spec: TrialSpec) -> float:
     return read_metric(trainer, spec.metric)
 
 
+def trial_budget(callbacks: Sequence[Any], study: Any, n_trials: int) -> int:
+    """The trial budget for the next claim, after each callback's ``trial_budget(study, n)`` hook.
+
+    Halving schedulers enqueue their promotions here and add them to ``n_trials`` (which
+    counts fresh configurations); a spent search budget returns ``0``, ending the search.
+    """
+    for cb in callbacks:
+        hook = getattr(cb, "trial_budget", None)
+        if callable(hook):
+            n_trials = hook(study, n_trials)
+    return n_trials
+
+
+def resume_checkpoint(trial: Trial) -> str | None:
+    """The checkpoint a trial continues from (a promoted trial resumes its parent), if it exists."""
+    path = trial.system_attrs.get("resume_checkpoint")
+    return str(path) if path and Path(path).is_file() else None
+
+
 def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     """Run one claimed trial to its end and store the outcome in the study.
 
@@ -201,7 +220,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             trainer = pl.Trainer(callbacks=[*callbacks, *[copy.deepcopy(c) for c in user_callbacks]], **trainer_kwargs)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
-            trainer.fit(model, datamodule=datamodule)
+            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(trial))
             close_loggers(trainer.loggers)
             if trainer.interrupted:
                 raise KeyboardInterrupt
