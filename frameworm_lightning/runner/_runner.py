@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Callback
 from frameworm_lightning.exceptions import SamplerError, TrialFailed
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
-from frameworm_lightning.runner._execute import TrialSpec, execute_trial
+from frameworm_lightning.runner._execute import TrialSpec, execute_trial, trial_budget
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys
@@ -210,7 +210,7 @@ class SearchRunner:
         return SearchResult(study)
 
     def _run_serial(self, study: Study, spec: TrialSpec, budget: int, printer: TrialPrinter) -> None:
-        while (trial := study.ask(budget=budget)) is not None:
+        while (trial := study.ask(budget=trial_budget(spec.callbacks, study, budget))) is not None:
             execute_trial(spec, trial)
             frozen = trial.snapshot()
             printer(frozen)
