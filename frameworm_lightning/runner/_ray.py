@@ -1,0 +1,142 @@
+"""Trials as Ray tasks: ``executor="ray"`` (``pip install 'frameworm-lightning[ray]'``).
+
+The search process is the Ray driver. It claims each trial through storage exactly as
+the local executor does, then submits one Ray task for it with ``num_cpus`` /
+``num_gpus`` resources (fractions allowed), on an existing cluster
+(``ray.init(address=...)``) or a local one. The task writes the trial's payload into the
+trial folder on its node and runs the trial entry point as a subprocess, so:
+
+* a crash (segfault, OOM kill) takes the subprocess, not the Ray worker, and comes back
+  as an exit code the search process stores like any other;
+* a multi-GPU trial runs Lightning's DDP over the GPUs Ray gave the task (Ray sets
+  ``CUDA_VISIBLE_DEVICES``), and the DDP launcher re-runs the entry point, never Ray's
+  worker script;
+* reports and the outcome go from the trial straight to the study's storage
+  (SQLite on one machine, PostgreSQL across nodes), so stopping policies see them as
+  they do locally.
+
+Timeouts and Ctrl-C cancel the task with ``force=True``; the trial subprocess notices
+its parent is gone and kills its process group.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from frameworm_lightning.runner._parallel import (
+    WorkerExit,
+    kill_group,
+    log_tail,
+    rank_errors,
+    spawn_entry,
+    worker_env,
+)
+
+__all__ = ["RayLauncher", "import_ray", "run_trial_task"]
+
+_CANCEL_WAIT_S = 10.0
+
+
+def import_ray() -> Any:
+    """``import ray``, or an error naming the extra to install."""
+    try:
+        import ray  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise ImportError(
+            "executor='ray' needs Ray: install it with pip install 'frameworm-lightning[ray]'."
+        ) from None
+    return ray
+
+
+def run_trial_task(payload: dict[str, Any], target_bytes: bytes, env: Mapping[str, str]) -> dict[str, Any]:
+    """The body of a trial's Ray task: run the trial entry point in a subprocess on this node."""
+    directory = Path(payload["directory"])
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:  # the search's root_dir is not on this node: keep the trial's files locally
+        directory = Path(tempfile.mkdtemp(prefix=f"frameworm-trial_{payload['number']}-"))
+    target_path = directory / "target.pkl"
+    target_path.write_bytes(target_bytes)
+    payload = {**payload, "directory": str(directory), "target_path": str(target_path)}
+    path = directory / "trial.pkl"
+    path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    log_path = directory / "worker.log"
+    proc, log = spawn_entry(path, log_path, worker_env(env))
+    try:
+        rc = proc.wait()
+    finally:
+        kill_group(proc.pid, signal.SIGKILL)
+        log.close()
+    return {"returncode": rc, "log_tail": log_tail(log_path), "extra": rank_errors(directory),
+            "log_path": f"{socket.gethostname()}:{log_path}"}
+
+
+@dataclass
+class _RayHandle:
+    ref: Any
+    directory: Path
+
+
+class RayLauncher:
+    """Starts each trial's worker as a Ray task.
+
+    Args:
+        target_bytes: the pickled trial target (put in Ray's object store once).
+        address: the cluster to join; ``None`` joins ``RAY_ADDRESS`` or starts a local
+            one (shut down again at the end of the search). An already initialised
+            Ray is used as it is.
+        num_cpus / num_gpus: each task's resources.
+        n_jobs: trials in flight at once (Ray queues tasks the cluster cannot place yet).
+    """
+
+    name = "ray"
+
+    def __init__(self, target_bytes: bytes, *, address: str | None = None, num_cpus: float = 1,
+                 num_gpus: float = 0, n_jobs: int = 1) -> None:
+        ray = import_ray()
+        self.ray = ray
+        self._owns = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"address": address, "log_to_driver": False}
+            if address is None:
+                kwargs["include_dashboard"] = False
+            ray.init(**kwargs)
+            self._owns = True
+        self._target = ray.put(target_bytes)
+        self._task = ray.remote(run_trial_task).options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)
+
+    def ready(self) -> None:
+        pass
+
+    def start(self, payload: dict[str, Any], directory: Path, env: Mapping[str, str]) -> _RayHandle:
+        return _RayHandle(self._task.remote(payload, self._target, dict(env)), directory)
+
+    def poll(self, handle: _RayHandle) -> WorkerExit | None:
+        done, _ = self.ray.wait([handle.ref], timeout=0)
+        if not done:
+            return None
+        try:
+            out = self.ray.get(handle.ref)
+        except Exception as err:  # noqa: BLE001 - any Ray failure (lost node, cancelled task)
+            return WorkerExit(None, detail=f"the trial's Ray task failed: {type(err).__name__}: {err}"[:4000])
+        return WorkerExit(out["returncode"], out["log_tail"], extra=out["extra"], log_path=out["log_path"])
+
+    def kill(self, handles: Sequence[_RayHandle]) -> None:
+        refs = [h.ref for h in handles]
+        for ref in refs:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+        if refs:
+            self.ray.wait(refs, num_returns=len(refs), timeout=_CANCEL_WAIT_S)
+
+    def close(self) -> None:
+        if self._owns:
+            self.ray.shutdown()
