@@ -18,8 +18,6 @@ from frameworm_lightning.exceptions import (
     StudyMismatchError,
     TrialFailed,
 )
-from frameworm_lightning.result import SearchResult
-from frameworm_lightning.runner import SearchRunner
 from frameworm_lightning.samplers import AskContext, GridSampler, RandomSampler, Sampler, SobolSampler, Suggestion
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
 from frameworm_lightning.storage import Storage, open_storage
@@ -27,6 +25,28 @@ from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __version__ = "0.1.0"
+
+# Names whose modules pull in Lightning (or other heavy libraries) load on first use, so
+# `import frameworm_lightning` stays cheap for worker processes, the CLI and storage tools.
+_LAZY = {
+    "SearchResult": "frameworm_lightning.result",
+    "SearchRunner": "frameworm_lightning.runner",
+}
+
+
+def __getattr__(name: str):  # PEP 562
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'frameworm_lightning' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 __all__ = [
     "AskContext",

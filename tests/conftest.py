@@ -38,10 +38,12 @@ def study_name() -> str:
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
-def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """One URL per storage backend."""
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """One storage per backend: an in-memory ``Storage`` (shared within the test), or a URL."""
     if request.param == "memory":
-        return "memory"
+        from frameworm_lightning import Storage
+
+        return Storage("memory")
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'study.db'}"
     return request.getfixturevalue("postgres_url")

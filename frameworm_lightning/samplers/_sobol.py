@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-from scipy.stats import qmc
-
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
 
 __all__ = ["SobolSampler"]
@@ -28,6 +26,8 @@ class SobolSampler(Sampler):
     """
 
     def ask(self, context: AskContext) -> Suggestion:
+        from scipy.stats import qmc  # noqa: PLC0415 - scipy.stats takes seconds to import; only Sobol needs it
+
         engine = qmc.Sobol(d=context.space.dim, scramble=True, seed=self.rng(0, salt=2))
         with warnings.catch_warnings():
             # Balance warnings concern drawing non-powers of two in one call; we draw one point by index.

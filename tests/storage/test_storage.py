@@ -1,0 +1,193 @@
+"""Storage: every backend (memory, SQLite file, PostgreSQL) through the same tests."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+
+import pytest
+
+from frameworm_lightning import (
+    GridSampler,
+    Integer,
+    RandomSampler,
+    Real,
+    StorageError,
+    Study,
+    StudyMismatchError,
+    TrialState,
+    open_storage,
+)
+from frameworm_lightning.storage import DuplicateClaimError
+
+from . import _workers
+
+
+def make_study(url, name, sampler=None, space=None):
+    return Study.create(name, space or {"x": Real(0, 1)}, metric="loss", sampler=sampler or RandomSampler(seed=0),
+                        storage=url)
+
+
+def test_trial_record_roundtrip(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    trial = study.ask(budget=5)
+    trial.report(10, 0.5)
+    trial.report(20, 0.25)
+    trial.report(20, 0.2)  # the same step again overwrites
+    trial.report(25, float("nan"))
+    trial.set_user_attr("note", {"k": [1, 2]})
+    assert trial.complete(0.2)
+    assert not trial.complete(0.1), "a finished trial cannot finish twice"
+    (t,) = study.trials
+    assert t.state is TrialState.COMPLETE and t.value == 0.2 and t.number == 0
+    assert list(t.intermediate_values) == [10, 20, 25]
+    assert t.intermediate_values[20] == 0.2 and math.isnan(t.intermediate_values[25])
+    assert t.user_attrs == {"note": {"k": [1, 2]}}
+    assert 0 <= t.duration < 60 and t.datetime_start <= t.datetime_complete
+    assert 0 <= t.params["x"] <= 1
+
+
+def test_states_errors_and_budget(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    a, b, c = study.ask(budget=3), study.ask(budget=3), study.ask(budget=3)
+    assert study.ask(budget=3) is None, "three running trials use the whole budget"
+    a.complete(1.0)
+    b.report(1, 3.0)
+    b.prune("worse than median")
+    c.fail("Traceback ...\nValueError: boom")
+    states = {t.number: t for t in study.trials}
+    assert states[1].state is TrialState.PRUNED and states[1].value == 3.0 and states[1].reason == "worse than median"
+    assert states[2].state is TrialState.FAILED and "ValueError: boom" in states[2].error
+    assert study.best_trial.number == 0
+    assert study.ask(budget=3) is None
+
+
+def test_nan_objective_fails_the_trial(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    t = study.ask()
+    t.complete(float("nan"))
+    assert study.trials[0].state is TrialState.FAILED and "nan" in study.trials[0].error
+
+
+def test_resume_never_reruns_and_counts_stored_trials(tmp_path, study_name):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = make_study(url, study_name, GridSampler(), {"a": [1, 2, 3, 4]})
+    for _ in range(2):
+        t = first.ask(budget=None)
+        t.complete(float(t.params["a"]))
+    first.storage.close()
+    again = make_study(url, study_name, GridSampler(), {"a": [1, 2, 3, 4]})
+    seen = []
+    while (t := again.ask(budget=None)) is not None:
+        seen.append(t.params["a"])
+        t.complete(0.0)
+    assert seen == [3, 4]
+    assert [t.params["a"] for t in again.trials] == [1, 2, 3, 4]
+
+
+def test_changed_space_or_mode_is_an_error_on_resume(storage_url, study_name):
+    make_study(storage_url, study_name, space={"x": Real(0, 1)})
+    with pytest.raises(StudyMismatchError, match="search space changed"):
+        make_study(storage_url, study_name, space={"x": Real(0, 2)})
+    with pytest.raises(StudyMismatchError, match="mode 'min' is stored"):
+        Study.create(study_name, {"x": Real(0, 1)}, metric="loss", mode="max", storage=storage_url)
+    with pytest.raises(StudyMismatchError, match="metric 'loss' is stored"):
+        Study.create(study_name, {"x": Real(0, 1)}, metric="acc", storage=storage_url)
+
+
+def test_enqueued_configs_run_first_and_once(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    study.enqueue({"x": 0.25})
+    study.enqueue({"x": 0.25})  # skipped: already waiting
+    study.enqueue({"x": 0.75})
+    got = []
+    while (t := study.ask(budget=3)) is not None:
+        got.append(t.params["x"])
+        t.complete(t.params["x"])
+    assert got[:2] == [0.25, 0.75] and len(got) == 3
+    study.enqueue({"x": 0.25})  # complete already: skipped on a re-run of the script
+    assert study.ask(budget=4).params["x"] != 0.25
+
+
+def test_claim_keys_are_unique(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    t1 = study.storage.claim_trial(study.study_id, "me", None)[0]
+    t2 = study.storage.claim_trial(study.study_id, "me", None)[0]
+    study.storage.set_trial_params(t1.trial_id, {"x": 0.1}, "grid:0")
+    with pytest.raises(DuplicateClaimError):
+        study.storage.set_trial_params(t2.trial_id, {"x": 0.1}, "grid:0")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_killed_process_trial_is_interrupted_and_rerun(backend, study_name, tmp_path, request):
+    storage_url = f"sqlite:///{tmp_path / 'killed.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    ctx = mp.get_context("spawn")
+    proc = ctx.Process(target=_workers.die_while_running, args=(storage_url, study_name, 2))
+    proc.start()
+    proc.join(120)
+    assert proc.exitcode == 3
+    study = Study.create(study_name, {"x": Integer(0, 1000)}, metric="loss", sampler=RandomSampler(seed=0),
+                         storage=storage_url)
+    (running,) = study.trials_in(TrialState.RUNNING)
+    assert study.recover() == [running.number]
+    lost = study.trials[running.number]
+    assert lost.state is TrialState.FAILED and lost.reason == "interrupted" and lost.interrupted
+    assert "process is gone" in lost.error and lost.intermediate_values == {5: 1.0}
+    (waiting,) = study.trials_in(TrialState.WAITING)
+    assert waiting.params == lost.params
+    ran = []
+    while (t := study.ask(budget=10)) is not None:
+        ran.append(t.params)
+        t.complete(1.0)
+    assert ran[0] == lost.params, "the interrupted params run first"
+    assert len(study.trials_in(TrialState.COMPLETE)) == 10, "the budget of completed trials is met"
+
+
+def test_failed_trials_rerun_only_when_asked(storage_url, study_name):
+    study = make_study(storage_url, study_name, GridSampler(), {"a": [1, 2]})
+    t = study.ask(budget=None)
+    t.fail("boom")
+    t = study.ask(budget=None)
+    t.complete(2.0)
+    assert study.ask(budget=None) is None
+    assert study.recover(retry_failed=False) == []
+    assert study.ask(budget=None) is None
+    assert study.recover(retry_failed=True) == [0]
+    t = study.ask(budget=None)
+    assert t.params == {"a": 1}
+    t.complete(1.0)
+    assert study.recover(retry_failed=True) == [], "a retried failure is not retried again"
+    assert [(x.number, x.state.value) for x in study.trials] == [(0, "FAILED"), (1, "COMPLETE"), (2, "COMPLETE")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_two_processes_share_a_grid_without_duplicates(backend, tmp_path, study_name, request):
+    url = f"sqlite:///{tmp_path / 'grid.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        results = pool.starmap(_workers.grid_worker, [(url, study_name, 0.01), (url, study_name, 0.01)])
+    study = Study.create(study_name, _workers.grid_space(), metric="loss", sampler=GridSampler(), storage=url)
+    params = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(params) == 30 == len(set(params)), "every grid point exactly once"
+    assert all(results), f"both processes took part: {[len(r) for r in results]}"
+    assert sorted(results[0] + results[1]) == list(range(30))
+    assert {t.state for t in study.trials} == {TrialState.COMPLETE}
+
+
+def test_unwritable_sqlite_path_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StorageError, match="cannot create the folder") as info:
+        open_storage(f"sqlite:///{blocker / 'sub' / 's.db'}")
+    assert "a-file" in str(info.value)
+
+
+def test_not_a_url_is_a_clear_error():
+    with pytest.raises(StorageError, match="not a database URL"):
+        open_storage("runs/study.db")
+
+
+def test_sqlite_uses_wal(tmp_path):
+    store = open_storage(f"sqlite:///{tmp_path / 'w.db'}")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
