@@ -14,6 +14,8 @@ from frameworm_lightning.exceptions import SamplerError, TrialFailed
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
 from frameworm_lightning.runner._execute import TrialSpec, execute_trial, trial_budget
+from frameworm_lightning.runner._gpus import validate_gpus_per_trial
+from frameworm_lightning.runner._parallel import resolve_executor, run_parallel, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys
@@ -52,6 +54,19 @@ class SearchRunner:
         stop_on_error: end the search (raising :class:`TrialFailed`) at the first failure.
         quiet: no per-trial lines, progress bars or Lightning info logs.
         n_jobs: trials run at once, each in its own worker process.
+        executor: where trials run (``docs/parallel.md``): ``"auto"`` (default) runs them
+            in this process when ``n_jobs=1`` and nothing below needs a worker process,
+            else ``"process"``; ``"inline"``: always in this process; ``"process"``: each
+            trial in a fresh worker process (crashes, timeouts and DDP relaunches stay
+            inside it); ``"ray"``: each trial as a Ray task (``pip install
+            'frameworm-lightning[ray]'``).
+        gpus_per_trial: GPUs each trial gets through ``CUDA_VISIBLE_DEVICES``: a fraction
+            such as ``0.5`` (two small trials per GPU), or a whole number for a DDP trial
+            (``trainer.devices=2``); ``0`` hides the GPUs; ``None`` (default) leaves them alone.
+        trial_timeout: seconds after which a trial's worker is killed and the trial stored
+            ``FAILED``; ``None`` for no limit.
+        ray_address: the Ray cluster to join (``ray.init(address=...)``) with
+            ``executor="ray"``; ``None`` joins ``RAY_ADDRESS`` or starts a local one.
         loggers: each trial's Lightning loggers: ``"csv"`` (default), ``"tensorboard"``,
             ``"mlflow"``, ``"wandb"``, a Logger class, ``functools.partial`` of one, a
             factory ``f(context) -> Logger``, or a list; trial ``n`` is named
@@ -83,6 +98,10 @@ class SearchRunner:
         stop_on_error: bool = False,
         quiet: bool = False,
         n_jobs: int = 1,
+        executor: str = "auto",
+        gpus_per_trial: float | None = None,
+        trial_timeout: float | None = None,
+        ray_address: str | None = None,
         save_checkpoints: bool = True,
         loggers: Any = None,
         keep_checkpoints: str = "all",
@@ -98,6 +117,15 @@ class SearchRunner:
             raise ValueError(f"objective must be 'last' or 'best', but got objective={objective!r}.")
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
+        self.executor = validate_executor(executor, n_jobs)
+        self.gpus_per_trial = validate_gpus_per_trial(gpus_per_trial)
+        if trial_timeout is not None and (isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float))
+                                          or not trial_timeout > 0):
+            raise ValueError(f"trial_timeout must be a positive number of seconds or None, but got {trial_timeout=!r}.")
+        if ray_address is not None and executor != "ray":
+            raise ValueError(f"ray_address is only used with executor='ray', but got executor={executor!r}.")
+        self.trial_timeout = trial_timeout
+        self.ray_address = ray_address
         self.metric = metric
         self.mode = mode
         self.sampler = sampler if sampler is not None else RandomSampler(seed=seed)
@@ -199,15 +227,41 @@ class SearchRunner:
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
-        if self.n_jobs > 1:
-            from frameworm_lightning.runner._parallel import run_parallel  # noqa: PLC0415 - optional path
-
-            run_parallel(study, spec, budget, self.n_jobs, printer=printer, stop_on_error=self.stop_on_error)
+        executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,
+                                    gpus_per_trial=self.gpus_per_trial, trainer_kwargs=self.trainer_kwargs,
+                                    space=study.space)
+        if executor != "inline":
+            run_parallel(study, spec, budget, self.n_jobs, printer=printer, stop_on_error=self.stop_on_error,
+                         executor=executor, gpus_per_trial=self.gpus_per_trial, trial_timeout=self.trial_timeout,
+                         ray_address=self.ray_address)
         else:
             self._run_serial(study, spec, budget, printer)
         if self.keep_checkpoints == "best":
             remove_checkpoints(study)
         return SearchResult(study)
+
+    def worker(
+        self,
+        module_cls: type[pl.LightningModule],
+        space: Mapping[str, Any] | SearchSpace,
+        datamodule: Any = None,
+        *,
+        model_kwargs: Mapping[str, Any] | None = None,
+        datamodule_kwargs: Mapping[str, Any] | None = None,
+        printer: TrialPrinter | None = None,
+        wait: bool = True,
+    ) -> SearchResult:
+        """Join this search as one of many pull workers (SLURM, Kubernetes...) sharing its storage.
+
+        Arguments are those of :meth:`fit`. The worker claims trials through the storage
+        (PostgreSQL across machines) until none is left to claim; with ``wait`` it then
+        waits for the other workers' trials, re-running any whose worker died. Returns
+        the study's :class:`SearchResult`. See ``docs/parallel.md``.
+        """
+        from frameworm_lightning.runner._worker import run_worker  # noqa: PLC0415 - imports this module
+
+        return run_worker(self, module_cls, space, datamodule, model_kwargs=model_kwargs,
+                          datamodule_kwargs=datamodule_kwargs, printer=printer, wait=wait)
 
     def _run_serial(self, study: Study, spec: TrialSpec, budget: int, printer: TrialPrinter) -> None:
         while (trial := study.ask(budget=trial_budget(spec.callbacks, study, budget))) is not None:
