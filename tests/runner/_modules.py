@@ -1,0 +1,52 @@
+"""Tiny LightningModules and datamodules for runner tests (CPU, well under a second per fit)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import lightning.pytorch as pl
+
+
+class Regression(pl.LightningModule):
+    """Fits y = 3x - 1; the validation loss depends on ``lr`` (and ``hidden`` not at all)."""
+
+    def __init__(self, lr: float = 0.05, hidden: int = 4, fail: bool = False, nan: bool = False,
+                 log_metric: str = "val_loss") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        if self.hparams.fail:
+            raise RuntimeError("this configuration crashes")
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        self.log("train_loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        if self.hparams.nan:
+            loss = loss * float("nan")
+        self.log(self.hparams.log_metric, loss)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+class LineData(pl.LightningDataModule):
+    def __init__(self, batch_size: int = 16, n: int = 64) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(n, 1, generator=g)
+        self.data = TensorDataset(x, 3 * x - 1)
+
+    def train_dataloader(self):
+        return DataLoader(self.data, batch_size=self.batch_size, shuffle=True)
+
+    def val_dataloader(self):
+        return DataLoader(self.data, batch_size=64)

@@ -1,0 +1,136 @@
+"""SearchRunner end to end with a tiny LightningModule on CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from frameworm_lightning import (
+    ConfigKeyError,
+    GridSampler,
+    Real,
+    SearchRunner,
+    TrialFailed,
+    TrialState,
+)
+
+from ._modules import LineData, Regression
+
+FAST = {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
+
+
+def runner(tmp_path, **kw):
+    kw.setdefault("trainer_kwargs", FAST)
+    kw.setdefault("root_dir", tmp_path)
+    kw.setdefault("quiet", True)
+    return SearchRunner(metric="val_loss", mode="min", **kw)
+
+
+def test_finds_the_best_learning_rate_and_stores_everything(tmp_path, capsys):
+    result = runner(tmp_path, sampler=GridSampler(), n_trials=None, quiet=False,
+                    trainer_kwargs={**FAST, "logger": None}).fit(
+        Regression, {"lr": [0.001, 0.01, 0.3], "data.batch_size": [8, 32]}, datamodule=LineData
+    )
+    assert len(result.trials) == 6 and all(t.state is TrialState.COMPLETE for t in result.trials)
+    assert result.best_params == {"lr": 0.3, "data.batch_size": 8}
+    by_lr = {}
+    for t in result.trials:
+        by_lr.setdefault(t.params["lr"], []).append(t.value)
+    assert max(by_lr[0.3]) < min(by_lr[0.01]) < min(by_lr[0.001])
+    assert result.best_score == min(t.value for t in result.trials)
+    # Every validation reported, keyed by global step: 3 epochs of 8 (bs 8) or 2 (bs 32) batches.
+    steps = {t.params["data.batch_size"]: sorted(t.intermediate_values) for t in result.trials}
+    assert steps[8] == [8, 16, 24] and steps[32] == [2, 4, 6]
+    best_dir = tmp_path / "Regression" / f"trial_{result.best_trial.number}"
+    assert result.best_checkpoint == str(best_dir / "checkpoints" / "best.ckpt")
+    assert (best_dir / "checkpoints" / "best.ckpt").is_file()
+    out = capsys.readouterr().out
+    assert out.count("COMPLETE") == 6 and "best=" in out and "lr=0.3" in out
+    assert (tmp_path / "frameworm.db").is_file()
+
+
+def test_trainer_keys_route_to_the_trainer(tmp_path):
+    result = runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(
+        Regression, {"trainer.max_epochs": [1, 2]}, datamodule=LineData
+    )
+    assert sorted(max(t.intermediate_values) for t in result.trials) == [4, 8]
+
+
+def test_failing_and_nan_trials_are_recorded_and_the_search_goes_on(tmp_path):
+    result = runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(
+        Regression, {"fail": [False, True], "nan": [False, True]}, datamodule=LineData
+    )
+    by = {(t.params["fail"], t.params["nan"]): t for t in result.trials}
+    assert by[(False, False)].state is TrialState.COMPLETE
+    crashed = by[(True, False)]
+    assert crashed.state is TrialState.FAILED and "RuntimeError: this configuration crashes" in crashed.error
+    assert "Traceback" in crashed.error
+    diverged = by[(False, True)]
+    assert diverged.state is TrialState.FAILED and "diverged" in diverged.error
+    assert result.best_trial.params == {"fail": False, "nan": False}
+
+
+def test_stop_on_error(tmp_path):
+    with pytest.raises(TrialFailed, match="this configuration crashes"):
+        runner(tmp_path, sampler=GridSampler(), n_trials=None, stop_on_error=True).fit(
+            Regression, {"fail": [True, False]}, datamodule=LineData
+        )
+
+
+def test_missing_metric_fails_the_trial_listing_logged_metrics(tmp_path):
+    result = runner(tmp_path, n_trials=1).fit(
+        Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData, model_kwargs={"log_metric": "valid/loss"}
+    )
+    (t,) = result.trials
+    assert t.state is TrialState.FAILED
+    assert "metric 'val_loss' was never logged" in t.error and "valid/loss" in t.error and "train_loss" in t.error
+
+
+@pytest.mark.parametrize(
+    "space, datamodule, match",
+    [
+        ({"learning_rate": [0.1]}, LineData, r"'learning_rate' is not an argument of Regression; valid: model.fail, "),
+        ({"data.bs": [1]}, LineData, r"'data.bs' is not an argument of LineData; valid: data.batch_size, data.n"),
+        ({"trainer.max_epoch": [1]}, LineData, r"'trainer.max_epoch' is not an argument of Trainer"),
+        ({"data.batch_size": [8]}, LineData(), r"pass the datamodule as a class"),
+    ],
+)
+def test_unknown_keys_are_rejected_before_training(tmp_path, space, datamodule, match):
+    with pytest.raises(ConfigKeyError, match=match):
+        runner(tmp_path, n_trials=1).fit(Regression, space, datamodule=datamodule)
+    assert not (tmp_path / "Regression").exists(), "nothing was trained"
+
+
+def test_resume_runs_only_the_missing_trials(tmp_path):
+    space = {"lr": [0.01, 0.05, 0.1, 0.2]}
+    first = runner(tmp_path, sampler=GridSampler(), n_trials=2).fit(Regression, space, datamodule=LineData)
+    assert len(first.trials) == 2
+    second = runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(Regression, space, datamodule=LineData)
+    assert [t.params["lr"] for t in second.trials] == [0.01, 0.05, 0.1, 0.2]
+    assert [t.started_at for t in second.trials[:2]] == [t.started_at for t in first.trials], "not re-run"
+
+
+def test_objective_best_takes_the_best_reported_value(tmp_path):
+    result = runner(tmp_path, n_trials=1, objective="best", trainer_kwargs={**FAST, "max_epochs": 4}).fit(
+        Regression, {"lr": [0.3]}, datamodule=LineData
+    )
+    (t,) = result.trials
+    assert math.isclose(t.value, min(t.intermediate_values.values()))
+
+
+def test_instance_datamodule_and_seeded_trials_are_reproducible(tmp_path):
+    a = runner(tmp_path / "a", n_trials=2, seed=5).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData())
+    b = runner(tmp_path / "b", n_trials=2, seed=5).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData())
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert [t.value for t in a.trials] == pytest.approx([t.value for t in b.trials], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"mode": "minimize"}, "mode='minimize'"), ({"n_trials": 0}, "n_trials=0"), ({"objective": "mean"}, "objective"),
+     ({"metric": ""}, "metric"), ({"sampler": "random"}, "sampler='random'")],
+)
+def test_bad_runner_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SearchRunner(**kwargs)
