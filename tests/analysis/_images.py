@@ -1,0 +1,27 @@
+"""Checks that a PNG is a real, non-blank picture."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def assert_non_blank_png(data: bytes | Path, min_size: tuple[int, int] = (200, 150)) -> np.ndarray:
+    """Decode ``data`` as PNG and check it has a sensible size and real content; returns its pixels."""
+    raw = data.read_bytes() if isinstance(data, Path) else data
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG file"
+    image = Image.open(io.BytesIO(raw))
+    image.verify()  # a truncated or corrupt file raises here
+    image = Image.open(io.BytesIO(raw)).convert("RGB")
+    width, height = image.size
+    assert width >= min_size[0] and height >= min_size[1], image.size
+    pixels = np.asarray(image, dtype=float)
+    background = np.median(pixels.reshape(-1, 3), axis=0)
+    drawn = np.abs(pixels - background).sum(axis=2) > 30
+    assert drawn.mean() > 0.01, f"only {drawn.mean():.2%} of the pixels differ from the background"
+    colours = len(np.unique(pixels.reshape(-1, 3).astype(np.uint8), axis=0))
+    assert colours >= 4, f"only {colours} distinct colours"
+    return pixels
