@@ -1,0 +1,273 @@
+"""The ``search:`` section of a config, and its translation into ``SearchRunner`` terms.
+
+:class:`SearchConfig` is what jsonargparse parses (so ``--print_config`` shows it, every
+field has a ``--search.<field>`` flag, and ``sampler`` / ``stopping`` resolve
+``class_path`` like any LightningCLI class argument). :class:`SearchPlan` is the
+validated search, built from the parsed config before any class is instantiated.
+
+Space keys are written as LightningCLI spells config entries and are mapped onto the
+runner's routing (``runner_key``)::
+
+    model.init_args.lr        ->  model.lr       (the LightningModule's ``lr`` argument)
+    model.lr                  ->  model.lr       (jsonargparse's short form, accepted too)
+    data.init_args.batch_size ->  data.batch_size
+    trainer.max_epochs        ->  trainer.max_epochs
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import lightning.pytorch as pl
+from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
+from lightning.pytorch.callbacks import Callback
+
+from frameworm_lightning.exceptions import ConfigKeyError, SpaceError
+from frameworm_lightning.runner._routing import TARGETS, init_arguments
+from frameworm_lightning.samplers import Sampler
+from frameworm_lightning.space import SearchSpace
+
+__all__ = ["SearchConfig", "SearchPlan", "build_plan", "best_fit_config", "config_key", "runner_key"]
+
+_CLASS_TARGETS = ("model", "data")
+
+
+@dataclass
+class SearchConfig:
+    """The ``search:`` section: what to optimise, over which space, with which sampler.
+
+    Args:
+        metric: the logged metric to optimise (``self.log(metric, ...)`` in the module).
+        mode: ``min`` or ``max``.
+        space: config keys to dimensions, e.g. ``model.init_args.lr: {type: real, low: 1e-4,
+            high: 1e-2, log: true}``, ``model.init_args.latent_dim: [8, 16, 32]`` or
+            ``{type: integer, low: 1, high: 4}``; ``data.init_args.*`` and ``trainer.*`` keys
+            configure the datamodule and the Trainer.
+        n_trials: the study's trial budget, counting stored trials; null runs a grid to its end.
+        sampler: a frameworm_lightning Sampler (``class_path``/``init_args``); default
+            RandomSampler(seed).
+        stopping: stopping policies (Lightning callbacks) added to every trial.
+        storage: database URL, e.g. ``sqlite:///runs/vae.db``; default ``<root_dir>/frameworm.db``.
+            Running the same search again resumes the study stored there.
+        study_name: the study's name in storage; default the model class name.
+        root_dir: trials write logs and checkpoints to ``<root_dir>/<study>/trial_<n>/``.
+        seed: trial n runs under ``seed_everything(seed + n)``; null for no seeding.
+        objective: ``last`` (value at the end of training) or ``best`` (best value reported).
+        n_jobs: trials run at once, each in its own process.
+        retry_failed: on resume, run again the trials that failed by their own error.
+        enqueue: configurations (space keys to values) to evaluate first.
+    """
+
+    metric: str = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    space: dict[str, Any] = field(default_factory=dict)
+    n_trials: Optional[PositiveInt] = 20
+    sampler: Optional[Sampler] = None
+    stopping: list[Callback] = field(default_factory=list)
+    storage: Optional[str] = None
+    study_name: Optional[str] = None
+    root_dir: str = "runs"
+    seed: Optional[int] = 0
+    objective: Literal["last", "best"] = "last"
+    n_jobs: PositiveInt = 1
+    retry_failed: bool = False
+    enqueue: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Keys ---------------------------------------------------------------------------------
+def runner_key(key: str) -> str:
+    """The runner's routing key of a config key: ``model.init_args.lr`` -> ``model.lr``."""
+    parts = key.split(".")
+    if len(parts) >= 3 and parts[0] in _CLASS_TARGETS and parts[1] == "init_args":
+        del parts[1]
+    return ".".join(parts)
+
+
+def config_key(key: str) -> str:
+    """The config key of a runner key (inverse of :func:`runner_key`): ``model.lr`` -> ``model.init_args.lr``."""
+    head, _, rest = key.partition(".")
+    if head not in TARGETS or not rest:
+        head, rest = "model", key
+    return f"{head}.init_args.{rest}" if head in _CLASS_TARGETS else f"{head}.{rest}"
+
+
+def _import(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _class_and_kwargs(section: Any) -> tuple[type | None, dict[str, Any]]:
+    """The class and init arguments of a parsed ``model:``/``data:`` section (``None`` if absent)."""
+    if section is None:
+        return None, {}
+    data = section.as_dict() if isinstance(section, Namespace) else dict(section)
+    if "class_path" not in data:
+        return None, data
+    return _import(data["class_path"]), dict(data.get("init_args") or {})
+
+
+def _valid_keys(target: str, cls: type | None) -> list[str]:
+    if cls is None:
+        return []
+    names, _ = init_arguments(cls)
+    return [config_key(f"{target}.{n}") for n in sorted(names)]
+
+
+def check_space_keys(keys: list[str], targets: Mapping[str, type | None]) -> None:
+    """Raise :class:`ConfigKeyError` for a key no target accepts, listing the valid keys."""
+    for key in keys:
+        head, _, rest = runner_key(key).partition(".")
+        if head not in TARGETS or not rest:
+            raise ConfigKeyError(
+                f"search.space key {key!r} names no config section; write it as "
+                f"{config_key(runner_key(key))!r} (model.init_args.*, data.init_args.* or trainer.*)."
+            )
+        cls = targets.get(head)
+        if cls is None:
+            raise ConfigKeyError(
+                f"search.space key {key!r}: the config has no {head} class to configure; "
+                f"add a {head}: {{class_path: ...}} section or drop the key."
+            )
+        arg = rest.split(".", 1)[0]
+        names, var_kw = init_arguments(cls)
+        if arg not in names and not var_kw:
+            if head == "trainer":
+                valid = "any Trainer argument, e.g. trainer.max_epochs, trainer.gradient_clip_val"
+            else:
+                valid = ", ".join(
+                    k for t in _CLASS_TARGETS for k in _valid_keys(t, targets.get(t))
+                ) + ", or trainer.<Trainer argument>"
+            raise ConfigKeyError(
+                f"unknown search.space key {key!r}: {cls.__name__} has no argument {arg!r}. Valid keys: {valid}."
+            )
+
+
+# The plan -----------------------------------------------------------------------------
+@dataclass
+class SearchPlan:
+    """A validated search: the classes, base arguments, space and where the study lives."""
+
+    module_cls: type[pl.LightningModule]
+    datamodule_cls: type[pl.LightningDataModule] | None
+    model_kwargs: dict[str, Any]
+    data_kwargs: dict[str, Any]
+    space: SearchSpace  # runner keys
+    enqueue: list[dict[str, Any]]
+    study_name: str
+    storage: str
+    budget: int | None
+
+
+def _default_storage(root_dir: str) -> str:
+    return f"sqlite:///{Path(root_dir).resolve() / 'frameworm.db'}"
+
+
+def build_plan(config: Namespace) -> SearchPlan:
+    """Validate the ``search:`` section of a parsed (not yet instantiated) subcommand config.
+
+    Raises:
+        SpaceError: a bad dimension spec or an empty space (naming the key).
+        ConfigKeyError: a space key that configures nothing (listing the valid keys).
+    """
+    search = config.search
+    module_cls, model_kwargs = _class_and_kwargs(config.get("model"))
+    data_cls, data_kwargs = _class_and_kwargs(config.get("data"))
+    if module_cls is None:
+        raise ConfigKeyError("a search needs a model: add model: {class_path: my_package.MyModule} to the config.")
+    raw = search.space.as_dict() if isinstance(search.space, Namespace) else dict(search.space or {})
+    if not raw:
+        raise SpaceError(
+            "search.space is empty: add at least one dimension, e.g. "
+            "model.init_args.lr: {type: real, low: 1.0e-4, high: 1.0e-2, log: true}."
+        )
+    check_space_keys(list(raw), {"model": module_cls, "data": data_cls, "trainer": pl.Trainer})
+    dims = SearchSpace(raw)  # errors name the key as the user wrote it
+    rekeyed: dict[str, Any] = {}
+    for key, dim in dims.items():
+        rk = runner_key(key)
+        if rk in rekeyed:
+            raise SpaceError(f"search.space sets {config_key(rk)!r} twice (as {key!r} and in another spelling).")
+        rekeyed[rk] = dim
+    space = SearchSpace(rekeyed)
+    enqueue = [{runner_key(k): v for k, v in dict(params).items()} for params in (search.enqueue or [])]
+    for params in enqueue:
+        space.validate(params)
+    return SearchPlan(
+        module_cls=module_cls,  # type: ignore[arg-type]
+        datamodule_cls=data_cls,  # type: ignore[arg-type]
+        model_kwargs=model_kwargs,
+        data_kwargs=data_kwargs,
+        space=space,
+        enqueue=enqueue,
+        study_name=search.study_name or module_cls.__name__,
+        storage=search.storage or _default_storage(search.root_dir),
+        budget=search.n_trials,
+    )
+
+
+def trainer_overrides(trainer: Mapping[str, Any]) -> dict[str, Any]:
+    """The instantiated ``trainer:`` section, less the arguments left at the Trainer's defaults.
+
+    LightningCLI fills every Trainer argument; passing only the changed ones lets the
+    runner add its own per-trial logger and checkpointing where the user set none.
+    """
+    params = inspect.signature(pl.Trainer.__init__).parameters
+    out: dict[str, Any] = {}
+    for name, value in trainer.items():
+        param = params.get(name)
+        if param is None or param.default is inspect.Parameter.empty:
+            out[name] = value
+            continue
+        try:
+            same = bool(value == param.default)
+        except Exception:  # noqa: BLE001 - objects whose == is not a bool
+            same = False
+        if not same:
+            out[name] = value
+    return out
+
+
+# best -> fit ---------------------------------------------------------------------------
+def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
+    node = config
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
+
+
+def best_fit_config(dump: Mapping[str, Any], params: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+    """A config LightningCLI's ``fit`` accepts: the dumped config with ``params`` applied.
+
+    Trainer arguments left at their defaults and empty sections are left out.
+
+    Args:
+        dump: the subcommand's config as a plain dict (``search`` and the subcommand's own
+            options already removed).
+        params: the best trial's params, runner keys.
+        seed: the trial's seed (``search.seed + number``), set as ``seed_everything``.
+    """
+    config: dict[str, Any] = {k: v for k, v in _deep_copy(dict(dump)).items() if v is not None}
+    if isinstance(config.get("trainer"), Mapping):
+        config["trainer"] = trainer_overrides(config["trainer"])  # the arguments the user set
+    for key, value in params.items():
+        _set(config, config_key(key), list(value) if isinstance(value, tuple) else value)
+    if seed is not None:
+        config["seed_everything"] = seed
+    return config
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value

@@ -1,0 +1,61 @@
+"""The table ``frameworm-search trials`` prints: one row per stored trial, the best marked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from frameworm_lightning.cli._progress import format_duration
+from frameworm_lightning.study import Study
+from frameworm_lightning.trial import TrialState
+
+__all__ = ["trials_table"]
+
+_STATE_STYLE = {
+    TrialState.COMPLETE: "green",
+    TrialState.PRUNED: "yellow",
+    TrialState.FAILED: "red",
+    TrialState.RUNNING: "cyan",
+    TrialState.WAITING: "dim",
+}
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def trials_table(study: Study) -> Table:
+    """Number, state, value, each param, duration and why a trial ended early; best in bold."""
+    trials = study.trials
+    best = study.best_trial
+    counts = {s: sum(t.state is s for t in trials) for s in TrialState}
+    caption = ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n)
+    table = Table(
+        title=f"study {study.name!r} ({study.metric}, {study.mode})",
+        caption=f"{len(trials)} trials: {caption or 'none yet'}" + (f"; best is trial {best.number}" if best else ""),
+    )
+    table.add_column("#", justify="right")
+    table.add_column("state")
+    table.add_column(study.metric, justify="right")
+    for key in study.space:
+        table.add_column(key, justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("note", overflow="fold")
+    for t in trials:
+        reason = (t.reason or "").strip().splitlines()
+        note = "" if t.state is TrialState.COMPLETE or not reason else reason[-1][:120]
+        table.add_row(
+            str(t.number),
+            f"[{_STATE_STYLE[t.state]}]{t.state.value}[/]",
+            _cell(t.value),
+            *(_cell(t.params.get(k)) for k in study.space),
+            format_duration(t.duration) if t.duration is not None else "-",
+            note,
+            style="bold" if best is not None and t.number == best.number else None,
+        )
+    return table
