@@ -22,6 +22,7 @@ def assert_non_blank_png(data: bytes | Path, min_size: tuple[int, int] = (200, 1
     background = np.median(pixels.reshape(-1, 3), axis=0)
     drawn = np.abs(pixels - background).sum(axis=2) > 30
     assert drawn.mean() > 0.01, f"only {drawn.mean():.2%} of the pixels differ from the background"
-    colours = len(np.unique(pixels.reshape(-1, 3).astype(np.uint8), axis=0))
+    rgb = pixels.astype(np.uint32)
+    colours = len(np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]))
     assert colours >= 4, f"only {colours} distinct colours"
     return pixels
