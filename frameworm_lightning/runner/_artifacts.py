@@ -157,15 +157,19 @@ def write_trial_config(directory: Path, spec: TrialSpec, trial: Trial, routed: R
 def remove_checkpoints(study: Study) -> list[Path]:
     """Delete the checkpoint of every finished trial except the best one; returns what was removed.
 
-    A removed trial keeps the old path in its ``checkpoint_removed`` system attribute
-    and its ``checkpoint_path`` becomes ``None``.
+    A checkpoint that a waiting or running trial will resume from (its
+    ``resume_checkpoint``, e.g. a promotion of a halving scheduler) is kept too. A
+    removed trial keeps the old path in its ``checkpoint_removed`` system attribute and
+    its ``checkpoint_path`` becomes ``None``.
     """
+    trials = study.trials
     best = study.best_trial
-    keep = best.system_attrs.get("checkpoint_path") if best is not None else None
+    keep = {best.system_attrs.get("checkpoint_path")} if best is not None else set()
+    keep |= {t.system_attrs.get("resume_checkpoint") for t in trials if not t.state.is_finished}
     removed = []
-    for t in study.trials:
+    for t in trials:
         path = t.system_attrs.get("checkpoint_path")
-        if not t.state.is_finished or not path or path == keep:
+        if not t.state.is_finished or not path or path in keep:
             continue
         file = Path(path)
         if file.exists():

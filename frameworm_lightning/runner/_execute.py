@@ -190,7 +190,6 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if spec.seed is not None:
                 pl.seed_everything(spec.seed + trial.number, workers=True, verbose=False)
             routed = route_params(trial.params, spec.model_kwargs, spec.data_kwargs, spec.trainer_kwargs)
-            write_trial_config(directory, spec, trial, routed)
             model = spec.module_cls(**routed.model)
             datamodule = _build_datamodule(spec, routed.data)
             callbacks: list[Callback] = [TrialReporter(trial, spec.metric)]
@@ -220,6 +219,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             trainer = pl.Trainer(callbacks=[*callbacks, *[copy.deepcopy(c) for c in user_callbacks]], **trainer_kwargs)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
+            write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(trial))
             close_loggers(trainer.loggers)
             if trainer.interrupted:
