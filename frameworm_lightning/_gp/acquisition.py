@@ -1,0 +1,194 @@
+"""Acquisition functions: ``nn.Module``s that score candidate points under a GP posterior.
+
+Every acquisition here *maximises*: the sampler turns a minimised objective into a
+maximised one before fitting, so "improvement" always means a larger standardised
+target. Each module maps points ``X`` of shape ``(b, d)`` (or one point ``(d,)``) to
+scores of shape ``(b,)``; constants are buffers, inputs are normalised in
+:meth:`AcquisitionFunction.posterior`.
+
+Notations:
+    mean, var: the posterior mean and variance of the latent function, shape ``(b,)``.
+    sigma: ``sqrt(var)``.
+    best_f: the incumbent (the best posterior mean at an evaluated or pending point).
+    z: ``(mean - best_f) / sigma``, shape ``(b,)``.
+    h(z): ``phi(z) + z * Phi(z)``, so that ``EI = sigma * h(z)``.
+
+Names (``ACQUISITIONS``):
+    ``ei``: expected improvement; ``logei``: its logarithm, computed stably so that its
+    gradient does not vanish far from the incumbent (Ament et al., 2023); ``pi``: the
+    probability of improvement (scored as ``log PI``, which ranks the same);
+    ``ucb``/``lcb``: the optimistic confidence bound ``mean + sqrt(beta) * sigma`` (the
+    upper bound of the maximised target is the lower bound of a minimised objective, so
+    the two names are one function); ``hedge``: a GP-Hedge portfolio of ``logei``,
+    ``pi`` and ``ucb`` (Hoffman et al., 2011), run by the sampler.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from frameworm_lightning._gp.gp import DTYPE, GPPosterior
+
+__all__ = [
+    "ACQUISITIONS",
+    "HEDGE_ARMS",
+    "AcquisitionFunction",
+    "ExpectedImprovement",
+    "LogExpectedImprovement",
+    "ProbabilityOfImprovement",
+    "UpperConfidenceBound",
+    "build_acquisition",
+    "hedge_probabilities",
+    "log_h",
+    "validate_acquisition",
+]
+
+ACQUISITIONS = ("ei", "logei", "pi", "ucb", "lcb", "hedge")
+HEDGE_ARMS = ("logei", "pi", "ucb")
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_LOG_SQRT_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
+# Below this z the asymptotic expansion of log h(z) is exact to float64 precision.
+_ASYMPTOTIC_Z = -1e4
+
+
+def validate_acquisition(name: object) -> str:
+    """Return the canonical acquisition name; raise ``ValueError`` listing the valid names."""
+    key = name.lower() if isinstance(name, str) else name
+    if key == "gp_hedge":
+        key = "hedge"
+    if key not in ACQUISITIONS:
+        raise ValueError(f"acquisition must be one of {', '.join(map(repr, ACQUISITIONS))}, but got acquisition={name!r}.")
+    return key  # type: ignore[return-value]
+
+
+def _log1mexp(a: torch.Tensor) -> torch.Tensor:
+    """``log(1 - exp(a))`` for ``a < 0``, accurate at both ends (Mächler, 2012)."""
+    return torch.where(a > -math.log(2.0), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
+
+
+def log_h(z: torch.Tensor) -> torch.Tensor:
+    """``log(phi(z) + z * Phi(z))``, finite with finite gradients for every finite ``z``."""
+    log_phi = -0.5 * z.square() - _LOG_SQRT_2PI
+    # z > -1: no cancellation, evaluate directly.
+    z_hi = z.clamp_min(-1.0)
+    direct = torch.log(torch.exp(-0.5 * z_hi.square()) / math.sqrt(2 * math.pi) + z_hi * torch.special.ndtr(z_hi))
+    # -1e4 < z <= -1: h = phi(z) * (1 - sqrt(pi/2) * (-z) * erfcx(-z / sqrt(2))), the bracket via log1mexp.
+    z_mid = z.clamp(_ASYMPTOTIC_Z, -1.0)
+    a = torch.log(-z_mid) + torch.log(torch.special.erfcx(-z_mid / math.sqrt(2.0))) + _LOG_SQRT_PI_OVER_2
+    middle = log_phi + _log1mexp(a)
+    # z <= -1e4: h ~ phi(z) / z^2.
+    z_lo = z.clamp_max(_ASYMPTOTIC_Z)
+    tail = log_phi - 2.0 * torch.log(-z_lo)
+    return torch.where(z > -1.0, direct, torch.where(z > _ASYMPTOTIC_Z, middle, tail))
+
+
+class AcquisitionFunction(torch.nn.Module):
+    """Scores points under a posterior; subclasses implement :meth:`forward`.
+
+    Args:
+        posterior: a fitted :class:`~frameworm_lightning._gp.gp.GPPosterior`.
+    """
+
+    def __init__(self, posterior: GPPosterior) -> None:
+        super().__init__()
+        self.gp = posterior
+
+    def posterior(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation at ``X`` of shape ``(b, d)`` or ``(d,)``; each ``(b,)``."""
+        X = torch.as_tensor(X, dtype=DTYPE)
+        if X.dim() == 1:
+            X = X.unsqueeze(0)
+        mean, var = self.gp(X)
+        return mean, var.sqrt()
+
+
+class _Improvement(AcquisitionFunction):
+    def __init__(self, posterior: GPPosterior, best_f: float | torch.Tensor) -> None:
+        super().__init__(posterior)
+        best = torch.as_tensor(best_f, dtype=DTYPE).reshape(())
+        if not bool(torch.isfinite(best)):
+            raise ValueError(f"best_f must be finite, but got best_f={float(best)!r}.")
+        self.register_buffer("best_f", best)
+
+    def _z(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, sigma = self.posterior(X)
+        return (mean - self.best_f) / sigma, sigma
+
+
+class ExpectedImprovement(_Improvement):
+    """``E[max(f(x) - best_f, 0)] = sigma * h(z)``.
+
+    Example:
+        >>> import torch
+        >>> from frameworm_lightning._gp.gp import GPPosterior
+        >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> post = GPPosterior(X, torch.tensor([0.0, 1.0], dtype=torch.float64), torch.tensor([0.5]),
+        ...                    torch.tensor(1.0), torch.tensor(1e-6), torch.tensor([False]))
+        >>> ei = ExpectedImprovement(post, best_f=1.0)
+        >>> bool(ei(torch.tensor([[0.9]])) > ei(torch.tensor([[0.1]])))
+        True
+    """
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        z, sigma = self._z(X)
+        return sigma * torch.exp(log_h(z))
+
+
+class LogExpectedImprovement(_Improvement):
+    """``log EI = log h(z) + log sigma``: the same ranking as EI, with useful gradients everywhere."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        z, sigma = self._z(X)
+        return log_h(z) + torch.log(sigma)
+
+
+class ProbabilityOfImprovement(_Improvement):
+    """``log P[f(x) > best_f] = log Phi(z)`` (the log keeps gradients alive far from the incumbent)."""
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        z, _ = self._z(X)
+        return torch.special.log_ndtr(z)
+
+
+class UpperConfidenceBound(AcquisitionFunction):
+    """``mean + sqrt(beta) * sigma``: larger ``beta`` explores more.
+
+    Args:
+        posterior: the GP posterior.
+        beta: the exploration weight, ``>= 0``.
+    """
+
+    def __init__(self, posterior: GPPosterior, beta: float) -> None:
+        super().__init__(posterior)
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, but got beta={beta!r}.")
+        self.register_buffer("sqrt_beta", torch.tensor(math.sqrt(beta), dtype=DTYPE))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        mean, sigma = self.posterior(X)
+        return mean + self.sqrt_beta * sigma
+
+
+def build_acquisition(name: str, posterior: GPPosterior, best_f: float, beta: float) -> AcquisitionFunction:
+    """The acquisition module called ``name`` (not ``hedge``: the sampler runs the portfolio)."""
+    key = validate_acquisition(name)
+    if key == "ei":
+        return ExpectedImprovement(posterior, best_f)
+    if key == "logei":
+        return LogExpectedImprovement(posterior, best_f)
+    if key == "pi":
+        return ProbabilityOfImprovement(posterior, best_f)
+    if key in ("ucb", "lcb"):
+        return UpperConfidenceBound(posterior, beta)
+    raise ValueError(f"acquisition {name!r} is a portfolio, not a single function; use one of {HEDGE_ARMS}.")
+
+
+def hedge_probabilities(gains: np.ndarray, eta: float) -> np.ndarray:
+    """GP-Hedge's choice probabilities ``softmax(eta * gains)``, shape ``(arms,)``."""
+    logits = eta * (np.asarray(gains, dtype=float) - np.max(gains))
+    p = np.exp(logits)
+    return p / p.sum()

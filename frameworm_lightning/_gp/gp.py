@@ -1,0 +1,395 @@
+"""The Gaussian-process surrogate: a GPyTorch exact GP, its fit, and a cached posterior.
+
+The model is a GPyTorch ``ExactGP`` with a zero mean (outputs are standardised) and a
+scaled Matérn-5/2 kernel with one lengthscale per column. Continuous and integer columns
+enter through the usual scaled distance; a categorical column adds ``1 / lengthscale^2``
+when two points hold different choices, so the kernel never assumes an order between
+choices (a Hamming-distance kernel, in the style of CoCaBO/Optuna).
+
+Priors (in standardised output units):
+
+* lengthscales: ``LogNormal(sqrt(2) + log(d) / 2, sqrt(3))``, the dimension-scaled prior
+  of Hvarfner et al. (2024, "Vanilla Bayesian optimization performs great in high
+  dimensions"): longer lengthscales in higher dimensions keep the model from
+  overfitting a handful of points;
+* output scale: ``Gamma(2, 1)`` (mode 1: the standardised variance);
+* noise variance: ``Gamma(1.1, 20)`` above a floor of ``1e-6``, so deterministic
+  objectives are fitted almost exactly while noisy ones learn their noise.
+
+Hyperparameters are fitted by maximising the marginal likelihood plus the log prior
+(a MAP fit) with scipy's L-BFGS-B on the raw (unconstrained) parameters and torch
+autograd gradients, from one or several starting points. Everything runs in float64.
+
+Notations:
+    n: the number of training points; d: the number of columns; b: a batch of points.
+    X_train: training inputs in the model encoding, shape ``(n, d)``.
+    y_train: standardised training targets (to be maximised), shape ``(n,)``.
+    X: points where the posterior is evaluated, shape ``(b, d)``.
+    L: the lower Cholesky factor of ``K(X_train, X_train) + noise * I``, shape ``(n, n)``.
+    alpha: ``(K + noise * I)^-1 y_train``, shape ``(n,)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import gpytorch
+import numpy as np
+import scipy.optimize
+import torch
+from gpytorch.constraints import GreaterThan
+from gpytorch.priors import GammaPrior, LogNormalPrior
+
+__all__ = [
+    "DTYPE",
+    "FitResult",
+    "GPModel",
+    "GPNumericalError",
+    "GPPosterior",
+    "MixedMatern52Kernel",
+    "fit_gp",
+    "matern52",
+    "robust_cholesky",
+    "standardize",
+    "torch_threads",
+]
+
+DTYPE = torch.float64
+NOISE_FLOOR = 1e-6
+MIN_LENGTHSCALE = 0.025
+# Bounds on every raw (pre-softplus) hyperparameter during the fit: constrained values
+# stay within roughly [floor + 2e-9, 30], far from overflow and from flat softplus tails.
+_RAW_BOUNDS = (-20.0, 30.0)
+_JITTERS = (0.0, 1e-8, 1e-6, 1e-4)
+
+
+class GPNumericalError(RuntimeError):
+    """The kernel matrix could not be factorised, or the fit produced non-finite values."""
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads and ``n`` BLAS threads, then restore both.
+
+    The matrices here are small (a few hundred rows) and the work is many small calls:
+    torch's OpenMP threads and OpenBLAS's threads (used by scipy's L-BFGS-B) then contend
+    for the same cores, which can make a suggestion several times slower. BLAS threads
+    are limited through ``threadpoolctl`` when it is installed (it comes with
+    scikit-learn); without it only torch is limited.
+    """
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with _blas_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _blas_limits(n: int) -> contextlib.AbstractContextManager[object]:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only a speed-up
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
+
+
+def matern52(
+    x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor, categorical_mask: torch.Tensor
+) -> torch.Tensor:
+    """The unit-variance mixed Matérn-5/2 kernel.
+
+    Args:
+        x1: shape ``(..., n, d)``.
+        x2: shape ``(..., m, d)``.
+        lengthscale: shape ``(d,)``.
+        categorical_mask: bool, shape ``(d,)``: columns compared for equality only.
+
+    Returns:
+        The kernel matrix, shape ``(..., n, m)``.
+    """
+    cont = ~categorical_mask
+    sqd = torch.zeros(x1.shape[:-1] + x2.shape[-2:-1], dtype=x1.dtype)
+    if bool(cont.any()):
+        z1 = x1[..., cont] / lengthscale[cont]
+        z2 = x2[..., cont] / lengthscale[cont]
+        sqd = sqd + (z1.unsqueeze(-2) - z2.unsqueeze(-3)).square().sum(-1)
+    if bool(categorical_mask.any()):
+        differ = (x1[..., categorical_mask].unsqueeze(-2) != x2[..., categorical_mask].unsqueeze(-3)).to(x1.dtype)
+        sqd = sqd + (differ / lengthscale[categorical_mask].square()).sum(-1)
+    # sqrt has an infinite derivative at 0; the clamp keeps gradients finite on the diagonal.
+    r = torch.sqrt(5.0 * sqd.clamp_min(1e-36))
+    return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
+
+
+class MixedMatern52Kernel(gpytorch.kernels.Kernel):
+    """A GPyTorch kernel: Matérn-5/2 on ordered columns, Hamming distance on categorical ones.
+
+    Args:
+        categorical_mask: bool, shape ``(d,)``.
+        **kwargs: passed to :class:`gpytorch.kernels.Kernel` (priors, constraints).
+    """
+
+    has_lengthscale = True
+
+    def __init__(self, categorical_mask: torch.Tensor, **kwargs: object) -> None:
+        mask = torch.as_tensor(categorical_mask, dtype=torch.bool)
+        super().__init__(ard_num_dims=int(mask.numel()), **kwargs)  # type: ignore[arg-type]
+        self.register_buffer("categorical_mask", mask)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: object) -> torch.Tensor:
+        if diag:
+            return torch.ones(x1.shape[:-1], dtype=x1.dtype)
+        return matern52(x1, x2, self.lengthscale.reshape(-1), self.categorical_mask)
+
+
+def dim_scaled_lengthscale_prior(d: int) -> LogNormalPrior:
+    """``LogNormal(sqrt(2) + log(d) / 2, sqrt(3))`` (Hvarfner et al., 2024)."""
+    return LogNormalPrior(loc=math.sqrt(2.0) + 0.5 * math.log(max(d, 1)), scale=math.sqrt(3.0))
+
+
+class GPModel(gpytorch.models.ExactGP):
+    """An exact GP with the mixed Matérn-5/2 kernel and the priors of this module.
+
+    Args:
+        X_train: shape ``(n, d)``, float64.
+        y_train: standardised targets, shape ``(n,)``, float64.
+        categorical_mask: bool, shape ``(d,)``.
+        noise_floor: the smallest noise variance the fit may reach.
+    """
+
+    def __init__(
+        self,
+        X_train: torch.Tensor,
+        y_train: torch.Tensor,
+        categorical_mask: torch.Tensor,
+        noise_floor: float = NOISE_FLOOR,
+    ) -> None:
+        if not noise_floor > 0:
+            raise ValueError(f"noise_floor must be positive, but got noise_floor={noise_floor!r}.")
+        d = X_train.shape[-1]
+        likelihood = gpytorch.likelihoods.GaussianLikelihood(
+            noise_prior=GammaPrior(1.1, 20.0), noise_constraint=GreaterThan(noise_floor)
+        )
+        super().__init__(X_train, y_train, likelihood)
+        self.noise_floor = float(noise_floor)
+        self.mean_module = gpytorch.means.ZeroMean()
+        self.covar_module = gpytorch.kernels.ScaleKernel(
+            MixedMatern52Kernel(
+                categorical_mask,
+                lengthscale_prior=dim_scaled_lengthscale_prior(d),
+                lengthscale_constraint=GreaterThan(MIN_LENGTHSCALE),
+            ),
+            outputscale_prior=GammaPrior(2.0, 1.0),
+        )
+        self.to(DTYPE)
+        self.reset_hyperparameters()
+
+    def forward(self, x: torch.Tensor) -> gpytorch.distributions.MultivariateNormal:
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+    # Hyperparameters ---------------------------------------------------------------------
+    @property
+    def d(self) -> int:
+        return int(self.covar_module.base_kernel.categorical_mask.numel())
+
+    def reset_hyperparameters(self) -> None:
+        """The default start: lengthscales at their prior's mode, unit scale, small noise."""
+        prior = dim_scaled_lengthscale_prior(self.d)
+        mode = math.exp(float(prior.loc) - float(prior.scale) ** 2)
+        self.set_hyperparameters(np.full(self.d, max(mode, 2 * MIN_LENGTHSCALE)), 1.0, 1e-3)
+
+    def set_hyperparameters(self, lengthscale: np.ndarray, outputscale: float, noise: float) -> None:
+        kernel = self.covar_module
+        kernel.base_kernel.lengthscale = torch.as_tensor(lengthscale, dtype=DTYPE).reshape(1, -1)
+        kernel.outputscale = torch.as_tensor(outputscale, dtype=DTYPE)
+        self.likelihood.noise = torch.as_tensor([max(noise, 2 * self.noise_floor)], dtype=DTYPE)
+
+    def raw_vector(self) -> np.ndarray:
+        """Every raw hyperparameter, flattened, shape ``(p,)``."""
+        return torch.nn.utils.parameters_to_vector(self.parameters()).detach().numpy().copy()
+
+    def load_raw_vector(self, vector: np.ndarray) -> None:
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(torch.as_tensor(vector, dtype=DTYPE), self.parameters())
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        """Shape ``(d,)``."""
+        return self.covar_module.base_kernel.lengthscale.detach().reshape(-1)
+
+    @property
+    def outputscale(self) -> torch.Tensor:
+        return self.covar_module.outputscale.detach()
+
+    @property
+    def noise(self) -> torch.Tensor:
+        return self.likelihood.noise.detach().reshape(())
+
+    def negative_log_posterior(self) -> torch.Tensor:
+        """``-(log p(y | theta) + log p(theta)) / n``: the loss the fit minimises."""
+        X, y = self.train_inputs[0], self.train_targets
+        n = y.shape[0]
+        K = self.covar_module.forward(X, X) + self.likelihood.noise.reshape(()) * torch.eye(n, dtype=DTYPE)
+        L = robust_cholesky(K)
+        a = torch.linalg.solve_triangular(L, y.unsqueeze(-1), upper=False).squeeze(-1)
+        nll = 0.5 * a.square().sum() + L.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
+        log_prior = sum(
+            prior.log_prob(closure(module)).sum() for _, module, prior, closure, _ in self.named_priors()
+        )
+        return (nll - log_prior) / n
+
+
+def robust_cholesky(K: torch.Tensor) -> torch.Tensor:
+    """The lower Cholesky factor of ``K`` (n, n), adding growing jitter if it is not positive definite.
+
+    Raises:
+        GPNumericalError: ``K`` is not finite, or not factorisable with the largest jitter.
+    """
+    if not bool(torch.isfinite(K).all()):
+        raise GPNumericalError("the kernel matrix has non-finite entries.")
+    scale = K.diagonal().mean().detach().clamp_min(1e-12)
+    eye = torch.eye(K.shape[-1], dtype=K.dtype)
+    for jitter in _JITTERS:
+        L, info = torch.linalg.cholesky_ex(K + (jitter * scale) * eye if jitter else K)
+        if int(info) == 0 and bool(torch.isfinite(L).all()):
+            return L
+    raise GPNumericalError(f"the kernel matrix is not positive definite, even with jitter {_JITTERS[-1]:g}.")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The outcome of :func:`fit_gp`: the best raw hyperparameters found and their loss."""
+
+    raw: np.ndarray
+    loss: float
+    n_evals: int
+
+
+def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 100) -> FitResult:
+    """Fit ``model``'s hyperparameters by L-BFGS-B from each start; keep the best.
+
+    Args:
+        model: the GP; on return it holds the best hyperparameters found.
+        starts: raw hyperparameter vectors to start from; ``None`` means the model's
+            current values.
+        maxiter: the L-BFGS-B iteration cap of each start (the cost bound of a fit).
+
+    Raises:
+        GPNumericalError: no start gave a finite loss.
+    """
+    params = list(model.parameters())
+    current = model.raw_vector()
+    best_raw, best_loss, n_evals = None, math.inf, 0
+
+    def loss_and_grad(v: np.ndarray) -> tuple[float, np.ndarray]:
+        nonlocal best_raw, best_loss, n_evals
+        n_evals += 1
+        model.load_raw_vector(v)
+        for p in params:
+            p.grad = None
+        try:
+            loss = model.negative_log_posterior()
+            loss.backward()
+        except GPNumericalError:
+            return 1e10, np.zeros_like(v)
+        value = float(loss.detach())
+        grad = torch.cat([p.grad.reshape(-1) for p in params]).numpy()
+        if not (math.isfinite(value) and np.isfinite(grad).all()):
+            return 1e10, np.zeros_like(v)
+        if value < best_loss:
+            best_loss, best_raw = value, v.copy()
+        return value, grad
+
+    model.train()
+    bounds = [_RAW_BOUNDS] * current.size
+    for start in starts:
+        x0 = np.clip(current if start is None else np.asarray(start, dtype=float), *_RAW_BOUNDS)
+        scipy.optimize.minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": maxiter})
+    if best_raw is None:
+        model.load_raw_vector(current)
+        raise GPNumericalError("the GP fit found no hyperparameters with a finite marginal likelihood.")
+    model.load_raw_vector(best_raw)
+    model.eval()
+    return FitResult(best_raw, best_loss, n_evals)
+
+
+def standardize(y: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``(y - mean) / std`` and the mean and std used (std 1 for constant ``y``), shape ``(n,)``."""
+    y = np.asarray(y, dtype=float)
+    mean = float(y.mean())
+    std = float(y.std())
+    if not std > 1e-12 * max(1.0, abs(mean)):
+        std = 1.0
+    return (y - mean) / std, mean, std
+
+
+class GPPosterior(torch.nn.Module):
+    """The posterior of a fitted :class:`GPModel`, with the Cholesky factor computed once.
+
+    Evaluating it costs one cross-covariance and one triangular solve, and is
+    differentiable in ``X``; the hyperparameters are frozen buffers.
+
+    Args:
+        X_train: shape ``(n, d)``.
+        y_train: shape ``(n,)`` (standardised).
+        lengthscale: shape ``(d,)``.
+        outputscale: scalar.
+        noise: scalar noise variance, or per-point variances of shape ``(n,)``.
+        categorical_mask: bool, shape ``(d,)``.
+    """
+
+    def __init__(
+        self,
+        X_train: torch.Tensor,
+        y_train: torch.Tensor,
+        lengthscale: torch.Tensor,
+        outputscale: torch.Tensor,
+        noise: torch.Tensor,
+        categorical_mask: torch.Tensor,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("X_train", X_train.detach().to(DTYPE))
+        self.register_buffer("y_train", y_train.detach().to(DTYPE))
+        self.register_buffer("lengthscale", lengthscale.detach().to(DTYPE).reshape(-1))
+        self.register_buffer("outputscale", outputscale.detach().to(DTYPE).reshape(()))
+        noise = noise.detach().to(DTYPE)
+        self.register_buffer("noise", noise.expand(X_train.shape[0]).clone() if noise.dim() == 0 else noise)
+        self.register_buffer("categorical_mask", torch.as_tensor(categorical_mask, dtype=torch.bool))
+        K = self.outputscale * matern52(self.X_train, self.X_train, self.lengthscale, self.categorical_mask)
+        self.register_buffer("L", robust_cholesky(K + torch.diag(self.noise)))
+        a = torch.linalg.solve_triangular(self.L, self.y_train.unsqueeze(-1), upper=False)
+        self.register_buffer("alpha", torch.linalg.solve_triangular(self.L.T, a, upper=True).squeeze(-1))
+
+    @classmethod
+    def from_model(cls, model: GPModel) -> GPPosterior:
+        mask = model.covar_module.base_kernel.categorical_mask
+        return cls(model.train_inputs[0], model.train_targets, model.lengthscale, model.outputscale,
+                   model.noise, mask)
+
+    def condition_on(self, X_new: torch.Tensor, y_new: torch.Tensor, noise: float | None = None) -> GPPosterior:
+        """The posterior with ``(X_new (k, d), y_new (k,))`` added as observations.
+
+        Hyperparameters are kept; this is how pending trials enter as fantasies.
+        """
+        if X_new.shape[0] == 0:
+            return self
+        extra = torch.full((X_new.shape[0],), float(self.noise.min()) if noise is None else noise, dtype=DTYPE)
+        return GPPosterior(torch.cat([self.X_train, X_new.to(DTYPE)]), torch.cat([self.y_train, y_new.to(DTYPE)]),
+                           self.lengthscale, self.outputscale, torch.cat([self.noise, extra]),
+                           self.categorical_mask)
+
+    def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and variance of the latent function at ``X`` (b, d); each ``(b,)``."""
+        Ks = self.outputscale * matern52(X, self.X_train, self.lengthscale, self.categorical_mask)  # (b, n)
+        mean = Ks @ self.alpha
+        v = torch.linalg.solve_triangular(self.L, Ks.transpose(-1, -2), upper=False)  # (n, b)
+        var = (self.outputscale - v.square().sum(-2)).clamp_min(1e-12)
+        return mean, var

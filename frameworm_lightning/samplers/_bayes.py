@@ -1,0 +1,356 @@
+"""Bayesian optimisation with a Gaussian-process surrogate (GPyTorch).
+
+The GP mathematics lives in :mod:`frameworm_lightning._gp`; this module turns a study's
+history into training data, runs one suggestion, and keeps what makes the next one cheap
+(the encoding of the space and the last fitted hyperparameters).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+
+from frameworm_lightning._gp.acquisition import (
+    HEDGE_ARMS,
+    build_acquisition,
+    hedge_probabilities,
+    validate_acquisition,
+)
+from frameworm_lightning._gp.encoding import ModelEncoding, sobol_points
+from frameworm_lightning._gp.gp import (
+    DTYPE,
+    GPModel,
+    GPNumericalError,
+    GPPosterior,
+    fit_gp,
+    standardize,
+    torch_threads,
+)
+from frameworm_lightning._gp.optim import evaluate, optimize_acquisition
+from frameworm_lightning.exceptions import SpaceError
+from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
+from frameworm_lightning.space import SearchSpace
+from frameworm_lightning.trial import FrozenTrial, TrialState
+
+__all__ = ["BayesianSampler"]
+
+PENDING_STRATEGIES = ("believer", "liar_best", "liar_mean", "liar_worst")
+PRUNED_RULES = ("worst", "exclude")
+
+# Salts of Sampler.rng, one per use, so no two uses share a stream.
+_SALT_SOBOL_INIT = 11
+_SALT_RAW = 12
+_SALT_FIT = 13
+_SALT_HEDGE = 14
+_SALT_FALLBACK = 15
+
+# Two points whose discrete columns agree and whose continuous columns differ by less
+# than this (in the unit cube) are the same point.
+_DUPLICATE_TOL = 1e-6
+
+
+class BayesianSampler(Sampler):
+    """GP Bayesian optimisation: a Sobol initial design, then one acquisition maximiser per trial.
+
+    The surrogate is an exact GP (Matérn-5/2, one lengthscale per dimension, a
+    dimension-scaled lengthscale prior, learned noise above a floor) on the space's
+    unit-cube encoding, with log dimensions in log space, integers searched over their
+    values and categoricals compared by equality. See ``docs/bayesian.md``.
+
+    Args:
+        seed: makes the suggestions reproducible (with the same history, the same points).
+        n_initial_points: evaluated trials needed before the GP is used; until then
+            trial ``n`` takes the ``n``-th point of a seeded scrambled Sobol sequence.
+            Enqueued and previously stored trials count.
+        acquisition: ``"logei"`` (default), ``"ei"``, ``"pi"``, ``"ucb"``/``"lcb"``
+            (the optimistic bound, weighted by ``beta``) or ``"hedge"`` (a GP-Hedge
+            portfolio of ``logei``, ``pi`` and ``ucb``).
+        beta: the exploration weight of ``ucb``/``lcb``: ``mean + sqrt(beta) * std``.
+        pending_strategy: how running and enqueued trials enter the GP, so that
+            parallel workers spread out: ``"believer"`` (kriging believer: the posterior
+            mean as a fantasy value, the default), or a constant liar with the best, mean
+            or worst observed value (``"liar_best"``, ``"liar_mean"``, ``"liar_worst"``).
+        pruned: ``"worst"`` (default): a pruned trial enters the GP with the worst value
+            among complete trials (a known-bad region, never an invented good value);
+            ``"exclude"``: pruned trials are ignored. Failed trials are always ignored.
+        hedge_eta: the learning rate of the ``hedge`` portfolio.
+        n_candidates: the raw Sobol candidates scored per suggestion.
+        n_starts: the local searches (L-BFGS-B + exact discrete search) per suggestion.
+        refit_every: a full hyperparameter fit with random restarts every this many
+            suggestions; in between, the fit warm-starts from the previous one.
+        n_threads: torch intra-op threads during a suggestion (``None``: leave as is).
+
+    Example:
+        >>> from frameworm_lightning import BayesianSampler, Real, Study
+        >>> study = Study.create("bo-demo", {"x": Real(-2.0, 2.0)}, metric="loss", mode="min",
+        ...                      sampler=BayesianSampler(seed=0, n_initial_points=4))
+        >>> while (trial := study.ask(budget=12)) is not None:
+        ...     _ = trial.complete((trial.params["x"] - 0.5) ** 2)
+        >>> abs(study.best_trial.params["x"] - 0.5) < 0.1
+        True
+    """
+
+    def __init__(
+        self,
+        seed: int | None = None,
+        n_initial_points: int = 10,
+        acquisition: str = "logei",
+        beta: float = 2.0,
+        pending_strategy: str = "believer",
+        pruned: str = "worst",
+        hedge_eta: float = 1.0,
+        n_candidates: int = 1024,
+        n_starts: int = 6,
+        refit_every: int = 10,
+        n_threads: int | None = 1,
+    ) -> None:
+        super().__init__(seed=seed)
+        if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int) or n_initial_points < 0:
+            raise ValueError(f"n_initial_points must be an integer >= 0, but got n_initial_points={n_initial_points!r}.")
+        self.acquisition = validate_acquisition(acquisition)
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+            raise ValueError(f"beta must be a finite number >= 0, but got beta={beta!r}.")
+        if pending_strategy not in PENDING_STRATEGIES:
+            raise ValueError(
+                f"pending_strategy must be one of {', '.join(map(repr, PENDING_STRATEGIES))}, "
+                f"but got pending_strategy={pending_strategy!r}."
+            )
+        if pruned not in PRUNED_RULES:
+            raise ValueError(f"pruned must be one of {', '.join(map(repr, PRUNED_RULES))}, but got pruned={pruned!r}.")
+        if isinstance(hedge_eta, bool) or not isinstance(hedge_eta, (int, float)) or not hedge_eta > 0:
+            raise ValueError(f"hedge_eta must be a positive number, but got hedge_eta={hedge_eta!r}.")
+        for name, value in (("n_candidates", n_candidates), ("n_starts", n_starts), ("refit_every", refit_every)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, but got {name}={value!r}.")
+        if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
+            raise ValueError(f"n_threads must be a positive integer or None, but got n_threads={n_threads!r}.")
+        self.n_initial_points = n_initial_points
+        self.beta = float(beta)
+        self.pending_strategy = pending_strategy
+        self.pruned = pruned
+        self.hedge_eta = float(hedge_eta)
+        self.n_candidates = n_candidates
+        self.n_starts = n_starts
+        self.refit_every = refit_every
+        self.n_threads = n_threads
+        self._encodings: dict[str, ModelEncoding] = {}
+        # The last fitted raw hyperparameters per (space, mode, first trial): warm starts.
+        self._warm: dict[str, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        return (f"BayesianSampler(seed={self.seed!r}, n_initial_points={self.n_initial_points!r}, "
+                f"acquisition={self.acquisition!r})")
+
+    def max_trials(self, space: SearchSpace) -> int | None:
+        return self._encoding(space).n_configurations
+
+    # The history --------------------------------------------------------------------------
+    def _encoding(self, space: SearchSpace) -> ModelEncoding:
+        key = json.dumps(space.to_spec(), sort_keys=True, default=str)
+        if key not in self._encodings:
+            self._encodings[key] = ModelEncoding(space)
+        return self._encodings[key]
+
+    @staticmethod
+    def _encode(encoding: ModelEncoding, trial: FrozenTrial) -> np.ndarray | None:
+        try:
+            return encoding.encode(trial.params)
+        except (SpaceError, TypeError, ValueError):
+            return None  # params from another space version: not data for this one
+
+    def _observations(self, context: AskContext, encoding: ModelEncoding) -> tuple[np.ndarray, np.ndarray]:
+        """Model points ``(n, d)`` and targets to maximise ``(n,)`` of the usable trials."""
+        sign = -1.0 if context.mode == "min" else 1.0
+        X, y = [], []
+        for t in context.complete:
+            if t.value is None or not math.isfinite(t.value):
+                continue  # a non-finite value never reaches the GP
+            x = self._encode(encoding, t)
+            if x is not None:
+                X.append(x)
+                y.append(sign * t.value)
+        if self.pruned == "worst" and y:
+            worst = min(y)
+            for t in context.trials_in(TrialState.PRUNED):
+                x = self._encode(encoding, t)
+                if x is not None:
+                    X.append(x)
+                    y.append(worst)
+        d = encoding.dim
+        return np.array(X, dtype=float).reshape(-1, d), np.array(y, dtype=float)
+
+    def _points(self, encoding: ModelEncoding, trials: list[FrozenTrial]) -> np.ndarray:
+        rows = [x for x in (self._encode(encoding, t) for t in trials) if x is not None]
+        return np.array(rows, dtype=float).reshape(-1, encoding.dim)
+
+    # Ask ----------------------------------------------------------------------------------
+    def ask(self, context: AskContext) -> Suggestion | None:
+        encoding = self._encoding(context.space)
+        tried = self._points(encoding, [t for t in context.trials if t.has_params])
+        X, y = self._observations(context, encoding)
+        if len(y) == 0 or len(y) < self.n_initial_points:
+            return self._sobol(context, encoding, tried, reason="initial")
+        try:
+            with torch_threads(self.n_threads):
+                return self._ask_gp(context, encoding, X, y, tried)
+        except (RuntimeError, ValueError, FloatingPointError, ArithmeticError) as err:
+            warnings.warn(
+                f"BayesianSampler: the GP step failed for trial {context.number} ({type(err).__name__}: {err}); "
+                "suggesting a Sobol point instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return self._sobol(context, encoding, tried, reason="fallback", salt=_SALT_FALLBACK)
+
+    def _sobol(
+        self, context: AskContext, encoding: ModelEncoding, tried: np.ndarray, reason: str, salt: int = _SALT_SOBOL_INIT
+    ) -> Suggestion | None:
+        """Point ``number`` of the seeded Sobol sequence (the next unseen one in a discrete space)."""
+        n_configs = encoding.n_configurations
+        if n_configs is not None and len(_unique_rows(encoding, tried)) >= n_configs:
+            return None  # every configuration of a finite space is tried or running
+        for k in range(256):
+            U = sobol_points(1, encoding.dim, self.rng(0, salt=salt), skip=context.number + 97 * k)
+            x = encoding.to_model(U)[0]
+            if n_configs is None or not _is_duplicate(encoding, x[None, :], tried)[0]:
+                return Suggestion(params=encoding.decode(x), system_attrs={"bo": reason})
+        free = _first_free(encoding, tried)
+        return None if free is None else Suggestion(params=encoding.decode(free), system_attrs={"bo": reason})
+
+    def _warm_key(self, context: AskContext) -> str:
+        first = min((t for t in context.trials if t.has_params), key=lambda t: t.number, default=None)
+        anchor = json.dumps(first.params, sort_keys=True, default=str) if first is not None else ""
+        return json.dumps([context.space.to_spec(), context.mode, anchor], sort_keys=True, default=str)
+
+    def _fit(self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y_std: np.ndarray) -> GPModel:
+        model = GPModel(torch.as_tensor(X, dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE),
+                        torch.as_tensor(encoding.categorical_mask))
+        key = self._warm_key(context)
+        warm = self._warm.get(key)
+        if warm is not None and warm.shape != model.raw_vector().shape:
+            warm = None
+        full = warm is None or len(y_std) % self.refit_every == 0
+        starts: list[np.ndarray | None] = [] if warm is None else [warm]
+        if full:
+            starts += [None] + _random_starts(model, self.rng(context.number, salt=_SALT_FIT), 2)
+        try:
+            result = fit_gp(model, starts, maxiter=200 if full else 50)
+        except GPNumericalError:
+            if full:
+                raise
+            # The warm start failed: one full fit before giving up.
+            model.reset_hyperparameters()
+            starts = [None] + _random_starts(model, self.rng(context.number, salt=_SALT_FIT), 2)
+            result = fit_gp(model, starts, maxiter=200)
+        self._warm[key] = result.raw
+        return model
+
+    def _ask_gp(
+        self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y: np.ndarray, tried: np.ndarray
+    ) -> Suggestion | None:
+        y_std, _, _ = standardize(y)
+        model = self._fit(context, encoding, X, y_std)
+        posterior = GPPosterior.from_model(model)
+
+        X_pending = self._points(encoding, context.pending)
+        if len(X_pending):
+            lies = self._lies(posterior, X_pending, y_std)
+            fantasy = posterior.condition_on(torch.as_tensor(X_pending, dtype=DTYPE), lies)
+        else:
+            fantasy = posterior
+        X_known = np.concatenate([X, X_pending])
+        best_f = float(evaluate(lambda Z: fantasy(Z)[0], X_known).max())
+
+        # Local searches also start from the best evaluated points.
+        extra = X[np.argsort(-y_std, kind="stable")[: min(5, len(y_std))]]
+        seed = self.rng(context.number, salt=_SALT_RAW)
+        arms = HEDGE_ARMS if self.acquisition == "hedge" else (self.acquisition,)
+        proposals: dict[str, np.ndarray] = {}
+        for arm in arms:
+            acqf = build_acquisition(arm, fantasy, best_f, self.beta)
+            result = optimize_acquisition(acqf, encoding, seed, n_raw=self.n_candidates, n_starts=self.n_starts,
+                                          extra_starts=extra)
+            fresh = ~_is_duplicate(encoding, result.X, tried)
+            if fresh.any():
+                proposals[arm] = result.X[int(np.argmax(fresh))]
+        if not proposals:
+            return self._sobol(context, encoding, tried, reason="exhausted", salt=_SALT_FALLBACK)
+
+        attrs: dict[str, Any] = {"bo": "gp"}
+        if self.acquisition == "hedge":
+            chosen = self._hedge_choice(context, encoding, posterior, proposals)
+            attrs["bo_hedge"] = {arm: encoding.to_unit(x[None, :])[0].tolist() for arm, x in proposals.items()}
+        else:
+            chosen = self.acquisition
+        attrs["bo_acquisition"] = chosen
+        return Suggestion(params=encoding.decode(proposals[chosen]), system_attrs=attrs)
+
+    def _lies(self, posterior: GPPosterior, X_pending: np.ndarray, y_std: np.ndarray) -> torch.Tensor:
+        """Fantasy values of the pending points, standardised, shape ``(k,)``."""
+        k = len(X_pending)
+        if self.pending_strategy == "believer":
+            with torch.no_grad():
+                return posterior(torch.as_tensor(X_pending, dtype=DTYPE))[0]
+        value = {"liar_best": y_std.max(), "liar_mean": y_std.mean(), "liar_worst": y_std.min()}[self.pending_strategy]
+        return torch.full((k,), float(value), dtype=DTYPE)
+
+    def _hedge_choice(
+        self, context: AskContext, encoding: ModelEncoding, posterior: GPPosterior, proposals: dict[str, np.ndarray]
+    ) -> str:
+        """GP-Hedge: each arm's gain is the current posterior mean summed over its past proposals."""
+        gains = np.zeros(len(HEDGE_ARMS))
+        for t in context.trials:
+            past = t.system_attrs.get("bo_hedge") if t.system_attrs else None
+            if not isinstance(past, dict):
+                continue
+            for i, arm in enumerate(HEDGE_ARMS):
+                u = past.get(arm)
+                if isinstance(u, list) and len(u) == encoding.dim:
+                    x = encoding.to_model(np.array(u, dtype=float)[None, :])
+                    gains[i] += float(evaluate(lambda Z: posterior(Z)[0], x)[0])
+        available = [i for i, arm in enumerate(HEDGE_ARMS) if arm in proposals]
+        p = hedge_probabilities(gains[available], self.hedge_eta)
+        pick = int(self.rng(context.number, salt=_SALT_HEDGE).choice(len(available), p=p))
+        return HEDGE_ARMS[available[pick]]
+
+
+def _random_starts(model: GPModel, rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """``n`` raw hyperparameter vectors around the default start (log-normal perturbations)."""
+    current = model.raw_vector()
+    base_ls = model.lengthscale.numpy().copy()
+    starts = []
+    for _ in range(n):
+        model.set_hyperparameters(base_ls * np.exp(rng.normal(0.0, 1.0, base_ls.shape)),
+                                  float(np.exp(rng.normal(0.0, 0.5))), float(10 ** rng.uniform(-5, -1)))
+        starts.append(model.raw_vector())
+    model.load_raw_vector(current)
+    return starts
+
+
+def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray) -> np.ndarray:
+    """Whether each row of ``X`` (m, d) is the same point as a row of ``tried`` (t, d); shape ``(m,)``."""
+    if len(tried) == 0 or len(X) == 0:
+        return np.zeros(len(X), dtype=bool)
+    cont = encoding.continuous_mask
+    diff = np.abs(X[:, None, :] - tried[None, :, :])  # (m, t, d)
+    same = np.all(np.where(cont, diff < _DUPLICATE_TOL, diff < 1e-9), axis=-1)
+    return same.any(axis=1)
+
+
+def _unique_rows(encoding: ModelEncoding, X: np.ndarray) -> set[tuple[float, ...]]:
+    return set(encoding.key(X))
+
+
+def _first_free(encoding: ModelEncoding, tried: np.ndarray) -> np.ndarray | None:
+    """The first untried configuration of an all-discrete space, or ``None``."""
+    n_configs = encoding.n_configurations
+    if n_configs is None or n_configs > 1_000_000:
+        return None
+    X_all = encoding.all_configurations()
+    free = ~_is_duplicate(encoding, X_all, tried)
+    return X_all[int(np.argmax(free))] if free.any() else None
