@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import io
 import json
@@ -53,7 +54,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from frameworm_lightning.exceptions import SearchStopped, TrialFailed
-from frameworm_lightning.runner._execute import TrialSpec, trial_dir
+from frameworm_lightning.runner._execute import TrialSpec, trial_budget, trial_dir
 from frameworm_lightning.runner._gpus import GpuLease, GpuPool, validate_gpus_per_trial
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._trial_entry import ENTRY_MODULE, PAYLOAD_VERSION
@@ -348,7 +349,12 @@ class Launcher(Protocol):
 
 
 class _Zygote:
-    """The search process's end of a zygote (see :mod:`._trial_entry`): start trials, learn their exits."""
+    """The search process's end of a zygote (see :mod:`._trial_entry`): start trials, learn their exits.
+
+    One zygote serves every search of this process (:func:`shared_zygote`): each
+    command carries the trial's whole environment, so a zygote started for one search
+    is as good for the next.
+    """
 
     def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
@@ -390,11 +396,13 @@ class _Zygote:
             self.proc.stdin.write((json.dumps(command) + "\n").encode())
             self.proc.stdin.flush()
             pid = self._started.get(timeout=_ZYGOTE_READY_S)
+            self.exits.pop(pid, None)  # an earlier child had this pid; its exit is old news
         if pid < 0:
             raise RuntimeError("the worker zygote died; its log: " + log_tail(Path(self._log.name)))
         return pid
 
     def close(self) -> None:
+        self.alive = False
         if self.proc.stdin is not None:
             try:
                 self.proc.stdin.close()  # the zygote kills what is left and exits
@@ -431,6 +439,21 @@ class _LocalHandle:
         return None
 
 
+_zygote: _Zygote | None = None
+_zygote_lock = threading.Lock()
+
+
+def shared_zygote() -> _Zygote:
+    """This process's zygote, started on first use (and again if it died), stopped at exit."""
+    global _zygote
+    with _zygote_lock:
+        if _zygote is None or not _zygote.alive or _zygote.proc.poll() is not None:
+            log = Path(tempfile.gettempdir()) / f"frameworm-zygote-{os.getpid()}.log"
+            _zygote = _Zygote(worker_env(), log)
+            atexit.register(_zygote.close)
+        return _zygote
+
+
 def start_method() -> str:
     """How local workers start: ``"zygote"`` (fork from a clean pre-imported process, Linux) or ``"spawn"``.
 
@@ -448,17 +471,16 @@ class LocalLauncher:
     Args:
         target_path: the pickled trial target every worker loads.
         n_jobs: trials at once (sets each worker's thread count).
-        run_dir: where the zygote writes its own log.
         method: ``"zygote"`` or ``"spawn"`` (see :func:`start_method`).
     """
 
     name = "process"
 
-    def __init__(self, target_path: Path, n_jobs: int, run_dir: Path, method: str | None = None) -> None:
+    def __init__(self, target_path: Path, n_jobs: int, method: str | None = None) -> None:
         self.target_path = target_path
         self.n_jobs = n_jobs
         self.method = method or start_method()
-        self.zygote = _Zygote(worker_env(None, n_jobs), run_dir / "zygote.log") if self.method == "zygote" else None
+        self.zygote = shared_zygote() if self.method == "zygote" else None
 
     def ready(self) -> None:
         if self.zygote is not None:
@@ -470,9 +492,10 @@ class LocalLauncher:
         path = directory / "trial.pkl"
         path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         log_path = directory / "worker.log"
+        env = worker_env(env, self.n_jobs)
         if self.zygote is not None:
             return _LocalHandle(self.zygote.start(path, log_path, env), log_path, directory, zygote=self.zygote)
-        proc, log = spawn_entry(path, log_path, worker_env(env, self.n_jobs))
+        proc, log = spawn_entry(path, log_path, env)
         return _LocalHandle(proc.pid, log_path, directory, proc=proc, log=log)
 
     def poll(self, handle: _LocalHandle) -> WorkerExit | None:
@@ -498,8 +521,7 @@ class LocalLauncher:
             time.sleep(0.05)
 
     def close(self) -> None:
-        if self.zygote is not None:
-            self.zygote.close()
+        pass  # the zygote stays for the next search of this process
 
 
 # The supervisor ---------------------------------------------------------------------------
@@ -531,7 +553,8 @@ class Supervisor:
 
     Args:
         study: the study (its storage must be reachable from the workers).
-        budget: the study's trial budget.
+        budget: the study's trial budget, or ``f(study) -> budget`` asked before each
+            claim (schedulers that enqueue promotions raise it; ``0`` ends the search).
         n_jobs: trials at once.
         launcher: where workers run.
         make_payload: ``(trial, directory) -> payload`` for the trial entry point.
@@ -546,7 +569,7 @@ class Supervisor:
     """
 
     def __init__(
-        self, study: Study, budget: int | None, n_jobs: int, launcher: Launcher, *,
+        self, study: Study, budget: int | None | Callable[[Study], int | None], n_jobs: int, launcher: Launcher, *,
         make_payload: Callable[[Trial, Path], dict[str, Any]], directory_of: Callable[[int], Path],
         printer: TrialPrinter | None = None, stop_on_error: bool = False, trial_timeout: float | None = None,
         pool: GpuPool | None = None, gpu_env: Mapping[str, str] | None = None, linger: bool = False,
@@ -613,7 +636,8 @@ class Supervisor:
                 if self.pool is not None and lease is None:
                     break
                 try:
-                    trial = self.study.ask(budget=self.budget)
+                    budget = self.budget(self.study) if callable(self.budget) else self.budget
+                    trial = self.study.ask(budget=budget)
                 except BaseException:
                     self._release(lease)
                     raise
@@ -739,7 +763,8 @@ def shareable_study(study: Study) -> Iterator[Study]:
 
 # Entry points ---------------------------------------------------------------------------
 def _run(
-    study: Study, target: tuple[Any, ...], what: str, budget: int | None, n_jobs: int, *,
+    study: Study, target: tuple[Any, ...], what: str, budget: int | None | Callable[[Study], int | None],
+    n_jobs: int, *,
     run_dir: Path, directory_of: Callable[[int], Path], printer: TrialPrinter | None, stop_on_error: bool,
     executor: str, gpus_per_trial: float | None, trial_timeout: float | None, ray_address: str | None,
     cpus_per_trial: float, linger: bool,
@@ -775,7 +800,7 @@ def _run(
             run_dir.mkdir(parents=True, exist_ok=True)
             target_path = run_dir / f"target-{os.getpid()}-{time.time_ns()}.pkl"
             target_path.write_bytes(target_bytes)
-            launcher = LocalLauncher(target_path, n_jobs, run_dir)
+            launcher = LocalLauncher(target_path, n_jobs)
         try:
             return Supervisor(
                 shared, budget, n_jobs, launcher, make_payload=make_payload, directory_of=directory_of,
@@ -803,8 +828,11 @@ def run_parallel(
         raise ValueError(f"run_parallel runs executor 'process' or 'ray', but got executor={executor!r}.")
     root = Path(spec.root_dir).resolve()
     spec = dataclasses.replace(spec, root_dir=str(root))
+    callbacks = spec.callbacks
+    # Stopping schedulers raise the budget with their promotions, as in the serial loop.
+    budget_of = budget if budget is None else (lambda st: trial_budget(callbacks, st, budget))  # type: ignore[arg-type]
     return _run(
-        study, ("lightning", spec), "the LightningModule, datamodule and callbacks", budget, n_jobs,
+        study, ("lightning", spec), "the LightningModule, datamodule and callbacks", budget_of, n_jobs,
         run_dir=root / spec.study_name / ".frameworm",
         directory_of=lambda n: trial_dir(root, spec.study_name, n),
         printer=printer, stop_on_error=stop_on_error, executor=executor, gpus_per_trial=gpus_per_trial,

@@ -19,7 +19,7 @@ left behind.
 
 ``python -m frameworm_lightning.runner._trial_entry --zygote`` is the *zygote*: a clean
 process that imports torch and Lightning once, then forks one fresh process per trial
-on request (one JSON line on stdin: payload, log, environment). It never initialises
+on request (one JSON line on stdin: payload, log, the trial's whole environment). It never initialises
 CUDA, opens a database or starts a thread of its own, so each forked trial starts as a
 new interpreter would — its own CUDA context, its own process group — without paying
 the seconds of imports. Its ``__main__`` is this module, so DDP relaunches still re-run
@@ -275,7 +275,14 @@ def _forked_trial(command: dict[str, Any]) -> None:
         os.close(null)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
-        os.environ.update(command.get("env", {}))
+        if "env" in command:  # the trial's whole environment, as a spawned process would get it
+            os.environ.clear()
+            os.environ.update(command["env"])
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if threads.isdigit() and int(threads) > 0:
+            import torch  # noqa: PLC0415 - already imported by the zygote
+
+            torch.set_num_threads(int(threads))  # OpenMP read the variable when the zygote started
         sys.argv = [sys.argv[0], command["payload"]]  # what Lightning re-runs for DDP ranks 1..n-1
         code = main([command["payload"]])
     except SystemExit as stop:

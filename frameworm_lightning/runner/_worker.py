@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from frameworm_lightning.exceptions import TrialFailed
 from frameworm_lightning.result import SearchResult
-from frameworm_lightning.runner._execute import TrialSpec, execute_trial
+from frameworm_lightning.runner._execute import TrialSpec, execute_trial, trial_budget
 from frameworm_lightning.runner._parallel import resolve_executor, run_parallel
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.space import SearchSpace
@@ -56,7 +56,7 @@ def _is_shared(storage: str | Storage) -> bool:
 def _serial(study: Study, spec: TrialSpec, budget: int | None, printer: Any, stop_on_error: bool, wait: bool) -> int:
     ran = 0
     while True:
-        trial = study.ask(budget=budget)
+        trial = study.ask(budget=budget if budget is None else trial_budget(spec.callbacks, study, budget))
         if trial is None:
             if wait and study.trials_in(TrialState.RUNNING):
                 time.sleep(_WAIT_POLL_S)

@@ -1,0 +1,111 @@
+"""The local process executor: trials at once, crashes and timeouts isolated, Ctrl-C, the function API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from frameworm_lightning import GridSampler, SearchRunner, Study
+from frameworm_lightning.search import GridSearch
+from frameworm_lightning.trial import TrialState
+
+from parallel._models import SleepyModule, alive, overlap, rank_reports, square, trainer_kwargs, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def _runner(tmp_path: Path, **kwargs: object) -> SearchRunner:
+    return SearchRunner(
+        metric="val_loss", sampler=GridSampler(), n_trials=None, root_dir=tmp_path / "runs",
+        storage=f"sqlite:///{tmp_path / 'study.db'}", quiet=True, save_checkpoints=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_two_jobs_really_train_two_trials_at_once(tmp_path: Path) -> None:
+    runner = _runner(tmp_path, n_jobs=2, trainer_kwargs=trainer_kwargs(max_steps=2))
+    result = runner.fit(SleepyModule, {"offset": [0.1, 0.2]}, model_kwargs={"sleep": 1.0})
+
+    a, b = result.trials
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert overlap((a.started_at, a.completed_at), (b.started_at, b.completed_at))
+    # Not just claimed together: their training ran at the same time, in two processes.
+    ra, rb = (rank_reports(t.system_attrs["trial_dir"])[0] for t in (a, b))
+    assert overlap((ra["start"], ra["end"]), (rb["start"], rb["end"]))
+    assert len({ra["pid"], rb["pid"], os.getpid()}) == 3
+    assert a.system_attrs["worker"]["pid"] == ra["pid"]
+    assert sorted(t.value for t in result.trials) == pytest.approx([0.1, 0.2], abs=0.01)
+    # Reports reached storage from the workers.
+    assert all(t.intermediate_values for t in result.trials)
+
+
+def test_crashes_and_timeouts_fail_their_trial_only(tmp_path: Path) -> None:
+    crashes = ["ok", "raise", "sys_exit", "os_exit", "segfault", "sigkill", "hang"]
+    runner = _runner(tmp_path, n_jobs=2, trial_timeout=20, trainer_kwargs=trainer_kwargs(max_steps=3))
+    result = runner.fit(SleepyModule, {"crash": crashes})
+
+    by_crash = {t.params["crash"]: t for t in result.trials}
+    assert by_crash["ok"].state is TrialState.COMPLETE
+    failed = {c: t for c, t in by_crash.items() if c != "ok"}
+    assert all(t.state is TrialState.FAILED and not t.interrupted for t in failed.values())
+    assert "RuntimeError: boom: the model raised" in failed["raise"].error
+    assert failed["sys_exit"].reason == "the trial called sys.exit(4)"
+    assert failed["os_exit"].reason == "worker exited with code 3"
+    assert failed["segfault"].reason.startswith("worker killed by SIGSEGV")
+    assert "in _crash" in failed["segfault"].error  # faulthandler's stack, from the worker's log
+    assert failed["sigkill"].reason.startswith("worker killed by SIGKILL")
+    assert failed["hang"].reason == "timed out: ran past trial_timeout=20s"
+    # Every worker is gone, the hung one included.
+    pids = [t.system_attrs["worker"]["pid"] for t in result.trials]
+    assert wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
+
+
+def test_ctrl_c_stores_running_trials_as_interrupted_and_leaves_no_process(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    runner = _runner(tmp_path, n_jobs=2, trainer_kwargs=trainer_kwargs(max_steps=50))
+    study_box: list[Study] = []
+
+    def press_ctrl_c() -> None:
+        def both_training() -> list:
+            try:
+                study = Study.load("SleepyModule", storage)
+            except Exception:  # noqa: BLE001 - not created yet
+                return []
+            running = [t for t in study.trials_in(TrialState.RUNNING) if "worker" in t.system_attrs]
+            study_box[:] = [study]
+            return running if len(running) == 2 else []
+
+        if wait_for(both_training, timeout=120):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c, daemon=True)
+    presser.start()
+    with pytest.raises(KeyboardInterrupt):
+        runner.fit(SleepyModule, {"offset": [0.1, 0.2, 0.3]}, model_kwargs={"sleep": 0.5})
+    presser.join(5)
+
+    study = study_box[0]
+    interrupted = [t for t in study.trials if t.interrupted]
+    assert len(interrupted) == 2 and not study.trials_in(TrialState.RUNNING)
+    assert all("SIGINT" in t.error for t in interrupted)
+    pids = [t.system_attrs["worker"]["pid"] for t in interrupted]
+    assert wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
+    # Their params were re-enqueued: running the search again finishes the grid.
+    waiting = study.trials_in(TrialState.WAITING)
+    assert sorted(t.params["offset"] for t in waiting) == sorted(t.params["offset"] for t in interrupted)
+
+
+def test_function_api_runs_trials_in_parallel_on_its_in_memory_study() -> None:
+    search = GridSearch(base_config={"x": 0.0, "sleep": 0.5}, search_space={"x": [0.0, 1.0, 2.0, 3.0]},
+                        metric="loss", verbose=False)
+    best_config, best_score = search.run(square, n_jobs=2)
+    assert best_config["x"] == 1.0 and best_score == 0.0
+    trials = search.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert any(overlap((a.started_at, a.completed_at), (b.started_at, b.completed_at))
+               for a in trials for b in trials if a.number < b.number)
+    assert len({t.system_attrs["worker"]["pid"] for t in trials}) == 4
