@@ -1,0 +1,1 @@
+"""Tests of frameworm_lightning.stopping."""
