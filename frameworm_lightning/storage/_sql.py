@@ -92,8 +92,9 @@ class DuplicateClaimError(StorageError):
     """Another trial of the study already holds this claim key."""
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=_json_default)
+def _dumps(obj: Any, ordered: bool = False) -> str:
+    """JSON text; ``ordered`` keeps insertion order (a space's columns, a trial's params)."""
+    return json.dumps(obj, sort_keys=not ordered, default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:
@@ -294,7 +295,7 @@ class Storage:
                 with self._tx() as conn:
                     conn.execute(
                         studies.insert().values(
-                            name=name, metric=metric, mode=mode, space=_dumps(space), created_at=time.time(),
+                            name=name, metric=metric, mode=mode, space=_dumps(space, ordered=True), created_at=time.time(),
                             user_attrs="{}", schema_version=_SCHEMA_VERSION,
                         )
                     )
@@ -457,7 +458,7 @@ class Storage:
                 attrs = {**json.loads(raw or "{}"), **dict(system_attrs or {})}
                 conn.execute(
                     trials.update().where(trials.c.trial_id == trial_id).values(
-                        params=_dumps(dict(params)), claim_key=claim_key, system_attrs=_dumps(attrs)
+                        params=_dumps(dict(params), ordered=True), claim_key=claim_key, system_attrs=_dumps(attrs)
                     )
                 )
         except IntegrityError:
@@ -476,7 +477,7 @@ class Storage:
         With ``skip_if_exists`` a config that is already waiting, running, complete or
         pruned is not enqueued again, so re-running a script does not repeat its warm start.
         """
-        payload = _dumps(dict(params))
+        payload = _dumps(dict(params), ordered=True)
         with self._tx() as conn:
             self._lock_study(conn, study_id)
             if skip_if_exists:

@@ -191,3 +191,13 @@ def test_sqlite_uses_wal(tmp_path):
     store = open_storage(f"sqlite:///{tmp_path / 'w.db'}")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_stored_space_and_params_keep_their_order(tmp_path):
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    space = {"zeta": Real(0, 1), "alpha": [1, 2], "mid": Integer(0, 3)}
+    study = Study.create("ordered", space, metric="loss", sampler=RandomSampler(seed=0), storage=url)
+    study.ask().complete(1.0)
+    loaded = Study.load("ordered", url)
+    assert list(loaded.space) == ["zeta", "alpha", "mid"]
+    assert list(loaded.trials[0].params) == ["zeta", "alpha", "mid"]
