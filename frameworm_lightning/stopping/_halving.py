@@ -309,7 +309,7 @@ class _RungPolicy(StoppingCallback):
             return None, due
         shown = f"{self.monitor or 'metric'}={records[key][0]:.6g} at {self._unit(r)} ranks {position} of {len(ranked)}"
         if pause and not self.synchronous:
-            return self._stop(Decision.PAUSE, Reason.RUNG_PAUSE, f"paused: {shown} (the best {keep} go on)",
+            return self._stop(Decision.PAUSE, Reason.RUNG_PAUSE, f"paused: {shown}; {keep} of {len(ranked)} go on so far",
                               records, history, paused=key), []
         return self._stop(Decision.PRUNE, Reason.RUNG_CUT, f"{shown}; only the best {keep} go on",
                           records, history), []

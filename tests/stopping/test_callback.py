@@ -1,0 +1,199 @@
+"""The policies as Lightning callbacks: in a plain Trainer, and inside a SearchRunner."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from frameworm_lightning import GridSampler, MetricNotFoundError, SearchRunner, TrialState, open_storage
+from frameworm_lightning.stopping import (
+    ASHA,
+    AnyOf,
+    BudgetStopping,
+    Decision,
+    ImprovementStopping,
+    MedianStopping,
+    StoppingCallback,
+    SuccessiveHalving,
+    ThresholdStopping,
+    trained_steps,
+)
+
+from ._models import QUIET, CurveModule
+
+NAN = math.nan
+
+
+def fit(policy: pl.Callback, model: CurveModule, **trainer_kwargs: Any) -> pl.Trainer:
+    kwargs = {**QUIET, "max_epochs": 3, **trainer_kwargs}
+    trainer = pl.Trainer(callbacks=[policy, *kwargs.pop("callbacks", [])], **kwargs)
+    trainer.fit(model)
+    return trainer
+
+
+def trials(url: str, study: str) -> list[Any]:
+    store = open_storage(url)
+    return store.get_trials(store.load_study(study).study_id)
+
+
+# -- In a plain Trainer ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "script", "stop_step"),
+    [
+        # 8 batches an epoch, a validation every 2: the k-th value is reported at step 2k.
+        (ThresholdStopping("val_loss", threshold=0.5), [0.1, 0.2, 0.9, 0.1], 6),
+        (ImprovementStopping("val_loss", patience=1), [1.0, 0.99, 0.99], 6),
+        (ImprovementStopping("val_loss", patience=2), [1.0, 0.9, 0.95, 0.97], 8),
+        (ThresholdStopping("val_loss"), [1.0, 1.0, 1.0, 1.0, NAN], 10),
+        (AnyOf([ImprovementStopping(patience=9), ThresholdStopping(threshold=2.0)], monitor="val_loss"),
+         [1.0, 0.5, 3.0], 6),
+        (ThresholdStopping("val_loss", threshold=0.5), [0.1], None),
+    ],
+)
+def test_stops_at_the_batch_of_the_deciding_validation(policy: StoppingCallback, script: list[float],
+                                                       stop_step: int | None) -> None:
+    model = CurveModule(script=script)
+    trainer = fit(policy, model, val_check_interval=0.25)
+    expected = stop_step if stop_step is not None else 3 * 8
+    assert trainer.global_step == expected
+    assert model.train_batches == expected  # no batch after the stop, even mid-epoch
+    assert sorted(policy.state_dict()["values"]) == list(range(2, expected + 1, 2))
+
+
+def test_checks_every_n_training_batches_on_a_training_metric() -> None:
+    policy = ThresholdStopping("train_loss", threshold=10.0, every_n_train_steps=3)
+    model = CurveModule(train_script=[1.0, 1.0, 1.0, 1.0, NAN])
+    trainer = fit(policy, model)
+    assert trainer.global_step == 6  # checks at batches 3 and 6; NaN from batch 5 on
+    assert policy.state_dict()["values"].keys() == {3, 6}
+
+
+def test_a_metric_never_logged_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    policy = ThresholdStopping("val_acc", threshold=1.0, storage=url, study="s")
+    with pytest.raises(MetricNotFoundError, match=r"'val_acc' was never logged; logged metrics: .*train_loss.*val_loss"):
+        fit(policy, CurveModule())
+    [trial] = trials(url, "s")
+    assert trial.state is TrialState.FAILED and "MetricNotFoundError" in trial.reason
+
+
+def test_per_trial_budget_stops_at_the_exact_step() -> None:
+    policy = BudgetStopping(max_steps=11)
+    model = CurveModule()
+    trainer = fit(policy, model)
+    assert trainer.global_step == model.train_batches == 11
+
+
+def test_policies_that_compare_runs_need_a_storage_without_a_runner() -> None:
+    with pytest.raises(ValueError, match=r"storage= and study="):
+        fit(MedianStopping("val_loss"), CurveModule())
+    with pytest.raises(ValueError, match="needs monitor="):
+        fit(ImprovementStopping(), CurveModule())
+
+
+def test_state_keys_tell_instances_apart() -> None:
+    a, b = ImprovementStopping("val_loss", patience=3), ImprovementStopping("val_loss", patience=4)
+    assert a.state_key != b.state_key
+    assert a.state_key == ImprovementStopping("val_loss", patience=3).state_key
+    assert ThresholdStopping("val_loss").state_key.startswith("ThresholdStopping{")
+    # several policies in one Trainer
+    fit(a, CurveModule(), max_epochs=1, callbacks=[ThresholdStopping("val_loss"), BudgetStopping(max_steps=100)])
+
+
+def test_resuming_from_a_checkpoint_restores_the_history(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    first = ImprovementStopping("val_loss", patience=9, storage=url, study="resume")
+    fit(first, CurveModule(), max_epochs=1, val_check_interval=0.5, enable_checkpointing=True, callbacks=[ckpt])
+    second = ImprovementStopping("val_loss", patience=9, storage=url, study="resume")
+    trainer = pl.Trainer(**QUIET, max_epochs=2, val_check_interval=0.5, callbacks=[second],
+                         default_root_dir=tmp_path)
+    trainer.fit(CurveModule(), ckpt_path=str(tmp_path / "last.ckpt"))
+    assert sorted(second.state_dict()["values"]) == [4, 8, 12, 16]
+    old, new = trials(url, "resume")
+    assert old.state is TrialState.COMPLETE and sorted(old.intermediate_values) == [4, 8]
+    assert new.state is TrialState.COMPLETE and new.system_attrs["resumed_from"] == old.number
+    assert sorted(new.intermediate_values) == [4, 8, 12, 16]  # the curve carried over
+    assert new.system_attrs["fw_start_step"] == 8 and new.system_attrs["fw_steps"] == 8
+
+
+def test_repeated_runs_of_a_script_are_judged_against_earlier_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+
+    def run(x: float) -> pl.Trainer:  # what a user's training script does, run twice
+        policy = MedianStopping(monitor="val_loss", min_trials=1, storage=url, study="vae")
+        return fit(policy, CurveModule(x=x), val_check_interval=0.5)
+
+    assert run(0.0).global_step == 24
+    assert run(0.5).global_step == 4
+    first, second = trials(url, "vae")
+    assert first.state is TrialState.COMPLETE and first.value == pytest.approx(0.25)
+    assert first.params == {"x": 0.0, "script": None, "train_script": None, "batches": 8, "log_val": True,
+                            "rank_offset": 0.0}
+    assert second.state is TrialState.PRUNED and second.params["x"] == 0.5
+    assert second.value == pytest.approx(0.5 + 1 / 1.5) and "worse than the median" in second.reason
+    assert sorted(second.intermediate_values) == [4]
+    assert second.system_attrs["fw_stop"] == {"decision": "prune", "reason": "below_median", "step": 4}
+
+
+# -- Inside a SearchRunner --------------------------------------------------------------------
+def search(tmp_path: Path, policy: pl.Callback, xs: list[float], n_trials: int | None = None,
+           **trainer_kwargs: Any) -> list[Any]:
+    runner = SearchRunner(
+        metric="val_loss", sampler=GridSampler(), n_trials=n_trials, root_dir=tmp_path, quiet=True,
+        save_checkpoints=False, callbacks=[policy],
+        trainer_kwargs={"max_epochs": 3, "num_sanity_val_steps": 0, **trainer_kwargs},
+    )
+    return runner.fit(CurveModule, {"x": xs}).trials
+
+
+def test_runner_stores_a_pruned_trial_once_with_its_last_value_and_reason(tmp_path: Path) -> None:
+    # val_loss = x + 1 / (1 + epochs); after one epoch x = 0.5 reads 1.0 > 0.9.
+    done = search(tmp_path, ThresholdStopping(threshold=0.9), [0.0, 0.5])
+    assert [t.state for t in done] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert done[1].value == pytest.approx(1.0) and "bound 0.9" in done[1].reason
+    assert done[1].system_attrs["fw_steps"] == 8
+
+
+def test_runner_search_budget_ends_the_search_cleanly(tmp_path: Path) -> None:
+    # 24 steps per trial; the budget of 30 steps is crossed 6 steps into the second trial.
+    done = search(tmp_path, BudgetStopping(search_max_steps=30), [0.0, 0.1, 0.2, 0.3], val_check_interval=0.25)
+    assert [t.state for t in done] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert "search budget spent" in done[1].reason and trained_steps(done[1]) == 6
+
+
+def test_runner_successive_halving_continues_promoted_trials(tmp_path: Path) -> None:
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    done = search(tmp_path, SuccessiveHalving(min_resource=1, max_resource=9, eta=3), xs, max_epochs=100)
+    # 9 configs for 1 epoch, 3 more for 2 epochs, 1 for 6 more: 21 epochs of 8 steps.
+    assert sum(trained_steps(t) for t in done) == 21 * 8
+    assert [t.params["x"] for t in done if t.state is TrialState.COMPLETE] == [0.0]
+    promoted = [t for t in done if "promoted_from" in t.system_attrs]
+    # x=0.5 came last and was cut; it promoted the best three (0.0, 0.1, 0.2) of the complete rung
+    assert [t.params["x"] for t in promoted] == [0.0, 0.1, 0.2, 0.0]
+    for child in promoted:
+        parent = done[child.system_attrs["promoted_from"]]
+        assert Path(child.system_attrs["resume_checkpoint"]).is_file()
+        # the child picked up at its parent's last step: no epoch was trained twice
+        assert min(child.intermediate_values) == max(parent.intermediate_values) + 8
+    final = next(t for t in done if t.state is TrialState.COMPLETE)
+    assert max(final.intermediate_values) == 9 * 8  # SuccessiveHalving capped max_epochs=100 at 9
+
+
+def test_runner_asha_on_steps_pauses_and_resumes_mid_epoch(tmp_path: Path) -> None:
+    # Rungs at 4, 12 and 36 steps, a validation every 4: pauses land mid-epoch.
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    policy = ASHA(min_resource=4, max_resource=36, eta=3, resource="steps")
+    done = search(tmp_path, policy, xs, val_check_interval=0.5, max_epochs=100)
+    assert sum(trained_steps(t) for t in done) == 9 * 4 + 3 * 8 + 1 * 24
+    assert [(t.params["x"], t.system_attrs.get("promoted_from")) for t in done if t.state is TrialState.COMPLETE] == [
+        (0.0, 3)
+    ]
+    paused = [t for t in done if t.state is TrialState.PRUNED]
+    assert all(t.reason.startswith("paused") for t in paused)
+    assert {t.system_attrs["fw_stop"]["decision"] for t in paused} == {Decision.PAUSE.value}
