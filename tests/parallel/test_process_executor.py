@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from frameworm_lightning import GridSampler, SearchRunner, Study
+from frameworm_lightning import GridSampler, SearchRunner, SearchStopped, Study
 from frameworm_lightning.search import GridSearch
 from frameworm_lightning.trial import TrialState
 
@@ -64,7 +64,11 @@ def test_crashes_and_timeouts_fail_their_trial_only(tmp_path: Path) -> None:
     assert wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
 
 
-def test_ctrl_c_stores_running_trials_as_interrupted_and_leaves_no_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SearchStopped)])
+def test_a_signal_stores_running_trials_as_interrupted_and_leaves_no_process(
+    tmp_path: Path, signum: signal.Signals, raised: type[BaseException]
+) -> None:
+    """Ctrl-C (SIGINT) or SIGTERM: no new trials, running ones interrupted and requeued, workers gone."""
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     runner = _runner(tmp_path, n_jobs=2, trainer_kwargs=trainer_kwargs(max_steps=50))
     study_box: list[Study] = []
@@ -80,18 +84,18 @@ def test_ctrl_c_stores_running_trials_as_interrupted_and_leaves_no_process(tmp_p
             return running if len(running) == 2 else []
 
         if wait_for(both_training, timeout=120):
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
     presser = threading.Thread(target=press_ctrl_c, daemon=True)
     presser.start()
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(raised):
         runner.fit(SleepyModule, {"offset": [0.1, 0.2, 0.3]}, model_kwargs={"sleep": 0.5})
     presser.join(5)
 
     study = study_box[0]
     interrupted = [t for t in study.trials if t.interrupted]
     assert len(interrupted) == 2 and not study.trials_in(TrialState.RUNNING)
-    assert all("SIGINT" in t.error for t in interrupted)
+    assert all(signum.name in t.error for t in interrupted)
     pids = [t.system_attrs["worker"]["pid"] for t in interrupted]
     assert wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
     # Their params were re-enqueued: running the search again finishes the grid.
