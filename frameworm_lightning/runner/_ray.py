@@ -4,7 +4,8 @@ The search process is the Ray driver. It claims each trial through storage exact
 the local executor does, then submits one Ray task for it with ``num_cpus`` /
 ``num_gpus`` resources (fractions allowed), on an existing cluster
 (``ray.init(address=...)``) or a local one. The task writes the trial's payload into the
-trial folder on its node and runs the trial entry point as a subprocess, so:
+trial folder on its node and runs the trial entry point in a process of its own (from
+the Ray worker's zygote, as locally), so:
 
 * a crash (segfault, OOM kill) takes the subprocess, not the Ray worker, and comes back
   as an exit code the search process stores like any other;
@@ -21,26 +22,19 @@ its parent is gone and kills its process group.
 
 from __future__ import annotations
 
-import pickle
-import signal
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from frameworm_lightning.runner._parallel import (
-    WorkerExit,
-    kill_group,
-    log_tail,
-    rank_errors,
-    spawn_entry,
-    worker_env,
-)
+from frameworm_lightning.runner._parallel import LocalLauncher, WorkerExit
 
 __all__ = ["RayLauncher", "import_ray", "run_trial_task"]
 
 _CANCEL_WAIT_S = 10.0
+_POLL_S = 0.05
 
 
 def import_ray() -> Any:
@@ -55,7 +49,11 @@ def import_ray() -> Any:
 
 
 def run_trial_task(payload: dict[str, Any], target_bytes: bytes, env: Mapping[str, str]) -> dict[str, Any]:
-    """The body of a trial's Ray task: run the trial entry point in a subprocess on this node."""
+    """The body of a trial's Ray task: run the trial entry point in a process of its own on this node.
+
+    The process comes from this Ray worker's zygote (Ray reuses its workers, so the
+    imports are paid once per worker) or is spawned fresh; either way a crash stays in it.
+    """
     directory = Path(payload["directory"])
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -63,18 +61,17 @@ def run_trial_task(payload: dict[str, Any], target_bytes: bytes, env: Mapping[st
         directory = Path(tempfile.mkdtemp(prefix=f"frameworm-trial_{payload['number']}-"))
     target_path = directory / "target.pkl"
     target_path.write_bytes(target_bytes)
-    payload = {**payload, "directory": str(directory), "target_path": str(target_path)}
-    path = directory / "trial.pkl"
-    path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-    log_path = directory / "worker.log"
-    proc, log = spawn_entry(path, log_path, worker_env(env))
+    payload = {**payload, "directory": str(directory)}
+    launcher = LocalLauncher(target_path, n_jobs=1)
+    handle = launcher.start(payload, directory, env)  # env: Ray's CUDA_VISIBLE_DEVICES is in os.environ
     try:
-        rc = proc.wait()
-    finally:
-        kill_group(proc.pid, signal.SIGKILL)
-        log.close()
-    return {"returncode": rc, "log_tail": log_tail(log_path), "extra": rank_errors(directory),
-            "log_path": f"{socket.gethostname()}:{log_path}"}
+        while (exit := launcher.poll(handle)) is None:
+            time.sleep(_POLL_S)
+    except BaseException:  # cancelled: take the trial's process group down with us
+        launcher.kill([handle])
+        raise
+    return {"returncode": exit.returncode, "log_tail": exit.log_tail, "extra": exit.extra,
+            "log_path": f"{socket.gethostname()}:{exit.log_path}"}
 
 
 @dataclass
