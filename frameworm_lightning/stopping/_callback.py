@@ -81,7 +81,8 @@ class _ScriptTrial:
                 "run on its own needs a study of its own: pass another study= name."
             )
         frozen, _ = store.claim_trial(record.study_id, current_owner(), None)
-        assert frozen is not None and frozen.trial_id is not None  # no budget: a claim always succeeds
+        if frozen is None or frozen.trial_id is None:  # cannot happen without a budget; a clear error if it does
+            raise StorageError(f"could not create a trial in study {study_name!r} of {url!r}.")
         store.set_trial_params(frozen.trial_id, dict(params), None, {"standalone": True})
         ref = _StudyRef(store, record.study_id, study_name, metric, mode)
         return cls(ref, store.get_trial(frozen.trial_id))
@@ -282,6 +283,10 @@ class StoppingCallback(Callback, ABC):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        # A new fit starts a new run (a checkpoint, if any, restores the history after this).
+        self._values, self._elapsed_before, self._stopped, self._resumed = {}, 0.0, None, None
+        if not self._in_runner:
+            self._trial = None
         name = type(self).__name__
         if self.monitor is None and (self.requires_monitor or self.storage is not None):
             raise ValueError(f"{name} needs monitor= (the logged metric to judge) outside a SearchRunner.")
@@ -331,6 +336,12 @@ class StoppingCallback(Callback, ABC):
         trial.set_system_attr("fw_steps", max(0, trainer.global_step - self._start_step))
         if self._in_runner:
             return  # the runner stores the outcome
+        try:
+            self._finish_script_trial(trainer, trial)
+        finally:
+            trial.study.storage.close()
+
+    def _finish_script_trial(self, trainer: pl.Trainer, trial: _ScriptTrial) -> None:
         stopped = self._stopped
         if stopped is not None and stopped.decision in (Decision.PRUNE, Decision.PAUSE):
             trial.finish(TrialState.PRUNED, value=self._last_finite(), reason=stopped.describe())
@@ -353,6 +364,7 @@ class StoppingCallback(Callback, ABC):
         else:
             text = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
             self._trial.finish(TrialState.FAILED, error=text, reason=f"{type(exception).__name__}: {exception}"[:500])
+        self._trial.study.storage.close()
 
     @override
     def state_dict(self) -> dict[str, Any]:

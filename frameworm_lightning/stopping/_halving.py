@@ -30,6 +30,7 @@ paused trial ``fw_paused_at`` and ``fw_checkpoint``.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,8 +218,9 @@ class _RungPolicy(StoppingCallback):
         self.promotion = promotion
 
     # Bracket geometry (subclasses) -----------------------------------------------------
+    @abstractmethod
     def bracket(self, index: int) -> Bracket:
-        raise NotImplementedError  # every concrete policy defines its brackets
+        """The ``index``-th bracket of the search (brackets are filled in order)."""
 
     @property
     def rungs(self) -> tuple[float, ...]:
