@@ -8,8 +8,9 @@ generated images (from a fixed seed, so epochs compare like with like) the fake 
 
 from __future__ import annotations
 
-import torch
 import lightning.pytorch as pl
+import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 from .data import ALLOWED_IMAGE_SIZES
 from .fid import digits_fid
@@ -42,10 +43,19 @@ class DigitsGenerativeModule(pl.LightningModule):
         self.fid_every_n_epochs = fid_every_n_epochs
         self.fid_num_samples = fid_num_samples
         self.sample_seed = sample_seed
-        # The metric holds the frozen classifier; it is a child module so it follows the
-        # model to the GPU. Its parameters are frozen and excluded from the optimisers.
-        self.fid = digits_fid() if fid_every_n_epochs > 0 else None
+        # Kept out of the module tree on purpose (object.__setattr__): the frozen classifier
+        # then stays out of checkpoints, the model summary and the optimisers, and Lightning
+        # does not warn that it sits in eval mode. It follows the model's device lazily.
+        object.__setattr__(self, "_fid_metric", digits_fid() if fid_every_n_epochs > 0 else None)
         self._fid_due_now = False
+
+    @property
+    def fid(self) -> FrechetInceptionDistance | None:
+        """The Fréchet-distance metric (on the model's device), or ``None`` when disabled."""
+        metric = self._fid_metric
+        if metric is not None and metric.device != self.device:
+            metric.to(self.device)
+        return metric
 
     # -- to implement -------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -145,6 +145,7 @@ class DCGAN(DigitsGenerativeModule):
         """Generated images in [-1, 1] for latent codes ``z``."""
         return self.generator(z)
 
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` generated images ``(n, 1, S, S)`` in [0, 1]."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)

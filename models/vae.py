@@ -139,6 +139,7 @@ class VAE(DigitsGenerativeModule):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum() / x.shape[0]
         return recon, kl
 
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` images in [0, 1]: the decoder's pixel means at prior draws (no pixel noise)."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
