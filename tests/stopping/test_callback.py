@@ -141,6 +141,16 @@ def test_repeated_runs_of_a_script_are_judged_against_earlier_runs(tmp_path: Pat
     assert second.system_attrs["fw_stop"] == {"decision": "prune", "reason": "below_median", "step": 4}
 
 
+def test_each_fit_of_one_callback_is_a_new_run(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    policy = ThresholdStopping("val_loss", threshold=0.9, storage=url, study="again")
+    fit(policy, CurveModule(x=0.0), max_epochs=1)
+    fit(policy, CurveModule(x=0.5), max_epochs=1)
+    first, second = trials(url, "again")
+    assert (first.state, second.state) == (TrialState.COMPLETE, TrialState.PRUNED)
+    assert sorted(second.intermediate_values) == [8] and policy.state_dict()["values"] == {8: 1.0}
+
+
 # -- Inside a SearchRunner --------------------------------------------------------------------
 def search(tmp_path: Path, policy: pl.Callback, xs: list[float], n_trials: int | None = None,
            **trainer_kwargs: Any) -> list[Any]:
