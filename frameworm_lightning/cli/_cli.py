@@ -12,19 +12,22 @@ A search is the model's usual LightningCLI config plus one section::
         model.init_args.lr: {type: real, low: 1.0e-4, high: 1.0e-2, log: true}
 
 ``frameworm-search search -c vae.yaml`` runs it (or resumes its stored study),
-``trials`` shows the stored trials, ``best`` writes the best trial as a config that
-``fit`` accepts; ``fit``/``validate``/``test``/``predict`` are LightningCLI's own and
-ignore the ``search:`` section.
+``worker`` joins it from another process or machine, ``trials`` shows the stored
+trials, ``best`` writes the best trial as a config that ``fit`` accepts and ``plot``
+writes the analysis report. ``fit``/``validate``/``test``/``predict`` are
+LightningCLI's own and ignore the ``search:`` section.
 
 LightningCLI is extended only through its hooks: ``subcommands()`` names the new
 subcommands, whose options LightningCLI reads from the signatures of
 :class:`SearchTrainer`'s methods; ``add_arguments_to_parser`` adds the ``search:``
 section; ``before_instantiate_classes`` validates the search before anything is built;
+``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
 ``parser_class`` gives the one-line errors.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -32,8 +35,9 @@ from typing import Any, Optional
 
 import yaml
 from lightning.pytorch import Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningCLI
 
+import frameworm_lightning.stopping  # noqa: F401 - imported so short names (--trainer.callbacks+=ASHA) resolve
 from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, explain
 from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, best_fit_config, build_plan, trainer_overrides
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
@@ -42,10 +46,9 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["SearchCLI", "SearchTrainer", "main"]
 
+# The subcommands this CLI adds; LightningCLI passes none of them the built model or data.
+_SEARCH_COMMANDS = ("search", "worker", "trials", "best", "plot")
 _SKIP = {"model", "datamodule"}
-# The subcommands this CLI adds, and the options each takes besides the config.
-_SEARCH_COMMANDS = ("search", "trials", "best")
-_BEST_OPTIONS = ("output",)
 
 
 class SearchTrainer(Trainer):
@@ -66,6 +69,15 @@ class SearchTrainer(Trainer):
     # taken by the search: section, so the subcommand's method is an alias.
     search = run_search
 
+    def worker(self, model: Any, datamodule: Any = None, wait: bool = True) -> None:
+        """Join the stored study as one more worker (another process or machine sharing search.storage).
+
+        Args:
+            wait: when nothing is left to claim, wait for the other workers' trials (and
+                run again those whose worker died) before exiting.
+        """
+        raise NotImplementedError("use the frameworm-search command or SearchRunner.worker")
+
     def trials(self, model: Any, datamodule: Any = None) -> None:
         """Show the trials of the stored study as a table."""
         raise NotImplementedError("use the frameworm-search command")
@@ -78,9 +90,20 @@ class SearchTrainer(Trainer):
         """
         raise NotImplementedError("use the frameworm-search command")
 
+    def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
+             kinds: Optional[list[str]] = None) -> None:
+        """Write the analysis report of the stored study: report.html, a PNG per plot, trials.csv.
+
+        Args:
+            output: the folder to write; default: <root_dir>/<study>/report.
+            kinds: the plots to draw (history, curves, importance, parallel, slice, contour);
+                default: all.
+        """
+        raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
+
 
 class SearchCLI(LightningCLI):
-    """LightningCLI plus a ``search:`` config section and the ``search``, ``trials``, ``best`` subcommands.
+    """LightningCLI plus a ``search:`` config section and the search subcommands.
 
     Every LightningCLI argument works as usual; by default the model and data are
     given by ``class_path`` in the config (``model_class=None``), as for a search
@@ -104,7 +127,9 @@ class SearchCLI(LightningCLI):
         return {**LightningCLI.subcommands(), **{name: set(_SKIP) for name in _SEARCH_COMMANDS}}
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.add_argument("--search", type=SearchConfig, help="The hyperparameter search (ignored by fit/validate/test/predict).")
+        parser.add_argument(
+            "--search", type=SearchConfig, help="The hyperparameter search (ignored by fit/validate/test/predict)."
+        )
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
@@ -112,67 +137,23 @@ class SearchCLI(LightningCLI):
         self.plan = build_plan(self.config[self.subcommand])
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
-        import logging  # noqa: PLC0415
-
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.subcommand in _SEARCH_COMMANDS:
-            # This Trainer never trains (each trial builds its own): no logger to set up.
-            kwargs = {"logger": False, "enable_checkpointing": False, **kwargs}
+            # This Trainer never trains (each trial builds its own): no logger to set up, and
+            # a list of its own, as the Trainer appends its default callbacks to the list given.
+            kwargs = {"logger": False, "enable_checkpointing": False, "callbacks": [], **kwargs}
         return super().instantiate_trainer(**kwargs)
 
     # Subcommands ------------------------------------------------------------------------
     def search(self, **_: Any) -> None:
-        """Run the search, or resume its study; a metric never logged ends it at once."""
-        from frameworm_lightning.cli._progress import SearchProgress  # noqa: PLC0415 - rich only here
-        from frameworm_lightning.runner import SearchRunner  # noqa: PLC0415
+        """Run the search, or resume its study."""
+        self._run("fit")
 
-        plan = self.plan
-        section = self.config_init[self.subcommand]
-        cfg: SearchConfig = section.search
-        trainer = dict(section.trainer)
-        callbacks = [cb for cb in (trainer.pop("callbacks", None) or []) if not isinstance(cb, SaveConfigCallback)]
-        runner = SearchRunner(
-            metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
-            trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
-            root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective, callbacks=[*callbacks, *cfg.stopping],
-            retry_failed=cfg.retry_failed, quiet=True, n_jobs=cfg.n_jobs,
-        )
-        bound = runner.sampler.max_trials(plan.space)
-        total = bound if cfg.n_trials is None else (cfg.n_trials if bound is None else min(cfg.n_trials, bound))
-        progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs)
-        try:
-            with progress:
-                result = runner.fit(
-                    plan.module_cls, plan.space, plan.datamodule_cls, model_kwargs=plan.model_kwargs,
-                    datamodule_kwargs=plan.data_kwargs, enqueue=plan.enqueue, printer=_MetricGuard(progress, cfg.metric),
-                )
-        except (KeyboardInterrupt, SystemExit) as exc:
-            # Lightning turns Ctrl+C during fit into sys.exit(1), raised while handling the interrupt.
-            if not isinstance(exc, KeyboardInterrupt) and not isinstance(exc.__context__, KeyboardInterrupt):
-                raise
-            print(
-                f"interrupted: {progress.finished} finished trial(s) stored in study {plan.study_name!r} ({plan.storage}); "
-                "run the same command again to resume.", file=sys.stderr, flush=True,
-            )
-            raise KeyboardInterrupt from None
-        interrupted = sum(t.interrupted for t in result.trials)
-        counts = {s: result.count(s) for s in TrialState}
-        print(
-            f"study {plan.study_name!r}: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
-            f"{counts[TrialState.FAILED] - interrupted} failed"
-            + (f", {interrupted} interrupted and run again" if interrupted else "")
-            + (f"; resumed with {progress.stored} trials stored" if progress.stored else "")
-            + f" ({plan.storage})", flush=True,
-        )
-        if result.best_trial is None:
-            raise UsageError(f"no trial of study {plan.study_name!r} completed; see the failures with: "
-                             f"frameworm-search trials {self._config_args()}")
-        best = result.best_trial
-        print(f"best {cfg.metric}={best.value:.6g} (trial {best.number}): {format_params(result.best_params or {})}",
-              flush=True)
-        print(f"write it as a fit config with: frameworm-search best {self._config_args()} --output best.yaml", flush=True)
+    def worker(self, wait: bool = True, **_: Any) -> None:
+        """Join the study as a pull worker."""
+        self._run("worker", wait=wait)
 
     def trials(self, **_: Any) -> None:
         """Print the stored trials as a table."""
@@ -191,7 +172,7 @@ class SearchCLI(LightningCLI):
         if best is None:
             raise UsageError(f"study {study.name!r} has no complete trial yet; run: frameworm-search search {self._config_args()}")
         dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
-        for key in ("search", "config", "subcommand", *_BEST_OPTIONS):
+        for key in ("search", "config", "output"):
             dump.pop(key, None)
         cfg = self.config[self.subcommand].search
         seed = None if cfg.seed is None else cfg.seed + best.number
@@ -212,7 +193,94 @@ class SearchCLI(LightningCLI):
         print(f"wrote {path} (trial {best.number}, {study.metric}={best.value:.6g}); train it with: "
               f"frameworm-search fit -c {path}", flush=True)
 
+    def plot(self, output: Optional[str] = None, kinds: Optional[list[str]] = None, **_: Any) -> None:
+        """Write the report of frameworm_lightning.analysis for the stored study."""
+        try:
+            from frameworm_lightning import analysis  # noqa: PLC0415 - needs the analysis extra
+        except ModuleNotFoundError as err:
+            raise UsageError(str(err)) from None
+        unknown = sorted(set(kinds or ()) - set(analysis.REPORT_KINDS))
+        if unknown:
+            raise UsageError(f"unknown plot kind(s) {', '.join(unknown)}; choose from {', '.join(analysis.REPORT_KINDS)}.")
+        study = self._load_study()
+        if not study.trials_in(TrialState.COMPLETE):
+            raise UsageError(f"study {study.name!r} has no complete trial to plot yet.")
+        cfg = self.config[self.subcommand].search
+        folder = Path(output) if output else Path(cfg.root_dir) / study.name / "report"
+        page = analysis.write_report(study, folder, kinds=tuple(kinds or analysis.REPORT_KINDS))
+        print(f"wrote {page} (and a PNG per plot, trials.csv) for study {study.name!r}", flush=True)
+
     # Helpers ----------------------------------------------------------------------------
+    def _run(self, how: str, **kwargs: Any) -> None:
+        """``SearchRunner.fit`` (``how="fit"``) or ``.worker`` under the live progress view."""
+        from frameworm_lightning.cli._progress import SearchProgress  # noqa: PLC0415 - rich only here
+        from frameworm_lightning.runner import SearchRunner  # noqa: PLC0415
+
+        plan = self.plan
+        section = self.config_init[self.subcommand]
+        cfg: SearchConfig = section.search
+        trainer = dict(section.trainer)
+        callbacks = list(trainer.pop("callbacks", None) or [])  # bound to each trial, like search.stopping
+        try:
+            runner = SearchRunner(
+                metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
+                trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
+                root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective, callbacks=[*callbacks, *cfg.stopping],
+                retry_failed=cfg.retry_failed, stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
+                executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,
+                loggers=cfg.loggers, keep_checkpoints=cfg.keep_checkpoints,
+            )
+        except (ValueError, ModuleNotFoundError) as err:
+            if isinstance(err, FramewormError):
+                raise
+            raise UsageError(f"search: {err}") from None
+        total: int | None = None
+        if how == "fit":
+            bound = runner.sampler.max_trials(plan.space)
+            total = bound if cfg.n_trials is None else (cfg.n_trials if bound is None else min(cfg.n_trials, bound))
+        progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs)
+        args = (plan.module_cls, plan.space, plan.datamodule_cls)
+        common = {"model_kwargs": plan.model_kwargs, "datamodule_kwargs": plan.data_kwargs,
+                  "printer": _MetricGuard(progress, cfg.metric)}
+        try:
+            with progress:
+                if how == "fit":
+                    result = runner.fit(*args, enqueue=plan.enqueue, **common)
+                else:
+                    result = runner.worker(*args, **common, **kwargs)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            # Lightning turns Ctrl+C during fit into sys.exit(1), raised while handling the interrupt.
+            if not isinstance(exc, KeyboardInterrupt) and not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            print(
+                f"interrupted: {progress.finished} finished trial(s) stored in study {plan.study_name!r} "
+                f"({plan.storage}); run the same command again to resume.", file=sys.stderr, flush=True,
+            )
+            raise KeyboardInterrupt from None
+        self._summary(result, progress)
+
+    def _summary(self, result: Any, progress: Any) -> None:
+        plan, metric = self.plan, result.metric
+        interrupted = sum(t.interrupted for t in result.trials)
+        counts = {s: result.count(s) for s in TrialState}
+        print(
+            f"study {plan.study_name!r}: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
+            f"{counts[TrialState.FAILED] - interrupted} failed"
+            + (f", {interrupted} interrupted and run again" if interrupted else "")
+            + (f"; resumed with {progress.stored} trials stored" if progress.stored else "")
+            + f" ({plan.storage})", flush=True,
+        )
+        best = result.best_trial
+        if best is None:
+            print(f"no trial completed yet; see the trials with: frameworm-search trials {self._config_args()}",
+                  flush=True)
+            if counts[TrialState.FAILED] > interrupted and not counts[TrialState.PRUNED]:
+                sys.exit(1)  # every trial failed: a script running the search should notice
+            return
+        print(f"best {metric}={best.value:.6g} (trial {best.number}): {format_params(result.best_params or {})}",
+              flush=True)
+        print(f"write it as a fit config with: frameworm-search best {self._config_args()} --output best.yaml", flush=True)
+
     def _config_args(self) -> str:
         files = self.config[self.subcommand].get("config") or []
         return " ".join(f"-c {f}" for f in files) or "-c <config.yaml>"
@@ -249,7 +317,9 @@ class _MetricGuard:
         self.printer(trial)
         reason = trial.reason or ""
         if trial.state is TrialState.FAILED and reason.startswith(self._MARK):
-            raise UsageError(f"search.metric: {reason[len(self._MARK):]}")
+            message = reason[len(self._MARK):]
+            where = "search.metric" if message.startswith(f"metric {self.metric!r}") else "a callback's monitor"
+            raise UsageError(f"{where}: {message}")
 
 
 def main(args: Optional[list[str]] = None) -> None:

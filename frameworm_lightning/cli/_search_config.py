@@ -21,11 +21,11 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import lightning.pytorch as pl
 from jsonargparse import Namespace
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.callbacks import Callback
 
 from frameworm_lightning.exceptions import ConfigKeyError, SpaceError
@@ -61,7 +61,16 @@ class SearchConfig:
         objective: ``last`` (value at the end of training) or ``best`` (best value reported).
         n_jobs: trials run at once, each in its own process.
         retry_failed: on resume, run again the trials that failed by their own error.
+        stop_on_error: end the search at the first failed trial.
         enqueue: configurations (space keys to values) to evaluate first.
+        executor: where trials run: ``auto``, ``inline`` (this process), ``process`` (a
+            worker process each) or ``ray``.
+        gpus_per_trial: GPUs each trial gets (``0.5``: two trials per GPU; ``2``: a DDP
+            trial); null leaves CUDA_VISIBLE_DEVICES alone.
+        trial_timeout: seconds after which a trial is killed and stored FAILED.
+        loggers: each trial's loggers: ``csv`` (default), ``tensorboard``, ``mlflow``,
+            ``wandb``, a list of them, or false.
+        keep_checkpoints: ``all``, or ``best`` to keep only the best trial's checkpoint.
     """
 
     metric: str = "val_loss"
@@ -77,7 +86,13 @@ class SearchConfig:
     objective: Literal["last", "best"] = "last"
     n_jobs: PositiveInt = 1
     retry_failed: bool = False
+    stop_on_error: bool = False
     enqueue: list[dict[str, Any]] = field(default_factory=list)
+    executor: Literal["auto", "inline", "process", "ray"] = "auto"
+    gpus_per_trial: Optional[float] = None
+    trial_timeout: Optional[PositiveFloat] = None
+    loggers: Union[bool, str, list[str], None] = None
+    keep_checkpoints: Literal["all", "best"] = "all"
 
 
 # Keys ---------------------------------------------------------------------------------
