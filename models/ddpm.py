@@ -222,7 +222,7 @@ class DDPM(DigitsGenerativeModule):
         schedule: str = "linear",
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
-        lr: float = 2e-3,
+        lr: float = 1e-3,
         weight_decay: float = 0.0,
         image_size: int = 8,
         fid_every_n_epochs: int = 1,
