@@ -34,6 +34,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from sqlalchemy.exc import IntegrityError
 from typing_extensions import override
 
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError, StorageError
@@ -144,11 +145,7 @@ def enqueue_promotion(storage: Storage, study_id: int, promotion: Promotion) -> 
             study_id, parent.params, claim_key=f"promote:{parent.number}:{promotion.rung}",
             skip_if_exists=False, system_attrs=dict(promotion.attrs),
         )
-    except DuplicateClaimError:
-        return None
-    except Exception as err:  # noqa: BLE001 - the unique claim key was taken: a duplicate
-        if type(err).__name__ != "IntegrityError":
-            raise
+    except (DuplicateClaimError, IntegrityError):  # the unique claim key is taken: promoted already
         return None
     if child is None:
         return None
@@ -173,6 +170,16 @@ class StoppingCallback(Callback, ABC):
         every_n_train_steps: check every N training batches (on ``monitor``, which should
             then be a training metric logged with ``on_step=True``) instead of after each
             validation.
+
+    Example:
+        >>> from frameworm_lightning.stopping import Decision, History, Reason, StopDecision
+        >>> class StopAbove(StoppingCallback):
+        ...     def decide(self, history: History) -> StopDecision:
+        ...         if history.fresh and history.value > 1.0:
+        ...             return StopDecision(Decision.PRUNE, Reason.THRESHOLD, "above 1")
+        ...         return StopDecision()
+        >>> StopAbove(monitor="val_loss").decide(History({10: 2.0})).decision
+        <Decision.PRUNE: 'prune'>
     """
 
     #: Whether the policy reads the other trials of the study (median, halving...).
