@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 QUIET: dict[str, Any] = dict(
     logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
-    num_sanity_val_steps=0, accelerator="cpu", devices=1,
+    num_sanity_val_steps=0, accelerator="cpu", devices=1, log_every_n_steps=1,
 )
 
 

@@ -157,7 +157,7 @@ def search(tmp_path: Path, policy: pl.Callback, xs: list[float], n_trials: int |
     runner = SearchRunner(
         metric="val_loss", sampler=GridSampler(), n_trials=n_trials, root_dir=tmp_path, quiet=True,
         save_checkpoints=False, callbacks=[policy],
-        trainer_kwargs={"max_epochs": 3, "num_sanity_val_steps": 0, **trainer_kwargs},
+        trainer_kwargs={"max_epochs": 3, "num_sanity_val_steps": 0, "log_every_n_steps": 1, **trainer_kwargs},
     )
     return runner.fit(CurveModule, {"x": xs}).trials
 
