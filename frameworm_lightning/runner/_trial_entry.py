@@ -257,14 +257,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The zygote -------------------------------------------------------------------------------
+_protocol_fd = 1  # the zygote's channel to the search process (its original stdout)
+
+
 def _send(message: dict[str, Any]) -> None:
-    os.write(1, (json.dumps(message) + "\n").encode())
+    os.write(_protocol_fd, (json.dumps(message) + "\n").encode())
 
 
 def _forked_trial(command: dict[str, Any]) -> None:
     """In the forked child: become the trial's process, run it, never return."""
     code = 1
     try:
+        os.close(_protocol_fd)  # only the zygote speaks to the search process
         os.setpgid(0, 0)  # its own process group: killed as one, deaf to the terminal's Ctrl-C
         log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
@@ -300,7 +304,11 @@ def _forked_trial(command: dict[str, Any]) -> None:
 
 def zygote() -> int:
     """Fork one trial process per command read from stdin; report starts and exits on stdout."""
+    global _protocol_fd
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping is the search process's decision
+    # Keep stdout for the protocol alone: anything printed goes to stderr (the zygote's log).
+    _protocol_fd = os.dup(1)
+    os.dup2(2, 1)
     children: set[int] = set()
     buffer = b""
     _send({"ready": os.getpid()})

@@ -65,6 +65,12 @@ def test_runner_validates_parallel_arguments(kwargs: dict, match: str) -> None:
         SearchRunner(**kwargs)
 
 
+@pytest.mark.parametrize("kwargs", [{"trial_timeout": 10}, {"gpus_per_trial": 0}])
+def test_inline_cannot_time_out_or_place_gpus(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="need worker processes"):
+        resolve_executor("inline", 1, **kwargs)
+
+
 def test_unpicklable_targets_are_explained() -> None:
     with pytest.raises(ValueError, match="module level"):
         dump_target(("function", lambda c: 0.0), "train_fn")

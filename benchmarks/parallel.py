@@ -1,0 +1,244 @@
+"""Parallel trials on this machine: throughput of n_jobs=1 vs 2, and what one trial costs per executor.
+
+Run from the repository root::
+
+    python benchmarks/parallel.py            # about 6 minutes on 2 CPU cores
+    python benchmarks/parallel.py --quick    # one round, fewer trials
+
+Two tables, printed side by side:
+
+* **Throughput** — the same random search of a small CPU-bound MLP (a second or two of
+  matrix products per trial) with ``n_jobs=1`` (trials in the search process, with
+  torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
+  one thread each): trials per minute of wall time, the median of rotated rounds
+  (the machine is shared, so its load changes under us). The zygote is started
+  before, and its start shown in the other table.
+* **Empty-trial cost** — a trial of one training step on one sample, run with each
+  executor, ``n_jobs=1``: the median time a trial is held (claim to stored outcome,
+  from storage), the first trial's, the overhead over in-process, and the one-off
+  start of the executor (the zygote's imports, a local Ray cluster).
+
+Worker processes import this script (its classes are defined here, in ``__main__``),
+as they would a user's search script. The machine is shared; its load average is
+printed with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from frameworm_lightning import RandomSampler, Real, SearchRunner  # noqa: E402
+from frameworm_lightning.runner._parallel import shared_zygote  # noqa: E402
+
+
+class CpuMLP(pl.LightningModule):
+    """A 3-layer MLP on 4096 random points: a few seconds of CPU-bound training."""
+
+    def __init__(self, lr: float = 1e-2, width: int = 256) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = torch.nn.Sequential(torch.nn.Linear(32, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
+                                       torch.nn.ReLU(), torch.nn.Linear(width, 1))
+
+    def train_dataloader(self) -> DataLoader:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(4096, 32, generator=g)
+        return DataLoader(TensorDataset(x, x.sin().sum(1, keepdim=True)), batch_size=128)
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, D102
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):  # noqa: D102
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+class EmptyModule(pl.LightningModule):
+    """One parameter, one sample, one step: what is left is the cost of running a trial."""
+
+    def __init__(self, lr: float = 1e-2) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(torch.ones(1, 1)), batch_size=1)
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, D102
+        loss = (self.w - batch[0]).pow(2).mean()
+        self.log("loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):  # noqa: D102
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+TRAINER = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
+           "enable_model_summary": False, "enable_checkpointing": False}
+
+
+def search(root: Path, tag: str, module: type, n_trials: int, n_jobs: int, executor: str,
+           **trainer: Any) -> dict[str, Any]:
+    runner = SearchRunner(
+        metric="loss", sampler=RandomSampler(seed=0), n_trials=n_trials, n_jobs=n_jobs, executor=executor,
+        quiet=True, save_checkpoints=False, root_dir=root / tag, storage=f"sqlite:///{root / tag}.db",
+        study_name=tag, trainer_kwargs={**TRAINER, **trainer},
+    )
+    t = time.perf_counter()
+    result = runner.fit(module, {"lr": Real(1e-3, 1e-1, log=True)})
+    wall = time.perf_counter() - t
+    held = sorted(tr.duration for tr in result.trials if tr.duration is not None)
+    states = {tr.state.value for tr in result.trials}
+    if states != {"COMPLETE"}:
+        raise RuntimeError(f"{tag}: trials ended {states}: {[tr.error for tr in result.trials if tr.error][:1]}")
+    return {"tag": tag, "trials": len(result.trials), "wall_s": wall, "per_min": 60 * len(result.trials) / wall,
+            "median_trial_s": statistics.median(held), "first_trial_s": result.trials[0].duration}
+
+
+SETTINGS = (  # (label, n_jobs, torch threads in the search process; workers get cpu_count // n_jobs)
+    ("n_jobs=1 in-process, default thr", 1, None),
+    ("n_jobs=1 in-process, 1 thr", 1, 1),
+    ("n_jobs=2 workers, 1 thr each", 2, None),
+)
+
+
+def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict[str, Any]]:
+    """Each setting once per round, in a rotated order; the median round per setting.
+
+    The machine is shared: rounds spread the others' load over every setting alike.
+    """
+    default_threads = torch.get_num_threads()
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in SETTINGS}
+    for r in range(rounds):
+        for label, n_jobs, threads in SETTINGS[r % len(SETTINGS):] + SETTINGS[: r % len(SETTINGS)]:
+            torch.set_num_threads(threads or default_threads)
+            try:
+                row = search(root, f"mlp-{r}-{n_jobs}-{threads}", CpuMLP, n_trials, n_jobs, "auto", max_epochs=epochs)
+            finally:
+                torch.set_num_threads(default_threads)
+            runs[label].append(row)
+            print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min", flush=True)
+    rows = []
+    for label, _, threads in SETTINGS:
+        per_min = sorted(x["per_min"] for x in runs[label])
+        median = statistics.median(per_min)
+        rows.append({"setting": label.replace("default", str(default_threads)), "per_min": median,
+                     "range": (per_min[0], per_min[-1]),
+                     "median_trial_s": statistics.median(x["median_trial_s"] for x in runs[label]),
+                     "rounds": runs[label]})
+    return rows
+
+
+def empty_trials(root: Path, n_trials: int, zygote_start: float, with_ray: bool) -> list[dict[str, Any]]:
+    rows = []
+    row = search(root, "empty-inline", EmptyModule, n_trials, 1, "inline", max_steps=1)
+    row.update(executor="in-process", start_s=0.0)
+    rows.append(row)
+
+    row = search(root, "empty-zygote", EmptyModule, n_trials, 1, "process", max_steps=1)
+    row.update(executor="worker process (zygote fork)", start_s=zygote_start)
+    rows.append(row)
+
+    os.environ["FRAMEWORM_WORKER_START"] = "spawn"
+    try:
+        row = search(root, "empty-spawn", EmptyModule, max(2, n_trials // 2), 1, "process", max_steps=1)
+    finally:
+        del os.environ["FRAMEWORM_WORKER_START"]
+    row.update(executor="worker process (spawn)", start_s=0.0)
+    rows.append(row)
+
+    if with_ray:
+        try:
+            import ray
+        except ImportError:
+            print("  ray is not installed: pip install 'frameworm-lightning[ray]'", flush=True)
+            return rows
+        t = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        start = time.perf_counter() - t
+        try:
+            row = search(root, "empty-ray", EmptyModule, n_trials, 1, "ray", max_steps=1)
+        finally:
+            ray.shutdown()
+        row.update(executor="Ray task", start_s=start)
+        rows.append(row)
+    for r in rows:
+        r["overhead_s"] = r["median_trial_s"] - rows[0]["median_trial_s"]
+        print(f"  {r['executor']}: {r['median_trial_s']:.2f} s per empty trial", flush=True)
+    return rows
+
+
+def side_by_side(left: list[str], right: list[str]) -> str:
+    width = max(len(line) for line in left) + 4
+    lines = []
+    for i in range(max(len(left), len(right))):
+        a = left[i] if i < len(left) else ""
+        b = right[i] if i < len(right) else ""
+        lines.append(f"{a:<{width}}{b}".rstrip())
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round, fewer trials")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the throughput settings (default 3)")
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures there")
+    args = parser.parse_args()
+    n_mlp, epochs, n_empty, rounds = (2, 3, 4, 1) if args.quick else (4, 3, 8, 3)
+    rounds = args.rounds or rounds
+
+    root = Path(tempfile.mkdtemp(prefix="fw-bench-parallel-"))
+    load_before = os.getloadavg()
+    try:
+        t = time.perf_counter()
+        shared_zygote().wait_ready()  # the worker processes' one-off start, paid by a process's first search
+        zygote_start = time.perf_counter() - t
+        print(f"zygote started in {zygote_start:.1f} s", flush=True)
+        print(f"throughput: {rounds} rounds of {n_mlp} trials of CpuMLP ({epochs} epochs of 32 batches)", flush=True)
+        tput = throughput(root, n_mlp, epochs, rounds)
+        print(f"empty trials: {n_empty} per executor, n_jobs=1", flush=True)
+        empty = empty_trials(root, n_empty, zygote_start, with_ray=not args.no_ray)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    load_after = os.getloadavg()
+
+    left = ["Throughput (CpuMLP, 2 CPU cores; median of rounds)", "",
+            f"{'setting':<30}{'trials/min':>11}{'range':>13}{'trial s':>9}"]
+    left += [f"{r['setting']:<30}{r['per_min']:>11.1f}{r['range'][0]:>7.1f}-{r['range'][1]:<5.1f}"
+             f"{r['median_trial_s']:>9.2f}" for r in tput]
+    left += ["", f"n_jobs=2 vs n_jobs=1: {tput[2]['per_min'] / tput[0]['per_min']:.2f}x "
+                 f"({tput[2]['per_min'] / tput[1]['per_min']:.2f}x vs 1 thread)"]
+    right = ["Empty-trial cost (n_jobs=1)", "",
+             f"{'executor':<30}{'median s':>9}{'first s':>8}{'overhead s':>11}{'start s':>8}"]
+    right += [f"{r['executor']:<30}{r['median_trial_s']:>9.2f}{r['first_trial_s']:>8.2f}{r['overhead_s']:>11.2f}"
+              f"{r['start_s']:>8.1f}" for r in empty]
+    print()
+    print(side_by_side(left, right))
+    print(f"\nload average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after (the machine is shared)")
+    if args.json is not None:
+        args.json.write_text(json.dumps({"throughput": tput, "empty": empty, "load": [load_before, load_after]},
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    main()
