@@ -108,6 +108,17 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{obj!r} ({type(obj).__name__}) cannot be stored as JSON")
 
 
+# System attributes that describe *what* a trial evaluates (its grid point, its scheduler
+# bracket and rungs, the checkpoint it continues from) travel to a re-run of it; the ones
+# that describe *a run* (its directory, its outcome) do not.
+_CARRIED_PREFIXES = ("fw_",)
+_CARRIED_KEYS = ("grid_index", "resume_checkpoint", "enqueued", "sampler")
+
+
+def _carried_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k in _CARRIED_KEYS or k.startswith(_CARRIED_PREFIXES)}
+
+
 def _process_start_time(pid: int) -> str | None:
     """The kernel's start time of ``pid`` (Linux), so a recycled pid is not mistaken for the owner."""
     try:
@@ -570,7 +581,7 @@ class Storage:
             trials.insert().values(
                 study_id=study_id, number=number, state=TrialState.WAITING.value, params=row["params"],
                 claim_key=row["claim_key"], user_attrs="{}",
-                system_attrs=_dumps({link: row["number"], **{k: attrs[k] for k in ("grid_index",) if k in attrs}}),
+                system_attrs=_dumps({link: row["number"], **_carried_attrs(attrs)}),
             )
         )
         return number

@@ -201,3 +201,14 @@ def test_stored_space_and_params_keep_their_order(tmp_path):
     loaded = Study.load("ordered", url)
     assert list(loaded.space) == ["zeta", "alpha", "mid"]
     assert list(loaded.trials[0].params) == ["zeta", "alpha", "mid"]
+
+
+def test_a_rerun_keeps_what_the_trial_evaluates_not_how_it_ran(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    t = study.ask()
+    for key, value in {"resume_checkpoint": "/ckpt/parent.ckpt", "fw_bracket": 1, "trial_dir": "/runs/t0"}.items():
+        t.set_system_attr(key, value)
+    assert t.interrupt("SIGTERM")
+    (waiting,) = study.trials_in(TrialState.WAITING)
+    assert waiting.system_attrs["resume_checkpoint"] == "/ckpt/parent.ckpt" and waiting.system_attrs["fw_bracket"] == 1
+    assert "trial_dir" not in waiting.system_attrs and waiting.system_attrs["retry_of"] == t.number
