@@ -134,7 +134,7 @@ class SearchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
-        self.plan = build_plan(self.config[self.subcommand])
+        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class)
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -153,6 +153,9 @@ class SearchCLI(LightningCLI):
 
     def worker(self, wait: bool = True, **_: Any) -> None:
         """Join the study as a pull worker."""
+        if not self.plan.storage.startswith(("sqlite:///", "postgresql")) or self.plan.storage == "sqlite:///:memory:":
+            raise UsageError(f"a worker joins a study other processes share, but search.storage is {self.plan.storage!r}; "
+                             "use a postgresql://user@host/db URL (many machines) or sqlite:///path/study.db (one machine).")
         self._run("worker", wait=wait)
 
     def trials(self, **_: Any) -> None:
@@ -170,7 +173,7 @@ class SearchCLI(LightningCLI):
         study = self._load_study()
         best = study.best_trial
         if best is None:
-            raise UsageError(f"study {study.name!r} has no complete trial yet; run: frameworm-search search {self._config_args()}")
+            raise UsageError(f"study {study.name!r} has no complete trial yet; run: {self._prog()} search {self._config_args()}")
         dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
         for key in ("search", "config", "output"):
             dump.pop(key, None)
@@ -191,7 +194,7 @@ class SearchCLI(LightningCLI):
         except OSError as err:
             raise UsageError(f"cannot write {output!r}: {err.strerror or err}; pass --output a writable path.") from None
         print(f"wrote {path} (trial {best.number}, {study.metric}={best.value:.6g}); train it with: "
-              f"frameworm-search fit -c {path}", flush=True)
+              f"{self._prog()} fit -c {path}", flush=True)
 
     def plot(self, output: Optional[str] = None, kinds: Optional[list[str]] = None, **_: Any) -> None:
         """Write the report of frameworm_lightning.analysis for the stored study."""
@@ -220,7 +223,8 @@ class SearchCLI(LightningCLI):
         section = self.config_init[self.subcommand]
         cfg: SearchConfig = section.search
         trainer = dict(section.trainer)
-        callbacks = list(trainer.pop("callbacks", None) or [])  # bound to each trial, like search.stopping
+        callbacks = trainer.pop("callbacks", None) or []  # bound to each trial, like search.stopping
+        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         try:
             runner = SearchRunner(
                 metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
@@ -272,14 +276,22 @@ class SearchCLI(LightningCLI):
         )
         best = result.best_trial
         if best is None:
-            print(f"no trial completed yet; see the trials with: frameworm-search trials {self._config_args()}",
+            print(f"no trial completed yet; see the trials with: {self._prog()} trials {self._config_args()}",
                   flush=True)
             if counts[TrialState.FAILED] > interrupted and not counts[TrialState.PRUNED]:
                 sys.exit(1)  # every trial failed: a script running the search should notice
             return
         print(f"best {metric}={best.value:.6g} (trial {best.number}): {format_params(result.best_params or {})}",
               flush=True)
-        print(f"write it as a fit config with: frameworm-search best {self._config_args()} --output best.yaml", flush=True)
+        print(f"write it as a fit config with: {self._prog()} best {self._config_args()} --output best.yaml", flush=True)
+
+    @staticmethod
+    def _prog() -> str:
+        """How the user called this command, for the hints that name the next one."""
+        called = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+        if called in ("", "__main__.py", "frameworm-search", "-c"):
+            return "frameworm-search"
+        return f"python {sys.argv[0]}" if called.endswith(".py") else called
 
     def _config_args(self) -> str:
         files = self.config[self.subcommand].get("config") or []
@@ -292,7 +304,7 @@ class SearchCLI(LightningCLI):
         if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///"):]).exists():
             raise UsageError(
                 f"no study stored yet: {storage[len('sqlite:///'):]} does not exist; run "
-                f"frameworm-search search {self._config_args()} first, or set search.storage to an earlier search's database."
+                f"{self._prog()} search {self._config_args()} first, or set search.storage to an earlier search's database."
             )
         return Study.load(self.plan.study_name, storage)
 

@@ -117,13 +117,17 @@ def _import(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def _class_and_kwargs(section: Any) -> tuple[type | None, dict[str, Any]]:
-    """The class and init arguments of a parsed ``model:``/``data:`` section (``None`` if absent)."""
+def _class_and_kwargs(section: Any, fixed: type | None) -> tuple[type | None, dict[str, Any]]:
+    """The class and init arguments of a parsed ``model:``/``data:`` section.
+
+    ``fixed`` is the class a CLI was built with (``SearchCLI(MyModule)``), whose section
+    holds the arguments directly; ``None`` when the config names it by ``class_path``.
+    """
     if section is None:
-        return None, {}
+        return fixed, {}
     data = section.as_dict() if isinstance(section, Namespace) else dict(section)
     if "class_path" not in data:
-        return None, data
+        return fixed, data
     return _import(data["class_path"]), dict(data.get("init_args") or {})
 
 
@@ -183,16 +187,18 @@ def _default_storage(root_dir: str) -> str:
     return f"sqlite:///{Path(root_dir).resolve() / 'frameworm.db'}"
 
 
-def build_plan(config: Namespace) -> SearchPlan:
+def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None) -> SearchPlan:
     """Validate the ``search:`` section of a parsed (not yet instantiated) subcommand config.
+
+    ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any.
 
     Raises:
         SpaceError: a bad dimension spec or an empty space (naming the key).
         ConfigKeyError: a space key that configures nothing (listing the valid keys).
     """
     search = config.search
-    module_cls, model_kwargs = _class_and_kwargs(config.get("model"))
-    data_cls, data_kwargs = _class_and_kwargs(config.get("data"))
+    module_cls, model_kwargs = _class_and_kwargs(config.get("model"), model_class)
+    data_cls, data_kwargs = _class_and_kwargs(config.get("data"), datamodule_class)
     if module_cls is None:
         raise ConfigKeyError("a search needs a model: add model: {class_path: my_package.MyModule} to the config.")
     raw = search.space.as_dict() if isinstance(search.space, Namespace) else dict(search.space or {})
@@ -274,7 +280,12 @@ def best_fit_config(dump: Mapping[str, Any], params: Mapping[str, Any], seed: in
     if isinstance(config.get("trainer"), Mapping):
         config["trainer"] = trainer_overrides(config["trainer"])  # the arguments the user set
     for key, value in params.items():
-        _set(config, config_key(key), list(value) if isinstance(value, tuple) else value)
+        dotted = config_key(key)
+        head = dotted.split(".", 1)[0]
+        section = config.get(head)
+        if head in _CLASS_TARGETS and isinstance(section, Mapping) and "class_path" not in section:
+            dotted = dotted.replace(".init_args.", ".", 1)  # a CLI built with a fixed class
+        _set(config, dotted, list(value) if isinstance(value, tuple) else value)
     if seed is not None:
         config["seed_everything"] = seed
     return config
