@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from models import DCGAN, DDPM, VAE, DigitsDataModule
 
 # Tiny trials: two training batches, two validation batches, small nets, few samples.
 TRAINER = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 2, "num_sanity_val_steps": 0,
-           "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu"}
+           "enable_progress_bar": False, "enable_model_summary": False, "accelerator": "cpu", "log_every_n_steps": 1}
 CASES: dict[str, tuple[type, str, dict[str, Any], dict[str, Any]]] = {
     # model, metric, fixed model kwargs, space
     "VAE": (VAE, "val_loss", {"hidden_dim": 32}, {"lr": Real(1e-3, 1e-2, log=True), "latent_dim": [4, 8]}),
@@ -82,7 +83,7 @@ def test_the_seed_api_searches_a_model():
     assert best_config["model"]["lr"] in (1e-3, 1e-2) and best_config["model_class"] == "VAE"
 
 
-def test_the_cli_searches_a_model_from_yaml(tmp_path: Path):
+def test_the_cli_searches_a_model_from_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from frameworm_lightning.cli import main
     from frameworm_lightning.study import Study
 
@@ -101,6 +102,7 @@ def test_the_cli_searches_a_model_from_yaml(tmp_path: Path):
     }
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.setattr(sys, "argv", ["frameworm-search"])  # not pytest's own arguments
     try:
         main(["search", "-c", str(path)])
     except SystemExit as stop:  # a CLI may exit 0 after its subcommand
