@@ -110,3 +110,10 @@ def test_the_cli_searches_a_model_from_yaml(tmp_path: Path, monkeypatch: pytest.
     study = Study.load("DCGAN", f"sqlite:///{tmp_path / 'study.db'}")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE]
     assert math.isfinite(study.trials[0].value)
+
+
+def test_train_from_config_names_an_unknown_model():
+    from models.train import train_from_config
+
+    with pytest.raises(ValueError, match="GPT"):
+        train_from_config({"model_class": "GPT"})
