@@ -111,7 +111,9 @@ class Real(Dimension):
         high: upper bound (inclusive); must be greater than ``low``.
         log: search ``log(x)`` uniformly, for scale parameters such as learning rates.
         grid_points: how many values a grid search visits (evenly spaced, geometrically
-            when ``log=True``). A ``Real`` in a grid without it is an error.
+            when ``log=True``). A ``Real`` in a grid without it (or the sampler's
+            ``grid_points``) is an error; an ``Integer`` with more values than the
+            sampler's ``grid_points`` is thinned the same way.
 
     Example:
         >>> Real(1e-4, 1e-1, log=True).grid(4)
@@ -185,6 +187,8 @@ class Integer(Dimension):
         [32, 33, 34]
         >>> Integer(0, 10, step=5).grid()
         [0, 5, 10]
+        >>> Integer(16, 256, log=True).grid(grid_points=3)
+        [16, 64, 256]
     """
 
     def __init__(self, low: int, high: int, log: bool = False, step: int = 1) -> None:
@@ -240,7 +244,18 @@ class Integer(Dimension):
         return self.low <= v <= self.high and (v - self.low) % self.step == 0
 
     def grid(self, grid_points: int | None = None) -> list[int]:
-        return list(range(self.low, self.high + 1, self.step))
+        """Every value, or ``grid_points`` of them spread evenly (geometrically for ``log``)
+        when the range holds more values than that."""
+        values = list(range(self.low, self.high + 1, self.step))
+        if grid_points is None or len(values) <= grid_points:
+            return values
+        if self.log:
+            picks = np.geomspace(self.low, self.high, grid_points)
+        else:
+            picks = np.linspace(self.low, self.high, grid_points)
+        # Snap to admissible values; rounding may merge neighbours, so keep the unique ones in order.
+        snapped = [self.low + self.step * int(round((p - self.low) / self.step)) for p in picks]
+        return sorted(set(min(max(v, self.low), self.high) for v in snapped))
 
     def canonical(self, value: Any) -> int:
         return int(value)

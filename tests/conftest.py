@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+
+# Tiny test models run many times faster on one thread than fighting over two cores;
+# set before torch loads so spawned trial processes inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import subprocess
 import uuid
 from pathlib import Path

@@ -52,6 +52,10 @@ def test_grid_enumeration_order_and_points():
     assert grid[1] == {"training.lr": 0.001, "training.batch_size": 128}
     assert [space.grid_point(i) for i in range(6)] == grid
     assert Real(0, 1, grid_points=3).grid() == [0.0, 0.5, 1.0]
+    assert Integer(16, 256, log=True).grid(3) == [16, 64, 256]
+    assert Integer(0, 100, step=10).grid(4) == [0, 30, 70, 100]
+    assert Integer(1, 3).grid(5) == [1, 2, 3], "a small range keeps every value"
+    assert SearchSpace({"n": Integer(0, 1000), "c": ["a", "b"]}).grid_size(grid_points=5) == 10
     assert Real(1e-3, 1e-1, log=True).grid(3) == pytest.approx([1e-3, 1e-2, 1e-1])
 
 
