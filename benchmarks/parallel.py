@@ -7,7 +7,7 @@ Run from the repository root::
 
 Two tables, printed side by side:
 
-* **Throughput** — the same random search of a small CPU-bound MLP (a second or two of
+* **Throughput** — the same random search of a small CPU-bound MLP (a few seconds of
   matrix products per trial) with ``n_jobs=1`` (trials in the search process, with
   torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
   one thread each): trials per minute of wall time, the median of rotated rounds
@@ -51,7 +51,7 @@ from frameworm_lightning.runner._parallel import shared_zygote  # noqa: E402
 class CpuMLP(pl.LightningModule):
     """A 3-layer MLP on 4096 random points: a few seconds of CPU-bound training."""
 
-    def __init__(self, lr: float = 1e-2, width: int = 256) -> None:
+    def __init__(self, lr: float = 1e-2, width: int = 512) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Sequential(torch.nn.Linear(32, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
@@ -204,7 +204,7 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures there")
     args = parser.parse_args()
-    n_mlp, epochs, n_empty, rounds = (2, 3, 4, 1) if args.quick else (4, 3, 8, 3)
+    n_mlp, epochs, n_empty, rounds = (2, 2, 4, 1) if args.quick else (4, 6, 8, 3)
     rounds = args.rounds or rounds
 
     root = Path(tempfile.mkdtemp(prefix="fw-bench-parallel-"))

@@ -506,6 +506,8 @@ class LocalLauncher:
         path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         log_path = directory / "worker.log"
         env = worker_env(env, self.n_jobs)
+        if self.zygote is not None and not self.zygote.alive:
+            self.zygote = shared_zygote()  # it died (the OOM killer?): a new one for the next trials
         if self.zygote is not None:
             return _LocalHandle(self.zygote.start(path, log_path, env), log_path, directory, zygote=self.zygote)
         proc, log = spawn_entry(path, log_path, env)

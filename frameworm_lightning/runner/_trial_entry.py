@@ -221,6 +221,12 @@ class FollowerTrial(Trial):
         self._finished = True
         return False
 
+    def complete(self, value: float, **system_attrs: Any) -> bool:
+        return self._finish(TrialState.COMPLETE)  # rank 0 judges the value (a NaN included)
+
+    def prune(self, reason: str | None = None, value: float | None = None) -> bool:
+        return self._finish(TrialState.PRUNED)
+
     def fail(self, error: str, reason: str | None = None) -> bool:
         self.failed_here = True
         try:
@@ -302,6 +308,23 @@ def _forked_trial(command: dict[str, Any]) -> None:
             os._exit(code)
 
 
+# Imported lazily by a trial's first steps; imports alone never touch CUDA, threads or files.
+_PRELOAD = (
+    "frameworm_lightning.search._function", "frameworm_lightning.stopping", "lightning.pytorch.loggers.csv_logs",
+    "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg", "torch.profiler",
+)
+
+
+def _preload() -> None:
+    import importlib  # noqa: PLC0415
+
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - an optional module missing only costs its trials the import
+            pass
+
+
 def zygote() -> int:
     """Fork one trial process per command read from stdin; report starts and exits on stdout."""
     global _protocol_fd
@@ -309,6 +332,7 @@ def zygote() -> int:
     # Keep stdout for the protocol alone: anything printed goes to stderr (the zygote's log).
     _protocol_fd = os.dup(1)
     os.dup2(2, 1)
+    _preload()
     children: set[int] = set()
     buffer = b""
     _send({"ready": os.getpid()})
