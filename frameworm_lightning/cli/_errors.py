@@ -90,8 +90,8 @@ _GIVEN = re.compile(r"Given value: (.*)")
 _CLASS_PROBLEM = re.compile(r"Problem with given class_path '([^']+)':\s*(.+)")
 _WHAT = {
     "search.sampler": ("sampler", known_samplers, "sampler: {class_path: frameworm_lightning.RandomSampler}"),
-    "search.stopping": ("stopping policy", known_policies, "stopping: [{class_path: frameworm_lightning.<Policy>}]"),
-    "trainer.callbacks": ("callback", known_policies, "--trainer.callbacks+=frameworm_lightning.<Policy>"),
+    "search.stopping": ("stopping policy", known_policies, "stopping: [{class_path: frameworm_lightning.ASHA}]"),
+    "trainer.callbacks": ("callback", known_policies, "--trainer.callbacks+=frameworm_lightning.ImprovementStopping"),
 }
 
 
@@ -117,6 +117,8 @@ def class_path_error(message: str) -> str | None:
         return None
     names = known()
     listing = f"known: {', '.join(names)}" if names else "none is exported yet"
+    if prefix != "search.sampler":
+        listing += ", or any Lightning callback by its import path"
     return f"unknown {what} {name!r} in {prefix} ({why}); {listing}. Write e.g. {example}."
 
 
