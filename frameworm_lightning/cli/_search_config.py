@@ -180,7 +180,6 @@ class SearchPlan:
     enqueue: list[dict[str, Any]]
     study_name: str
     storage: str
-    budget: int | None
 
 
 def _default_storage(root_dir: str) -> str:
@@ -228,7 +227,6 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
         enqueue=enqueue,
         study_name=search.study_name or module_cls.__name__,
         storage=search.storage or _default_storage(search.root_dir),
-        budget=search.n_trials,
     )
 
 
