@@ -60,7 +60,6 @@ from frameworm_lightning.exceptions import SearchStopped, TrialFailed
 from frameworm_lightning.runner._execute import TrialSpec, trial_budget, trial_dir
 from frameworm_lightning.runner._gpus import GpuLease, GpuPool, validate_gpus_per_trial
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._trial_entry import ENTRY_MODULE, PAYLOAD_VERSION
 from frameworm_lightning.space import Categorical, SearchSpace
 from frameworm_lightning.storage import Storage
 from frameworm_lightning.study import Study, Trial
@@ -79,6 +78,9 @@ __all__ = [
 ]
 
 EXECUTORS = ("auto", "inline", "process", "ray")
+# The trial entry point. Not imported here: ``python -m`` must find it not yet imported.
+ENTRY_MODULE = "frameworm_lightning.runner._trial_entry"
+PAYLOAD_VERSION = 1
 # Variables of an enclosing distributed launch: a trial's worker must start its own.
 _LAUNCH_ENV = (
     "LOCAL_RANK", "RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",

@@ -46,14 +46,13 @@ import types
 from pathlib import Path
 from typing import Any
 
+from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import TrialState
 
 __all__ = ["ENTRY_MODULE", "PAYLOAD_VERSION", "FollowerTrial", "load_target", "main"]
 
-ENTRY_MODULE = "frameworm_lightning.runner._trial_entry"
-PAYLOAD_VERSION = 1
 # Environment variable naming the process group of the trial (set by rank 0 when it leads one).
 _PGID_ENV = "FRAMEWORM_TRIAL_PGID"
 _PARENT_POLL_S = 0.5
@@ -325,6 +324,72 @@ def _preload() -> None:
             pass
 
 
+def _warm_up() -> None:
+    """Run one tiny CPU fit, so forked trials find Lightning's caches (ABC checks...) filled.
+
+    A trial's first fit in a fresh process spends about half a second filling them.
+    This fit cannot touch CUDA (no GPU is visible to it: torch then answers "0 devices"
+    without asking the driver or NVML) and runs on one thread with tensors too small for
+    an OpenMP team, so the zygote stays safe to fork. If threads were left behind anyway,
+    the log says so.
+    """
+    import tempfile  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    import lightning.pytorch as pl  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from torch.utils.data import DataLoader, TensorDataset  # noqa: PLC0415
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            loss = self.layer(batch[0]).pow(2).mean()
+            self.log("loss", loss)
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("val_loss", self.layer(batch[0]).pow(2).mean())
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.Adam(self.parameters())
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    threads = torch.get_num_threads()
+    before = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    torch.set_num_threads(1)
+    import logging  # noqa: PLC0415
+
+    quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        loader = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+        with tempfile.TemporaryDirectory(prefix="fw-zygote-") as root, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, default_root_dir=root,
+                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+            trainer.fit(Tiny(), loader, loader)
+    except Exception as err:  # noqa: BLE001 - a warm-up that fails only costs the trials their warm caches
+        print(f"zygote warm-up skipped: {type(err).__name__}: {err}", file=sys.stderr)
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+        torch.set_num_threads(threads)
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    after = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+    if after > before:
+        print(f"zygote warm-up left {after - before} thread(s) running", file=sys.stderr)
+
+
 def zygote() -> int:
     """Fork one trial process per command read from stdin; report starts and exits on stdout."""
     global _protocol_fd
@@ -333,6 +398,8 @@ def zygote() -> int:
     _protocol_fd = os.dup(1)
     os.dup2(2, 1)
     _preload()
+    if os.environ.get("FRAMEWORM_ZYGOTE_WARM_UP", "1") != "0":
+        _warm_up()
     children: set[int] = set()
     buffer = b""
     _send({"ready": os.getpid()})
