@@ -20,7 +20,7 @@ def test_there_is_an_example_per_model() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_an_example_is_a_valid_search(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["frameworm-search"])  # pytest's own arguments are not ours
-    cli = SearchCLI(args=["-c", str(path)], run=False)  # parse and build, no subcommand
+    cli = SearchCLI(args=["-c", str(path), "--seed_everything", "0"], run=False)  # parse and build, no subcommand
     plan = build_plan(cli.config)
     assert plan.study_name == path.stem.upper()
     assert plan.datamodule_cls is not None and plan.datamodule_cls.__name__ == "DigitsDataModule"
