@@ -324,14 +324,21 @@ def _preload() -> None:
             pass
 
 
+def _cpu_only_torch() -> bool:
+    """Whether torch was built without CUDA: only then can a warm-up fit never reach a GPU driver."""
+    import torch  # noqa: PLC0415
+
+    return torch.version.cuda is None and not torch.backends.cuda.is_built()
+
+
 def _warm_up() -> None:
     """Run one tiny CPU fit, so forked trials find Lightning's caches (ABC checks...) filled.
 
     A trial's first fit in a fresh process spends about half a second filling them.
-    This fit cannot touch CUDA (no GPU is visible to it: torch then answers "0 devices"
-    without asking the driver or NVML) and runs on one thread with tensors too small for
-    an OpenMP team, so the zygote stays safe to fork. If threads were left behind anyway,
-    the log says so.
+    Only with a CPU-only torch: on a CUDA build a Lightning fit initialises the CUDA
+    driver (seen on an H100: the forked trials then found no GPU), which a zygote must
+    never do. The fit runs on one thread with tensors too small for an OpenMP team, so
+    the zygote stays safe to fork; if threads were left behind anyway, the log says so.
     """
     import tempfile  # noqa: PLC0415
     import warnings  # noqa: PLC0415
@@ -398,7 +405,7 @@ def zygote() -> int:
     _protocol_fd = os.dup(1)
     os.dup2(2, 1)
     _preload()
-    if os.environ.get("FRAMEWORM_ZYGOTE_WARM_UP", "1") != "0":
+    if os.environ.get("FRAMEWORM_ZYGOTE_WARM_UP", "1") != "0" and _cpu_only_torch():
         _warm_up()
     children: set[int] = set()
     buffer = b""
