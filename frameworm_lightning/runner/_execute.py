@@ -12,6 +12,8 @@ import inspect
 import logging
 import math
 import os
+import signal
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -174,6 +176,26 @@ def resume_checkpoint(trial: Trial) -> str | None:
     return str(path) if path and Path(path).is_file() else None
 
 
+def _fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, ckpt_path: str | None) -> None:
+    """``trainer.fit``, with Lightning's handling of Ctrl+C undone.
+
+    On ``KeyboardInterrupt`` Lightning ignores SIGINT from then on and calls
+    ``sys.exit(1)``: we turn that back into ``KeyboardInterrupt`` (so the trial is stored
+    as interrupted and the search stops) and restore the caller's SIGINT handler.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and handler is not None and signal.getsignal(signal.SIGINT) is not handler:
+            signal.signal(signal.SIGINT, handler)
+
+
 def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     """Run one claimed trial to its end and store the outcome in the study.
 
@@ -220,10 +242,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
             write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
-            trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(trial))
+            _fit(trainer, model, datamodule, resume_checkpoint(trial))
             close_loggers(trainer.loggers)
-            if trainer.interrupted:
-                raise KeyboardInterrupt
             if checkpoint is not None and checkpoint.best_model_path:
                 trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
             if trial.should_prune():
@@ -234,5 +254,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     except KeyboardInterrupt:
         trial.interrupt("KeyboardInterrupt")
         raise
+    except SystemExit as exit_:
+        # sys.exit() in user code ends this trial, not the search.
+        trial.fail(traceback.format_exc(), reason=f"SystemExit({exit_.code!r}) raised in the trial")
     except Exception:  # noqa: BLE001 - any error of user code fails this trial only
         trial.fail(traceback.format_exc())

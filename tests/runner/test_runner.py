@@ -134,3 +134,31 @@ def test_instance_datamodule_and_seeded_trials_are_reproducible(tmp_path):
 def test_bad_runner_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SearchRunner(**kwargs)
+
+
+def test_ctrl_c_stores_the_trial_interrupted_and_a_rerun_resumes(tmp_path):
+    import signal
+
+    from ._modules import Interrupting
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(Interrupting, {"lr": [0.01, 0.02]},
+                                                                     datamodule=LineData)
+    assert signal.getsignal(signal.SIGINT) is before, "Lightning's SIG_IGN does not outlive the trial"
+    from frameworm_lightning import Study
+
+    study = Study.load("Interrupting", f"sqlite:///{tmp_path / 'frameworm.db'}")
+    (lost,) = study.trials_in(TrialState.FAILED)
+    assert lost.interrupted and lost.params == {"lr": 0.01}
+    assert [t.params for t in study.trials_in(TrialState.WAITING)] == [{"lr": 0.01}]
+
+
+def test_sys_exit_in_a_trial_fails_only_that_trial(tmp_path):
+    from ._modules import Interrupting
+
+    result = runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(
+        Interrupting, {"how": ["exit", "never"]}, datamodule=LineData)
+    states = {t.params["how"]: t for t in result.trials}
+    assert states["exit"].state is TrialState.FAILED and "SystemExit(7)" in states["exit"].reason
+    assert states["never"].state is TrialState.COMPLETE
