@@ -16,7 +16,7 @@ Notations:
 Names (``ACQUISITIONS``):
     ``ei``: expected improvement; ``logei``: its logarithm, computed stably so that its
     gradient does not vanish far from the incumbent (Ament et al., 2023); ``pi``: the
-    probability of improvement (scored as ``log PI``, which ranks the same);
+    probability of improving by at least ``xi`` (scored as ``log PI``, which ranks the same);
     ``ucb``/``lcb``: the optimistic confidence bound ``mean + sqrt(beta) * sigma`` (the
     upper bound of the maximised target is the lower bound of a minimised objective, so
     the two names are one function); ``hedge``: a GP-Hedge portfolio of ``logei``,
@@ -48,6 +48,8 @@ __all__ = [
 
 ACQUISITIONS = ("ei", "logei", "pi", "ucb", "lcb", "hedge")
 HEDGE_ARMS = ("logei", "pi", "ucb")
+# PI's default margin: a tenth of the (standardised) spread of the observed values.
+PI_XI = 0.1
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 _LOG_SQRT_PI_OVER_2 = 0.5 * math.log(math.pi / 2)
@@ -147,11 +149,24 @@ class LogExpectedImprovement(_Improvement):
 
 
 class ProbabilityOfImprovement(_Improvement):
-    """``log P[f(x) > best_f] = log Phi(z)`` (the log keeps gradients alive far from the incumbent)."""
+    """``log P[f(x) > best_f + xi] = log Phi(z - xi / sigma)`` (the log keeps gradients alive).
+
+    Args:
+        posterior: the GP posterior.
+        best_f: the incumbent.
+        xi: the improvement that counts, ``>= 0``. Without it PI prefers a sure
+            infinitesimal gain next to the incumbent to any real chance elsewhere.
+    """
+
+    def __init__(self, posterior: GPPosterior, best_f: float | torch.Tensor, xi: float = 0.0) -> None:
+        super().__init__(posterior, best_f)
+        if not (isinstance(xi, (int, float)) and math.isfinite(xi) and xi >= 0):
+            raise ValueError(f"xi must be a finite number >= 0, but got xi={xi!r}.")
+        self.register_buffer("xi", torch.tensor(float(xi), dtype=DTYPE))
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        z, _ = self._z(X)
-        return torch.special.log_ndtr(z)
+        z, sigma = self._z(X)
+        return torch.special.log_ndtr(z - self.xi / sigma)
 
 
 class UpperConfidenceBound(AcquisitionFunction):
@@ -173,15 +188,20 @@ class UpperConfidenceBound(AcquisitionFunction):
         return mean + self.sqrt_beta * sigma
 
 
-def build_acquisition(name: str, posterior: GPPosterior, best_f: float, beta: float) -> AcquisitionFunction:
-    """The acquisition module called ``name`` (not ``hedge``: the sampler runs the portfolio)."""
+def build_acquisition(
+    name: str, posterior: GPPosterior, best_f: float, beta: float, xi: float = PI_XI
+) -> AcquisitionFunction:
+    """The acquisition module called ``name`` (not ``hedge``: the sampler runs the portfolio).
+
+    ``beta`` weighs ``ucb``/``lcb``; ``xi`` is ``pi``'s improvement margin (standardised units).
+    """
     key = validate_acquisition(name)
     if key == "ei":
         return ExpectedImprovement(posterior, best_f)
     if key == "logei":
         return LogExpectedImprovement(posterior, best_f)
     if key == "pi":
-        return ProbabilityOfImprovement(posterior, best_f)
+        return ProbabilityOfImprovement(posterior, best_f, xi)
     if key in ("ucb", "lcb"):
         return UpperConfidenceBound(posterior, beta)
     raise ValueError(f"acquisition {name!r} is a portfolio, not a single function; use one of {HEDGE_ARMS}.")

@@ -91,7 +91,7 @@ def _continuous_step(
         total = -torch.where(finite, values, torch.zeros_like(values)).sum()
         total.backward()
         grad = xc.grad.reshape(-1).numpy()  # type: ignore[union-attr]
-        return float(total), np.where(np.isfinite(grad), grad, 0.0)
+        return float(total.detach()), np.where(np.isfinite(grad), grad, 0.0)
 
     x0 = X[:, cont].reshape(-1)
     res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,

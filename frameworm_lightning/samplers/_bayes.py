@@ -30,6 +30,7 @@ from frameworm_lightning._gp.gp import (
     fit_gp,
     standardize,
     torch_threads,
+    warp_targets,
 )
 from frameworm_lightning._gp.optim import evaluate, optimize_acquisition
 from frameworm_lightning.exceptions import SpaceError
@@ -83,6 +84,8 @@ class BayesianSampler(Sampler):
         n_starts: the local searches (L-BFGS-B + exact discrete search) per suggestion.
         refit_every: a full hyperparameter fit with random restarts every this many
             suggestions; in between, the fit warm-starts from the previous one.
+        warp_outputs: fit the GP to a Yeo-Johnson transform of the values (monotone, so
+            the best trial stays the best), which tames heavy-tailed objectives.
         n_threads: torch intra-op threads during a suggestion (``None``: leave as is).
 
     Example:
@@ -107,6 +110,7 @@ class BayesianSampler(Sampler):
         n_candidates: int = 1024,
         n_starts: int = 6,
         refit_every: int = 10,
+        warp_outputs: bool = True,
         n_threads: int | None = 1,
     ) -> None:
         super().__init__(seed=seed)
@@ -137,10 +141,9 @@ class BayesianSampler(Sampler):
         self.n_candidates = n_candidates
         self.n_starts = n_starts
         self.refit_every = refit_every
+        self.warp_outputs = bool(warp_outputs)
         self.n_threads = n_threads
         self._encodings: dict[str, ModelEncoding] = {}
-        # The last fitted raw hyperparameters per (space, mode, first trial): warm starts.
-        self._warm: dict[str, np.ndarray] = {}
 
     def __repr__(self) -> str:
         return (f"BayesianSampler(seed={self.seed!r}, n_initial_points={self.n_initial_points!r}, "
@@ -222,38 +225,54 @@ class BayesianSampler(Sampler):
         free = _first_free(encoding, tried)
         return None if free is None else Suggestion(params=encoding.decode(free), system_attrs={"bo": reason})
 
-    def _warm_key(self, context: AskContext) -> str:
-        first = min((t for t in context.trials if t.has_params), key=lambda t: t.number, default=None)
-        anchor = json.dumps(first.params, sort_keys=True, default=str) if first is not None else ""
-        return json.dumps([context.space.to_spec(), context.mode, anchor], sort_keys=True, default=str)
+    @staticmethod
+    def _stored_hyperparameters(context: AskContext, d: int) -> dict[str, Any] | None:
+        """The GP hyperparameters stored with the latest trial that has them (a warm start).
+
+        Keeping them in storage rather than on the sampler makes a warm start depend on the
+        history only: a resumed search or another worker makes the same fit.
+        """
+        for t in sorted(context.trials, key=lambda t: t.number, reverse=True):
+            hp = t.system_attrs.get("bo_gp") if t.system_attrs else None
+            if isinstance(hp, dict) and isinstance(hp.get("lengthscale"), list) and len(hp["lengthscale"]) == d:
+                return hp
+        return None
 
     def _fit(self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y_std: np.ndarray) -> GPModel:
         model = GPModel(torch.as_tensor(X, dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE),
                         torch.as_tensor(encoding.categorical_mask))
-        key = self._warm_key(context)
-        warm = self._warm.get(key)
-        if warm is not None and warm.shape != model.raw_vector().shape:
-            warm = None
-        full = warm is None or len(y_std) % self.refit_every == 0
-        starts: list[np.ndarray | None] = [] if warm is None else [warm]
-        if full:
-            starts += [None] + _random_starts(model, self.rng(context.number, salt=_SALT_FIT), 2)
+        stored = self._stored_hyperparameters(context, encoding.dim)
+        warm: np.ndarray | None = None
+        if stored is not None:
+            try:
+                model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
+                                          float(stored["outputscale"]), float(stored["noise"]))
+                warm = model.raw_vector()
+            except (KeyError, TypeError, ValueError, RuntimeError):
+                warm = None  # a malformed record: fit from scratch
+            model.reset_hyperparameters()
+        rng = self.rng(context.number, salt=_SALT_FIT)
+        if warm is None:  # the first fit of a study: the default start and two random ones
+            starts: list[np.ndarray | None] = [None, *_random_starts(model, rng, 2)]
+            maxiter = 200
+        elif len(y_std) % self.refit_every == 0:  # a periodic full fit: can leave a stale optimum
+            starts, maxiter = [warm, None, *_random_starts(model, rng, 1)], 100
+        else:  # warm start: a few iterations from the last optimum
+            starts, maxiter = [warm], 50
         try:
-            result = fit_gp(model, starts, maxiter=200 if full else 50)
+            fit_gp(model, starts, maxiter=maxiter)
         except GPNumericalError:
-            if full:
+            if warm is None:
                 raise
             # The warm start failed: one full fit before giving up.
             model.reset_hyperparameters()
-            starts = [None] + _random_starts(model, self.rng(context.number, salt=_SALT_FIT), 2)
-            result = fit_gp(model, starts, maxiter=200)
-        self._warm[key] = result.raw
+            fit_gp(model, [None, *_random_starts(model, rng, 2)], maxiter=200)
         return model
 
     def _ask_gp(
         self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y: np.ndarray, tried: np.ndarray
     ) -> Suggestion | None:
-        y_std, _, _ = standardize(y)
+        y_std, _, _ = standardize(warp_targets(y) if self.warp_outputs else y)
         model = self._fit(context, encoding, X, y_std)
         posterior = GPPosterior.from_model(model)
 
@@ -266,9 +285,10 @@ class BayesianSampler(Sampler):
         X_known = np.concatenate([X, X_pending])
         best_f = float(evaluate(lambda Z: fantasy(Z)[0], X_known).max())
 
-        # Local searches also start from the best evaluated points.
-        extra = X[np.argsort(-y_std, kind="stable")[: min(5, len(y_std))]]
+        # Raw candidates also include small perturbations of the best evaluated points, so a
+        # local search can refine the incumbent (the points themselves score no improvement).
         seed = self.rng(context.number, salt=_SALT_RAW)
+        extra = _perturbations(encoding, X[np.argsort(-y_std, kind="stable")[:5]], seed, per_point=20)
         arms = HEDGE_ARMS if self.acquisition == "hedge" else (self.acquisition,)
         proposals: dict[str, np.ndarray] = {}
         for arm in arms:
@@ -281,7 +301,14 @@ class BayesianSampler(Sampler):
         if not proposals:
             return self._sobol(context, encoding, tried, reason="exhausted", salt=_SALT_FALLBACK)
 
-        attrs: dict[str, Any] = {"bo": "gp"}
+        attrs: dict[str, Any] = {
+            "bo": "gp",
+            "bo_gp": {
+                "lengthscale": model.lengthscale.tolist(),
+                "outputscale": float(model.outputscale),
+                "noise": float(model.noise),
+            },
+        }
         if self.acquisition == "hedge":
             chosen = self._hedge_choice(context, encoding, posterior, proposals)
             attrs["bo_hedge"] = {arm: encoding.to_unit(x[None, :])[0].tolist() for arm, x in proposals.items()}
@@ -303,16 +330,19 @@ class BayesianSampler(Sampler):
         self, context: AskContext, encoding: ModelEncoding, posterior: GPPosterior, proposals: dict[str, np.ndarray]
     ) -> str:
         """GP-Hedge: each arm's gain is the current posterior mean summed over its past proposals."""
-        gains = np.zeros(len(HEDGE_ARMS))
+        past: dict[str, list[list[float]]] = {arm: [] for arm in HEDGE_ARMS}
         for t in context.trials:
-            past = t.system_attrs.get("bo_hedge") if t.system_attrs else None
-            if not isinstance(past, dict):
-                continue
-            for i, arm in enumerate(HEDGE_ARMS):
-                u = past.get(arm)
-                if isinstance(u, list) and len(u) == encoding.dim:
-                    x = encoding.to_model(np.array(u, dtype=float)[None, :])
-                    gains[i] += float(evaluate(lambda Z: posterior(Z)[0], x)[0])
+            record = t.system_attrs.get("bo_hedge") if t.system_attrs else None
+            if isinstance(record, dict):
+                for arm in HEDGE_ARMS:
+                    u = record.get(arm)
+                    if isinstance(u, list) and len(u) == encoding.dim:
+                        past[arm].append(u)
+        gains = np.zeros(len(HEDGE_ARMS))
+        for i, arm in enumerate(HEDGE_ARMS):
+            if past[arm]:
+                X_arm = encoding.to_model(np.array(past[arm], dtype=float))
+                gains[i] = float(evaluate(lambda Z: posterior(Z)[0], X_arm).sum())
         available = [i for i, arm in enumerate(HEDGE_ARMS) if arm in proposals]
         p = hedge_probabilities(gains[available], self.hedge_eta)
         pick = int(self.rng(context.number, salt=_SALT_HEDGE).choice(len(available), p=p))
@@ -330,6 +360,19 @@ def _random_starts(model: GPModel, rng: np.random.Generator, n: int) -> list[np.
         starts.append(model.raw_vector())
     model.load_raw_vector(current)
     return starts
+
+
+def _perturbations(encoding: ModelEncoding, X: np.ndarray, rng: np.random.Generator, per_point: int) -> np.ndarray:
+    """``per_point`` Gaussian perturbations (std 0.05 in the unit cube) of each model point ``(m, d)``.
+
+    Categorical columns keep their choice; integer columns move to a nearby admissible value.
+    """
+    if len(X) == 0:
+        return X
+    U = np.repeat(encoding.to_unit(X), per_point, axis=0)
+    ordered = ~encoding.categorical_mask
+    U[:, ordered] += rng.normal(0.0, 0.05, size=(len(U), int(ordered.sum())))
+    return encoding.to_model(np.clip(U, 0.0, 1.0))
 
 
 def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray) -> np.ndarray:
