@@ -29,6 +29,7 @@ __version__ = "0.1.0"
 # Names whose modules pull in Lightning (or other heavy libraries) load on first use, so
 # `import frameworm_lightning` stays cheap for worker processes, the CLI and storage tools.
 _LAZY = {
+    "BayesianSampler": "frameworm_lightning.samplers",
     "SearchResult": "frameworm_lightning.result",
     "SearchRunner": "frameworm_lightning.runner",
     "ASHA": "frameworm_lightning.stopping",
@@ -67,6 +68,7 @@ __all__ = [
     "AllOf",
     "AnyOf",
     "AskContext",
+    "BayesianSampler",
     "BudgetStopping",
     "Categorical",
     "ConfigKeyError",
