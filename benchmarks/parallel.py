@@ -12,7 +12,10 @@ Two tables, printed side by side:
   torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
   one thread each): trials per minute of wall time, the median of rotated rounds
   (the machine is shared, so its load changes under us). The zygote is started
-  before, and its start shown in the other table.
+  before, and its start shown in the other table. Each round also measures the
+  machine itself without frameworm — matrix products in one process, then in two at
+  once — so the ``n_jobs=2`` figure can be read against the parallel capacity the
+  machine had to give.
 * **Empty-trial cost** — a trial of one training step on one sample, run with each
   executor, ``n_jobs=1``: the median time a trial is held (claim to stored outcome,
   from storage), the first trial's, the overhead over in-process, and the one-off
@@ -30,6 +33,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,6 +118,31 @@ def search(root: Path, tag: str, module: type, n_trials: int, n_jobs: int, execu
             "median_trial_s": statistics.median(held), "first_trial_s": result.trials[0].duration}
 
 
+# The machine's own parallel capacity, without frameworm: matrix products for a few seconds
+# in one process, then in two processes at once; the ratio of the work done.
+_CONTROL = """
+import sys, time, torch
+torch.set_num_threads(1)
+a = torch.randn(256, 256)
+t, n = time.perf_counter(), 0
+while time.perf_counter() - t < float(sys.argv[1]):
+    a @ a
+    n += 1
+print(n)
+"""
+
+
+def capacity(seconds: float = 4.0) -> float:
+    """How much more work two single-thread processes do at once than one alone (2.0 on 2 free cores)."""
+    def launch() -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-c", _CONTROL, str(seconds)], stdout=subprocess.PIPE, text=True)
+
+    one = int(launch().communicate()[0])
+    pair = [launch(), launch()]
+    two = sum(int(p.communicate()[0]) for p in pair)
+    return two / one
+
+
 SETTINGS = (  # (label, n_jobs, torch threads in the search process; workers get cpu_count // n_jobs)
     ("n_jobs=1 in-process, default thr", 1, None),
     ("n_jobs=1 in-process, 1 thr", 1, 1),
@@ -128,13 +157,23 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
     """
     default_threads = torch.get_num_threads()
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in SETTINGS}
+    ratios = []
     for r in range(rounds):
+        ratios.append(capacity())
+        print(f"  round {r + 1}: two processes do {ratios[-1]:.2f}x the work of one on this machine now", flush=True)
         for label, n_jobs, threads in SETTINGS[r % len(SETTINGS):] + SETTINGS[: r % len(SETTINGS)]:
             torch.set_num_threads(threads or default_threads)
+            omp = os.environ.get("OMP_NUM_THREADS")
+            if n_jobs > 1:
+                os.environ["OMP_NUM_THREADS"] = "1"  # one thread per worker on any number of cores
             try:
                 row = search(root, f"mlp-{r}-{n_jobs}-{threads}", CpuMLP, n_trials, n_jobs, "auto", max_epochs=epochs)
             finally:
                 torch.set_num_threads(default_threads)
+                if omp is None:
+                    os.environ.pop("OMP_NUM_THREADS", None)
+                else:
+                    os.environ["OMP_NUM_THREADS"] = omp
             runs[label].append(row)
             print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min", flush=True)
     rows = []
@@ -145,6 +184,8 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
                      "range": (per_min[0], per_min[-1]),
                      "median_trial_s": statistics.median(x["median_trial_s"] for x in runs[label]),
                      "rounds": runs[label]})
+    rows.append({"setting": "machine: 2 procs vs 1 (no frameworm)", "ratio": statistics.median(ratios),
+                 "range": (min(ratios), max(ratios))})
     return rows
 
 
@@ -222,12 +263,14 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
 
-    left = ["Throughput (CpuMLP, 2 CPU cores; median of rounds)", "",
+    left = [f"Throughput (CpuMLP, {os.cpu_count()} CPU cores; median of rounds)", "",
             f"{'setting':<30}{'trials/min':>11}{'range':>13}{'trial s':>9}"]
     left += [f"{r['setting']:<30}{r['per_min']:>11.1f}{r['range'][0]:>7.1f}-{r['range'][1]:<5.1f}"
-             f"{r['median_trial_s']:>9.2f}" for r in tput]
+             f"{r['median_trial_s']:>9.2f}" for r in tput[:3]]
     left += ["", f"n_jobs=2 vs n_jobs=1: {tput[2]['per_min'] / tput[0]['per_min']:.2f}x "
-                 f"({tput[2]['per_min'] / tput[1]['per_min']:.2f}x vs 1 thread)"]
+                 f"({tput[2]['per_min'] / tput[1]['per_min']:.2f}x vs 1 thread)",
+             f"the machine itself: 2 processes do {tput[3]['ratio']:.2f}x the work of 1",
+             f"  (rounds {tput[3]['range'][0]:.2f}-{tput[3]['range'][1]:.2f}; 2.00 with two free cores)"]
     right = ["Empty-trial cost (n_jobs=1)", "",
              f"{'executor':<30}{'median s':>9}{'first s':>8}{'overhead s':>11}{'start s':>8}"]
     right += [f"{r['executor']:<30}{r['median_trial_s']:>9.2f}{r['first_trial_s']:>8.2f}{r['overhead_s']:>11.2f}"
