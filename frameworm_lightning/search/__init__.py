@@ -1,11 +1,11 @@
 """The seed's search API: ``GridSearch``, ``RandomSearch`` and ``BayesianSearch``.
 
 Example:
-    >>> from frameworm_lightning.search import GridSearch, RandomSearch
+    >>> from frameworm_lightning.search import BayesianSearch, GridSearch, RandomSearch
     >>> from frameworm_lightning.search.space import Integer, Real
 """
 
-from frameworm_lightning.search._function import FunctionSearch, GridSearch, RandomSearch
+from frameworm_lightning.search._function import BayesianSearch, FunctionSearch, GridSearch, RandomSearch
 from frameworm_lightning.search.space import Categorical, Integer, Real
 
-__all__ = ["Categorical", "FunctionSearch", "GridSearch", "Integer", "RandomSearch", "Real"]
+__all__ = ["BayesianSearch", "Categorical", "FunctionSearch", "GridSearch", "Integer", "RandomSearch", "Real"]

@@ -22,7 +22,7 @@ from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage
 from frameworm_lightning.study import Study, Trial, validate_mode
 
-__all__ = ["FunctionSearch", "GridSearch", "RandomSearch", "evaluate_function"]
+__all__ = ["BayesianSearch", "FunctionSearch", "GridSearch", "RandomSearch", "evaluate_function"]
 
 TrainFn = Callable[..., Any]
 
@@ -235,3 +235,40 @@ class RandomSearch(FunctionSearch):
     ) -> None:
         super().__init__(base_config, search_space, metric, mode, n_trials,
                          sampler=RandomSampler(seed=random_state), **kwargs)
+
+
+class BayesianSearch(FunctionSearch):
+    """Gaussian-process Bayesian optimisation (:class:`~frameworm_lightning.BayesianSampler`).
+
+    The first ``n_initial_points`` trials come from a scrambled Sobol sequence, then each
+    trial maximises the acquisition function (``"logei"``, ``"ei"``, ``"pi"``, ``"ucb"``,
+    ``"lcb"`` or the ``"hedge"`` portfolio) on the GP fitted to every stored trial.
+
+    Example:
+        >>> from frameworm_lightning.search.space import Real
+        >>> search = BayesianSearch(base_config={}, search_space={"x": Real(-2, 2)}, metric="loss",
+        ...                         n_trials=12, n_initial_points=4, acquisition="ei", random_state=0,
+        ...                         verbose=False)
+        >>> _, score = search.run(lambda c: (c["x"] - 0.5) ** 2)
+        >>> score < 0.01
+        True
+    """
+
+    def __init__(
+        self,
+        base_config: Mapping[str, Any] | None,
+        search_space: Mapping[str, Any] | SearchSpace,
+        metric: str = "val_loss",
+        mode: str = "min",
+        n_trials: int = 50,
+        n_initial_points: int = 10,
+        acquisition: str = "logei",
+        random_state: int | None = None,
+        sampler_kwargs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        from frameworm_lightning.samplers._bayes import BayesianSampler  # noqa: PLC0415 - imports GPyTorch
+
+        sampler = BayesianSampler(seed=random_state, n_initial_points=n_initial_points, acquisition=acquisition,
+                                  **dict(sampler_kwargs or {}))
+        super().__init__(base_config, search_space, metric, mode, n_trials, sampler=sampler, **kwargs)

@@ -61,6 +61,29 @@ def test_random_search_example():
     assert again.run(train_fn) == (best_config, best_score), "random_state makes the search reproducible"
 
 
+def test_bayesian_search_example():
+    from frameworm_lightning.search import BayesianSearch
+    from frameworm_lightning.search.space import Real, Integer
+
+    search_space = {
+        'training.lr': Real(1e-5, 1e-2, log=True),
+        'training.batch_size': Integer(32, 256, log=True)
+    }
+    search = BayesianSearch(
+        base_config=config,
+        search_space=search_space,
+        n_trials=50,
+        n_initial_points=10,
+        acquisition='ei'
+    )
+
+    best_config, best_score = search.run(train_fn)
+    assert len(search.result.trials) == 50
+    assert best_score < 0.02, "the GP homes in on lr=1e-3, batch size 128"
+    assert abs(math.log10(best_config["training"]["lr"]) + 3) < 0.15
+    assert 100 <= best_config["training"]["batch_size"] <= 165
+
+
 def test_failing_train_fn_is_recorded_and_the_search_goes_on():
     from frameworm_lightning.search import GridSearch
 
