@@ -22,7 +22,7 @@ One process per trial (rather than long-lived workers) buys isolation — a cras
 one trial with it — and a command line that Lightning's DDP launcher can re-run per
 rank. On Linux the process is forked from this search process's *zygote* (a clean
 process that imported torch and Lightning once and never touched CUDA, a database or
-threads) instead of a fresh interpreter: 0.2 s per trial instead of seconds of imports
+threads) instead of a fresh interpreter: about 0.1 s per trial instead of seconds of imports
 (``benchmarks/parallel.py``). ``FRAMEWORM_WORKER_START=spawn`` starts fresh ones.
 
 Example:
