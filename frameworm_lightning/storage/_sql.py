@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -155,21 +156,17 @@ def _owner_alive(owner: str | None) -> bool | None:
     return actual is None or start == "0" or actual == start
 
 
+@dataclass(frozen=True)
 class StudyRecord:
     """A stored study's identity: its id, name, metric, mode and space spec."""
 
-    def __init__(self, study_id: int, name: str, metric: str, mode: str, space: dict[str, Any],
-                 user_attrs: dict[str, Any], created_at: float) -> None:
-        self.study_id = study_id
-        self.name = name
-        self.metric = metric
-        self.mode = mode
-        self.space = space
-        self.user_attrs = user_attrs
-        self.created_at = created_at
-
-    def __repr__(self) -> str:
-        return f"StudyRecord(name={self.name!r}, metric={self.metric!r}, mode={self.mode!r})"
+    study_id: int
+    name: str
+    metric: str
+    mode: str
+    space: dict[str, Any] = field(repr=False)
+    user_attrs: dict[str, Any] = field(repr=False)
+    created_at: float = field(repr=False)
 
 
 def _normalise_url(url: str) -> str:
