@@ -44,7 +44,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any], Path], None], list[str]]] = [
      ["bad search.space: model.init_args.lr: Real needs low < high", "{type: real, low:"]),
     ("unknown sampler", _unknown_sampler,
      ["unknown sampler 'frameworm_lightning.NoSuchSampler' in search.sampler",
-      "known: frameworm_lightning.GridSampler", "frameworm_lightning.SobolSampler"]),
+      "known: frameworm_lightning.BayesianSampler, frameworm_lightning.GridSampler", "frameworm_lightning.SobolSampler"]),
     ("unknown policy", _unknown_policy,
      ["unknown stopping policy 'frameworm_lightning.NoSuchPolicy' in search.stopping", "stopping: [{class_path:"]),
     ("unwritable storage", _unwritable_storage,
