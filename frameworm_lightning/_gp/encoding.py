@@ -39,6 +39,7 @@ __all__ = ["ColumnKind", "ModelEncoding", "sobol_points"]
 
 # An integer with more values than this is searched as a continuous column and rounded.
 _MAX_ENUMERATED_INTEGER = 65_536
+_MAX_CACHE = 100_000
 
 
 class ColumnKind(str, Enum):
@@ -94,6 +95,7 @@ class ModelEncoding:
                 # Real, or an integer too large to enumerate (rounded through the space on decode).
                 columns.append(_Column(ColumnKind.CONTINUOUS))
         self._columns = columns
+        self._cache: dict[Any, np.ndarray] = {}
         self._large_integer = np.array(
             [isinstance(dim, Integer) and c.kind is ColumnKind.CONTINUOUS for dim, c in zip(space.values(), columns)]
         )
@@ -174,8 +176,20 @@ class ModelEncoding:
         return X
 
     def encode(self, params: Mapping[str, Any]) -> np.ndarray:
-        """A configuration to its model point, shape ``(d,)``."""
-        return self.to_model(self.space.encode(params)[None, :])[0]
+        """A configuration to its model point, shape ``(d,)`` (cached: a study re-reads its history every trial)."""
+        try:
+            key: Any = tuple(sorted((k, _hashable(v)) for k, v in params.items()))
+            hash(key)
+        except TypeError:
+            key = None
+        if key is not None and key in self._cache:
+            return self._cache[key].copy()
+        x = self.to_model(self.space.encode(params)[None, :])[0]
+        if key is not None:
+            if len(self._cache) >= _MAX_CACHE:
+                self._cache.clear()
+            self._cache[key] = x.copy()
+        return x
 
     def decode(self, x: np.ndarray) -> dict[str, Any]:
         """A model point, shape ``(d,)``, to a configuration (through the space's decoder)."""
@@ -186,6 +200,13 @@ class ModelEncoding:
         (continuous columns compared to ``decimals`` places)."""
         X = np.round(np.asarray(X, dtype=float).reshape(-1, self.dim), decimals)
         return [tuple(row) for row in X.tolist()]
+
+
+def _hashable(value: Any) -> Any:
+    # JSON brings tuples back as lists; the type tag keeps 1, 1.0 and True apart.
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(v) for v in value)
+    return (type(value).__name__, value)
 
 
 def _nearest(values: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 import gpytorch
 import numpy as np
 import scipy.optimize
-import scipy.stats
 import torch
 from gpytorch.constraints import GreaterThan
 from gpytorch.priors import GammaPrior, LogNormalPrior
@@ -53,6 +52,8 @@ __all__ = [
     "MixedMatern52Kernel",
     "fit_gp",
     "matern52",
+    "matern52_from_terms",
+    "pairwise_terms",
     "robust_cholesky",
     "standardize",
     "torch_threads",
@@ -73,6 +74,9 @@ _NOISE_RANGE = (1e-9, 10.0)
 def _log_constraint(lower: float) -> GreaterThan:
     return GreaterThan(lower, transform=torch.exp, inv_transform=torch.log)
 _JITTERS = (0.0, 1e-8, 1e-6, 1e-4)
+# The fit stops when the loss (in nats per point) improves by less than this, relatively:
+# hyperparameters more precise than that do not change a suggestion.
+_FIT_FTOL = 1e-6
 
 
 class GPNumericalError(RuntimeError):
@@ -109,6 +113,47 @@ def _blas_limits(n: int) -> contextlib.AbstractContextManager[object]:
     return threadpool_limits(limits=n, user_api="blas")
 
 
+def pairwise_terms(x1: torch.Tensor, x2: torch.Tensor, categorical_mask: torch.Tensor) -> torch.Tensor:
+    """Per-column distance terms: squared differences, or ``1`` where two choices differ.
+
+    Args:
+        x1: shape ``(..., n, d)``.
+        x2: shape ``(..., m, d)``.
+        categorical_mask: bool, shape ``(d,)``: columns compared for equality only.
+
+    Returns:
+        Shape ``(..., n, m, d)``. The squared scaled distance is ``terms @ lengthscale**-2``;
+        computing the terms once per fit turns every kernel evaluation into one matmul.
+    """
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    if not bool(categorical_mask.any()):
+        return diff.square()
+    return torch.where(categorical_mask, (diff != 0).to(diff.dtype), diff.square())
+
+
+def matern52_from_terms(terms: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
+    """The unit-variance Matérn-5/2 kernel from :func:`pairwise_terms` ``(..., n, m, d)``; ``(..., n, m)``."""
+    sqd = terms @ lengthscale.pow(-2)
+    # sqrt has an infinite derivative at 0; the clamp keeps gradients finite on the diagonal.
+    r = torch.sqrt(5.0 * sqd.clamp_min(1e-36))
+    return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
+
+
+def _matern52_large_batch(
+    x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor, categorical_mask: torch.Tensor
+) -> torch.Tensor:
+    """:func:`matern52` for many points without gradients: ``|a|^2 + |b|^2 - 2 a.b`` on the
+    ordered columns (one matmul instead of an ``(n, m, d)`` tensor); ``(n, m)``."""
+    cont = ~categorical_mask
+    z1, z2 = x1[:, cont] / lengthscale[cont], x2[:, cont] / lengthscale[cont]
+    sqd = (z1.square().sum(-1, keepdim=True) + z2.square().sum(-1) - 2.0 * z1 @ z2.T).clamp_min(0.0)
+    if bool(categorical_mask.any()):
+        terms = pairwise_terms(x1[:, categorical_mask], x2[:, categorical_mask], torch.ones(1, dtype=torch.bool))
+        sqd = sqd + terms @ lengthscale[categorical_mask].pow(-2)
+    r = torch.sqrt(5.0 * sqd)
+    return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
+
+
 def matern52(
     x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor, categorical_mask: torch.Tensor
 ) -> torch.Tensor:
@@ -123,18 +168,7 @@ def matern52(
     Returns:
         The kernel matrix, shape ``(..., n, m)``.
     """
-    cont = ~categorical_mask
-    sqd = torch.zeros(x1.shape[:-1] + x2.shape[-2:-1], dtype=x1.dtype)
-    if bool(cont.any()):
-        z1 = x1[..., cont] / lengthscale[cont]
-        z2 = x2[..., cont] / lengthscale[cont]
-        sqd = sqd + (z1.unsqueeze(-2) - z2.unsqueeze(-3)).square().sum(-1)
-    if bool(categorical_mask.any()):
-        differ = (x1[..., categorical_mask].unsqueeze(-2) != x2[..., categorical_mask].unsqueeze(-3)).to(x1.dtype)
-        sqd = sqd + (differ / lengthscale[categorical_mask].square()).sum(-1)
-    # sqrt has an infinite derivative at 0; the clamp keeps gradients finite on the diagonal.
-    r = torch.sqrt(5.0 * sqd.clamp_min(1e-36))
-    return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
+    return matern52_from_terms(pairwise_terms(x1, x2, categorical_mask), lengthscale)
 
 
 class MixedMatern52Kernel(gpytorch.kernels.Kernel):
@@ -197,6 +231,9 @@ class GPModel(gpytorch.models.ExactGP):
         )
         super().__init__(X_train, y_train, likelihood)
         self.noise_floor = float(noise_floor)
+        self._dist_terms: torch.Tensor | None = None
+        self._dist_terms_of: torch.Tensor | None = None
+        self._prior_list: list[tuple[torch.nn.Module, object, object]] | None = None
         self.mean_module = gpytorch.means.ZeroMean()
         self.covar_module = gpytorch.kernels.ScaleKernel(
             MixedMatern52Kernel(
@@ -266,17 +303,42 @@ class GPModel(gpytorch.models.ExactGP):
         return self.likelihood.noise.detach().reshape(())
 
     def negative_log_posterior(self) -> torch.Tensor:
-        """``-(log p(y | theta) + log p(theta)) / n``: the loss the fit minimises."""
+        """``-(log p(y | theta) + log p(theta)) / n``: the loss the fit minimises.
+
+        The same quantity as GPyTorch's ``ExactMarginalLogLikelihood`` with the priors
+        added, written on the kernel's distance terms (computed once per training set):
+        about three times faster for the small ``n`` of a search.
+        """
         X, y = self.train_inputs[0], self.train_targets
         n = y.shape[0]
-        K = self.covar_module.forward(X, X) + self.likelihood.noise.reshape(()) * torch.eye(n, dtype=DTYPE)
-        L = robust_cholesky(K)
+        if self._dist_terms is None or self._dist_terms_of is not X:
+            self._dist_terms = pairwise_terms(X, X, self.covar_module.base_kernel.categorical_mask)
+            self._dist_terms_of = X
+        kernel = self.covar_module
+        K = kernel.outputscale * matern52_from_terms(self._dist_terms, kernel.base_kernel.lengthscale.reshape(-1))
+        L = robust_cholesky(K + self.likelihood.noise.reshape(()) * torch.eye(n, dtype=DTYPE))
         a = torch.linalg.solve_triangular(L, y.unsqueeze(-1), upper=False).squeeze(-1)
         nll = 0.5 * a.square().sum() + L.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
-        log_prior = sum(
-            prior.log_prob(closure(module)).sum() for _, module, prior, closure, _ in self.named_priors()
-        )
+        if self._prior_list is None:
+            self._prior_list = [(module, prior, closure) for _, module, prior, closure, _ in self.named_priors()]
+        log_prior = sum(_log_prob(prior, closure(module)) for module, prior, closure in self._prior_list)
         return (nll - log_prior) / n
+
+
+def _log_prob(prior: object, value: torch.Tensor) -> torch.Tensor:
+    """``prior.log_prob(value).sum()``, in closed form for the priors used here.
+
+    ``torch.distributions`` validates and transforms on every call, which made the priors
+    a quarter of the cost of a marginal-likelihood evaluation.
+    """
+    if isinstance(prior, LogNormalPrior):
+        loc, scale = prior.loc, prior.scale
+        log_x = value.log()
+        return (-log_x - scale.log() - 0.5 * math.log(2 * math.pi) - (log_x - loc).square() / (2 * scale.square())).sum()
+    if isinstance(prior, GammaPrior):
+        a, b = prior.concentration, prior.rate
+        return (a * b.log() - torch.lgamma(a) + (a - 1) * value.log() - b * value).sum()
+    return prior.log_prob(value).sum()  # type: ignore[attr-defined]
 
 
 def robust_cholesky(K: torch.Tensor) -> torch.Tensor:
@@ -291,7 +353,7 @@ def robust_cholesky(K: torch.Tensor) -> torch.Tensor:
     eye = torch.eye(K.shape[-1], dtype=K.dtype)
     for jitter in _JITTERS:
         L, info = torch.linalg.cholesky_ex(K + (jitter * scale) * eye if jitter else K)
-        if int(info) == 0 and bool(torch.isfinite(L).all()):
+        if int(info) == 0:
             return L
     raise GPNumericalError(f"the kernel matrix is not positive definite, even with jitter {_JITTERS[-1]:g}.")
 
@@ -346,13 +408,28 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
     for start in starts:
         x0 = np.clip(current if start is None else np.asarray(start, dtype=float), lo, hi)
         scipy.optimize.minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": maxiter})
+                                options={"maxiter": maxiter, "ftol": _FIT_FTOL})
     if best_raw is None:
         model.load_raw_vector(current)
         raise GPNumericalError("the GP fit found no hyperparameters with a finite marginal likelihood.")
     model.load_raw_vector(best_raw)
     model.eval()
     return FitResult(best_raw, best_loss, n_evals)
+
+
+_YJ_LAMBDAS = np.round(np.arange(-2.0, 4.0 + 1e-9, 0.05), 2)[:, None]  # (k, 1)
+
+
+def _yeo_johnson(z: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """The Yeo-Johnson transform of ``z`` (n,) for each ``lam`` (k, 1); shape ``(k, n)``."""
+    pos = z >= 0
+    a = np.log1p(np.abs(z))  # log(|z| + 1)
+    with np.errstate(all="ignore"):
+        lam_pos = np.where(lam == 0, 1.0, lam)
+        lam_neg = np.where(lam == 2, 1.0, 2.0 - lam)
+        up = np.where(lam == 0, a, np.expm1(lam * a) / lam_pos)
+        down = np.where(lam == 2, -a, -np.expm1((2.0 - lam) * a) / lam_neg)
+    return np.where(pos, up, down)
 
 
 def warp_targets(y: np.ndarray) -> np.ndarray:
@@ -363,21 +440,24 @@ def warp_targets(y: np.ndarray) -> np.ndarray:
     worse than the rest, and a GP fitted to the raw values spends its flexibility on
     them. The transform is monotone, so the order of the trials, and hence the incumbent,
     is unchanged; it is applied to the minimised values, where the tail of bad values
-    lies (as HEBO does). Falls back to the plain values when the fit fails.
+    lies (as HEBO does). The exponent is the maximum-likelihood one on a grid of step
+    0.05 over ``[-2, 4]`` (one vectorised evaluation). Falls back to the plain values
+    when the transform is degenerate.
     """
     z, _, _ = standardize(-np.asarray(y, dtype=float))  # minimised, standardised
     if len(z) < 3 or np.ptp(z) == 0:
         return -z
-    try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            lam = float(np.clip(scipy.stats.yeojohnson_normmax(z), -2.0, 4.0))
-            out = scipy.stats.yeojohnson(z, lmbda=lam)
-    except (ValueError, FloatingPointError, ArithmeticError):
+    with np.errstate(all="ignore"):
+        psi = _yeo_johnson(z, _YJ_LAMBDAS)  # (k, n)
+        var = psi.var(axis=1)
+        llf = -0.5 * len(z) * np.log(var) + (_YJ_LAMBDAS[:, 0] - 1.0) * np.sum(np.sign(z) * np.log1p(np.abs(z)))
+    llf = np.where(np.isfinite(llf) & (var > 0), llf, -np.inf)
+    if not np.isfinite(llf).any():
         return -z
+    out = psi[int(np.argmax(llf))]
     if not np.all(np.isfinite(out)) or np.ptp(out) == 0:
         return -z
-    return -np.asarray(out, dtype=float)
+    return -out
 
 
 def standardize(y: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -447,7 +527,11 @@ class GPPosterior(torch.nn.Module):
 
     def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance of the latent function at ``X`` (b, d); each ``(b,)``."""
-        Ks = self.outputscale * matern52(X, self.X_train, self.lengthscale, self.categorical_mask)  # (b, n)
+        if X.dim() == 2 and X.shape[0] > 64 and not torch.is_grad_enabled():
+            kernel = _matern52_large_batch(X, self.X_train, self.lengthscale, self.categorical_mask)
+        else:
+            kernel = matern52(X, self.X_train, self.lengthscale, self.categorical_mask)
+        Ks = self.outputscale * kernel  # (b, n)
         mean = Ks @ self.alpha
         v = torch.linalg.solve_triangular(self.L, Ks.transpose(-1, -2), upper=False)  # (n, b)
         var = (self.outputscale - v.square().sum(-2)).clamp_min(1e-12)

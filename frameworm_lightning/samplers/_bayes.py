@@ -50,6 +50,11 @@ _SALT_FIT = 13
 _SALT_HEDGE = 14
 _SALT_FALLBACK = 15
 
+# Hyperparameters are reused without a fit from this many observations on, until the
+# data have grown by this fraction since they were fitted.
+_REUSE_FROM = 50
+_REUSE_GROWTH = 0.05
+
 # Two points whose discrete columns agree and whose continuous columns differ by less
 # than this (in the unit cube) are the same point.
 _DUPLICATE_TOL = 1e-6
@@ -108,7 +113,7 @@ class BayesianSampler(Sampler):
         pruned: str = "worst",
         hedge_eta: float = 1.0,
         n_candidates: int = 1024,
-        n_starts: int = 6,
+        n_starts: int = 4,
         refit_every: int = 10,
         warp_outputs: bool = True,
         n_threads: int | None = 1,
@@ -238,10 +243,41 @@ class BayesianSampler(Sampler):
                 return hp
         return None
 
-    def _fit(self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y_std: np.ndarray) -> GPModel:
-        model = GPModel(torch.as_tensor(X, dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE),
-                        torch.as_tensor(encoding.categorical_mask))
+    def _reusable(self, stored: dict[str, Any] | None, n: int) -> bool:
+        """Whether the stored hyperparameters serve as they are (no fit) for ``n`` observations.
+
+        From ``_REUSE_FROM`` observations on, one more point barely moves the maximum of
+        the marginal likelihood: the fit is skipped until the data have grown by
+        ``_REUSE_GROWTH`` since the stored fit (and a periodic full fit is never skipped).
+        """
+        if stored is None or n < _REUSE_FROM or n % self.refit_every == 0:
+            return False
+        n_fit = stored.get("n")
+        if isinstance(n_fit, bool) or not isinstance(n_fit, int) or not 0 < n_fit <= n:
+            return False
+        values = [*stored["lengthscale"], stored.get("outputscale"), stored.get("noise")]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
+            return False
+        return n - n_fit < max(1, math.ceil(_REUSE_GROWTH * n_fit))
+
+    def _fit(
+        self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y_std: np.ndarray
+    ) -> tuple[GPPosterior, dict[str, Any]]:
+        """The posterior to optimise over and the hyperparameter record to store with the trial."""
+        X_t, y_t = torch.as_tensor(X, dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE)
+        mask = torch.as_tensor(encoding.categorical_mask)
         stored = self._stored_hyperparameters(context, encoding.dim)
+        if self._reusable(stored, len(y_std)):
+            assert stored is not None
+            try:
+                posterior = GPPosterior(X_t, y_t, torch.tensor(stored["lengthscale"], dtype=DTYPE),
+                                        torch.tensor(stored["outputscale"], dtype=DTYPE),
+                                        torch.tensor(stored["noise"], dtype=DTYPE), mask)
+                return posterior, dict(stored)
+            except GPNumericalError:
+                pass  # the old hyperparameters do not fit the new data: fit afresh
+
+        model = GPModel(X_t, y_t, mask)
         warm: np.ndarray | None = None
         if stored is not None:
             try:
@@ -267,14 +303,19 @@ class BayesianSampler(Sampler):
             # The warm start failed: one full fit before giving up.
             model.reset_hyperparameters()
             fit_gp(model, [None, *_random_starts(model, rng, 2)], maxiter=200)
-        return model
+        record = {
+            "lengthscale": model.lengthscale.tolist(),
+            "outputscale": float(model.outputscale),
+            "noise": float(model.noise),
+            "n": len(y_std),
+        }
+        return GPPosterior.from_model(model), record
 
     def _ask_gp(
         self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y: np.ndarray, tried: np.ndarray
     ) -> Suggestion | None:
         y_std, _, _ = standardize(warp_targets(y) if self.warp_outputs else y)
-        model = self._fit(context, encoding, X, y_std)
-        posterior = GPPosterior.from_model(model)
+        posterior, record = self._fit(context, encoding, X, y_std)
 
         X_pending = self._points(encoding, context.pending)
         if len(X_pending):
@@ -295,20 +336,13 @@ class BayesianSampler(Sampler):
             acqf = build_acquisition(arm, fantasy, best_f, self.beta)
             result = optimize_acquisition(acqf, encoding, seed, n_raw=self.n_candidates, n_starts=self.n_starts,
                                           extra_starts=extra)
-            fresh = ~_is_duplicate(encoding, result.X, tried)
-            if fresh.any():
-                proposals[arm] = result.X[int(np.argmax(fresh))]
+            first = _first_fresh(encoding, result.X, tried)
+            if first is not None:
+                proposals[arm] = result.X[first]
         if not proposals:
             return self._sobol(context, encoding, tried, reason="exhausted", salt=_SALT_FALLBACK)
 
-        attrs: dict[str, Any] = {
-            "bo": "gp",
-            "bo_gp": {
-                "lengthscale": model.lengthscale.tolist(),
-                "outputscale": float(model.outputscale),
-                "noise": float(model.noise),
-            },
-        }
+        attrs: dict[str, Any] = {"bo": "gp", "bo_gp": record}
         if self.acquisition == "hedge":
             chosen = self._hedge_choice(context, encoding, posterior, proposals)
             attrs["bo_hedge"] = {arm: encoding.to_unit(x[None, :])[0].tolist() for arm, x in proposals.items()}
@@ -383,6 +417,15 @@ def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray) -> 
     diff = np.abs(X[:, None, :] - tried[None, :, :])  # (m, t, d)
     same = np.all(np.where(cont, diff < _DUPLICATE_TOL, diff < 1e-9), axis=-1)
     return same.any(axis=1)
+
+
+def _first_fresh(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, chunk: int = 16) -> int | None:
+    """The index of the first row of ``X`` (m, d) that is not a tried point, or ``None``."""
+    for start in range(0, len(X), chunk):
+        fresh = ~_is_duplicate(encoding, X[start : start + chunk], tried)
+        if fresh.any():
+            return start + int(np.argmax(fresh))
+    return None
 
 
 def _unique_rows(encoding: ModelEncoding, X: np.ndarray) -> set[tuple[float, ...]]:

@@ -109,3 +109,8 @@ def test_hedge_probabilities_favour_the_larger_gain() -> None:
     p = hedge_probabilities(np.array([0.0, 2.0, 1.0]), eta=1.0)
     assert p.sum() == pytest.approx(1.0) and p.argmax() == 1
     assert np.allclose(hedge_probabilities(np.array([5.0, 5.0]), eta=3.0), [0.5, 0.5])
+
+
+def test_log_h_gradient_is_phi_over_h() -> None:
+    z = torch.tensor([-30.0, -5.0, -1.0, -0.3, 0.0, 2.0], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(log_h, (z,))

@@ -130,3 +130,45 @@ def test_bad_noise_floor_is_rejected() -> None:
     X, y = _data()
     with pytest.raises(ValueError, match="noise_floor=0"):
         GPModel(X, y, torch.tensor([False, False]), noise_floor=0)
+
+
+def test_closed_form_priors_match_gpytorch() -> None:
+    from gpytorch.priors import GammaPrior, LogNormalPrior
+
+    value = torch.tensor([0.3, 1.7], dtype=D)
+    for prior in (LogNormalPrior(0.2, 0.7), GammaPrior(1.1, 20.0), GammaPrior(2.0, 1.0)):
+        prior = prior.to(D)
+        assert float(gp_module._log_prob(prior, value)) == pytest.approx(float(prior.log_prob(value).sum()), rel=1e-12)
+
+
+def test_warping_is_monotone_and_tames_a_heavy_tail() -> None:
+    import scipy.stats
+
+    from frameworm_lightning._gp.gp import warp_targets
+
+    rng = np.random.default_rng(0)
+    y = -np.exp(2 * rng.normal(size=60))  # maximised targets with a long tail of bad values
+    w = warp_targets(y)
+    assert np.array_equal(np.argsort(w, kind="stable"), np.argsort(y, kind="stable"))  # order kept
+    assert abs(scipy.stats.skew(w)) < abs(scipy.stats.skew(y)) / 4
+    # Same transform as scipy's at the exponent it picks (to our grid's resolution).
+    z, _, _ = standardize(-y)
+    lam = round(scipy.stats.yeojohnson_normmax(z) / 0.05) * 0.05
+    assert np.allclose(-w, scipy.stats.yeojohnson(z, lam), atol=1e-9)
+    assert np.allclose(warp_targets(np.array([2.0, 2.0, 2.0])), 0.0)
+
+
+def test_large_batch_kernel_path_matches_the_exact_one() -> None:
+    g = torch.Generator().manual_seed(1)
+    X = torch.cat([torch.rand(30, 2, generator=g, dtype=D), torch.randint(0, 3, (30, 1), generator=g).to(D)], 1)
+    mask = torch.tensor([False, False, True])
+    post = GPPosterior(X, torch.randn(30, generator=g, dtype=D), torch.tensor([0.3, 0.7, 0.5], dtype=D),
+                       torch.tensor(1.5, dtype=D), torch.tensor(1e-4, dtype=D), mask)
+    Xs = torch.cat([torch.rand(200, 2, generator=g, dtype=D), torch.randint(0, 3, (200, 1), generator=g).to(D)], 1)
+    Xs[:5] = X[:5]  # points on the training data: distance zero
+    with torch.no_grad():
+        fast = post(Xs)
+    with torch.enable_grad():
+        exact = post(Xs.clone().requires_grad_(True))
+    assert torch.allclose(fast[0], exact[0].detach(), atol=1e-8)
+    assert torch.allclose(fast[1], exact[1].detach(), atol=1e-8)
