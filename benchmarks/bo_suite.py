@@ -52,7 +52,10 @@ class RunResult:
 
 
 # Our samplers, through the Study exactly as the product drives them ---------------------------
-def _run_study(sampler: Any, problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+History = tuple[list[dict[str, Any]], list[float], list[float]]  # params, observed values, seconds
+
+
+def _run_study(sampler: Any, problem: Problem, seed: int, budget: int) -> History:
     from frameworm_lightning import Study
 
     study = Study.create(f"{problem.name}-{seed}", problem.space, metric="f", mode="min", sampler=sampler)
@@ -69,8 +72,8 @@ def _run_study(sampler: Any, problem: Problem, seed: int, budget: int) -> tuple[
     return params, values, seconds
 
 
-def _ours(acquisition: str) -> Callable[[Problem, int, int], tuple[list[dict[str, Any]], list[float], list[float]]]:
-    def run(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+def _ours(acquisition: str) -> Callable[[Problem, int, int], History]:
+    def run(problem: Problem, seed: int, budget: int) -> History:
         from frameworm_lightning.samplers._bayes import BayesianSampler
 
         sampler = BayesianSampler(seed=seed, n_initial_points=N_INITIAL, acquisition=acquisition)
@@ -79,21 +82,21 @@ def _ours(acquisition: str) -> Callable[[Problem, int, int], tuple[list[dict[str
     return run
 
 
-def _random(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+def _random(problem: Problem, seed: int, budget: int) -> History:
     from frameworm_lightning import RandomSampler
 
     return _run_study(RandomSampler(seed=seed), problem, seed, budget)
 
 
-def _sobol(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+def _sobol(problem: Problem, seed: int, budget: int) -> History:
     from frameworm_lightning import SobolSampler
 
     return _run_study(SobolSampler(seed=seed), problem, seed, budget)
 
 
 # Optuna ----------------------------------------------------------------------------------------
-def _optuna(kind: str) -> Callable[[Problem, int, int], tuple[list[dict[str, Any]], list[float], list[float]]]:
-    def run(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+def _optuna(kind: str) -> Callable[[Problem, int, int], History]:
+    def run(problem: Problem, seed: int, budget: int) -> History:
         import optuna
 
         from frameworm_lightning.space import Categorical, Integer, Real
@@ -128,7 +131,7 @@ def _optuna(kind: str) -> Callable[[Problem, int, int], tuple[list[dict[str, Any
 
 
 # scikit-optimize -------------------------------------------------------------------------------
-def _skopt(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+def _skopt(problem: Problem, seed: int, budget: int) -> History:
     import skopt
 
     from frameworm_lightning.space import Categorical, Integer, Real
@@ -163,7 +166,7 @@ def _skopt(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any
 
 
 # A plain BoTorch loop --------------------------------------------------------------------------
-def _botorch(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, Any]], list[float], list[float]]:
+def _botorch(problem: Problem, seed: int, budget: int) -> History:
     import torch
     from botorch.acquisition import LogExpectedImprovement
     from botorch.fit import fit_gpytorch_mll
@@ -202,7 +205,7 @@ def _botorch(problem: Problem, seed: int, budget: int) -> tuple[list[dict[str, A
     return params, values, seconds
 
 
-OPTIMIZERS: dict[str, Callable[[Problem, int, int], tuple[list[dict[str, Any]], list[float], list[float]]]] = {
+OPTIMIZERS: dict[str, Callable[[Problem, int, int], History]] = {
     "bo-logei": _ours("logei"),
     "bo-ei": _ours("ei"),
     "bo-pi": _ours("pi"),
@@ -252,7 +255,8 @@ def summarise(results: list[RunResult], optimizers: list[str], problems: list[st
         lines.append("|---|---:|---:|---:|")
         for o in optimizers:
             runs = [by[(o, prob, s)] for s in seeds]
-            regret = float(np.nanmedian([r.regret for r in runs])) if any(np.isfinite(r.regret) for r in runs) else math.nan
+            finite = [r.regret for r in runs if np.isfinite(r.regret)]
+            regret = float(np.median(finite)) if finite else math.nan
             secs = [t for r in runs for t in r.seconds[N_INITIAL:]]
             all_seconds[o] += secs
             overall_ranks[o] += ranks[o]

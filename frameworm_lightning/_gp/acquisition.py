@@ -63,7 +63,8 @@ def validate_acquisition(name: object) -> str:
     if key == "gp_hedge":
         key = "hedge"
     if key not in ACQUISITIONS:
-        raise ValueError(f"acquisition must be one of {', '.join(map(repr, ACQUISITIONS))}, but got acquisition={name!r}.")
+        valid = ", ".join(map(repr, ACQUISITIONS))
+        raise ValueError(f"acquisition must be one of {valid}, but got acquisition={name!r}.")
     return key  # type: ignore[return-value]
 
 
@@ -98,7 +99,9 @@ class _LogH(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> torch.Tensor:
         z, out = ctx.saved_tensors  # type: ignore[attr-defined]
         return grad * torch.exp(torch.special.log_ndtr(z) - out)
 

@@ -195,4 +195,6 @@ def optimize_acquisition(
             X[best], values[best] = polished[0], polished_value
     order = np.argsort(-values, kind="stable")
     raw_order = np.argsort(-raw_values, kind="stable")
-    return OptimResult(np.concatenate([X[order], X_raw[raw_order]]), np.concatenate([values[order], raw_values[raw_order]]))
+    return OptimResult(
+        np.concatenate([X[order], X_raw[raw_order]]), np.concatenate([values[order], raw_values[raw_order]])
+    )

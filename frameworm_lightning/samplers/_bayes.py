@@ -1,8 +1,17 @@
 """Bayesian optimisation with a Gaussian-process surrogate (GPyTorch).
 
 The GP mathematics lives in :mod:`frameworm_lightning._gp`; this module turns a study's
-history into training data, runs one suggestion, and keeps what makes the next one cheap
-(the encoding of the space and the last fitted hyperparameters).
+history into training data and runs one suggestion. Everything a suggestion carries over
+to the next (the fitted hyperparameters, the hedge portfolio's proposals) is stored with
+the trial in ``system_attrs``, so the sampler object holds no state beyond caches: any
+worker, or a resumed search, makes the same suggestion from the same history.
+
+``system_attrs`` written on each trial:
+    ``bo``: ``"initial"`` (Sobol design), ``"gp"``, ``"fallback"`` (numerical failure) or
+    ``"exhausted"``; ``bo_acquisition``: the acquisition that chose the point; ``bo_gp``:
+    the hyperparameters (``lengthscale``, ``outputscale``, ``noise``, and ``n``, the
+    number of observations they were fitted on); ``bo_hedge``: each arm's proposal in the
+    unit cube (``acquisition="hedge"`` only).
 """
 
 from __future__ import annotations
@@ -120,7 +129,9 @@ class BayesianSampler(Sampler):
     ) -> None:
         super().__init__(seed=seed)
         if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int) or n_initial_points < 0:
-            raise ValueError(f"n_initial_points must be an integer >= 0, but got n_initial_points={n_initial_points!r}.")
+            raise ValueError(
+                f"n_initial_points must be an integer >= 0, but got n_initial_points={n_initial_points!r}."
+            )
         self.acquisition = validate_acquisition(acquisition)
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
             raise ValueError(f"beta must be a finite number >= 0, but got beta={beta!r}.")

@@ -172,3 +172,15 @@ def test_large_batch_kernel_path_matches_the_exact_one() -> None:
         exact = post(Xs.clone().requires_grad_(True))
     assert torch.allclose(fast[0], exact[0].detach(), atol=1e-8)
     assert torch.allclose(fast[1], exact[1].detach(), atol=1e-8)
+
+
+def test_loss_equals_gpytorch_exact_marginal_likelihood_with_priors() -> None:
+    X, y = _data()
+    model = GPModel(X, y, torch.tensor([False, False]))
+    model.set_hyperparameters(np.array([0.3, 0.8]), 1.7, 0.01)
+    model.train()
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(10_000):
+        expected = -float(mll(model(X), y))
+        ours = float(model.negative_log_posterior())
+    assert ours == pytest.approx(expected, rel=1e-10)

@@ -68,7 +68,8 @@ def test_every_acquisition_improves_on_its_initial_design(acquisition: str) -> N
 
 
 def test_categorical_only_space_finds_the_best_combination_without_repeats() -> None:
-    space = {"opt": ["sgd", "adam", "rmsprop", "adagrad", "lion", "sophia"], "act": ["relu", "gelu", "tanh", "silu", "elu"]}
+    space = {"opt": ["sgd", "adam", "rmsprop", "adagrad", "lion", "sophia"],
+             "act": ["relu", "gelu", "tanh", "silu", "elu"]}
     opt_cost = {"sgd": 0.9, "adam": 0.1, "rmsprop": 0.5, "adagrad": 0.8, "lion": 0.3, "sophia": 0.6}
     act_cost = {"relu": 0.4, "gelu": 0.0, "tanh": 0.7, "silu": 0.2, "elu": 0.5}
     study = _run(BayesianSampler(seed=0, n_initial_points=6), space,
@@ -250,7 +251,8 @@ def test_categorical_and_log_dimensions_stay_valid_in_a_mixed_space() -> None:
                          "depth": Integer(1, 8), "opt": Categorical(["sgd", "adam"])})
 
     def f(p: dict[str, Any]) -> float:
-        return (math.log10(p["lr"]) + 3) ** 2 + (math.log2(p["bs"]) - 6) ** 2 / 4 + (p["depth"] - 3) ** 2 / 8 + (p["opt"] == "sgd")
+        return ((math.log10(p["lr"]) + 3) ** 2 + (math.log2(p["bs"]) - 6) ** 2 / 4
+                + (p["depth"] - 3) ** 2 / 8 + (p["opt"] == "sgd"))
 
     study = _run(BayesianSampler(seed=0, n_initial_points=6, n_candidates=256, n_starts=3), space, f, 14)
     for t in study.trials:
