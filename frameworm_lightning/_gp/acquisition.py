@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.special
 import torch
 
 from frameworm_lightning._gp.gp import DTYPE, GPPosterior
@@ -111,8 +112,27 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
     return _LogH.apply(z)  # type: ignore[no-any-return]
 
 
+def _np_log_h(z: np.ndarray) -> np.ndarray:
+    """:func:`log_h` in numpy (the optimiser's fast path); the same three regions."""
+    log_phi = -0.5 * z * z - _LOG_SQRT_2PI
+    z_hi = np.maximum(z, -1.0)
+    direct = np.log(np.exp(-0.5 * z_hi * z_hi) / math.sqrt(2 * math.pi) + z_hi * scipy.special.ndtr(z_hi))
+    z_mid = np.clip(z, _ASYMPTOTIC_Z, -1.0)
+    a = np.log(-z_mid) + np.log(scipy.special.erfcx(-z_mid / math.sqrt(2.0))) + _LOG_SQRT_PI_OVER_2
+    with np.errstate(divide="ignore"):
+        log1mexp = np.where(a > -math.log(2.0), np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
+    middle = log_phi + log1mexp
+    tail = log_phi - 2.0 * np.log(-np.minimum(z, _ASYMPTOTIC_Z))
+    return np.where(z > -1.0, direct, np.where(z > _ASYMPTOTIC_Z, middle, tail))
+
+
 class AcquisitionFunction(torch.nn.Module):
     """Scores points under a posterior; subclasses implement :meth:`forward`.
+
+    Subclasses may also implement :meth:`_score_and_partials` (the score and its partial
+    derivatives in the posterior mean and standard deviation, in numpy); then
+    :meth:`value_and_grad` gives scores and input gradients in closed form, which the
+    acquisition optimiser prefers to autograd. Tests check both paths agree.
 
     Args:
         posterior: a fitted :class:`~frameworm_lightning._gp.gp.GPPosterior`.
@@ -121,6 +141,21 @@ class AcquisitionFunction(torch.nn.Module):
     def __init__(self, posterior: GPPosterior) -> None:
         super().__init__()
         self.gp = posterior
+
+    def _score_and_partials(
+        self, mean: np.ndarray, std: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        return None
+
+    def value_and_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Scores ``(b,)`` and their gradients ``(b, d)`` at ``X`` (b, d), or ``None`` without a fast path."""
+        if type(self)._score_and_partials is AcquisitionFunction._score_and_partials:
+            return None
+        mean, std, d_mean, d_std = self.gp.mean_std_and_grad(X)
+        out = self._score_and_partials(mean, std)
+        assert out is not None
+        value, da_dmean, da_dstd = out
+        return value, da_dmean[:, None] * d_mean + da_dstd[:, None] * d_std
 
     def posterior(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation at ``X`` of shape ``(b, d)`` or ``(d,)``; each ``(b,)``."""
@@ -144,6 +179,10 @@ class _Improvement(AcquisitionFunction):
         return (mean - self.best_f) / sigma, sigma
 
 
+    def _z_np(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        return (mean - float(self.best_f)) / std
+
+
 class ExpectedImprovement(_Improvement):
     """``E[max(f(x) - best_f, 0)] = sigma * h(z)``.
 
@@ -162,6 +201,10 @@ class ExpectedImprovement(_Improvement):
         z, sigma = self._z(X)
         return sigma * torch.exp(log_h(z))
 
+    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z = self._z_np(mean, std)
+        return std * np.exp(_np_log_h(z)), scipy.special.ndtr(z), np.exp(-0.5 * z * z - _LOG_SQRT_2PI)
+
 
 class LogExpectedImprovement(_Improvement):
     """``log EI = log h(z) + log sigma``: the same ranking as EI, with useful gradients everywhere."""
@@ -169,6 +212,12 @@ class LogExpectedImprovement(_Improvement):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         z, sigma = self._z(X)
         return log_h(z) + torch.log(sigma)
+
+    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        z = self._z_np(mean, std)
+        lh = _np_log_h(z)
+        g = np.exp(scipy.special.log_ndtr(z) - lh)  # d log h / dz
+        return lh + np.log(std), g / std, (1.0 - g * z) / std
 
 
 class ProbabilityOfImprovement(_Improvement):
@@ -191,6 +240,12 @@ class ProbabilityOfImprovement(_Improvement):
         z, sigma = self._z(X)
         return torch.special.log_ndtr(z - self.xi / sigma)
 
+    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = self._z_np(mean, std) - float(self.xi) / std
+        log_cdf = scipy.special.log_ndtr(w)
+        q = np.exp(-0.5 * w * w - _LOG_SQRT_2PI - log_cdf)  # phi(w) / Phi(w)
+        return log_cdf, q / std, -q * w / std
+
 
 class UpperConfidenceBound(AcquisitionFunction):
     """``mean + sqrt(beta) * sigma``: larger ``beta`` explores more.
@@ -209,6 +264,10 @@ class UpperConfidenceBound(AcquisitionFunction):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         mean, sigma = self.posterior(X)
         return mean + self.sqrt_beta * sigma
+
+    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b = float(self.sqrt_beta)
+        return mean + b * std, np.ones_like(mean), np.full_like(std, b)
 
 
 def build_acquisition(

@@ -84,6 +84,15 @@ def _continuous_step(
     B, dc = X.shape[0], int(cont.sum())
     base = torch.as_tensor(X, dtype=DTYPE)
     cont_idx = torch.as_tensor(np.flatnonzero(cont))
+    fast = getattr(acqf, "value_and_grad", None)
+
+    def fun_fast(v: np.ndarray) -> tuple[float, np.ndarray]:
+        full = X.copy()
+        full[:, cont] = v.reshape(B, dc)
+        values, grads = fast(full)  # type: ignore[misc]
+        finite = np.isfinite(values)
+        grad = np.where(finite[:, None], grads, 0.0)[:, cont].reshape(-1)
+        return -float(np.where(finite, values, 0.0).sum()), -np.where(np.isfinite(grad), grad, 0.0)
 
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
         xc = torch.as_tensor(v, dtype=DTYPE).reshape(B, dc).requires_grad_(True)
@@ -96,7 +105,8 @@ def _continuous_step(
         return float(total.detach()), np.where(np.isfinite(grad), grad, 0.0)
 
     x0 = X[:, cont].reshape(-1)
-    res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
+    use_fast = callable(fast) and fast(X[:1]) is not None
+    res = scipy.optimize.minimize(fun_fast if use_fast else fun, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
                                   options={"maxiter": maxiter})
     out = X.copy()
     out[:, cont] = np.clip(res.x, 0.0, 1.0).reshape(B, dc)
