@@ -145,8 +145,18 @@ class SearchResult:
     def _checkpoint_file(self, record: Mapping[str, Any] | None) -> Path:
         path = self.best_checkpoint
         if not path:
-            raise FramewormError(f"the best trial ({self._require_best().number}) of study {self.study.name!r} "
-                                 "has no checkpoint; use retrain_best() to train its config again.")
+            best = self._require_best()
+            trainer_kwargs = (record or {}).get("trainer_kwargs") or {}
+            if trainer_kwargs.get("enable_checkpointing") is False:
+                why = "the search ran with enable_checkpointing=False"
+            elif (record or {}).get("save_checkpoint") is False:
+                why = "the search ran with save_checkpoints=False"
+            elif best.system_attrs.get("checkpoint_removed"):
+                why = f"its checkpoint {best.system_attrs['checkpoint_removed']!r} was removed"
+            else:
+                why = "none was saved"
+            raise FramewormError(f"the best trial ({best.number}) of study {self.study.name!r} has no checkpoint: "
+                                 f"{why}; use retrain_best() to train its config again.")
         candidates = [Path(path)]
         if record is not None and not Path(path).is_absolute():
             candidates.append(Path(record["cwd"]) / path)  # relative to where the search ran

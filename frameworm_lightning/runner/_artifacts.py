@@ -111,6 +111,7 @@ def runner_record(spec: TrialSpec) -> dict[str, Any]:
         "metric": spec.metric,
         "mode": spec.mode,
         "objective": spec.objective,
+        "save_checkpoint": spec.save_checkpoint,
         "seed": spec.seed,
         "root_dir": str(Path(spec.root_dir).resolve()),
         "cwd": os.getcwd(),
