@@ -196,3 +196,15 @@ def test_sys_exit_in_a_trial_fails_only_that_trial(tmp_path):
     states = {t.params["how"]: t for t in result.trials}
     assert states["exit"].state is TrialState.FAILED and "SystemExit(7)" in states["exit"].reason
     assert states["never"].state is TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("asked", [{}, {"enable_model_summary": True, "enable_progress_bar": True}],
+                         ids=["quiet by default", "when the user asks"])
+def test_trials_print_no_model_summary_or_progress_bar_unless_asked(tmp_path, capfd, asked):
+    trainer = {"max_epochs": 1, "logger": False, **asked}
+    runner(tmp_path, n_trials=1, quiet=False, trainer_kwargs=trainer).fit(Regression, {"lr": [0.1]},
+                                                                          datamodule=LineData)
+    out, err = capfd.readouterr()
+    assert ("Trainable params" in out + err) is bool(asked)
+    assert ("Epoch 0" in out + err) is bool(asked)
+    assert "COMPLETE" in out  # the runner's own line per trial stays
