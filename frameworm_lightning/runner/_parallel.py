@@ -14,7 +14,13 @@ stores the outcome. The search process only supervises:
   process group is killed (``finish_trial`` moves only ``RUNNING`` trials, so whichever
   of the two stores first wins and the other is a no-op);
 * SIGINT/SIGTERM stop the search: no new claims, running trials stored interrupted
-  (their params are re-enqueued for the next run), every worker group killed;
+  (their params are re-enqueued and run first on the next run), every worker group
+  sent SIGTERM (Lightning stops each trial at its next batch), then SIGKILL after a
+  grace period; the search raises ``KeyboardInterrupt`` or ``SIGTERMException(143)``;
+* a worker ended by SIGTERM from outside (a scheduler preempting it) has its trial
+  stored interrupted, not failed;
+* a finished trial that shows every trial would fail (``runner/_rules.py``), or any
+  failure under ``stop_on_error``, stops the search the same way and raises that error;
 * if the search process itself is killed, each worker notices its parent is gone and
   kills its group; the next run's ``study.recover()`` re-enqueues what was running.
 
@@ -56,10 +62,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from frameworm_lightning.exceptions import SearchStopped, TrialFailed
+from frameworm_lightning.exceptions import FramewormError
 from frameworm_lightning.runner._execute import TrialSpec, trial_budget, trial_dir
 from frameworm_lightning.runner._gpus import GpuLease, GpuPool, validate_gpus_per_trial
 from frameworm_lightning.runner._progress import TrialPrinter
+from frameworm_lightning.runner._rules import search_error
+from frameworm_lightning.runner._signals import SIGTERM_EXIT, stopped
 from frameworm_lightning.space import Categorical, SearchSpace
 from frameworm_lightning.storage import Storage
 from frameworm_lightning.study import Study, Trial
@@ -607,7 +615,7 @@ class Supervisor:
         self.started = 0
         self.finished: list[FrozenTrial] = []
         self._signal: int | None = None
-        self._failure: FrozenTrial | None = None
+        self._failure: FramewormError | None = None
         self._wake = threading.Event()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -626,13 +634,11 @@ class Supervisor:
             finally:
                 self.launcher.close()
         if self._signal is not None:
-            name = signal.Signals(self._signal).name
             if self._signal == signal.SIGINT:
                 raise KeyboardInterrupt
-            raise SearchStopped(f"search stopped by {name}; running trials were stored as interrupted "
-                                "and run again when the search is resumed.")
+            raise stopped()
         if self._failure is not None:
-            raise TrialFailed(self._failure.number, self._failure.error or "")
+            raise self._failure
         return self.started
 
     # The loop ---------------------------------------------------------------------------
@@ -646,7 +652,7 @@ class Supervisor:
                 self._shutdown(f"the search was stopped by {signal.Signals(self._signal).name}")
                 return
             if self._failure is not None:
-                self._shutdown(f"stop_on_error: trial {self._failure.number} failed")
+                self._shutdown(f"the search stopped: {self._failure}")
                 return
             while not exhausted and len(self.running) < self.n_jobs and self._signal is None:
                 lease = self.pool.acquire() if self.pool is not None else None
@@ -709,14 +715,15 @@ class Supervisor:
         self.running.remove(run)
         self._release(run.lease)
         reason, error = describe_exit(exit)
-        # A no-op when the worker stored the outcome itself (only RUNNING trials finish).
+        # No-ops when the worker stored the outcome itself (only RUNNING trials finish).
+        if exit.returncode in (-int(signal.SIGTERM), SIGTERM_EXIT):
+            run.trial.interrupt(f"its worker got SIGTERM (preempted?): {reason}")  # not the trial's fault
         run.trial.fail(error, reason=reason)
         frozen = run.trial.snapshot()
         self.finished.append(frozen)
         if self.printer is not None:
             self.printer(frozen)
-        if self.stop_on_error and frozen.state is TrialState.FAILED and not frozen.interrupted:
-            self._failure = self._failure or frozen
+        self._failure = self._failure or search_error(self.study, frozen, self.stop_on_error)
 
     def _shutdown(self, why: str) -> None:
         """Store every running trial as interrupted, then kill the workers."""
@@ -838,8 +845,8 @@ def run_parallel(
     """Run a Lightning search's trials in worker processes (``executor="process"``) or Ray tasks.
 
     Returns how many trials this process started. Raises ``KeyboardInterrupt`` (SIGINT)
-    or :class:`SearchStopped` (SIGTERM) after storing running trials as interrupted, and
-    :class:`TrialFailed` under ``stop_on_error``.
+    or ``SIGTERMException(143)`` (SIGTERM) after storing running trials as interrupted,
+    and the error of ``runner/_rules.py`` (``stop_on_error``, a wrong metric...).
     """
     if executor not in ("process", "ray"):
         raise ValueError(f"run_parallel runs executor 'process' or 'ray', but got executor={executor!r}.")

@@ -48,15 +48,15 @@ class StopRequest:
     signum: int | None = None
 
 
-def stopped(why: str = "") -> SIGTERMException:
-    """The exception that ends a search stopped by SIGTERM (exit status 143), after saying so."""
-    _log.warning("search stopped by SIGTERM%s: running trials were stored interrupted and run first when the "
-                 "search is resumed (run it again).", f" ({why})" if why else "")
+def stopped(what: str = "search") -> SIGTERMException:
+    """The exception that ends a search (or a trial's worker) stopped by SIGTERM: exit status 143."""
+    _log.warning("%s stopped by SIGTERM: running trials were stored interrupted and run first when the search "
+                 "is resumed (run it again).", what)
     return SIGTERMException(SIGTERM_EXIT)
 
 
 @contextmanager
-def sigterm_stops_search() -> Iterator[StopRequest]:
+def sigterm_stops_search(what: str = "search") -> Iterator[StopRequest]:
     """Handle SIGTERM as described in the module docstring for the length of the block.
 
     A ``SIGTERMException`` leaving the block (from Lightning or from our handler) leaves it
@@ -83,6 +83,6 @@ def sigterm_stops_search() -> Iterator[StopRequest]:
         request.signum = request.signum or int(signal.SIGTERM)
         if exc.code == SIGTERM_EXIT:
             raise
-        raise stopped() from exc
+        raise stopped(what) from exc
     finally:
         signal.signal(signal.SIGTERM, previous)
