@@ -229,6 +229,10 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 if callable(bind):
                     bind(trial)
             trainer_kwargs = dict(routed.trainer)
+            for cb in callbacks:  # how long a scheduler lets trials train (halving: max_resource)
+                limits = getattr(cb, "trainer_limits", None)
+                if callable(limits):
+                    trainer_kwargs.update(limits())
             user_callbacks = trainer_kwargs.pop("callbacks", None) or []
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
