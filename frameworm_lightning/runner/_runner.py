@@ -236,6 +236,10 @@ class SearchRunner:
                          ray_address=self.ray_address)
         else:
             self._run_serial(study, spec, budget, printer)
+        for cb in spec.callbacks:  # e.g. halving removes the paused checkpoints no trial resumes from
+            hook = getattr(cb, "on_search_end", None)
+            if callable(hook):
+                hook(study)
         if self.keep_checkpoints == "best":
             remove_checkpoints(study)
         return SearchResult(study)

@@ -319,6 +319,10 @@ class StoppingCallback(Callback, ABC):
         study may hold. Schedulers add their promotions; ``0`` ends the search."""
         return n_trials
 
+    def on_search_end(self, study: Any) -> None:
+        """``SearchRunner`` hook, called once when the search has ended (halving removes the
+        paused checkpoints no trial will resume from)."""
+
     def trainer_limits(self) -> dict[str, Any]:
         """``Trainer`` arguments that bound how long a trial trains (``max_epochs``/``max_steps``).
 
@@ -444,7 +448,9 @@ class StoppingCallback(Callback, ABC):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._epoch_check and not self._skip_check(trainer):
+        # No batch of this epoch ran in this fit: Lightning replays the end of the epoch a
+        # checkpoint was saved at (iteration-based training); it was checked before the save.
+        if self._epoch_check and not self._skip_check(trainer) and self._epoch_batches > 0:
             self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
         if self._pending_pause is not None:
             # Lightning has counted the epoch as processed: a resume starts the next epoch.

@@ -88,6 +88,10 @@ class _Combined(StoppingCallback):
             n_trials = p.trial_budget(study, n_trials)
         return n_trials
 
+    def on_search_end(self, study: Any) -> None:
+        for p in self._each("on_search_end"):
+            p.on_search_end(study)
+
     def trainer_limits(self) -> dict[str, Any]:
         limits: dict[str, Any] = {}
         for p in self._each("trainer_limits"):

@@ -33,6 +33,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -399,7 +400,12 @@ class _RungPolicy(StoppingCallback):
             trials = study.trials
         promoted = sum(1 for t in trials if "promoted_from" in t.system_attrs
                        and (t.state is TrialState.WAITING or _counts_against_budget(t)))
+        remove_paused_checkpoints(study, trials, ending=False)
         return n_trials + promoted
+
+    def on_search_end(self, study: Any) -> None:
+        """``SearchRunner`` hook, once the search has ended: remove every paused checkpoint left."""
+        remove_paused_checkpoints(study, study.trials, ending=True)
 
     # Trainer --------------------------------------------------------------------------------
     def trainer_limits(self) -> dict[str, Any]:
@@ -439,6 +445,34 @@ class _RungPolicy(StoppingCallback):
     def _key_args(self) -> dict[str, Any]:
         return {"min_resource": self.min_resource, "max_resource": self.max_resource, "eta": self.eta,
                 "resource": self.resource}
+
+
+def remove_paused_checkpoints(study: Any, trials: Sequence[FrozenTrial], ending: bool) -> list[Path]:
+    """Delete the ``paused-*.ckpt`` checkpoints no trial will resume from; returns what was removed.
+
+    A paused trial's checkpoint goes once its promotion has run (the promoted trial
+    finished), or, when the search is ``ending``, whether or not it was promoted. A
+    checkpoint a waiting or running trial resumes from is always kept. The trial's
+    ``fw_checkpoint`` becomes ``None`` (it can no longer be promoted) and the path moves
+    to ``fw_checkpoint_removed``.
+    """
+    by_number = {t.number: t for t in trials}
+    needed = {t.system_attrs.get("resume_checkpoint") for t in trials if t.state in _ACTIVE}
+    removed = []
+    for t in trials:
+        path = t.system_attrs.get("fw_checkpoint")
+        if not path or path in needed or t.trial_id is None:
+            continue
+        child = by_number.get(t.system_attrs.get("promoted_to", -1))
+        if not ending and (child is None or not child.state.is_finished):
+            continue
+        file = Path(path)
+        if file.is_file():
+            file.unlink()
+            removed.append(file)
+        study.storage.set_trial_attr(t.trial_id, "fw_checkpoint", None, system=True)
+        study.storage.set_trial_attr(t.trial_id, "fw_checkpoint_removed", str(path), system=True)
+    return removed
 
 
 def _dump(records: dict[str, tuple[float, bool]]) -> dict[str, list[Any]]:
