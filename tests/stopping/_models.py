@@ -24,12 +24,14 @@ class CurveModule(pl.LightningModule):
     (the last one repeats), else ``x + 1 / (1 + epochs)``, so a smaller ``x`` is better at
     every step. ``train_loss`` is logged at every training batch: ``train_script[k]`` at
     batch ``k`` (counted over the run), else the real loss. ``rank_offset * rank`` is added
-    to the value on each DDP rank, so ranks that decided on their own would disagree.
+    to the value on each DDP rank, so ranks that decided on their own would disagree;
+    ``missing_on_rank`` logs no ``val_loss`` on that rank.
     """
 
     def __init__(self, x: float = 0.0, script: Sequence[float] | None = None,
                  train_script: Sequence[float] | None = None, batches: int = 8, log_val: bool = True,
-                 rank_offset: float = 0.0, train_on_epoch: bool = False) -> None:
+                 rank_offset: float = 0.0, train_on_epoch: bool = False,
+                 missing_on_rank: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.layer = nn.Linear(1, 1)
@@ -61,7 +63,7 @@ class CurveModule(pl.LightningModule):
         return float(self.hparams.x + 1.0 / (1.0 + epochs) + self.hparams.rank_offset * self.global_rank)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        if self.hparams.log_val:
+        if self.hparams.log_val and self.global_rank != self.hparams.missing_on_rank:
             self.log("val_loss", torch.tensor(self.metric()))
 
     def on_validation_epoch_end(self) -> None:
