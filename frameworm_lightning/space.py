@@ -425,12 +425,12 @@ class SearchSpace(Mapping[str, Dimension]):
         (0.01, 2)
     """
 
-    def __init__(self, dimensions: Mapping[str, Any] | SearchSpace) -> None:
+    def __init__(self, dimensions: Mapping[str, Any] | SearchSpace, *, allow_empty: bool = False) -> None:
         if isinstance(dimensions, SearchSpace):
             dimensions = dict(dimensions.items())
         if not isinstance(dimensions, Mapping):
             raise SpaceError(f"a search space must be a mapping of keys to dimensions, but got {dimensions!r}.")
-        if not dimensions:
+        if not dimensions and not allow_empty:  # allowed only for studies recorded without a space
             raise SpaceError("a search space needs at least one dimension, but got an empty mapping.")
         dims: dict[str, Dimension] = {}
         for key, spec in dimensions.items():

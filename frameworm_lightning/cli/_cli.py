@@ -134,7 +134,8 @@ class SearchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
-        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class)
+        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
+                               reading=self.subcommand in ("trials", "plot"))
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

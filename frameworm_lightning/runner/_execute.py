@@ -293,6 +293,10 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
+            for cb in callbacks:  # how long a scheduler lets trials train (halving: max_resource)
+                limits = getattr(cb, "trainer_limits", None)
+                if callable(limits):
+                    trainer_kwargs.update(limits())
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))

@@ -260,6 +260,10 @@ class SearchRunner:
         else:
             run_serial(study, spec, budget, printer, stop_on_error=self.stop_on_error,
                        keep_best=self.keep_checkpoints == "best")
+        for cb in spec.callbacks:  # e.g. halving removes the paused checkpoints no trial resumes from
+            hook = getattr(cb, "on_search_end", None)
+            if callable(hook):
+                hook(study)
         if self.keep_checkpoints == "best":
             remove_checkpoints(study)
         return SearchResult(study)
