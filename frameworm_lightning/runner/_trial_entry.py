@@ -46,7 +46,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION
+from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import TrialState
@@ -138,7 +138,7 @@ def _run(payload: dict[str, Any], rank: int) -> int:
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
     target = load_target(payload)
-    storage = open_storage(payload["storage_url"], heartbeat_timeout=payload["heartbeat_timeout"])
+    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
     study = Study.load(payload["study_name"], storage)
     frozen = storage.get_trial(payload["trial_id"])
     if rank == 0 and frozen.state is not TrialState.RUNNING:
