@@ -25,8 +25,8 @@ __all__ = ["MEMORY_URLS", "SUPPORTED", "masked_url", "normalise_url"]
 MEMORY_URLS = ("memory", ":memory:", "sqlite://", "sqlite:///:memory:")
 SUPPORTED = "sqlite:///path/to/study.db, postgresql://user@host/db or 'memory'"
 
-# The user-info part of a URL SQLAlchemy cannot parse: mask it by hand.
-_USERINFO = re.compile(r"(://[^/:@]*:)[^@/]*@")
+# The ``user:password@`` part of a string SQLAlchemy cannot parse: mask it by hand.
+_USERINFO = re.compile(r"([^/:@\s]*:)[^@/\s]*@")
 
 
 def masked_url(url: str) -> str:
