@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,31 @@ from frameworm_lightning.storage import Storage
 _VOLATILE = ("-shm",)
 
 
+def _kept(path: Path) -> bool:
+    # After a TRUNCATE checkpoint the write-ahead log is empty; whether the empty file is
+    # still there depends only on whether some connection is open.
+    return path.is_file() and not path.name.endswith(_VOLATILE) and not (
+        path.name.endswith("-wal") and path.stat().st_size == 0)
+
+
 def files(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` and its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.endswith(_VOLATILE)}
+    """Every file under ``root`` and its bytes, SQLite databases checkpointed first.
+
+    A checkpoint moves what SQLite's write-ahead log holds into the database file, so
+    the bytes compared are the data, not where the journal happens to keep it.
+    """
+    for db in root.rglob("*.db"):
+        conn = sqlite3.connect(db)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if _kept(p)}
+
+
+def state(url: str, root: Path) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, bytes]]:
+    """Every stored row and every file: what a refused input must leave as it was."""
+    return rows(url), files(root)
 
 
 def rows(url: str) -> dict[str, list[tuple[Any, ...]]]:

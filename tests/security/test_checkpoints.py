@@ -34,11 +34,11 @@ def test_load_best_model_refuses_a_pickle_payload_checkpoint(stored_study, marke
     path = payload_checkpoint(tmp_path / "evil.ckpt", marker)
     best = study.best_trial
     study.storage.set_trial_attr(best.trial_id, "checkpoint_path", str(path), system=True)
-    before = (_snapshot.rows(url), _snapshot.files(tmp_path))
+    before = _snapshot.state(url, tmp_path)
     with pytest.raises(FramewormError, match=r"evil\.ckpt' is not a plain weights file.*weights_only=True refused"):
         SearchResult(Study.load("shared", url)).load_best_model(Tiny)
     assert not marker.exists()
-    assert (_snapshot.rows(url), _snapshot.files(tmp_path)) == before
+    assert _snapshot.state(url, tmp_path) == before
 
 
 def test_a_queued_trial_never_resumes_from_a_pickle_payload_checkpoint(tmp_path, marker):

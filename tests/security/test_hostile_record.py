@@ -33,16 +33,16 @@ def hostile(stored_study, marker, tmp_path) -> tuple[SearchResult, str]:
 
 def test_retrain_best_without_classes_names_the_stored_ones_and_runs_nothing(hostile, marker, tmp_path):
     result, url = hostile
-    before = (_snapshot.rows(url), _snapshot.files(tmp_path))
+    before = _snapshot.state(url, tmp_path)
     with pytest.raises(FramewormError, match=r"pass module_cls=.*'subprocess:Popen'.*never imported"):
         result.retrain_best(max_epochs=1)
     assert not marker.exists()
-    assert (_snapshot.rows(url), _snapshot.files(tmp_path)) == before
+    assert _snapshot.state(url, tmp_path) == before
 
 
 def test_a_class_other_than_the_stored_name_is_an_error_naming_both(hostile, marker, tmp_path):
     result, url = hostile
-    before = (_snapshot.rows(url), _snapshot.files(tmp_path))
+    before = _snapshot.state(url, tmp_path)
     with pytest.raises(FramewormError, match=r"records module class 'subprocess:Popen', but '.*_models:Tiny' was passed"):
         result.retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData)
     with pytest.raises(FramewormError, match=r"records module class 'subprocess:Popen', but '.*_models:Tiny' was passed"):
@@ -50,7 +50,7 @@ def test_a_class_other_than_the_stored_name_is_an_error_naming_both(hostile, mar
     with pytest.raises(FramewormError, match=r"pass module_cls=.*'subprocess:Popen'"):
         result.load_best_model()
     assert not marker.exists()
-    assert (_snapshot.rows(url), _snapshot.files(tmp_path)) == before
+    assert _snapshot.state(url, tmp_path) == before
 
 
 def test_a_datamodule_other_than_the_stored_name_is_an_error_naming_both(stored_study, marker, tmp_path):
@@ -59,13 +59,13 @@ def test_a_datamodule_other_than_the_stored_name_is_an_error_naming_both(stored_
     record["module_cls"] = f"{Tiny.__module__}:Tiny"
     study.storage.set_study_attr(study.study_id, RUNNER_ATTR, record)
     result = SearchResult(Study.load("shared", url))
-    before = (_snapshot.rows(url), _snapshot.files(tmp_path))
+    before = _snapshot.state(url, tmp_path)
     with pytest.raises(FramewormError, match=r"pass datamodule=.*'subprocess:Popen'.*never imported"):
         result.retrain_best(max_epochs=1, module_cls=Tiny)
     with pytest.raises(FramewormError, match=r"records datamodule class 'subprocess:Popen', but '.*_models:TinyData'"):
         result.retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData)
     assert not marker.exists()
-    assert (_snapshot.rows(url), _snapshot.files(tmp_path)) == before
+    assert _snapshot.state(url, tmp_path) == before
 
 
 def test_a_script_class_recorded_as_main_matches_the_same_class_imported(stored_study, tmp_path):
