@@ -78,3 +78,19 @@ def test_a_search_with_a_password_in_its_url_leaks_it_nowhere(postgres_url, tmp_
         assert probe == {"mode": "0o600", "has_password": True, "holds_password": False}
         assert not (folder / "trial.pkl").exists(), "the payload is removed when the trial ends"
     Study.load(name, url).storage.close()
+
+
+@pytest.mark.slow
+def test_the_cli_shows_the_storage_url_without_its_password(postgres_url, tmp_path):
+    from tests.cli.conftest import run_cli, search_config, write_config
+
+    config = search_config(tmp_path, storage=with_password(postgres_url), study_name=f"cli-{uuid.uuid4().hex[:8]}",
+                           n_trials=2)
+    path = write_config(tmp_path / "search.yaml", config)  # the user's own file: the one place it belongs
+    searched = run_cli("search", "-c", str(path), cwd=tmp_path)
+    assert searched.returncode == 0, searched.stderr[-2000:]
+    listed = run_cli("trials", "-c", str(path), cwd=tmp_path)
+    output = searched.stdout + searched.stderr + listed.stdout + listed.stderr
+    assert SECRET not in output
+    assert ":***@" in searched.stdout, "the summary names the storage, masked"
+    assert files_holding(tmp_path / "runs", SECRET) == []
