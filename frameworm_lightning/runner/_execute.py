@@ -251,7 +251,8 @@ def _fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, ckpt_p
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main else None
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # The checkpoint's path comes from storage: tensors only, never pickled code (docs/trust.md).
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as exit_:
         if isinstance(exit_.__context__, KeyboardInterrupt):
             raise KeyboardInterrupt from None
@@ -327,7 +328,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
         raise
     except SystemExit as exit_:
         # sys.exit() in user code ends this trial, not the search.
-        trial.fail(traceback.format_exc(), reason=f"SystemExit({exit_.code!r}) raised in the trial")
+        trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
     except Exception as err:  # noqa: BLE001 - any error of user code fails this trial only
         fatal = _fatal(err, reporter)
         if fatal is not None:
