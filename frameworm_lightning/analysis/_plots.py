@@ -381,7 +381,9 @@ def _set_param_axis(fig: go.Figure, dim: Dimension | None, row: int, col: int, t
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=[_short(c) for c in dim.choices],
                          title=title, row=row, col=col)
     elif isinstance(dim, (Real, Integer)) and dim.log:
-        fig.update_xaxes(type="log", title=title, row=row, col=col, nticks=5)
+        decades = math.log10(float(dim.high) / float(dim.low))  # one label per decade (or per few), never crowded
+        fig.update_xaxes(type="log", title=title, row=row, col=col, dtick=max(1, math.ceil(decades / 4)),
+                         tickformat="~g")
     else:
         fig.update_xaxes(title=title, row=row, col=col, nticks=6)
 
@@ -446,12 +448,13 @@ def plot_importance(source: StudyLike, **options: Any) -> go.Figure:
     imp = table["importance"].to_numpy(dtype=float)
     std = table["std"].to_numpy(dtype=float)
     fig = go.Figure(go.Bar(
-        x=imp, y=[str(k) for k in table.index], orientation="h", marker={"color": STATE_COLORS["COMPLETE"]},
+        x=imp, y=[f"{k}  {v:.2f}" for k, v in zip(table.index, imp)], orientation="h",  # the value in the label
+        marker={"color": STATE_COLORS["COMPLETE"]}, customdata=std,
         error_x={"type": "data", "symmetric": False, "array": np.minimum(std, 1.0 - imp),
                  "arrayminus": np.minimum(std, imp), "color": "gray"},
-        text=[f"{v:.2f}" for v in imp], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+        hovertemplate="%{y}: %{x:.3f} ± %{customdata:.3f} over the trees<extra></extra>",
     ))
+    fig.update_yaxes(automargin=True)
     fig.update_xaxes(title=f"share of the variance of {study.metric}", range=[0, 1.0])
     return _layout(fig, title, height=int(160 + 40 * len(table)))
 
@@ -502,7 +505,7 @@ def _contour_axis(dim: Dimension, grid: np.ndarray) -> tuple[list[Any], dict[str
                             "range": [0, 1]}
     values = [float(dim.decode(u)) if isinstance(dim, Real) else float(_decode_continuous(dim, u)) for u in grid]
     if getattr(dim, "log", False):
-        return values, {"type": "log"}
+        return values, {"type": "log", "dtick": 1, "tickformat": "~g"}
     return values, {}
 
 
