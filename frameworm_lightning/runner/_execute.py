@@ -27,7 +27,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
-from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, close_loggers
+from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
 from frameworm_lightning.runner._routing import route_params
 from frameworm_lightning.study import Trial
 
@@ -76,8 +76,8 @@ class TrialReporter(Callback):
 
 
 def trial_dir(root_dir: str | os.PathLike[str], study_name: str, number: int) -> Path:
-    """``root_dir/<study>/trial_<n>``: the trial's logs, config and checkpoint."""
-    return Path(root_dir) / study_name / f"trial_{number}"
+    """``root_dir/<study>/trial_000<n>``: the trial's logs, config and checkpoint."""
+    return Path(root_dir) / study_name / run_name(number)
 
 
 @dataclass
@@ -207,6 +207,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     directory = trial_dir(spec.root_dir, spec.study_name, trial.number)
     directory.mkdir(parents=True, exist_ok=True)
     trial.set_system_attr("trial_dir", str(directory))
+    loggers: list[Any] = []
     try:
         with _quiet_lightning(spec.quiet):
             if spec.seed is not None:
@@ -239,11 +240,11 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if not spec.save_checkpoint:
                 trainer_kwargs.setdefault("enable_checkpointing", False)
             trainer = pl.Trainer(callbacks=[*callbacks, *[copy.deepcopy(c) for c in user_callbacks]], **trainer_kwargs)
+            loggers = list(trainer.loggers)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
             write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
             _fit(trainer, model, datamodule, resume_checkpoint(trial))
-            close_loggers(trainer.loggers)
             if checkpoint is not None and checkpoint.best_model_path:
                 trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
             if trial.should_prune():
@@ -259,3 +260,5 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
         trial.fail(traceback.format_exc(), reason=f"SystemExit({exit_.code!r}) raised in the trial")
     except Exception:  # noqa: BLE001 - any error of user code fails this trial only
         trial.fail(traceback.format_exc())
+    finally:
+        finish_loggers(loggers, trial.snapshot(), spec.study_name)  # the stored outcome, to the trackers

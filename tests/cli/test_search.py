@@ -87,7 +87,7 @@ def test_search_from_yaml_stores_every_trial(folder: Path, searched: Run) -> Non
     for t in study.trials:
         assert set(t.params) == {"model.lr", "model.hidden"}
         assert 1e-3 <= t.params["model.lr"] <= 0.5 and t.params["model.hidden"] in (2, 4, 8)
-        assert (folder / "runs" / "TinyModel" / f"trial_{t.number}").is_dir()
+        assert (folder / "runs" / "TinyModel" / f"trial_{t.number:04d}").is_dir()
     best = study.best_trial
     assert f"best val_loss={best.value:.6g} (trial {best.number})" in searched.stdout
 
