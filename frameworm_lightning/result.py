@@ -23,7 +23,7 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 if TYPE_CHECKING:
     import lightning.pytorch as pl
     import pandas as pd
-    from matplotlib.figure import Figure
+    from plotly.graph_objects import Figure
 
 __all__ = ["SearchResult"]
 
@@ -124,8 +124,9 @@ class SearchResult:
         return param_importance(self, **options)
 
     def plot(self, kind: str = "history", path: str | os.PathLike[str] | None = None, **options: Any) -> Figure:
-        """Draw ``kind`` (``history``, ``parallel``, ``slice``, ``importance``, ``curves``,
-        ``contour``), saving a PNG at ``path`` when given."""
+        """The interactive plotly figure of ``kind`` (``history``, ``curves``, ``importance``,
+        ``parallel``, ``slice``, ``contour``, ``edf``), saved at ``path`` (``.html``, or
+        ``.png``/``.svg``/``.pdf`` with the ``export`` extra) when given."""
         from frameworm_lightning.analysis import plot  # noqa: PLC0415
 
         return plot(self, kind, path, **options)
@@ -134,7 +135,7 @@ class SearchResult:
         """Write the self-contained HTML report.
 
         ``path`` ending in ``.html`` is the report file itself; otherwise it is a folder
-        that receives ``report.html``, each plot as PNG and ``trials.csv``.
+        that receives ``report.html`` and ``trials.csv``.
         """
         from frameworm_lightning.analysis import render_report, write_report  # noqa: PLC0415
 

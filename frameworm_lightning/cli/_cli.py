@@ -93,11 +93,11 @@ class SearchTrainer(Trainer):
 
     def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
              kinds: Optional[list[str]] = None) -> None:
-        """Write the analysis report of the stored study: report.html, a PNG per plot, trials.csv.
+        """Write the analysis report of the stored study: an interactive report.html and trials.csv.
 
         Args:
             output: the folder to write; default: <root_dir>/<study>/report.
-            kinds: the plots to draw (history, curves, importance, parallel, slice, contour);
+            kinds: the plots to draw (history, curves, importance, parallel, slice, contour, edf);
                 default: all.
         """
         raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
@@ -213,7 +213,7 @@ class SearchCLI(LightningCLI):
         cfg = self.config[self.subcommand].search
         folder = Path(output) if output else Path(cfg.root_dir) / study.name / "report"
         page = analysis.write_report(study, folder, kinds=tuple(kinds or analysis.REPORT_KINDS))
-        print(f"wrote {page} (and a PNG per plot, trials.csv) for study {study.name!r}", flush=True)
+        print(f"wrote {page} (and trials.csv) for study {study.name!r}", flush=True)
 
     # Helpers ----------------------------------------------------------------------------
     def _run(self, how: str, **kwargs: Any) -> None:
@@ -336,14 +336,28 @@ class _MetricGuard:
             raise UsageError(f"{where}: {message}")
 
 
+def _dashboard(argv: list[str]) -> None:
+    """``frameworm-search dashboard --storage URL``: the live web dashboard (the ``dashboard`` extra)."""
+    try:
+        from frameworm_lightning.dashboard._cli import main as dashboard_main  # noqa: PLC0415 - optional extra
+    except ModuleNotFoundError as err:
+        raise UsageError(str(err)) from None
+    dashboard_main(argv)
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """The ``frameworm-search`` console script.
 
     Errors a user can fix print as one line (exit code 2); set ``FRAMEWORM_DEBUG=1``
     to see their traceback. An interrupted search exits with 130 and resumes when
-    run again.
+    run again. ``dashboard`` needs no search config and has its own parser
+    (``frameworm_lightning/dashboard/_cli.py``).
     """
+    argv = list(sys.argv[1:] if args is None else args)
     try:
+        if argv[:1] == ["dashboard"]:
+            _dashboard(argv[1:])
+            return
         SearchCLI(args=args)
     except (FramewormError, UsageError) as err:
         if os.environ.get("FRAMEWORM_DEBUG"):

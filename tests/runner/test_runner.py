@@ -44,7 +44,7 @@ def test_finds_the_best_learning_rate_and_stores_everything(tmp_path, capsys):
     # Every validation reported, keyed by global step: 3 epochs of 8 (bs 8) or 2 (bs 32) batches.
     steps = {t.params["data.batch_size"]: sorted(t.intermediate_values) for t in result.trials}
     assert steps[8] == [8, 16, 24] and steps[32] == [2, 4, 6]
-    best_dir = tmp_path / "Regression" / f"trial_{result.best_trial.number}"
+    best_dir = tmp_path / "Regression" / f"trial_{result.best_trial.number:04d}"
     assert result.best_checkpoint == str(best_dir / "checkpoints" / "best.ckpt")
     assert (best_dir / "checkpoints" / "best.ckpt").is_file()
     out = capsys.readouterr().out
