@@ -61,7 +61,7 @@ _SALT_FALLBACK = 15
 
 # Hyperparameters are reused without a fit from this many observations on, until the
 # data have grown by this fraction since they were fitted.
-_REUSE_FROM = 50
+_REUSE_FROM = 20
 _REUSE_GROWTH = 0.05
 
 # Two points whose discrete columns agree and whose continuous columns differ by less
@@ -278,17 +278,16 @@ class BayesianSampler(Sampler):
         X_t, y_t = torch.as_tensor(X, dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE)
         mask = torch.as_tensor(encoding.categorical_mask)
         stored = self._stored_hyperparameters(context, encoding.dim)
+        model = GPModel(X_t, y_t, mask)
         if self._reusable(stored, len(y_std)):
             assert stored is not None
+            model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
+                                      float(stored["outputscale"]), float(stored["noise"]))
             try:
-                posterior = GPPosterior(X_t, y_t, torch.tensor(stored["lengthscale"], dtype=DTYPE),
-                                        torch.tensor(stored["outputscale"], dtype=DTYPE),
-                                        torch.tensor(stored["noise"], dtype=DTYPE), mask)
-                return posterior, dict(stored)
+                return GPPosterior.from_model(model), dict(stored)
             except GPNumericalError:
-                pass  # the old hyperparameters do not fit the new data: fit afresh
+                model.reset_hyperparameters()  # the old hyperparameters do not fit the new data: fit afresh
 
-        model = GPModel(X_t, y_t, mask)
         warm: np.ndarray | None = None
         if stored is not None:
             try:

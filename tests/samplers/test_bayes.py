@@ -186,9 +186,9 @@ def test_a_cholesky_failure_is_recovered_with_jitter(monkeypatch: pytest.MonkeyP
     real = torch.linalg.cholesky_ex
     calls = {"n": 0}
 
-    def first_attempt_fails(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def first_attempt_fails(A: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
-        return (torch.full_like(A, float("nan")), torch.tensor(1)) if calls["n"] % 2 else real(A)
+        return (torch.full_like(A, float("nan")), torch.tensor(1)) if calls["n"] % 2 else real(A, **kwargs)
 
     monkeypatch.setattr(torch.linalg, "cholesky_ex", first_attempt_fails)
     with warnings.catch_warnings():
@@ -201,7 +201,8 @@ def test_a_cholesky_failure_is_recovered_with_jitter(monkeypatch: pytest.MonkeyP
 def test_a_persistent_cholesky_failure_falls_back_to_sobol_and_the_search_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda A: (torch.full_like(A, float("nan")), torch.tensor(1)))
+    monkeypatch.setattr(torch.linalg, "cholesky_ex",
+                        lambda A, **kwargs: (torch.full_like(A, float("nan")), torch.tensor(1)))
     with pytest.warns(RuntimeWarning, match="suggesting a Sobol point"):
         study = _run(BayesianSampler(seed=0, n_initial_points=3), QUADRATIC_SPACE, _quadratic, 6)
     assert len(study.trials) == 6
