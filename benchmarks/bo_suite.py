@@ -95,31 +95,43 @@ def _sobol(problem: Problem, seed: int, budget: int) -> History:
 
 
 # Optuna ----------------------------------------------------------------------------------------
+def _optuna_distributions(problem: Problem) -> dict[str, Any]:
+    """The problem's space as Optuna distributions (``study.ask(fixed_distributions)``)."""
+    import optuna.distributions as od
+
+    from frameworm_lightning.space import Categorical, Integer, Real
+
+    out: dict[str, Any] = {}
+    for key, dim in problem.space.items():
+        if isinstance(dim, Real):
+            out[key] = od.FloatDistribution(dim.low, dim.high, log=dim.log)
+        elif isinstance(dim, Integer):
+            out[key] = od.IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+        elif isinstance(dim, Categorical):
+            out[key] = od.CategoricalDistribution(list(dim.choices))
+    return out
+
+
+def _optuna_sampler(kind: str, seed: int, constant_liar: bool = False) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_INITIAL, constant_liar=constant_liar)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=N_INITIAL)
+
+
 def _optuna(kind: str) -> Callable[[Problem, int, int], History]:
     def run(problem: Problem, seed: int, budget: int) -> History:
         import optuna
 
-        from frameworm_lightning.space import Categorical, Integer, Real
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        if kind == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_INITIAL)
-        else:
-            sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=N_INITIAL)
-        study = optuna.create_study(sampler=sampler, direction="minimize")
+        study = optuna.create_study(sampler=_optuna_sampler(kind, seed), direction="minimize")
         noise = np.random.default_rng([seed, 7])
         params, values, seconds = [], [], []
         for _ in range(budget):
             t0 = time.perf_counter()
-            trial = study.ask()
-            p: dict[str, Any] = {}
-            for key, dim in problem.space.items():
-                if isinstance(dim, Real):
-                    p[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log)
-                elif isinstance(dim, Integer):
-                    p[key] = trial.suggest_int(key, dim.low, dim.high, log=dim.log, step=dim.step)
-                elif isinstance(dim, Categorical):
-                    p[key] = trial.suggest_categorical(key, list(dim.choices))
+            trial = study.ask(_optuna_distributions(problem))
+            p = dict(trial.params)
             seconds.append(time.perf_counter() - t0)
             y = problem.observe(p, noise)
             study.tell(trial, y)
@@ -273,6 +285,49 @@ def summarise(results: list[RunResult], optimizers: list[str], problems: list[st
     return "\n".join(lines)
 
 
+def _scaling_task(optimizer: str, n: int, seed: int, k: int) -> tuple[str, int, list[float]]:
+    """Seconds of ``k + 1`` suggestions (each told before the next) after ``n`` random Hartmann-6 trials.
+
+    The first suggestion on the history is a cold start (no earlier fit to warm-start from);
+    the next ``k`` are the steady state of a long search. ``optimizer`` is ``"bo-logei"`` or
+    ``"optuna-gp"``; both get the same history.
+    """
+    warnings.simplefilter("ignore")
+    problem = PROBLEMS["hartmann6"]
+    rng = np.random.default_rng([seed, 13])
+    history = [problem.space.decode(rng.random(problem.space.dim)) for _ in range(n)]
+    seconds = []
+    if optimizer == "optuna-gp":
+        import optuna
+
+        dists = _optuna_distributions(problem)
+        study = optuna.create_study(sampler=_optuna_sampler("gp", seed), direction="minimize")
+        study.add_trials([optuna.trial.create_trial(params=p, distributions=dists, value=problem.value(p))
+                          for p in history])
+        for _ in range(k + 1):
+            t0 = time.perf_counter()
+            trial = study.ask(dists)
+            seconds.append(time.perf_counter() - t0)
+            study.tell(trial, problem.value(trial.params))
+    else:
+        from frameworm_lightning import Study
+        from frameworm_lightning.samplers._bayes import BayesianSampler
+
+        ours = Study.create(f"scaling-{n}", problem.space, metric="f", mode="min",
+                            sampler=BayesianSampler(seed=seed, n_initial_points=N_INITIAL))
+        for p in history:
+            ours.enqueue(p, skip_if_exists=False)
+        for _ in range(n):
+            t = ours.ask()
+            t.complete(problem.value(t.params))  # type: ignore[union-attr]
+        for _ in range(k + 1):
+            t0 = time.perf_counter()
+            t = ours.ask()
+            seconds.append(time.perf_counter() - t0)
+            t.complete(problem.value(t.params))  # type: ignore[union-attr]
+    return optimizer, n, seconds
+
+
 def _timing_task(optimizer: str, trials: int, seed: int) -> tuple[str, list[float]]:
     warnings.simplefilter("ignore")
     _, _, seconds = OPTIMIZERS[optimizer](PROBLEMS["hartmann6"], seed, trials)
@@ -289,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing", type=int, default=100,
                         help="also time BayesianSampler and Optuna GPSampler up to this many trials (0: skip)")
     parser.add_argument("--timing-seeds", type=int, default=3, help="seeds of the --timing runs")
-    parser.add_argument("--scaling", default="", help="e.g. 20,100,300: our seconds per suggestion at these sizes")
+    parser.add_argument("--scaling", default="",
+                        help="e.g. 20,100,300,1000: seconds per suggestion (ours and Optuna GP) after that many trials")
+    parser.add_argument("--scaling-k", type=int, default=10, help="suggestions timed at each --scaling size")
     parser.add_argument("--out", default="", help="write the raw results as JSON here")
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
@@ -315,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
             timing_futures = [pool.submit(_timing_task, o, args.timing, seed)
                               for seed in range(args.timing_seeds) for o in ("bo-logei", "optuna-gp")]
         scaling_sizes = [int(n) for n in args.scaling.split(",") if n]
-        scaling_future = pool.submit(_timing_task, "bo-logei", max(scaling_sizes), 0) if scaling_sizes else None
+        # Pairs side by side again: ours and Optuna's GPSampler on the same history.
+        scaling_futures = [pool.submit(_scaling_task, o, n, 0, args.scaling_k)
+                           for n in scaling_sizes for o in ("bo-logei", "optuna-gp")]
         for i, fut in enumerate(futures):
             results.append(fut.result())
             print(f"\r{i + 1}/{len(futures)} runs", end="", file=sys.stderr, flush=True)
@@ -335,14 +394,16 @@ def main(argv: list[str] | None = None) -> int:
             for name, runs in timed.items():
                 per_seed = ", ".join(f"{np.median(r):.3f}" for r in runs)
                 print(f"| {name} | {np.median(np.concatenate(runs)):.3f} | {per_seed} |")
-        if scaling_future is not None:
-            _, secs = scaling_future.result()
-            print("\n### BayesianSampler (logei) seconds per suggestion as trials grow (Hartmann-6)\n")
-            print("| trials | s/suggestion (median of 5 around it) |")
-            print("|---:|---:|")
-            for n in scaling_sizes:
-                window = secs[max(n - 3, 0) : n + 2]
-                print(f"| {n} | {np.median(window):.3f} |")
+        if scaling_futures:
+            print(f"\n### Seconds per suggestion after n random trials (Hartmann-6): the first suggestion "
+                  f"(cold) and the median / mean of the next {args.scaling_k} (each told before the next)\n")
+            print("| trials | optimiser | cold | median | mean | max |")
+            print("|---:|---|---:|---:|---:|---:|")
+            for fut in scaling_futures:
+                name, n, secs = fut.result()
+                steady = np.array(secs[1:])
+                print(f"| {n} | {name} | {secs[0]:.3f} | {np.median(steady):.3f} | {steady.mean():.3f} | "
+                      f"{steady.max():.3f} |")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump([asdict(r) for r in results], fh)

@@ -84,7 +84,7 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
     """
     if bool((z > -1.0).all()):  # the usual case near the incumbent: one short graph to differentiate
         return _log_h_direct(z)
-    log_phi = -0.5 * z.square() - _LOG_SQRT_2PI
+    log_phi = -0.5 * z * z - _LOG_SQRT_2PI
     # h = phi(z) * (1 - sqrt(pi/2) * (-z) * erfcx(-z / sqrt(2))), the bracket via log1mexp.
     z_mid = z.clamp(_ASYMPTOTIC_Z, -1.0)
     a = torch.log(-z_mid) + torch.log(torch.special.erfcx(-z_mid / math.sqrt(2.0))) + _LOG_SQRT_PI_OVER_2
@@ -95,7 +95,7 @@ def log_h(z: torch.Tensor) -> torch.Tensor:
 
 def _log_h_direct(z: torch.Tensor) -> torch.Tensor:
     """``log h(z)`` evaluated as written: accurate for ``z > -1`` (no cancellation there)."""
-    return torch.log(torch.exp(-0.5 * z.square()) / math.sqrt(2 * math.pi) + z * torch.special.ndtr(z))
+    return torch.log(torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) + z * torch.special.ndtr(z))
 
 
 class AcquisitionFunction(torch.nn.Module):

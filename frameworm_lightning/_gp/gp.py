@@ -84,6 +84,9 @@ _JITTER_TRIES = 5
 # The fit stops when the loss (in nats per point) improves by less than this, relatively:
 # hyperparameters more precise than that do not change a suggestion.
 _FIT_FTOL = 1e-6
+# ... or when no raw hyperparameter's gradient exceeds this (nats per point per unit of
+# log-scale): a warm start that is already this close to the optimum stops at once.
+_FIT_GTOL = 1e-3
 
 
 def _log_constraint(lower: float) -> GreaterThan:
@@ -189,13 +192,13 @@ class MixedMatern52Kernel(gpytorch.kernels.Kernel):
             sqd = _scaled_sq_dist(x1, x2, inv_ls)
         # sqrt has an infinite derivative at 0; the clamp keeps gradients finite on the diagonal.
         r = torch.sqrt(5.0 * sqd.clamp_min(1e-36))
-        return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
+        return (1.0 + r + r * r / 3.0) * torch.exp(-r)
 
 
 def _scaled_sq_dist(x1: torch.Tensor, x2: torch.Tensor, inv_ls: torch.Tensor) -> torch.Tensor:
     """``sum_c ((x1_c - x2_c) * inv_ls_c)^2`` as ``|a|^2 + |b|^2 - 2 a.b`` (one matmul); ``(..., n, m)``."""
     z1, z2 = x1 * inv_ls, x2 * inv_ls
-    return z1.square().sum(-1, keepdim=True) + z2.square().sum(-1).unsqueeze(-2) - 2.0 * z1 @ z2.transpose(-1, -2)
+    return (z1 * z1).sum(-1, keepdim=True) + (z2 * z2).sum(-1).unsqueeze(-2) - 2.0 * z1 @ z2.transpose(-1, -2)
 
 
 def dim_scaled_lengthscale_prior(d: int) -> LogNormalPrior:
@@ -360,7 +363,7 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
     for start in starts:
         x0 = np.clip(current if start is None else np.asarray(start, dtype=float), lo, hi)
         scipy.optimize.minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": maxiter, "ftol": _FIT_FTOL})
+                                options={"maxiter": maxiter, "ftol": _FIT_FTOL, "gtol": _FIT_GTOL})
     model.load_raw_vector(current if best_raw is None else best_raw)
     model.eval()
     if best_raw is None:
@@ -499,5 +502,5 @@ class GPPosterior(torch.nn.Module):
         Ks = self.kernel.forward(X, self.X_train)  # (b, n)
         mean = Ks @ self.alpha
         v = torch.linalg.solve_triangular(self.L, Ks.transpose(-1, -2), upper=False)  # (n, b)
-        var = (self.prior_var - v.square().sum(-2)).clamp_min(1e-12)
+        var = (self.prior_var - (v * v).sum(-2)).clamp_min(1e-12)
         return mean, var

@@ -42,6 +42,9 @@ _WINDOW = 32
 # L-BFGS-B stops when the acquisition (a log-scale score for logei/pi) improves by less than
 # this, relatively: finer than that never changes which point is suggested.
 _FTOL = 1e-7
+# ... or when no coordinate's gradient exceeds this (a move of 0.01 in the unit cube would
+# change the score by less than 1e-5).
+_GTOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _continuous_step(
 
     x0 = X[:, cont].reshape(-1)
     res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
-                                  options={"maxiter": maxiter, "ftol": _FTOL})
+                                  options={"maxiter": maxiter, "ftol": _FTOL, "gtol": _GTOL})
     out = X.copy()
     out[:, cont] = np.clip(res.x, 0.0, 1.0).reshape(B, dc)
     return out, res.nit < maxiter

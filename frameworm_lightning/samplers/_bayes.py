@@ -63,6 +63,8 @@ _SALT_FALLBACK = 15
 # data have grown by this fraction since they were fitted.
 _REUSE_FROM = 20
 _REUSE_GROWTH = 0.05
+# Hyperparameters are fitted on a random subset of at most this many observations.
+_FIT_SUBSET = 300
 
 # Two points whose discrete columns agree and whose continuous columns differ by less
 # than this (in the unit cube) are the same point.
@@ -288,31 +290,39 @@ class BayesianSampler(Sampler):
             except GPNumericalError:
                 model.reset_hyperparameters()  # the old hyperparameters do not fit the new data: fit afresh
 
+        # Past _FIT_SUBSET observations the hyperparameters are fitted on a random subset of
+        # that size (the posterior still uses every observation): the cost of a fit stops
+        # growing with the history, and a few hundred points pin the hyperparameters down.
+        rng = self.rng(context.number, salt=_SALT_FIT)
+        fit_model = model
+        if len(y_std) > _FIT_SUBSET:
+            keep = np.sort(rng.choice(len(y_std), _FIT_SUBSET, replace=False))
+            fit_model = GPModel(X_t[keep], y_t[keep], mask)
         warm: np.ndarray | None = None
         if stored is not None:
             try:
-                model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
-                                          float(stored["outputscale"]), float(stored["noise"]))
-                warm = model.raw_vector()
+                fit_model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
+                                              float(stored["outputscale"]), float(stored["noise"]))
+                warm = fit_model.raw_vector()
             except (KeyError, TypeError, ValueError, RuntimeError):
                 warm = None  # a malformed record: fit from scratch
-            model.reset_hyperparameters()
-        rng = self.rng(context.number, salt=_SALT_FIT)
+            fit_model.reset_hyperparameters()
         if warm is None:  # the first fit of a study: the default start and two random ones
-            starts: list[np.ndarray | None] = [None, *_random_starts(model, rng, 2)]
+            starts: list[np.ndarray | None] = [None, *_random_starts(fit_model, rng, 2)]
             maxiter = 200
         elif len(y_std) % self.refit_every == 0:  # a periodic full fit: can leave a stale optimum
-            starts, maxiter = [warm, None, *_random_starts(model, rng, 1)], 100
+            starts, maxiter = [warm, None, *_random_starts(fit_model, rng, 1)], 100
         else:  # warm start: a few iterations from the last optimum
             starts, maxiter = [warm], 50
         try:
-            fit_gp(model, starts, maxiter=maxiter)
+            fit_gp(fit_model, starts, maxiter=maxiter)
         except GPNumericalError:
             if warm is None:
                 raise
             # The warm start failed: one full fit before giving up.
-            model.reset_hyperparameters()
-            fit_gp(model, [None, *_random_starts(model, rng, 2)], maxiter=200)
+            fit_model.reset_hyperparameters()
+            fit_gp(fit_model, [None, *_random_starts(fit_model, rng, 2)], maxiter=200)
+        model.load_raw_vector(fit_model.raw_vector())
         record = {
             "lengthscale": model.lengthscale.tolist(),
             "outputscale": float(model.outputscale),
