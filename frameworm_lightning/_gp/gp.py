@@ -60,6 +60,7 @@ __all__ = [
     "GPNumericalError",
     "GPPosterior",
     "MixedMatern52Kernel",
+    "NOISE_FLOOR",
     "dim_scaled_lengthscale_prior",
     "fit_gp",
     "gp_settings",

@@ -33,6 +33,7 @@ from frameworm_lightning._gp.acquisition import (
 from frameworm_lightning._gp.encoding import ModelEncoding, sobol_points
 from frameworm_lightning._gp.gp import (
     DTYPE,
+    NOISE_FLOOR,
     GPModel,
     GPNumericalError,
     GPPosterior,
@@ -69,6 +70,10 @@ _FIT_SUBSET = 300
 # Two points whose discrete columns agree and whose continuous columns differ by less
 # than this (in the unit cube) are the same point.
 _DUPLICATE_TOL = 1e-6
+# A suggestion keeps at least this far (max-norm over continuous columns of the unit cube,
+# with equal discrete columns) from every pending trial, so that parallel workers never
+# evaluate the same point twice, whatever the acquisition's landscape.
+_PENDING_GAP = 1e-3
 
 
 class BayesianSampler(Sampler):
@@ -340,7 +345,9 @@ class BayesianSampler(Sampler):
         X_pending = self._points(encoding, context.pending)
         if len(X_pending):
             lies = self._lies(posterior, X_pending, y_std)
-            fantasy = posterior.condition_on(torch.as_tensor(X_pending, dtype=DTYPE), lies)
+            # Fantasies are noise-free observations: the uncertainty at a pending point collapses
+            # even when the fitted noise is large, so the acquisition there drops to (almost) nothing.
+            fantasy = posterior.condition_on(torch.as_tensor(X_pending, dtype=DTYPE), lies, noise=NOISE_FLOOR)
         else:
             fantasy = posterior
         X_known = np.concatenate([X, X_pending])
@@ -356,7 +363,7 @@ class BayesianSampler(Sampler):
             acqf = build_acquisition(arm, fantasy, best_f, self.beta)
             result = optimize_acquisition(acqf, encoding, seed, n_raw=self.n_candidates, n_starts=self.n_starts,
                                           extra_starts=extra)
-            first = _first_fresh(encoding, result.X, tried)
+            first = _first_fresh(encoding, result.X, tried, X_pending)
             if first is not None:
                 proposals[arm] = result.X[first]
         if not proposals:
@@ -429,20 +436,26 @@ def _perturbations(encoding: ModelEncoding, X: np.ndarray, rng: np.random.Genera
     return encoding.to_model(np.clip(U, 0.0, 1.0))
 
 
-def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray) -> np.ndarray:
-    """Whether each row of ``X`` (m, d) is the same point as a row of ``tried`` (t, d); shape ``(m,)``."""
+def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, tol: float = _DUPLICATE_TOL) -> np.ndarray:
+    """Whether each row of ``X`` (m, d) is within ``tol`` of a row of ``tried`` (t, d); shape ``(m,)``.
+
+    Continuous columns (unit-cube scale) are compared with ``tol``, discrete ones for equality.
+    """
     if len(tried) == 0 or len(X) == 0:
         return np.zeros(len(X), dtype=bool)
     cont = encoding.continuous_mask
     diff = np.abs(X[:, None, :] - tried[None, :, :])  # (m, t, d)
-    same = np.all(np.where(cont, diff < _DUPLICATE_TOL, diff < 1e-9), axis=-1)
+    same = np.all(np.where(cont, diff < tol, diff < 1e-9), axis=-1)
     return same.any(axis=1)
 
 
-def _first_fresh(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, chunk: int = 16) -> int | None:
-    """The index of the first row of ``X`` (m, d) that is not a tried point, or ``None``."""
+def _first_fresh(
+    encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, pending: np.ndarray, chunk: int = 16
+) -> int | None:
+    """The index of the first row of ``X`` (m, d) that is neither a tried point nor next to a pending one."""
     for start in range(0, len(X), chunk):
-        fresh = ~_is_duplicate(encoding, X[start : start + chunk], tried)
+        block = X[start : start + chunk]
+        fresh = ~_is_duplicate(encoding, block, tried) & ~_is_duplicate(encoding, block, pending, _PENDING_GAP)
         if fresh.any():
             return start + int(np.argmax(fresh))
     return None

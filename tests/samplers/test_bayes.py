@@ -136,6 +136,24 @@ def test_pending_trials_push_the_next_suggestion_away(strategy: str) -> None:
         assert np.linalg.norm(nxt - point) > 0.03, (nxt, busy)
 
 
+def test_pending_points_repel_even_when_the_fitted_noise_is_large() -> None:
+    # Noisy observations give the GP a large noise variance; a fantasy observed with that
+    # noise would barely lower the acquisition at a pending point, and the next worker was
+    # sent right next to it (seen in the asynchronous benchmark on Branin).
+    space = SearchSpace({"x": Real(0.0, 1.0), "y": Real(0.0, 1.0)})
+    rng = np.random.default_rng(1)
+    trials = []
+    for i in range(20):
+        p = space.decode(rng.random(2))
+        value = (p["x"] - 0.3) ** 2 + (p["y"] - 0.6) ** 2 + float(rng.normal(0.0, 0.1))
+        trials.append(_complete(i, p, value))
+    sampler = BayesianSampler(seed=0, n_initial_points=5)
+    wanted = _suggest(sampler, trials, 20)
+    pending = [FrozenTrial(number=20, state=TrialState.RUNNING, params={"x": float(wanted[0]), "y": float(wanted[1])})]
+    nxt = _suggest(sampler, trials + pending, 21)
+    assert np.linalg.norm(nxt - wanted) > 0.03, (nxt, wanted)
+
+
 def test_workers_holding_trials_get_distinct_points() -> None:
     study = Study.create("par", QUADRATIC_SPACE, metric="f", sampler=BayesianSampler(seed=0, n_initial_points=5))
     for _ in range(6):
