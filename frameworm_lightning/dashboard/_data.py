@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from frameworm_lightning.analysis._frame import PARAM_PREFIX, best_trial, param_keys, params_of, trials_dataframe
 from frameworm_lightning.exceptions import SpaceError, StorageError
 from frameworm_lightning.samplers import RandomSampler
-from frameworm_lightning.storage import Storage, open_storage
+from frameworm_lightning.storage import Storage, masked_url, open_storage
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -35,7 +35,7 @@ def read_storage(url: str | Storage) -> Storage:
     if isinstance(url, str) and url.startswith("sqlite:///"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:" and not Path(database).expanduser().is_file():
-            raise StorageError(f"no database at {database!r} (from {url!r}); point --storage at the file a "
+            raise StorageError(f"no database at {database!r} (from {masked_url(url)!r}); point --storage at the file a "
                                "search writes (its storage= or search.storage).")
     return open_storage(url)
 

@@ -23,7 +23,7 @@ from frameworm_lightning.runner._routing import check_keys
 from frameworm_lightning.runner._serial import run_serial
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
-from frameworm_lightning.storage import Storage
+from frameworm_lightning.storage import Storage, masked_url
 from frameworm_lightning.study import Study, validate_mode
 
 __all__ = ["SearchRunner"]
@@ -183,9 +183,10 @@ class SearchRunner:
         storage, root_dir = self._storage_url(), self.root_dir
         if self.trainer_kwargs.get("fast_dev_run"):
             # A debug run (a batch or a few per trial) is never stored: its scores would pollute the study.
+            shown = masked_url(storage) if isinstance(storage, str) else storage
             storage, root_dir = "memory", str(Path(self.root_dir) / "fast_dev_run")
             _log.warning("fast_dev_run: a debug run of the search; its trials are kept in memory, not in %s, "
-                         "and write to %s.", self._storage_url(), root_dir)
+                         "and write to %s.", shown, root_dir)
         study = Study.create(
             self.study_name or module_cls.__name__, space, metric=self.metric, mode=self.mode,
             sampler=self.sampler, storage=storage,
