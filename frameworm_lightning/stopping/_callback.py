@@ -58,7 +58,7 @@ from frameworm_lightning.stopping._base import (
     best_of,
     non_finite,
 )
-from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, open_storage
+from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, masked_url, open_storage
 from frameworm_lightning.study import validate_mode
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -106,12 +106,12 @@ class _ScriptTrial:
         record = store.create_or_load_study(study_name, metric, mode, {}, check_space=False)
         if store.get_trials(record.study_id, (TrialState.WAITING,)):
             raise StorageError(
-                f"study {study_name!r} in {url!r} has trials queued by a search; a training script "
+                f"study {study_name!r} in {masked_url(url)!r} has trials queued by a search; a training script "
                 "run on its own needs a study of its own: pass another study= name."
             )
         frozen, _ = store.claim_trial(record.study_id, current_owner(), None)
         if frozen is None or frozen.trial_id is None:  # cannot happen without a budget; a clear error if it does
-            raise StorageError(f"could not create a trial in study {study_name!r} of {url!r}.")
+            raise StorageError(f"could not create a trial in study {study_name!r} of {masked_url(url)!r}.")
         store.set_trial_params(frozen.trial_id, dict(params), None, {"standalone": True})
         ref = _StudyRef(store, record.study_id, study_name, metric, mode)
         return cls(ref, store.get_trial(frozen.trial_id))
@@ -267,7 +267,7 @@ class StoppingCallback(Callback, ABC):
         if (storage is None) != (study is None):
             raise ValueError(
                 f"storage and study go together (a run is stored as a trial of a study), but got "
-                f"storage={storage!r} and study={study!r}."
+                f"storage={storage and masked_url(storage)!r} and study={study!r}."
             )
         if every_n_train_steps is not None and (
             isinstance(every_n_train_steps, bool) or not isinstance(every_n_train_steps, int) or every_n_train_steps < 1
