@@ -442,7 +442,7 @@ class StoppingCallback(Callback, ABC):
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._epoch_check or self._skip_check(trainer):
+        if self._epoch_check or self.every_n_train_steps is not None or self._skip_check(trainer):
             return
         self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
 

@@ -134,7 +134,7 @@ def test_repeated_runs_of_a_script_are_judged_against_earlier_runs(tmp_path: Pat
     first, second = trials(url, "vae")
     assert first.state is TrialState.COMPLETE and first.value == pytest.approx(0.25)
     assert first.params == {"x": 0.0, "script": None, "train_script": None, "batches": 8, "log_val": True,
-                            "rank_offset": 0.0, "train_on_epoch": False}
+                            "rank_offset": 0.0, "train_on_epoch": False, "missing_on_rank": None}
     assert second.state is TrialState.PRUNED and second.params["x"] == 0.5
     assert second.value == pytest.approx(0.5 + 1 / 1.5) and "worse than the median" in second.reason
     assert sorted(second.intermediate_values) == [4]

@@ -163,3 +163,10 @@ def test_two_storage_backed_policies_store_one_trial(tmp_path: Path) -> None:
         callbacks=[ThresholdStopping("val_loss", threshold=0.5, storage=url, study="one")])
     assert [t.state for t in store.get_trials(store.load_study("one").study_id)] == [TrialState.PRUNED,
                                                                                       TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize("val_check_interval", [1.0, 0.5])
+def test_every_n_train_steps_checks_only_there(val_check_interval: float) -> None:
+    policy = ThresholdStopping("train_loss", threshold=10.0, every_n_train_steps=3)
+    fit(policy, CurveModule(train_script=[1.0]), max_epochs=2, val_check_interval=val_check_interval)
+    assert sorted(policy.state_dict()["values"]) == [3, 6, 11, 14]  # never at a validation (steps 4, 8, 12, 16)

@@ -52,16 +52,18 @@ def test_the_runner_gives_the_trainer_the_run_length_so_a_one_cycle_schedule_ann
     assert ScheduledModule.final_lr[0.1] > 0.09
 
 
-def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: Path) -> None:
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])  # checked at the epoch end / validation
+def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: Path,
+                                                                     trainer_kwargs: dict[str, Any]) -> None:
     ScheduledModule.epoch_ends.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         done = search(tmp_path, SuccessiveHalving(min_resource=1, max_resource=3, eta=3), [0.0, 0.1, 0.2],
-                      module=ScheduledModule)
+                      module=ScheduledModule, trainer_kwargs=trainer_kwargs)
     # each config ran on_train_epoch_end once per epoch it trained: 3 for the promoted one, 1 for the others
     assert ScheduledModule.epoch_ends == {0.0: 3, 0.1: 1, 0.2: 1}
     child = next(t for t in done if "promoted_from" in t.system_attrs)
-    assert sorted(child.intermediate_values) == [16, 24]
+    assert sorted(child.intermediate_values)[-1] == 24 and min(child.intermediate_values) > 8
     shown = [str(w.message) for w in caught]
     assert not [m for m in shown if "ended before the epoch ended" in m or "ModelCheckpoint" in m], shown
 

@@ -53,7 +53,9 @@ def test_it_lists_plots_and_reports_like_any_study(recorded: str, tmp_path: Path
     frame = analysis.trials_dataframe(study)
     assert list(frame["params_x"]) == [0.0, 0.2, 1.2]
     page = analysis.write_report(study, tmp_path, kinds=("history", "slice", "importance"))
-    assert page.is_file() and (tmp_path / "slice.png").is_file() and (tmp_path / "importance.png").is_file()
+    text = page.read_text()
+    assert 'id="plot-slice"' in text and 'id="plot-importance"' in text and "Importance table" in text
+    assert len((tmp_path / "trials.csv").read_text().splitlines()) == 1 + 3
 
 
 def test_frameworm_search_trials_needs_no_search_space(recorded: str, capsys: pytest.CaptureFixture[str]) -> None:
