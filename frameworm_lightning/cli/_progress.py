@@ -138,6 +138,7 @@ class SearchProgress:
         self.started: float | None = None
         self.running = False
         self.last_pruned: FrozenTrial | None = None
+        self._done: set[int] = set()  # trials finished in this run, never shown running again
         self.warnings_seen: set[tuple[str, str]] = set()
         self._running_trials = _RunningTrials(storage, study_name or name) if storage is not None else None
         self._live: Live | None = None
@@ -163,6 +164,7 @@ class SearchProgress:
         """A trial finished: count it, print its line, refresh the view."""
         self._lines(trial)
         self.counts[trial.state] += 1
+        self._done.add(trial.number)
         if trial.state is TrialState.PRUNED:
             self.last_pruned = trial
         if trial.duration is not None:
@@ -215,7 +217,7 @@ class SearchProgress:
         """The running trials as last read from storage (empty without a storage)."""
         if self._running_trials is None or not self.running:
             return []
-        return self._running_trials()
+        return [t for t in self._running_trials() if t.number not in self._done]  # the read may be a second old
 
     @property
     def in_flight(self) -> int:

@@ -98,16 +98,19 @@ def test_running_trials_show_their_step_and_latest_value_from_storage(tmp_path: 
     progress = SearchProgress("live", "val_loss", "min", total=5, n_jobs=2, console=console, storage=url)
     with progress:
         text = _render(progress, 80)
-    rows = {line.split()[0]: line.split()[:3] for line in text.splitlines() if line.strip()[:1].isdigit()}
-    assert rows[str(a.number)] == [str(a.number), "20", "0.7"]
-    assert rows[str(b.number)] == [str(b.number), "5", "1.25"]
-    assert "running 2" in text
-    a.complete(0.7)
+        rows = {line.split()[0]: line.split()[:3] for line in text.splitlines() if line.strip()[:1].isdigit()}
+        assert rows[str(a.number)] == [str(a.number), "20", "0.7"]
+        assert rows[str(b.number)] == [str(b.number), "5", "1.25"]
+        assert "running 2" in text
+        a.complete(0.7)
+        progress(a.snapshot())  # a finished trial leaves the rows at once, before the next read
+        assert [t.number for t in progress.running_trials()] == [b.number] and progress.in_flight == 1
     b.prune("median rule: 1.25 is worse than the median 0.9 at step 5")
 
 
 def test_each_distinct_warning_is_shown_once_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     console, out = _console(terminal=False)
+    before = warnings.showwarning
     with SearchProgress("VAE", "val_loss", "min", total=3, console=console):
         for _ in range(3):  # as each trial's Trainer does, under its own catch_warnings
             with warnings.catch_warnings():
@@ -117,4 +120,4 @@ def test_each_distinct_warning_is_shown_once_on_stderr(capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert err.count("does not have many workers") == 1 and err.count("number of training batches") == 1
     assert "warn" not in out.getvalue()
-    assert warnings.showwarning.__name__ == "_showwarning_orig" or "SearchProgress" not in repr(warnings.showwarning)
+    assert warnings.showwarning is before  # restored when the view ends
