@@ -41,6 +41,7 @@ import frameworm_lightning.stopping  # noqa: F401 - imported so short names (--t
 from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, explain
 from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, best_fit_config, build_plan, trainer_overrides
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
+from frameworm_lightning.storage import masked_url
 from frameworm_lightning.runner._progress import format_params
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -134,7 +135,8 @@ class SearchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
-        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class)
+        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
+                               reading=self.subcommand in ("trials", "plot"))
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -154,7 +156,7 @@ class SearchCLI(LightningCLI):
     def worker(self, wait: bool = True, **_: Any) -> None:
         """Join the study as a pull worker."""
         if not self.plan.storage.startswith(("sqlite:///", "postgresql")) or self.plan.storage == "sqlite:///:memory:":
-            raise UsageError(f"a worker joins a study other processes share, but search.storage is {self.plan.storage!r}; "
+            raise UsageError(f"a worker joins a study other processes share, but search.storage is {masked_url(self.plan.storage)!r}; "
                              "use a postgresql://user@host/db URL (many machines) or sqlite:///path/study.db (one machine).")
         self._run("worker", wait=wait)
 
@@ -259,7 +261,7 @@ class SearchCLI(LightningCLI):
                 raise
             print(
                 f"interrupted: {progress.finished} finished trial(s) stored in study {plan.study_name!r} "
-                f"({plan.storage}); run the same command again to resume.", file=sys.stderr, flush=True,
+                f"({masked_url(plan.storage)}); run the same command again to resume.", file=sys.stderr, flush=True,
             )
             raise KeyboardInterrupt from None
         self._summary(result, progress)
@@ -273,7 +275,7 @@ class SearchCLI(LightningCLI):
             f"{counts[TrialState.FAILED] - interrupted} failed"
             + (f", {interrupted} interrupted and run again" if interrupted else "")
             + (f"; resumed with {progress.stored} trials stored" if progress.stored else "")
-            + f" ({plan.storage})", flush=True,
+            + f" ({masked_url(plan.storage)})", flush=True,
         )
         best = result.best_trial
         if best is None:

@@ -93,20 +93,20 @@ def test_the_runner_records_how_to_rebuild_its_models(search: tuple[SearchResult
 def test_load_best_model_from_a_study_read_back_from_storage(search: tuple[SearchResult, Path, str]) -> None:
     result, _, url = search
     reread = SearchResult(Study.load("tiny", url))
-    model = reread.load_best_model()
+    model = reread.load_best_model(Tiny)
     assert isinstance(model, Tiny)
     assert model.hparams.lr == pytest.approx(reread.best_params["lr"]) and model.hparams.unused == 0.25
     saved = torch.load(reread.best_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, saved[name])
-    assert reread.load_best_model(extra="given").extra == "given"
+    assert reread.load_best_model(Tiny, extra="given").extra == "given"
 
 
 def test_retrain_best_trains_the_best_config_with_a_full_budget(search: tuple[SearchResult, Path, str]) -> None:
     result, root, url = search
     reread = SearchResult(Study.load("tiny", url))
-    model = reread.retrain_best(max_epochs=3, trainer_kwargs={"enable_progress_bar": False,
-                                                              "enable_model_summary": False})
+    model = reread.retrain_best(max_epochs=3, datamodule=TinyData, module_cls=Tiny,
+                                trainer_kwargs={"enable_progress_bar": False, "enable_model_summary": False})
     assert isinstance(model, Tiny) and model.hparams.lr == pytest.approx(reread.best_params["lr"])
     assert model.trainer.current_epoch == 3 and model.trainer.max_epochs == 3
     assert model.trainer.datamodule.size == reread.best_params["data.size"]
