@@ -36,8 +36,9 @@ from starlette.routing import Route
 
 from frameworm_lightning.analysis._plots import plot
 from frameworm_lightning.analysis._report import CSS, SORT_SCRIPT, html_table
-from frameworm_lightning.dashboard._data import counts, open_study, read_storage, study_summaries, table_frame, trial_detail
+from frameworm_lightning.dashboard._data import counts, read_storage, study_summaries, table_frame, trial_detail
 from frameworm_lightning.storage import Storage
+from frameworm_lightning.study import Study
 from frameworm_lightning.trial import TrialState
 
 __all__ = ["create_app", "serve"]
@@ -140,7 +141,7 @@ class _Dashboard:
     def _study(self, name: str) -> Any:
         if self.storage.load_study(name) is None:
             return None
-        return open_study(self.storage, name)
+        return Study.load(name, self.storage)
 
     def figures(self, study: Any) -> dict[str, dict[str, Any]]:
         trials = study.trials
