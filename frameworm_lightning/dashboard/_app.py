@@ -37,7 +37,7 @@ from starlette.routing import Route
 from frameworm_lightning.analysis._plots import plot
 from frameworm_lightning.analysis._report import CSS, SORT_SCRIPT, html_table
 from frameworm_lightning.dashboard._data import counts, read_storage, study_summaries, table_frame, trial_detail
-from frameworm_lightning.storage import Storage
+from frameworm_lightning.storage import Storage, masked_url
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import TrialState
 
@@ -264,7 +264,7 @@ def serve(storage: str | Storage, host: str = "127.0.0.1", port: int = 8080, *, 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an integer in 0..65535, but got port={port!r}.")
     app = create_app(storage, refresh=refresh)
-    url = storage if isinstance(storage, str) else storage.url
+    url = masked_url(storage) if isinstance(storage, str) else storage.url  # never print a password
     print(f"frameworm-lightning dashboard of {url} at http://{host}:{port}/ (read-only; Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -151,3 +151,15 @@ def test_the_command_binds_to_this_machine_unless_told(tmp_path: Path) -> None:
     assert len(run.stderr.strip().splitlines()) == 1
     helped = subprocess.run(cmd[:4] + ["--help"], capture_output=True, text=True, timeout=300)
     assert helped.returncode == 0 and "--storage" in helped.stdout and "127.0.0.1" in helped.stdout
+
+
+def test_serve_never_prints_a_password(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from frameworm_lightning.dashboard import _app
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(_app, "create_app", lambda storage, refresh: "app")
+    monkeypatch.setattr(_app.uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    _app.serve("postgresql://alice:s3cret@db.example/studies", port=8123)
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "alice:***@db.example" in out and "http://127.0.0.1:8123/" in out
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123
