@@ -81,6 +81,9 @@ def test_the_pages_show_studies_counts_figures_and_trials(sqlite_url: str) -> No
     assert f"best (trial {best.number})" in curves and "pruned here" in curves
     assert data["figures"]["history"]["layout"]["uirevision"] == "history"  # refreshes keep the zoom
     assert '<tr class="best">' in data["table_html"] and "median rule" in data["table_html"]
+    with serving(sqlite_url) as base:  # a page that is up to date gets no figures again
+        status, same = _get(f"{base}/api/studies/hand?since={data['version']}")
+    assert same == {"version": data["version"], "unchanged": True}
     status, detail = pages[f"trial {best.number}"]
     assert detail["state"] == "COMPLETE" and detail["value"] == best.value and set(detail["params"]) == set(study.space)
     status, failed = pages["trial 5"]
