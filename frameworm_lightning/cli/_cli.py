@@ -244,7 +244,8 @@ class SearchCLI(LightningCLI):
         if how == "fit":
             bound = runner.sampler.max_trials(plan.space)
             total = bound if cfg.n_trials is None else (cfg.n_trials if bound is None else min(cfg.n_trials, bound))
-        progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs)
+        progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs,
+                                  storage=plan.storage, study_name=plan.study_name)
         args = (plan.module_cls, plan.space, plan.datamodule_cls)
         common = {"model_kwargs": plan.model_kwargs, "datamodule_kwargs": plan.data_kwargs,
                   "printer": _MetricGuard(progress, cfg.metric)}

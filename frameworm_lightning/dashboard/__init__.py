@@ -25,6 +25,6 @@ except ModuleNotFoundError as err:  # pragma: no cover - depends on the installa
     ) from None
 
 from frameworm_lightning.dashboard._app import create_app, serve
-from frameworm_lightning.dashboard._data import open_study, read_storage, study_summaries
+from frameworm_lightning.dashboard._data import read_storage, study_summaries
 
-__all__ = ["create_app", "open_study", "read_storage", "serve", "study_summaries"]
+__all__ = ["create_app", "read_storage", "serve", "study_summaries"]

@@ -13,13 +13,15 @@ Routes (all ``GET``, nothing writes):
 * ``/``: the studies of the storage, with counts and best values;
 * ``/study/{name}``: one study, updating live;
 * ``/api/studies``: the study summaries as JSON;
-* ``/api/studies/{name}``: one study's counts, figures (plotly JSON) and trial table;
+* ``/api/studies/{name}[?since=VERSION]``: one study's counts, figures (plotly JSON) and
+  trial table, or only ``{"unchanged": true}`` when nothing changed since ``VERSION``;
 * ``/api/studies/{name}/trials/{number}``: one trial's params, state, reason, logs folder;
 * ``/static/plotly.min.js``: plotly.js from the installed package.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import threading
@@ -36,9 +38,10 @@ from starlette.routing import Route
 
 from frameworm_lightning.analysis._plots import plot
 from frameworm_lightning.analysis._report import CSS, SORT_SCRIPT, html_table
-from frameworm_lightning.dashboard._data import counts, open_study, read_storage, study_summaries, table_frame, trial_detail
+from frameworm_lightning.dashboard._data import counts, read_storage, study_summaries, table_frame, trial_detail
 from frameworm_lightning.storage import Storage, masked_url
-from frameworm_lightning.trial import TrialState
+from frameworm_lightning.study import Study
+from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["create_app", "serve"]
 
@@ -58,7 +61,7 @@ nav a { margin-right: 1em; }
 """
 
 _STUDY_SCRIPT = """
-var FW = {refresh: %(refresh)d, api: %(api)s, sort: null};
+var FW = {refresh: %(refresh)d, api: %(api)s, sort: null, version: ""};
 function fwDetail(number) {
   fetch(FW.api + "/trials/" + number).then(function (r) { return r.json(); }).then(function (t) {
     var box = document.getElementById("detail");
@@ -81,7 +84,10 @@ function fwBindTable() {
   }
 }
 function fwUpdate() {
-  fetch(FW.api).then(function (r) { return r.json(); }).then(function (d) {
+  fetch(FW.api + "?since=" + FW.version).then(function (r) { return r.json(); }).then(function (d) {
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+    if (d.unchanged) { return; }
+    FW.version = d.version;
     document.getElementById("counts").innerHTML = d.counts_html;
     Object.keys(d.figures).forEach(function (kind) {
       var fig = d.figures[kind];
@@ -91,7 +97,6 @@ function fwUpdate() {
     document.getElementById("table").innerHTML = d.table_html;
     FW.sort = sort;
     fwBindTable();
-    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
   }).catch(function (e) {
     document.getElementById("updated").textContent = "cannot reach the dashboard: " + e;
   }).finally(function () { setTimeout(fwUpdate, FW.refresh); });
@@ -120,6 +125,12 @@ def _page(title: str, body: str, script: str) -> HTMLResponse:
     )
 
 
+def _version(trials: list[FrozenTrial]) -> str:
+    """A fingerprint of what the study page shows: it changes with any state, value or report."""
+    seen = [(t.number, t.state.value, t.value, len(t.intermediate_values), t.last_step, t.reason) for t in trials]
+    return hashlib.sha1(repr(seen).encode()).hexdigest()[:16]
+
+
 def _counts_html(c: dict[str, int]) -> str:
     parts = [f'<span>trials <b id="count-total">{c["total"]}</b></span>']
     for state in TrialState:
@@ -140,7 +151,7 @@ class _Dashboard:
     def _study(self, name: str) -> Any:
         if self.storage.load_study(name) is None:
             return None
-        return open_study(self.storage, name)
+        return Study.load(name, self.storage)
 
     def figures(self, study: Any) -> dict[str, dict[str, Any]]:
         trials = study.trials
@@ -210,8 +221,12 @@ class _Dashboard:
         if study is None:
             return JSONResponse({"error": "no such study"}, status_code=404)
         trials = study.trials
+        version = _version(trials)
+        if request.query_params.get("since") == version:  # nothing changed since the page's last update
+            return JSONResponse({"version": version, "unchanged": True})
         best = study.best_trial
         return JSONResponse({
+            "version": version, "unchanged": False,
             "name": study.name, "metric": study.metric, "mode": study.mode,
             "counts": counts(trials), "counts_html": _counts_html(counts(trials)),
             "best_trial": None if best is None else best.number,
@@ -263,7 +278,7 @@ def serve(storage: str | Storage, host: str = "127.0.0.1", port: int = 8080, *, 
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ValueError(f"port must be an integer in 0..65535, but got port={port!r}.")
     app = create_app(storage, refresh=refresh)
-    url = masked_url(storage) if isinstance(storage, str) else storage.url
+    url = masked_url(storage) if isinstance(storage, str) else storage.url  # never print a password
     print(f"frameworm-lightning dashboard of {url} at http://{host}:{port}/ (read-only; Ctrl+C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -21,13 +21,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from frameworm_lightning.analysis._frame import PARAM_PREFIX, best_trial, param_keys, params_of, trials_dataframe
-from frameworm_lightning.exceptions import SpaceError, StorageError
-from frameworm_lightning.samplers import RandomSampler
+from frameworm_lightning.exceptions import StorageError
 from frameworm_lightning.storage import Storage, masked_url, open_storage
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["counts", "open_study", "read_storage", "study_summaries", "table_frame", "trial_detail"]
+__all__ = ["counts", "read_storage", "study_summaries", "table_frame", "trial_detail"]
 
 
 def read_storage(url: str | Storage) -> Storage:
@@ -38,21 +37,6 @@ def read_storage(url: str | Storage) -> Storage:
             raise StorageError(f"no database at {database!r} (from {masked_url(url)!r}); point --storage at the file a "
                                "search writes (its storage= or search.storage).")
     return open_storage(url)
-
-
-def open_study(storage: Storage, name: str) -> Study:
-    """The stored study ``name``, also when it was recorded without a search space.
-
-    The stopping callbacks in a plain training script store a study with no space; the
-    dashboard shows it with the params each trial recorded.
-    """
-    try:
-        return Study.load(name, storage)
-    except SpaceError:
-        record = storage.load_study(name)
-        if record is None or record.space:
-            raise
-        return Study(name, None, record.metric, record.mode, RandomSampler(), storage, record.study_id)  # type: ignore[arg-type]
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
@@ -68,7 +52,7 @@ def study_summaries(storage: Storage) -> list[dict[str, Any]]:
     """One summary per stored study: name, metric, mode, counts and best value."""
     summaries = []
     for name in storage.study_names():
-        study = open_study(storage, name)
+        study = Study.load(name, storage)
         trials = study.trials
         best = best_trial(study)
         summaries.append({

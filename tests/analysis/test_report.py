@@ -74,6 +74,8 @@ def test_report_in_chromium_offline_sortable_and_readable(report: tuple[Study, P
         assert drawn == len(REPORT_KINDS)
         names = page.evaluate("document.getElementById('plot-history').data.map(t => t.name)")
         assert "best so far" in names
+        curves = page.evaluate("document.getElementById('plot-curves').data.map(t => t.name)")
+        assert f"best (trial {best.number})" in curves
         # The page never scrolls sideways; wide tables scroll inside their own box.
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
         # A long pruning reason is one line, its whole text in the tooltip.

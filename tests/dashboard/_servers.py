@@ -18,14 +18,20 @@ import uvicorn
 from frameworm_lightning.dashboard import create_app
 
 # A search over a function, as a separate process writes it: trial n reports five values
-# (global steps 1..5) with a pause between reports, so a dashboard sees it run.
+# (global steps 1..5) with a pause between reports, so a dashboard sees it run. After
+# ``hold`` trials it waits for the file ``gate`` to exist, so a test sees the count grow
+# however slowly its browser starts.
 SEARCH = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     from frameworm_lightning import Integer, Real, SobolSampler, Study
     study = Study.create("live", {"lr": Real(1e-4, 1e-1, log=True), "depth": Integer(1, 6)},
                          metric="val_loss", sampler=SobolSampler(seed=0), storage=sys.argv[1])
-    pause, n = float(sys.argv[2]), int(sys.argv[3])
+    pause, n, gate, hold = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
     while (trial := study.ask(budget=n)) is not None:
+        if trial.number == hold:
+            deadline = time.monotonic() + 300
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.05)
         final = (__import__("math").log10(trial.params["lr"]) + 2.5) ** 2 + 0.1 * trial.params["depth"]
         for step in range(1, 6):
             trial.report(step, final + 1.0 / step)
@@ -39,9 +45,10 @@ SEARCH = textwrap.dedent("""
 """)
 
 
-def start_search(url: str, pause: float = 0.1, n: int = 12) -> subprocess.Popen[str]:
-    """Start :data:`SEARCH` in the background; it writes study ``live`` to ``url``."""
-    return subprocess.Popen([sys.executable, "-c", SEARCH, url, str(pause), str(n)], text=True,
+def start_search(url: str, gate: Path, pause: float = 0.1, n: int = 12, hold: int = 3) -> subprocess.Popen[str]:
+    """Start :data:`SEARCH` in the background; it writes study ``live`` to ``url`` and
+    holds its trial ``hold`` until the file ``gate`` exists."""
+    return subprocess.Popen([sys.executable, "-c", SEARCH, url, str(pause), str(n), str(gate), str(hold)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

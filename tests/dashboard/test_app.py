@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from frameworm_lightning import Study, TrialState
-from frameworm_lightning.dashboard import create_app, open_study, study_summaries
+from frameworm_lightning.dashboard import create_app, study_summaries
 from frameworm_lightning.dashboard._cli import parser
 from frameworm_lightning.exceptions import StorageError
 from frameworm_lightning.storage import current_owner, open_storage
@@ -81,6 +81,9 @@ def test_the_pages_show_studies_counts_figures_and_trials(sqlite_url: str) -> No
     assert f"best (trial {best.number})" in curves and "pruned here" in curves
     assert data["figures"]["history"]["layout"]["uirevision"] == "history"  # refreshes keep the zoom
     assert '<tr class="best">' in data["table_html"] and "median rule" in data["table_html"]
+    with serving(sqlite_url) as base:  # a page that is up to date gets no figures again
+        status, same = _get(f"{base}/api/studies/hand?since={data['version']}")
+    assert same == {"version": data["version"], "unchanged": True}
     status, detail = pages[f"trial {best.number}"]
     assert detail["state"] == "COMPLETE" and detail["value"] == best.value and set(detail["params"]) == set(study.space)
     status, failed = pages["trial 5"]
@@ -90,8 +93,7 @@ def test_the_pages_show_studies_counts_figures_and_trials(sqlite_url: str) -> No
 
 
 def test_a_study_recorded_by_the_callbacks_in_a_script_has_no_space_and_still_shows(sqlite_url: str) -> None:
-    study = open_study(open_storage(sqlite_url), "script")
-    assert not study.space
+    assert open_storage(sqlite_url).load_study("script").space == {}  # stored without a space
     with serving(sqlite_url) as base:
         status, data = _get(base + "/api/studies/script")
         _, detail = _get(base + "/api/studies/script/trials/2")
@@ -99,8 +101,8 @@ def test_a_study_recorded_by_the_callbacks_in_a_script_has_no_space_and_still_sh
     assert "<th class=\"text\">width</th>" in data["table_html"]
     history = data["figures"]["history"]["data"]
     assert any("width = 128" in text for trace in history for text in trace.get("hovertext", []))
-    importance = data["figures"]["importance"]["layout"]["annotations"][0]["text"]
-    assert "needs a search space" in importance
+    (bars,) = data["figures"]["importance"]["data"]  # over the space its runs recorded
+    assert {label.split()[0] for label in bars["y"]} == {"width", "optimizer"}
     assert detail["reason"].startswith("threshold") and detail["params"] == {"width": 32, "optimizer": "adam"}
 
 
@@ -152,3 +154,15 @@ def test_the_command_binds_to_this_machine_unless_told(tmp_path: Path) -> None:
     assert len(run.stderr.strip().splitlines()) == 1
     helped = subprocess.run(cmd[:4] + ["--help"], capture_output=True, text=True, timeout=300)
     assert helped.returncode == 0 and "--storage" in helped.stdout and "127.0.0.1" in helped.stdout
+
+
+def test_serve_never_prints_a_password(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from frameworm_lightning.dashboard import _app
+
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(_app, "create_app", lambda storage, refresh: "app")
+    monkeypatch.setattr(_app.uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
+    _app.serve("postgresql://alice:s3cret@db.example/studies", port=8123)
+    out = capsys.readouterr().out
+    assert "s3cret" not in out and "alice:***@db.example" in out and "http://127.0.0.1:8123/" in out
+    assert served["host"] == "127.0.0.1" and served["port"] == 8123

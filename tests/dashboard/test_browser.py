@@ -23,7 +23,8 @@ def _count(page, state: str) -> int:
 
 def test_the_dashboard_follows_a_running_search_live(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'live.db'}"
-    search = start_search(url, pause=0.15, n=N_TRIALS)
+    gate = tmp_path / "go"
+    search = start_search(url, gate, pause=0.1, n=N_TRIALS, hold=3)
     try:
         deadline = time.monotonic() + 120
         while not Path(url[len("sqlite:///"):]).exists() or not _has_study(url):
@@ -34,7 +35,11 @@ def test_the_dashboard_follows_a_running_search_live(tmp_path: Path) -> None:
             page.goto(base + "/")
             page.locator("#study-list a", has_text="live").click()
             page.wait_for_selector("#count-total")
+            # The search holds its fourth trial until the page has shown the first three.
+            page.wait_for_function("Number(document.getElementById('count-total').textContent) >= 3",
+                                   timeout=120_000)
             first = _count(page, "total")
+            gate.touch()
             # The page updates by itself while the other process adds trials.
             page.wait_for_function(f"Number(document.getElementById('count-total').textContent) > {first}",
                                    timeout=120_000)
