@@ -534,8 +534,18 @@ class LocalLauncher:
                           log_path=str(handle.log_path))
 
     def kill(self, handles: Sequence[_LocalHandle]) -> None:
+        """SIGTERM to each trial's own process, SIGKILL to its whole group after a grace period.
+
+        Only the trial's process (DDP rank 0) gets SIGTERM: Lightning passes it on to the
+        other ranks itself and stops them all at one step. A rank that got it twice (from
+        us and from rank 0) would enter Lightning's handler, and its collective, twice and
+        hang until the SIGKILL.
+        """
         for h in handles:
-            kill_group(h.pid, signal.SIGTERM)
+            try:
+                os.kill(h.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + _KILL_GRACE_S
         while time.monotonic() < deadline and any(h.poll() is None for h in handles):
             time.sleep(0.05)

@@ -76,7 +76,7 @@ class Path_:
 PATHS = [
     Path_("inline"),
     Path_("worker processes", n_jobs=2, executor="process", running=2, markers=2),
-    Path_("pull worker", how="worker"),
+    Path_("pull worker", how="worker", resume=False),  # resumes through the inline loop, tested above
     Path_("DDP trial", trainer={"strategy": "ddp", "devices": 2}, markers=2, resume=False),
     Path_("function API", script=FUNCTION),
     Path_("function API in worker processes", script=FUNCTION, n_jobs=2, running=2, markers=2, resume=False),
@@ -121,6 +121,7 @@ def _preempt(proc: subprocess.Popen[str], markers: Path, n_markers: int) -> tupl
     out = _output(proc, 120)
     assert proc.returncode == 143, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
+    assert "stopped by SIGTERM" in out and "run it again" in out, out[-3000:]
     assert wait_for(lambda: not any(alive(p) for p in family), timeout=30), "processes left behind"
     return proc.returncode, family, sent
 
@@ -160,6 +161,10 @@ def test_sigterm_interrupts_running_trials_starts_nothing_and_resume_reruns_them
     markers.mkdir()
     _, _, sent = _preempt(_start([sys.executable, str(script)], markers), markers, path.markers)
     interrupted = _check_interrupted(storage, path.running, sent)
+    if path.executor == "process" or path.trainer:
+        # Every trial process (each DDP rank too) ended through the SIGTERMException path, not SIGKILL.
+        logs = "".join(p.read_text() for p in (tmp_path / "runs").rglob("worker.log"))
+        assert logs.count("trial worker stopped by SIGTERM") == path.markers, logs[-3000:]
     if path.resume:
         again = _start([sys.executable, str(script)], tmp_path, fast=True)
         out = _output(again, 300)
