@@ -14,9 +14,10 @@ stores the outcome. The search process only supervises:
   process group is killed (``finish_trial`` moves only ``RUNNING`` trials, so whichever
   of the two stores first wins and the other is a no-op);
 * SIGINT/SIGTERM stop the search: no new claims, running trials stored interrupted
-  (their params are re-enqueued and run first on the next run), every worker group
-  sent SIGTERM (Lightning stops each trial at its next batch), then SIGKILL after a
-  grace period; the search raises ``KeyboardInterrupt`` or ``SIGTERMException(143)``;
+  (their params are re-enqueued and run first on the next run), each trial's process
+  sent SIGTERM (Lightning stops the trial, all its DDP ranks, at its next batch), then
+  its process group SIGKILL after a grace period; the search raises
+  ``KeyboardInterrupt`` or ``SIGTERMException(143)``;
 * a worker ended by SIGTERM from outside (a scheduler preempting it) has its trial
   stored interrupted, not failed;
 * a finished trial that shows every trial would fail (``runner/_rules.py``), or any

@@ -79,7 +79,6 @@ PATHS = [
     Path_("pull worker", how="worker", resume=False),  # resumes through the inline loop, tested above
     Path_("DDP trial", trainer={"strategy": "ddp", "devices": 2}, markers=2, resume=False),
     Path_("function API", script=FUNCTION),
-    Path_("function API in worker processes", script=FUNCTION, n_jobs=2, running=2, markers=2, resume=False),
 ]
 
 
@@ -172,7 +171,7 @@ def test_sigterm_interrupts_running_trials_starts_nothing_and_resume_reruns_them
         _check_resumed(storage, interrupted, sent)
 
 
-def test_sigterm_stops_the_cli_with_143_and_it_resumes(tmp_path: Path) -> None:
+def test_sigterm_stops_the_cli_with_143(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     config = {
         "model": {"class_path": "parallel._models.StallingModule", "init_args": {"sleep": 0.2}},
@@ -187,8 +186,4 @@ def test_sigterm_stops_the_cli_with_143_and_it_resumes(tmp_path: Path) -> None:
     markers.mkdir()
     cli = [sys.executable, "-m", "frameworm_lightning.cli", "search", "-c", str(path)]
     _, _, sent = _preempt(_start(cli, markers, cwd=tmp_path), markers, 1)
-    interrupted = _check_interrupted(storage, 1, sent)
-    again = _start([*cli, "--model.init_args.sleep", "0", "--trainer.max_steps", "2"], tmp_path, cwd=tmp_path)
-    out = _output(again, 300)
-    assert again.returncode == 0, out[-3000:]
-    _check_resumed(storage, interrupted, sent)
+    _check_interrupted(storage, 1, sent)  # resuming is the runner's, tested above
