@@ -29,8 +29,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
+from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
 from frameworm_lightning.runner._rules import FATAL_ATTR
-from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, close_loggers
 from frameworm_lightning.runner._routing import route_params
 from frameworm_lightning.study import Trial
 
@@ -140,8 +140,8 @@ def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any]
 
 
 def trial_dir(root_dir: str | os.PathLike[str], study_name: str, number: int) -> Path:
-    """``root_dir/<study>/trial_<n>``: the trial's logs, config and checkpoint."""
-    return Path(root_dir) / study_name / f"trial_{number}"
+    """``root_dir/<study>/trial_000<n>``: the trial's logs, config and checkpoint."""
+    return Path(root_dir) / study_name / run_name(number)
 
 
 @dataclass
@@ -251,7 +251,8 @@ def _fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, ckpt_p
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main else None
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # The checkpoint's path comes from storage: tensors only, never pickled code (docs/trust.md).
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as exit_:
         if isinstance(exit_.__context__, KeyboardInterrupt):
             raise KeyboardInterrupt from None
@@ -275,6 +276,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     trial.set_system_attr("trial_dir", str(directory))
     reporter: TrialReporter | None = None
+    loggers: list[Any] = []
     try:
         with _quiet_lightning(spec.quiet):
             if spec.seed is not None:
@@ -293,6 +295,10 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
+            for cb in callbacks:  # how long a scheduler lets trials train (halving: max_resource)
+                limits = getattr(cb, "trainer_limits", None)
+                if callable(limits):
+                    trainer_kwargs.update(limits())
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))
@@ -302,11 +308,11 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if not spec.save_checkpoint and not any(isinstance(cb, ModelCheckpoint) for cb in user_callbacks):
                 trainer_kwargs.setdefault("enable_checkpointing", False)  # nor Lightning's default one
             trainer = pl.Trainer(callbacks=callbacks, **trainer_kwargs)
+            loggers = list(trainer.loggers)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
             write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
             _fit(trainer, model, datamodule, resume_checkpoint(trial))
-            close_loggers(trainer.loggers)
             if checkpoint is not None and checkpoint.best_model_path:
                 trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
             if trial.should_prune():
@@ -323,9 +329,11 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
         raise
     except SystemExit as exit_:
         # sys.exit() in user code ends this trial, not the search.
-        trial.fail(traceback.format_exc(), reason=f"SystemExit({exit_.code!r}) raised in the trial")
+        trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
     except Exception as err:  # noqa: BLE001 - any error of user code fails this trial only
         fatal = _fatal(err, reporter)
         if fatal is not None:
             trial.set_system_attr(FATAL_ATTR, fatal)
         trial.fail(traceback.format_exc())
+    finally:
+        finish_loggers(loggers, trial.snapshot(), spec.study_name)  # the stored outcome, to the trackers

@@ -90,10 +90,14 @@ EXECUTORS = ("auto", "inline", "process", "ray")
 # The trial entry point. Not imported here: ``python -m`` must find it not yet imported.
 ENTRY_MODULE = "frameworm_lightning.runner._trial_entry"
 PAYLOAD_VERSION = 1
+PAYLOAD_FILE = "trial.pkl"
+# The storage URL reaches a worker (and its DDP ranks) in its environment, never in a file:
+# it may hold a password (docs/trust.md).
+STORAGE_URL_ENV = "FRAMEWORM_STORAGE_URL"
 # Variables of an enclosing distributed launch: a trial's worker must start its own.
 _LAUNCH_ENV = (
     "LOCAL_RANK", "RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-    "MASTER_PORT", "TORCHELASTIC_RUN_ID", "FRAMEWORM_TRIAL_PGID",
+    "MASTER_PORT", "TORCHELASTIC_RUN_ID", "FRAMEWORM_TRIAL_PGID", STORAGE_URL_ENV,
 )
 _POLL_S = 0.05          # how often running workers are checked
 _LINGER_POLL_S = 5.0    # how often a pull worker with nothing to claim looks again
@@ -209,6 +213,18 @@ def dump_target(target: tuple[Any, ...], what: str) -> tuple[bytes, tuple[str, s
             "a nested function or a class inside a function)."
         ) from None
     return buf.getvalue(), (_main_reference() if pickler.uses_main else None)
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` readable and writable by this user only (mode 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of that name keeps its mode through O_CREAT
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _portable_url(url: str) -> str:
@@ -513,8 +529,8 @@ class LocalLauncher:
     def start(self, payload: dict[str, Any], directory: Path, env: Mapping[str, str]) -> _LocalHandle:
         directory.mkdir(parents=True, exist_ok=True)
         payload = {**payload, "target_path": str(self.target_path)}
-        path = directory / "trial.pkl"
-        path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        env = {**env, STORAGE_URL_ENV: payload.pop("storage_url")}  # the secret stays out of the file
+        path = write_private(directory / PAYLOAD_FILE, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         log_path = directory / "worker.log"
         env = worker_env(env, self.n_jobs)
         if self.zygote is not None and not self.zygote.alive:
@@ -529,6 +545,7 @@ class LocalLauncher:
         if rc is None:
             return None
         kill_group(handle.pid, signal.SIGKILL)  # ranks or loader workers it left behind
+        (handle.directory / PAYLOAD_FILE).unlink(missing_ok=True)  # the trial is over: so is its payload
         if handle.log is not None:
             handle.log.close()
         return WorkerExit(rc, log_tail(handle.log_path), extra=rank_errors(handle.directory),
@@ -810,7 +827,7 @@ def _run(
     target_bytes, main = dump_target(target, what)
     with shareable_study(study) as shared:
         base_payload = {
-            "version": PAYLOAD_VERSION, "storage_url": _portable_url(shared.storage.url),
+            "version": PAYLOAD_VERSION, "storage_url": _portable_url(shared.storage.secret_url),
             "heartbeat_timeout": shared.storage.heartbeat_timeout, "study_name": shared.name,
             "sys_path": [p for p in sys.path if p], "main": main, "executor": executor, "cwd": os.getcwd(),
         }
@@ -834,7 +851,7 @@ def _run(
                 gpu_env = {"CUDA_VISIBLE_DEVICES": ""}
             run_dir.mkdir(parents=True, exist_ok=True)
             target_path = run_dir / f"target-{os.getpid()}-{time.time_ns()}.pkl"
-            target_path.write_bytes(target_bytes)
+            write_private(target_path, target_bytes)
             launcher = LocalLauncher(target_path, n_jobs)
         try:
             return Supervisor(

@@ -159,12 +159,7 @@ class SearchRunner:
         return f"sqlite:///{Path(self.root_dir).resolve() / 'frameworm.db'}"
 
     def _budget(self, space: SearchSpace) -> int:
-        bound = self.sampler.max_trials(space)
-        if self.n_trials is None:
-            if bound is None:
-                raise ValueError(f"n_trials=None needs a bounded sampler such as GridSampler, not {self.sampler!r}.")
-            return bound
-        return self.n_trials
+        return self.sampler.budget(space, self.n_trials)
 
     def prepare(
         self,
@@ -245,8 +240,9 @@ class SearchRunner:
             printer: shown each finished trial (``printer(frozen)``) and each stored one
                 (``printer.observe(frozen)``); default a :class:`TrialPrinter` (none if ``quiet``).
         """
+        space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+        budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
         study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
-        budget = self._budget(study.space)
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
@@ -260,6 +256,10 @@ class SearchRunner:
         else:
             run_serial(study, spec, budget, printer, stop_on_error=self.stop_on_error,
                        keep_best=self.keep_checkpoints == "best")
+        for cb in spec.callbacks:  # e.g. halving removes the paused checkpoints no trial resumes from
+            hook = getattr(cb, "on_search_end", None)
+            if callable(hook):
+                hook(study)
         if self.keep_checkpoints == "best":
             remove_checkpoints(study)
         return SearchResult(study)

@@ -48,7 +48,7 @@ from typing import Any
 
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION
+from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
 from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
@@ -127,7 +127,7 @@ def _run(payload: dict[str, Any], rank: int) -> int:
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
     target = load_target(payload)
-    storage = open_storage(payload["storage_url"], heartbeat_timeout=payload["heartbeat_timeout"])
+    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
     study = Study.load(payload["study_name"], storage)
     frozen = storage.get_trial(payload["trial_id"])
     if rank == 0 and frozen.state is not TrialState.RUNNING:

@@ -71,8 +71,9 @@ def run_worker(
             "a pull worker joins a study other processes share, but storage is in memory; use "
             "storage='postgresql://user@host/db' (many machines) or 'sqlite:///path/study.db' (one machine)."
         )
+    space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+    budget = runner._budget(space)  # noqa: SLF001 - before prepare: a grid too large to finish stores nothing
     study, spec = runner.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs)
-    budget = runner._budget(study.space)  # noqa: SLF001
     printer = printer if printer is not None else TrialPrinter(runner.metric, runner.mode, enabled=not runner.quiet)
     for t in study.trials:
         printer.observe(t)

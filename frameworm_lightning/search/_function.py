@@ -73,7 +73,7 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
         raise
     except SystemExit as exit_:
         # sys.exit() in train_fn ends this trial, not the search (as in a Lightning trial).
-        trial.fail(traceback.format_exc(), reason=f"SystemExit({exit_.code!r}) raised in the trial")
+        trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
     except Exception as err:  # noqa: BLE001 - a failing configuration fails its trial only
         if isinstance(err, MetricNotFoundError):
             trial.set_system_attr(FATAL_ATTR, {"kind": "metric", "metric": err.metric, "available": err.available})
@@ -131,12 +131,7 @@ class FunctionSearch:
         self.result: SearchResult | None = None
 
     def _budget(self) -> int:
-        bound = self.sampler.max_trials(self.space)
-        if self.n_trials is None:
-            if bound is None:
-                raise ValueError(f"{type(self).__name__} needs n_trials.")
-            return bound
-        return self.n_trials
+        return self.sampler.budget(self.space, self.n_trials)
 
     def open_study(self) -> Study:
         """Create or resume the study (done by :meth:`run`; useful to ``enqueue`` first)."""
@@ -165,9 +160,9 @@ class FunctionSearch:
         """
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
+        budget = self._budget()  # a grid too large to finish fails here, before the study is stored
         study = self.open_study()
         study.recover(retry_failed=self.retry_failed)
-        budget = self._budget()
         printer = TrialPrinter(self.metric, self.mode, enabled=self.verbose)
         for t in study.trials:
             printer.observe(t)
