@@ -49,14 +49,14 @@ def our_checkpoint(result: SearchResult) -> None:
     best = result.best_trial
     assert result.best_checkpoint == str(Path(best.system_attrs["trial_dir"]) / "checkpoints" / "best.ckpt")
     assert Path(result.best_checkpoint).is_file()
-    assert type(result.load_best_model()) is Regression
+    assert type(result.load_best_model(Regression)) is Regression
 
 
 def no_checkpoint(result: SearchResult) -> None:
     assert result.best_checkpoint is None
     assert ckpts(result, 0) == [] and ckpts(result, 1) == []
     with pytest.raises(FramewormError, match=r"enable_checkpointing=False"):
-        result.load_best_model()
+        result.load_best_model(Regression)
 
 
 def theirs_reused(result: SearchResult) -> None:
@@ -64,7 +64,7 @@ def theirs_reused(result: SearchResult) -> None:
     for n in (0, 1):
         (only,) = ckpts(result, n)
         assert result.trials[n].system_attrs["checkpoint_path"] == str(only)
-    assert type(result.load_best_model()) is Regression
+    assert type(result.load_best_model(Regression)) is Regression
 
 
 def beside_theirs(result: SearchResult) -> None:

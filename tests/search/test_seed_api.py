@@ -181,4 +181,4 @@ def test_sys_exit_in_train_fn_fails_only_that_trial():
     search = GridSearch(base_config={"x": 0}, search_space={"x": [1, 0]}, metric="loss", verbose=False)
     assert search.run(train)[1] == 0
     failed = search.study.trials[0]
-    assert failed.state.value == "FAILED" and failed.reason == "SystemExit(4) raised in the trial"
+    assert failed.state.value == "FAILED" and failed.reason == "the trial called sys.exit(4)"
