@@ -14,9 +14,10 @@ stores the outcome. The search process only supervises:
   process group is killed (``finish_trial`` moves only ``RUNNING`` trials, so whichever
   of the two stores first wins and the other is a no-op);
 * SIGINT/SIGTERM stop the search: no new claims, running trials stored interrupted
-  (their params are re-enqueued and run first on the next run), every worker group
-  sent SIGTERM (Lightning stops each trial at its next batch), then SIGKILL after a
-  grace period; the search raises ``KeyboardInterrupt`` or ``SIGTERMException(143)``;
+  (their params are re-enqueued and run first on the next run), each trial's process
+  sent SIGTERM (Lightning stops the trial, all its DDP ranks, at its next batch), then
+  its process group SIGKILL after a grace period; the search raises
+  ``KeyboardInterrupt`` or ``SIGTERMException(143)``;
 * a worker ended by SIGTERM from outside (a scheduler preempting it) has its trial
   stored interrupted, not failed;
 * a finished trial that shows every trial would fail (``runner/_rules.py``), or any
@@ -551,8 +552,18 @@ class LocalLauncher:
                           log_path=str(handle.log_path))
 
     def kill(self, handles: Sequence[_LocalHandle]) -> None:
+        """SIGTERM to each trial's own process, SIGKILL to its whole group after a grace period.
+
+        Only the trial's process (DDP rank 0) gets SIGTERM: Lightning passes it on to the
+        other ranks itself and stops them all at one step. A rank that got it twice (from
+        us and from rank 0) would enter Lightning's handler, and its collective, twice and
+        hang until the SIGKILL.
+        """
         for h in handles:
-            kill_group(h.pid, signal.SIGTERM)
+            try:
+                os.kill(h.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + _KILL_GRACE_S
         while time.monotonic() < deadline and any(h.poll() is None for h in handles):
             time.sleep(0.05)

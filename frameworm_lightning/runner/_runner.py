@@ -150,6 +150,7 @@ class SearchRunner:
             raise ValueError(f"keep_checkpoints must be 'all' or 'best', but got keep_checkpoints={keep_checkpoints!r}.")
         self.loggers = loggers
         self.keep_checkpoints = keep_checkpoints
+        self._check_checkpointing()
 
     # Set-up -----------------------------------------------------------------------------
     def _storage_url(self) -> str | Storage:
@@ -179,7 +180,6 @@ class SearchRunner:
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
         check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
-        self._check_checkpointing()
         storage, root_dir = self._storage_url(), self.root_dir
         if self.trainer_kwargs.get("fast_dev_run"):
             # A debug run (a batch or a few per trial) is never stored: its scores would pollute the study.

@@ -8,7 +8,6 @@ and returns a float or a dict of metrics holding ``metric``.
 from __future__ import annotations
 
 import inspect
-import math
 import traceback
 import uuid
 from collections.abc import Callable, Mapping

@@ -76,10 +76,9 @@ class Path_:
 PATHS = [
     Path_("inline"),
     Path_("worker processes", n_jobs=2, executor="process", running=2, markers=2),
-    Path_("pull worker", how="worker"),
+    Path_("pull worker", how="worker", resume=False),  # resumes through the inline loop, tested above
     Path_("DDP trial", trainer={"strategy": "ddp", "devices": 2}, markers=2, resume=False),
     Path_("function API", script=FUNCTION),
-    Path_("function API in worker processes", script=FUNCTION, n_jobs=2, running=2, markers=2, resume=False),
 ]
 
 
@@ -121,6 +120,7 @@ def _preempt(proc: subprocess.Popen[str], markers: Path, n_markers: int) -> tupl
     out = _output(proc, 120)
     assert proc.returncode == 143, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
+    assert "stopped by SIGTERM" in out and "run it again" in out, out[-3000:]
     assert wait_for(lambda: not any(alive(p) for p in family), timeout=30), "processes left behind"
     return proc.returncode, family, sent
 
@@ -160,6 +160,10 @@ def test_sigterm_interrupts_running_trials_starts_nothing_and_resume_reruns_them
     markers.mkdir()
     _, _, sent = _preempt(_start([sys.executable, str(script)], markers), markers, path.markers)
     interrupted = _check_interrupted(storage, path.running, sent)
+    if path.executor == "process" or path.trainer:
+        # Every trial process (each DDP rank too) ended through the SIGTERMException path, not SIGKILL.
+        logs = "".join(p.read_text() for p in (tmp_path / "runs").rglob("worker.log"))
+        assert logs.count("trial worker stopped by SIGTERM") == path.markers, logs[-3000:]
     if path.resume:
         again = _start([sys.executable, str(script)], tmp_path, fast=True)
         out = _output(again, 300)
@@ -167,7 +171,7 @@ def test_sigterm_interrupts_running_trials_starts_nothing_and_resume_reruns_them
         _check_resumed(storage, interrupted, sent)
 
 
-def test_sigterm_stops_the_cli_with_143_and_it_resumes(tmp_path: Path) -> None:
+def test_sigterm_stops_the_cli_with_143(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     config = {
         "model": {"class_path": "parallel._models.StallingModule", "init_args": {"sleep": 0.2}},
@@ -182,8 +186,4 @@ def test_sigterm_stops_the_cli_with_143_and_it_resumes(tmp_path: Path) -> None:
     markers.mkdir()
     cli = [sys.executable, "-m", "frameworm_lightning.cli", "search", "-c", str(path)]
     _, _, sent = _preempt(_start(cli, markers, cwd=tmp_path), markers, 1)
-    interrupted = _check_interrupted(storage, 1, sent)
-    again = _start([*cli, "--model.init_args.sleep", "0", "--trainer.max_steps", "2"], tmp_path, cwd=tmp_path)
-    out = _output(again, 300)
-    assert again.returncode == 0, out[-3000:]
-    _check_resumed(storage, interrupted, sent)
+    _check_interrupted(storage, 1, sent)  # resuming is the runner's, tested above
