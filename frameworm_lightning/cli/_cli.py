@@ -27,6 +27,7 @@ section; ``before_instantiate_classes`` validates the search before anything is 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -39,7 +40,8 @@ from lightning.pytorch.cli import LightningCLI
 
 import frameworm_lightning.stopping  # noqa: F401 - imported so short names (--trainer.callbacks+=ASHA) resolve
 from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, explain
-from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, best_fit_config, build_plan, trainer_overrides
+from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, build_plan, trainer_overrides, trial_fit_config
+from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.runner._progress import format_params
 from frameworm_lightning.trial import FrozenTrial, TrialState
@@ -169,17 +171,22 @@ class SearchCLI(LightningCLI):
         console.print(trials_table(study))
 
     def best(self, output: Optional[str] = None, **_: Any) -> None:
-        """Write the best trial's config (the search's config with the best params set)."""
+        """Write the config the best trial trained, as recorded when it ran."""
         study = self._load_study()
         best = study.best_trial
         if best is None:
             raise UsageError(f"study {study.name!r} has no complete trial yet; run: {self._prog()} search {self._config_args()}")
-        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
-        for key in ("search", "config", "output"):
-            dump.pop(key, None)
         cfg = self.config[self.subcommand].search
         seed = None if cfg.seed is None else cfg.seed + best.number
-        config = best_fit_config(dump, study.space.canonical(best.params), seed)
+        current = trial_fit_config(self._fit_dump(), study.space.canonical(best.params), seed)
+        recorded = best.system_attrs.get(CONFIG_ATTR)
+        if recorded is None:
+            print(f"note: trial {best.number} recorded no config (it ran before frameworm-search recorded them); "
+                  "wrote the current command line's config with its params.", file=sys.stderr, flush=True)
+        elif (changes := _differences(recorded, current)):
+            print(f"note: the current command line differs from what trial {best.number} trained ({changes}); "
+                  "wrote what the trial trained.", file=sys.stderr, flush=True)
+        config = current if recorded is None else recorded
         header = [f"# best trial {best.number} of study {study.name!r}: {study.metric}={best.value:.6g}"]
         if best.system_attrs.get("checkpoint_path"):
             header.append(f"# its checkpoint: {best.system_attrs['checkpoint_path']}")
@@ -214,6 +221,15 @@ class SearchCLI(LightningCLI):
         print(f"wrote {page} (and a PNG per plot, trials.csv) for study {study.name!r}", flush=True)
 
     # Helpers ----------------------------------------------------------------------------
+    def _fit_dump(self) -> dict[str, Any]:
+        """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand."""
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
+        method = getattr(SearchTrainer, self.subcommand)
+        own = set(inspect.signature(method).parameters) - {"self", "model", "datamodule"}
+        for key in ("search", "config", *own):
+            dump.pop(key, None)
+        return dump
+
     def _run(self, how: str, **kwargs: Any) -> None:
         """``SearchRunner.fit`` (``how="fit"``) or ``.worker`` under the live progress view."""
         from frameworm_lightning.cli._progress import SearchProgress  # noqa: PLC0415 - rich only here
@@ -226,10 +242,12 @@ class SearchCLI(LightningCLI):
         callbacks = trainer.pop("callbacks", None) or []  # bound to each trial, like search.stopping
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         try:
+            trial_config = TrialConfig(self._fit_dump(), cfg.seed, type(self).configure_optimizers)
             runner = SearchRunner(
                 metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
                 trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
-                root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective, callbacks=[*callbacks, *cfg.stopping],
+                root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective,
+                callbacks=[trial_config, *callbacks, *cfg.stopping],
                 retry_failed=cfg.retry_failed, stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
                 executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,
                 loggers=cfg.loggers, keep_checkpoints=cfg.keep_checkpoints,
@@ -307,6 +325,27 @@ class SearchCLI(LightningCLI):
                 f"{self._prog()} search {self._config_args()} first, or set search.storage to an earlier search's database."
             )
         return Study.load(self.plan.study_name, storage)
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _differences(recorded: Any, current: Any, key: str = "", limit: int = 4) -> str:
+    """The keys where two configs differ, as ``key: current now, recorded in the trial``."""
+    found: list[str] = []
+
+    def walk(a: Any, b: Any, at: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in [*a, *(k for k in b if k not in a)]:
+                walk(a.get(k), b.get(k), f"{at}.{k}" if at else str(k))
+        elif a != b:
+            found.append(f"{at}: {_short(b)} now, {_short(a)} in the trial")
+
+    walk(recorded, current, key)
+    more = f"; {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
 
 
 class _MetricGuard:

@@ -18,7 +18,7 @@ from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._parallel import resolve_executor, run_parallel, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_keys
+from frameworm_lightning.runner._routing import check_keys, search_targets
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage
@@ -180,7 +180,8 @@ class SearchRunner:
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
-        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
+        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
+                                  **search_targets(self.callbacks)})
         study = Study.create(
             self.study_name or module_cls.__name__, space, metric=self.metric, mode=self.mode,
             sampler=self.sampler, storage=self._storage_url(),
