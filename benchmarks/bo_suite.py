@@ -95,31 +95,43 @@ def _sobol(problem: Problem, seed: int, budget: int) -> History:
 
 
 # Optuna ----------------------------------------------------------------------------------------
+def _optuna_distributions(problem: Problem) -> dict[str, Any]:
+    """The problem's space as Optuna distributions (``study.ask(fixed_distributions)``)."""
+    import optuna.distributions as od
+
+    from frameworm_lightning.space import Categorical, Integer, Real
+
+    out: dict[str, Any] = {}
+    for key, dim in problem.space.items():
+        if isinstance(dim, Real):
+            out[key] = od.FloatDistribution(dim.low, dim.high, log=dim.log)
+        elif isinstance(dim, Integer):
+            out[key] = od.IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step)
+        elif isinstance(dim, Categorical):
+            out[key] = od.CategoricalDistribution(list(dim.choices))
+    return out
+
+
+def _optuna_sampler(kind: str, seed: int, constant_liar: bool = False) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_INITIAL, constant_liar=constant_liar)
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=N_INITIAL)
+
+
 def _optuna(kind: str) -> Callable[[Problem, int, int], History]:
     def run(problem: Problem, seed: int, budget: int) -> History:
         import optuna
 
-        from frameworm_lightning.space import Categorical, Integer, Real
-
-        optuna.logging.set_verbosity(optuna.logging.ERROR)
-        if kind == "tpe":
-            sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_INITIAL)
-        else:
-            sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=N_INITIAL)
-        study = optuna.create_study(sampler=sampler, direction="minimize")
+        study = optuna.create_study(sampler=_optuna_sampler(kind, seed), direction="minimize")
         noise = np.random.default_rng([seed, 7])
         params, values, seconds = [], [], []
         for _ in range(budget):
             t0 = time.perf_counter()
-            trial = study.ask()
-            p: dict[str, Any] = {}
-            for key, dim in problem.space.items():
-                if isinstance(dim, Real):
-                    p[key] = trial.suggest_float(key, dim.low, dim.high, log=dim.log)
-                elif isinstance(dim, Integer):
-                    p[key] = trial.suggest_int(key, dim.low, dim.high, log=dim.log, step=dim.step)
-                elif isinstance(dim, Categorical):
-                    p[key] = trial.suggest_categorical(key, list(dim.choices))
+            trial = study.ask(_optuna_distributions(problem))
+            p = dict(trial.params)
             seconds.append(time.perf_counter() - t0)
             y = problem.observe(p, noise)
             study.tell(trial, y)
@@ -231,6 +243,201 @@ def run_one(optimizer: str, problem_name: str, seed: int, budget: int) -> RunRes
     return RunResult(optimizer, problem_name, seed, problem.value(params[best]) - problem.optimum, seconds)
 
 
+# Asynchronous parallel workers -----------------------------------------------------------------
+# k simulated workers; evaluation i takes a random simulated duration d_i ~ U(0.5, 1.5) (the same
+# sequence for every optimiser); whenever a worker frees up the optimiser is told its result and
+# asked for the next point while the other k - 1 evaluations are still pending.
+ASYNC_OPTIMIZERS = ("bo-logei", "optuna-gp", "optuna-tpe", "botorch-qlogei", "random")
+# Points closer than this in the unit cube (max-norm) count as "the same or nearly the same".
+NEAR_DUPLICATE = 1e-3
+
+
+class _AskTell:
+    """One optimiser behind ``ask() -> (handle, params)`` and ``tell(handle, value)``."""
+
+    def __init__(self, optimizer: str, problem: Problem, seed: int) -> None:
+        self.optimizer, self.problem, self.seed = optimizer, problem, seed
+        if optimizer in ("bo-logei", "random"):
+            from frameworm_lightning import RandomSampler, Study
+            from frameworm_lightning.samplers._bayes import BayesianSampler
+
+            sampler = (BayesianSampler(seed=seed, n_initial_points=N_INITIAL) if optimizer == "bo-logei"
+                       else RandomSampler(seed=seed))
+            self.study = Study.create(f"async-{problem.name}-{seed}", problem.space, metric="f", mode="min",
+                                      sampler=sampler)
+        elif optimizer.startswith("optuna"):
+            import optuna
+
+            # TPE with its constant liar; Optuna's GPSampler has no such option and runs as it is.
+            self.dists = _optuna_distributions(problem)
+            kind = "tpe" if optimizer == "optuna-tpe" else "gp"
+            self.optuna = optuna.create_study(sampler=_optuna_sampler(kind, seed, constant_liar=True),
+                                              direction="minimize")
+        elif optimizer == "botorch-qlogei":
+            import torch
+
+            d = problem.space.dim
+            self.init = torch.quasirandom.SobolEngine(d, scramble=True, seed=seed).draw(N_INITIAL).double()
+            self.done_X: list[Any] = []
+            self.done_Y: list[float] = []
+            self.pending: dict[int, Any] = {}
+            self.asked = 0
+        else:
+            raise ValueError(f"no asynchronous runner for {optimizer!r}")
+
+    def ask(self) -> tuple[Any, dict[str, Any]]:
+        if hasattr(self, "study"):
+            trial = self.study.ask()
+            return trial, dict(trial.params)  # type: ignore[union-attr]
+        if hasattr(self, "optuna"):
+            trial = self.optuna.ask(self.dists)
+            return trial, dict(trial.params)
+        return self._botorch_ask()
+
+    def tell(self, handle: Any, value: float) -> None:
+        if hasattr(self, "study"):
+            handle.complete(value)
+        elif hasattr(self, "optuna"):
+            self.optuna.tell(handle, value)
+        else:
+            self.done_X.append(self.pending.pop(handle))
+            self.done_Y.append(-value)  # BoTorch maximises
+
+    def _botorch_ask(self) -> tuple[Any, dict[str, Any]]:
+        import torch
+        from botorch.acquisition.logei import qLogExpectedImprovement
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms import Standardize
+        from botorch.optim import optimize_acqf
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        space, d = self.problem.space, self.problem.space.dim
+        handle = self.asked
+        self.asked += 1
+        if handle < N_INITIAL or len(self.done_Y) < 2:
+            x = self.init[handle % N_INITIAL]
+        else:
+            train_Y = torch.tensor(self.done_Y, dtype=torch.float64).unsqueeze(-1)
+            model = SingleTaskGP(torch.stack(self.done_X), train_Y, outcome_transform=Standardize(m=1))
+            pending = torch.stack(list(self.pending.values())) if self.pending else None
+            bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+                acqf = qLogExpectedImprovement(model, best_f=train_Y.max(), X_pending=pending)
+                cand, _ = optimize_acqf(acqf, bounds=bounds, q=1, num_restarts=8, raw_samples=512)
+            x = cand[0].detach()
+        params = space.decode(x.numpy())
+        self.pending[handle] = torch.as_tensor(space.encode(params), dtype=torch.float64)
+        return handle, params
+
+
+@dataclass
+class AsyncResult:
+    optimizer: str
+    problem: str
+    seed: int
+    workers: int
+    finished: list[tuple[float, float]]  # (simulated finish time, noise-free value), in time order
+    min_pending_gap: float  # the smallest max-norm unit-cube distance between a new point and a pending one
+    seconds: list[float]
+    error: str | None = None
+
+
+def run_async(optimizer: str, problem_name: str, seed: int, workers: int, horizon: float) -> AsyncResult:
+    """Simulate ``workers`` asynchronous workers until simulated time ``horizon``."""
+    import heapq
+
+    problem = PROBLEMS[problem_name]
+    warnings.simplefilter("ignore")
+    durations = np.random.default_rng([seed, 19])
+    noise = np.random.default_rng([seed, 7])
+    finished: list[tuple[float, float]] = []
+    seconds: list[float] = []
+    min_gap = math.inf
+    try:
+        runner = _AskTell(optimizer, problem, seed)
+        running: list[tuple[float, int, Any, dict[str, Any]]] = []
+        count = 0
+
+        def start(now: float) -> None:
+            nonlocal count, min_gap
+            t0 = time.perf_counter()
+            handle, params = runner.ask()
+            seconds.append(time.perf_counter() - t0)
+            u = problem.space.encode(params)
+            for _, _, _, other in running:
+                min_gap = min(min_gap, float(np.max(np.abs(u - problem.space.encode(other)))))
+            heapq.heappush(running, (now + float(durations.uniform(0.5, 1.5)), count, handle, params))
+            count += 1
+
+        for _ in range(workers):
+            start(0.0)
+        while running:
+            now, _, handle, params = heapq.heappop(running)
+            if now > horizon:
+                break
+            runner.tell(handle, problem.observe(params, noise))
+            finished.append((now, problem.value(params)))
+            start(now)
+    except Exception as err:  # a peer crashing must not lose the other results
+        return AsyncResult(optimizer, problem_name, seed, workers, finished, min_gap, seconds,
+                           f"{type(err).__name__}: {err}")
+    return AsyncResult(optimizer, problem_name, seed, workers, finished, min_gap, seconds)
+
+
+def _regret_at(result: AsyncResult, t: float) -> float:
+    values = [v for when, v in result.finished if when <= t]
+    return min(values) - PROBLEMS[result.problem].optimum if values else math.inf
+
+
+def summarise_async(results: list[AsyncResult], budget: int, optimizers: list[str], problems: list[str],
+                    seeds: list[int], worker_counts: list[int]) -> str:
+    """Mean rank by regret at the common simulated horizon, per worker count; the k = 4 speed-up."""
+    by = {(r.optimizer, r.problem, r.seed, r.workers): r for r in results}
+    t1 = float(budget)  # k = 1 runs for `budget` mean durations; k > 1 runs for a third of that
+    lines = ["| workers | horizon | optimiser | mean rank | median regret | evaluations | "
+             "min gap to a pending point | median s/suggestion |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for k in worker_counts:
+        horizon = t1 if k == 1 else t1 / 3
+        ranks: dict[str, list[float]] = {o: [] for o in optimizers}
+        for prob in problems:
+            for seed in seeds:
+                regrets = np.array([_regret_at(by[(o, prob, seed, k)], horizon) for o in optimizers])
+                for o, rk in zip(optimizers, _rank(regrets)):
+                    ranks[o].append(float(rk))
+        for o in sorted(optimizers, key=lambda o: np.mean(ranks[o])):
+            runs = [by[(o, p, s, k)] for p in problems for s in seeds]
+            regret = np.median([_regret_at(r, horizon) for r in runs])
+            gaps = [r.min_pending_gap for r in runs if math.isfinite(r.min_pending_gap)]
+            secs = [t for r in runs for t in r.seconds[N_INITIAL:]]
+            errors = sorted({r.error for r in runs if r.error})
+            note = f" (errors: {'; '.join(errors)[:120]})" if errors else ""
+            lines.append(f"| {k} | {horizon:g} | {o} | {np.mean(ranks[o]):.2f} | {regret:.4g} | "
+                         f"{np.mean([len(r.finished) for r in runs]):.0f} | "
+                         f"{min(gaps) if gaps else math.nan:.3g} | "
+                         f"{np.median(secs) if secs else math.nan:.3f} |{note}")
+    if 1 in worker_counts and 4 in worker_counts:
+        lines.append("\nTime for k = 4 workers to reach the final regret of the k = 1 run, as a fraction of "
+                     "the k = 1 run's time (runs stop at 1/3; '>1/3': not reached by then)\n")
+        lines.append("| optimiser | reached by 1/3 | median fraction | per run |")
+        lines.append("|---|---:|---:|---|")
+        for o in optimizers:
+            fractions = []
+            for prob in problems:
+                for seed in seeds:
+                    target = _regret_at(by[(o, prob, seed, 1)], t1)
+                    hit = [when for when, _ in by[(o, prob, seed, 4)].finished
+                           if _regret_at(by[(o, prob, seed, 4)], when) <= target + 1e-12]
+                    fractions.append(min(hit) / t1 if hit else math.inf)
+            shown = ", ".join(f"{f:.2f}" if math.isfinite(f) else ">1/3" for f in fractions)
+            lines.append(f"| {o} | {sum(f <= 1 / 3 for f in fractions)}/{len(fractions)} | "
+                         f"{np.median(fractions):.2f} | {shown} |")
+    return "\n".join(lines)
+
+
 def _rank(regrets: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
@@ -273,6 +480,49 @@ def summarise(results: list[RunResult], optimizers: list[str], problems: list[st
     return "\n".join(lines)
 
 
+def _scaling_task(optimizer: str, n: int, seed: int, k: int) -> tuple[str, int, list[float]]:
+    """Seconds of ``k + 1`` suggestions (each told before the next) after ``n`` random Hartmann-6 trials.
+
+    The first suggestion on the history is a cold start (no earlier fit to warm-start from);
+    the next ``k`` are the steady state of a long search. ``optimizer`` is ``"bo-logei"`` or
+    ``"optuna-gp"``; both get the same history.
+    """
+    warnings.simplefilter("ignore")
+    problem = PROBLEMS["hartmann6"]
+    rng = np.random.default_rng([seed, 13])
+    history = [problem.space.decode(rng.random(problem.space.dim)) for _ in range(n)]
+    seconds = []
+    if optimizer == "optuna-gp":
+        import optuna
+
+        dists = _optuna_distributions(problem)
+        study = optuna.create_study(sampler=_optuna_sampler("gp", seed), direction="minimize")
+        study.add_trials([optuna.trial.create_trial(params=p, distributions=dists, value=problem.value(p))
+                          for p in history])
+        for _ in range(k + 1):
+            t0 = time.perf_counter()
+            trial = study.ask(dists)
+            seconds.append(time.perf_counter() - t0)
+            study.tell(trial, problem.value(trial.params))
+    else:
+        from frameworm_lightning import Study
+        from frameworm_lightning.samplers._bayes import BayesianSampler
+
+        ours = Study.create(f"scaling-{n}", problem.space, metric="f", mode="min",
+                            sampler=BayesianSampler(seed=seed, n_initial_points=N_INITIAL))
+        for p in history:
+            ours.enqueue(p, skip_if_exists=False)
+        for _ in range(n):
+            t = ours.ask()
+            t.complete(problem.value(t.params))  # type: ignore[union-attr]
+        for _ in range(k + 1):
+            t0 = time.perf_counter()
+            t = ours.ask()
+            seconds.append(time.perf_counter() - t0)
+            t.complete(problem.value(t.params))  # type: ignore[union-attr]
+    return optimizer, n, seconds
+
+
 def _timing_task(optimizer: str, trials: int, seed: int) -> tuple[str, list[float]]:
     warnings.simplefilter("ignore")
     _, _, seconds = OPTIMIZERS[optimizer](PROBLEMS["hartmann6"], seed, trials)
@@ -289,7 +539,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timing", type=int, default=100,
                         help="also time BayesianSampler and Optuna GPSampler up to this many trials (0: skip)")
     parser.add_argument("--timing-seeds", type=int, default=3, help="seeds of the --timing runs")
-    parser.add_argument("--scaling", default="", help="e.g. 20,100,300: our seconds per suggestion at these sizes")
+    parser.add_argument("--scaling", default="",
+                        help="e.g. 20,100,300,1000: seconds per suggestion (ours and Optuna GP) after that many trials")
+    parser.add_argument("--scaling-k", type=int, default=10, help="suggestions timed at each --scaling size")
+    parser.add_argument("--async-workers", default="",
+                        help="e.g. 1,4,8: also simulate that many asynchronous workers (see run_async)")
+    parser.add_argument("--async-problems", default="", help="problems of the asynchronous runs (default: --problems)")
+    parser.add_argument("--async-optimizers", default=",".join(ASYNC_OPTIMIZERS))
+    parser.add_argument("--no-suite", action="store_true", help="skip the sequential suite")
     parser.add_argument("--out", default="", help="write the raw results as JSON here")
     args = parser.parse_args(argv)
     problems = [p for p in args.problems.split(",") if p]
@@ -302,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     seeds = list(range(args.seeds))
     started = time.time()
-    tasks = [(o, p, s, args.budget) for p in problems for s in seeds for o in optimizers]
+    tasks = [] if args.no_suite else [(o, p, s, args.budget) for p in problems for s in seeds for o in optimizers]
     # Slow optimisers first so the pool stays busy to the end.
     slow = {"bo-hedge": 0, "botorch-logei": 1, "skopt-gp": 2}
     tasks.sort(key=lambda t: slow.get(t[0], 9))
@@ -315,14 +572,29 @@ def main(argv: list[str] | None = None) -> int:
             timing_futures = [pool.submit(_timing_task, o, args.timing, seed)
                               for seed in range(args.timing_seeds) for o in ("bo-logei", "optuna-gp")]
         scaling_sizes = [int(n) for n in args.scaling.split(",") if n]
-        scaling_future = pool.submit(_timing_task, "bo-logei", max(scaling_sizes), 0) if scaling_sizes else None
+        # Pairs side by side again: ours and Optuna's GPSampler on the same history.
+        scaling_futures = [pool.submit(_scaling_task, o, n, 0, args.scaling_k)
+                           for n in scaling_sizes for o in ("bo-logei", "optuna-gp")]
+        worker_counts = [int(k) for k in args.async_workers.split(",") if k]
+        async_problems = [p for p in (args.async_problems or args.problems).split(",") if p]
+        async_optimizers = [o for o in args.async_optimizers.split(",") if o]
+        async_futures = [pool.submit(run_async, o, p, s, k, float(args.budget) if k == 1 else args.budget / 3)
+                         for k in sorted(worker_counts, reverse=True) for p in async_problems for s in seeds
+                         for o in async_optimizers]
         for i, fut in enumerate(futures):
             results.append(fut.result())
             print(f"\r{i + 1}/{len(futures)} runs", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
-        print(f"BO benchmark: budget {args.budget}, seeds {args.seeds}, {args.jobs} worker processes, "
-              f"{time.time() - started:.0f} s")
-        print(summarise(results, optimizers, problems, seeds))
+        if results:
+            print(f"BO benchmark: budget {args.budget}, seeds {args.seeds}, {args.jobs} worker processes, "
+                  f"{time.time() - started:.0f} s")
+            print(summarise(results, optimizers, problems, seeds))
+        if async_futures:
+            async_results = [fut.result() for fut in async_futures]
+            print(f"\n### Asynchronous workers (problems {', '.join(async_problems)}; seeds {args.seeds}; "
+                  f"durations U(0.5, 1.5); {time.time() - started:.0f} s so far)\n")
+            print(summarise_async(async_results, args.budget, async_optimizers, async_problems, seeds,
+                                 sorted(worker_counts)))
         if timing_futures:
             print(f"\n### Seconds per suggestion at trial {args.timing} (Hartmann-6, median of the last 10 "
                   f"suggestions over {args.timing_seeds} seeds)\n")
@@ -335,14 +607,16 @@ def main(argv: list[str] | None = None) -> int:
             for name, runs in timed.items():
                 per_seed = ", ".join(f"{np.median(r):.3f}" for r in runs)
                 print(f"| {name} | {np.median(np.concatenate(runs)):.3f} | {per_seed} |")
-        if scaling_future is not None:
-            _, secs = scaling_future.result()
-            print("\n### BayesianSampler (logei) seconds per suggestion as trials grow (Hartmann-6)\n")
-            print("| trials | s/suggestion (median of 5 around it) |")
-            print("|---:|---:|")
-            for n in scaling_sizes:
-                window = secs[max(n - 3, 0) : n + 2]
-                print(f"| {n} | {np.median(window):.3f} |")
+        if scaling_futures:
+            print(f"\n### Seconds per suggestion after n random trials (Hartmann-6): the first suggestion "
+                  f"(cold) and the median / mean of the next {args.scaling_k} (each told before the next)\n")
+            print("| trials | optimiser | cold | median | mean | max |")
+            print("|---:|---|---:|---:|---:|---:|")
+            for fut in scaling_futures:
+                name, n, secs = fut.result()
+                steady = np.array(secs[1:])
+                print(f"| {n} | {name} | {secs[0]:.3f} | {np.median(steady):.3f} | {steady.mean():.3f} | "
+                      f"{steady.max():.3f} |")
     if args.out:
         with open(args.out, "w") as fh:
             json.dump([asdict(r) for r in results], fh)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.special
 import torch
 
 from frameworm_lightning._gp.gp import DTYPE, GPPosterior
@@ -74,65 +73,36 @@ def _log1mexp(a: torch.Tensor) -> torch.Tensor:
     return torch.where(a > -math.log(2.0), torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(a)))
 
 
-def _log_h_value(z: torch.Tensor) -> torch.Tensor:
-    log_phi = -0.5 * z.square() - _LOG_SQRT_2PI
-    # z > -1: no cancellation, evaluate directly.
-    z_hi = z.clamp_min(-1.0)
-    direct = torch.log(torch.exp(-0.5 * z_hi.square()) / math.sqrt(2 * math.pi) + z_hi * torch.special.ndtr(z_hi))
-    # -1e4 < z <= -1: h = phi(z) * (1 - sqrt(pi/2) * (-z) * erfcx(-z / sqrt(2))), the bracket via log1mexp.
+def log_h(z: torch.Tensor) -> torch.Tensor:
+    """``log(phi(z) + z * Phi(z))``, finite with finite autograd gradients for every finite ``z``.
+
+    Three regions, each evaluated on inputs clamped into it so that no branch produces a
+    non-finite value (or gradient) that ``torch.where`` would have to discard: directly
+    for ``z > -1``; through ``erfcx`` and ``log1mexp`` for ``-1e4 < z <= -1`` (as BoTorch's
+    ``_log_ei_helper``, after Ament et al., 2023); the asymptote ``log phi(z) - 2 log(-z)``
+    below.
+    """
+    if bool((z > -1.0).all()):  # the usual case near the incumbent: one short graph to differentiate
+        return _log_h_direct(z)
+    log_phi = -0.5 * z * z - _LOG_SQRT_2PI
+    # h = phi(z) * (1 - sqrt(pi/2) * (-z) * erfcx(-z / sqrt(2))), the bracket via log1mexp.
     z_mid = z.clamp(_ASYMPTOTIC_Z, -1.0)
     a = torch.log(-z_mid) + torch.log(torch.special.erfcx(-z_mid / math.sqrt(2.0))) + _LOG_SQRT_PI_OVER_2
     middle = log_phi + _log1mexp(a)
-    # z <= -1e4: h ~ phi(z) / z^2.
-    z_lo = z.clamp_max(_ASYMPTOTIC_Z)
-    tail = log_phi - 2.0 * torch.log(-z_lo)
-    return torch.where(z > -1.0, direct, torch.where(z > _ASYMPTOTIC_Z, middle, tail))
+    tail = log_phi - 2.0 * torch.log(-z.clamp_max(_ASYMPTOTIC_Z))
+    return torch.where(z > -1.0, _log_h_direct(z.clamp_min(-1.0)), torch.where(z > _ASYMPTOTIC_Z, middle, tail))
 
 
-class _LogH(torch.autograd.Function):
-    # h'(z) = Phi(z), so d log h / dz = Phi(z) / h(z) = exp(log Phi(z) - log h(z)): one
-    # backward node instead of the graph of three branches (the acquisition optimiser
-    # differentiates this hundreds of times per suggestion).
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        out = _log_h_value(z)
-        ctx.save_for_backward(z, out)
-        return out
-
-    @staticmethod
-    def backward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
-    ) -> torch.Tensor:
-        z, out = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad * torch.exp(torch.special.log_ndtr(z) - out)
-
-
-def log_h(z: torch.Tensor) -> torch.Tensor:
-    """``log(phi(z) + z * Phi(z))``, finite with finite gradients for every finite ``z``."""
-    return _LogH.apply(z)  # type: ignore[no-any-return]
-
-
-def _np_log_h(z: np.ndarray) -> np.ndarray:
-    """:func:`log_h` in numpy (the optimiser's fast path); the same three regions."""
-    log_phi = -0.5 * z * z - _LOG_SQRT_2PI
-    z_hi = np.maximum(z, -1.0)
-    direct = np.log(np.exp(-0.5 * z_hi * z_hi) / math.sqrt(2 * math.pi) + z_hi * scipy.special.ndtr(z_hi))
-    z_mid = np.clip(z, _ASYMPTOTIC_Z, -1.0)
-    a = np.log(-z_mid) + np.log(scipy.special.erfcx(-z_mid / math.sqrt(2.0))) + _LOG_SQRT_PI_OVER_2
-    with np.errstate(divide="ignore"):
-        log1mexp = np.where(a > -math.log(2.0), np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
-    middle = log_phi + log1mexp
-    tail = log_phi - 2.0 * np.log(-np.minimum(z, _ASYMPTOTIC_Z))
-    return np.where(z > -1.0, direct, np.where(z > _ASYMPTOTIC_Z, middle, tail))
+def _log_h_direct(z: torch.Tensor) -> torch.Tensor:
+    """``log h(z)`` evaluated as written: accurate for ``z > -1`` (no cancellation there)."""
+    return torch.log(torch.exp(-0.5 * z * z) / math.sqrt(2 * math.pi) + z * torch.special.ndtr(z))
 
 
 class AcquisitionFunction(torch.nn.Module):
     """Scores points under a posterior; subclasses implement :meth:`forward`.
 
-    Subclasses may also implement :meth:`_score_and_partials` (the score and its partial
-    derivatives in the posterior mean and standard deviation, in numpy); then
-    :meth:`value_and_grad` gives scores and input gradients in closed form, which the
-    acquisition optimiser prefers to autograd. Tests check both paths agree.
+    Every score is one torch expression of the posterior mean and standard deviation;
+    the optimiser differentiates it by autograd.
 
     Args:
         posterior: a fitted :class:`~frameworm_lightning._gp.gp.GPPosterior`.
@@ -141,21 +111,6 @@ class AcquisitionFunction(torch.nn.Module):
     def __init__(self, posterior: GPPosterior) -> None:
         super().__init__()
         self.gp = posterior
-
-    def _score_and_partials(
-        self, mean: np.ndarray, std: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        return None
-
-    def value_and_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """Scores ``(b,)`` and their gradients ``(b, d)`` at ``X`` (b, d), or ``None`` without a fast path."""
-        if type(self)._score_and_partials is AcquisitionFunction._score_and_partials:
-            return None
-        mean, std, d_mean, d_std = self.gp.mean_std_and_grad(X)
-        out = self._score_and_partials(mean, std)
-        assert out is not None
-        value, da_dmean, da_dstd = out
-        return value, da_dmean[:, None] * d_mean + da_dstd[:, None] * d_std
 
     def posterior(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation at ``X`` of shape ``(b, d)`` or ``(d,)``; each ``(b,)``."""
@@ -179,20 +134,15 @@ class _Improvement(AcquisitionFunction):
         return (mean - self.best_f) / sigma, sigma
 
 
-    def _z_np(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-        return (mean - float(self.best_f)) / std
-
-
 class ExpectedImprovement(_Improvement):
     """``E[max(f(x) - best_f, 0)] = sigma * h(z)``.
 
     Example:
         >>> import torch
-        >>> from frameworm_lightning._gp.gp import GPPosterior
+        >>> from frameworm_lightning._gp.gp import GPModel, GPPosterior
         >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
-        >>> post = GPPosterior(X, torch.tensor([0.0, 1.0], dtype=torch.float64), torch.tensor([0.5]),
-        ...                    torch.tensor(1.0), torch.tensor(1e-6), torch.tensor([False]))
-        >>> ei = ExpectedImprovement(post, best_f=1.0)
+        >>> model = GPModel(X, torch.tensor([0.0, 1.0], dtype=torch.float64), torch.tensor([False]))
+        >>> ei = ExpectedImprovement(GPPosterior.from_model(model), best_f=1.0)
         >>> bool(ei(torch.tensor([[0.9]])) > ei(torch.tensor([[0.1]])))
         True
     """
@@ -201,10 +151,6 @@ class ExpectedImprovement(_Improvement):
         z, sigma = self._z(X)
         return sigma * torch.exp(log_h(z))
 
-    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        z = self._z_np(mean, std)
-        return std * np.exp(_np_log_h(z)), scipy.special.ndtr(z), np.exp(-0.5 * z * z - _LOG_SQRT_2PI)
-
 
 class LogExpectedImprovement(_Improvement):
     """``log EI = log h(z) + log sigma``: the same ranking as EI, with useful gradients everywhere."""
@@ -212,12 +158,6 @@ class LogExpectedImprovement(_Improvement):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         z, sigma = self._z(X)
         return log_h(z) + torch.log(sigma)
-
-    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        z = self._z_np(mean, std)
-        lh = _np_log_h(z)
-        g = np.exp(scipy.special.log_ndtr(z) - lh)  # d log h / dz
-        return lh + np.log(std), g / std, (1.0 - g * z) / std
 
 
 class ProbabilityOfImprovement(_Improvement):
@@ -240,12 +180,6 @@ class ProbabilityOfImprovement(_Improvement):
         z, sigma = self._z(X)
         return torch.special.log_ndtr(z - self.xi / sigma)
 
-    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w = self._z_np(mean, std) - float(self.xi) / std
-        log_cdf = scipy.special.log_ndtr(w)
-        q = np.exp(-0.5 * w * w - _LOG_SQRT_2PI - log_cdf)  # phi(w) / Phi(w)
-        return log_cdf, q / std, -q * w / std
-
 
 class UpperConfidenceBound(AcquisitionFunction):
     """``mean + sqrt(beta) * sigma``: larger ``beta`` explores more.
@@ -264,10 +198,6 @@ class UpperConfidenceBound(AcquisitionFunction):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         mean, sigma = self.posterior(X)
         return mean + self.sqrt_beta * sigma
-
-    def _score_and_partials(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        b = float(self.sqrt_beta)
-        return mean + b * std, np.ones_like(mean), np.full_like(std, b)
 
 
 def build_acquisition(

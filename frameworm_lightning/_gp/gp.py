@@ -1,10 +1,18 @@
-"""The Gaussian-process surrogate: a GPyTorch exact GP, its fit, and a cached posterior.
+"""The Gaussian-process surrogate: a GPyTorch exact GP, its MAP fit, and a cached posterior.
 
-The model is a GPyTorch ``ExactGP`` with a zero mean (outputs are standardised) and a
-scaled Matérn-5/2 kernel with one lengthscale per column. Continuous and integer columns
-enter through the usual scaled distance; a categorical column adds ``1 / lengthscale^2``
-when two points hold different choices, so the kernel never assumes an order between
-choices (a Hamming-distance kernel, in the style of CoCaBO/Optuna).
+GPyTorch is the single source of truth for the model: the kernel
+(:class:`MixedMatern52Kernel`, the only place the Matérn formula is written), the
+Gaussian likelihood, the priors and the exact marginal likelihood
+(``gpytorch.mlls.ExactMarginalLogLikelihood``, priors included). :class:`GPPosterior`
+only caches what prediction needs (the Cholesky factor of the training covariance and
+``K^-1 y``) and evaluates the kernel module's own ``forward``, so acquisition functions
+are differentiated by autograd through that one formula.
+
+The model has a zero mean (outputs are standardised) and a scaled Matérn-5/2 kernel with
+one lengthscale per column. Continuous and integer columns enter through the usual
+scaled distance; a categorical column adds ``1 / lengthscale^2`` when two points hold
+different choices, so the kernel never assumes an order between choices (a
+Hamming-distance kernel, in the style of CoCaBO/Optuna).
 
 Priors (in standardised output units):
 
@@ -34,29 +42,28 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gpytorch
 import numpy as np
-import scipy.linalg
 import scipy.optimize
 import torch
 from gpytorch.constraints import GreaterThan
 from gpytorch.priors import GammaPrior, LogNormalPrior
+from linear_operator.utils.cholesky import psd_safe_cholesky
+from linear_operator.utils.errors import NanError, NotPSDError
+from linear_operator.utils.warnings import NumericalWarning
 
 __all__ = [
     "DTYPE",
-    "FitResult",
     "GPModel",
     "GPNumericalError",
     "GPPosterior",
     "MixedMatern52Kernel",
+    "NOISE_FLOOR",
+    "dim_scaled_lengthscale_prior",
     "fit_gp",
-    "matern52",
-    "matern52_from_terms",
-    "pairwise_terms",
-    "robust_cholesky",
+    "gp_settings",
     "standardize",
     "torch_threads",
     "warp_targets",
@@ -71,18 +78,43 @@ MIN_LENGTHSCALE = 0.025
 _LENGTHSCALE_RANGE = (1e-3, 1e2)
 _OUTPUTSCALE_RANGE = (1e-2, 1e2)
 _NOISE_RANGE = (1e-9, 10.0)
+# A failed Cholesky factorisation is retried with jitter 1e-8, 1e-7, ..., 1e-4 (the
+# outputs are standardised, so these are relative to the prior variance).
+_JITTER = 1e-8
+_JITTER_TRIES = 5
+# The fit stops when the loss (in nats per point) improves by less than this, relatively:
+# hyperparameters more precise than that do not change a suggestion.
+_FIT_FTOL = 1e-6
+# ... or when no raw hyperparameter's gradient exceeds this (nats per point per unit of
+# log-scale): a warm start that is already this close to the optimum stops at once.
+_FIT_GTOL = 1e-3
 
 
 def _log_constraint(lower: float) -> GreaterThan:
     return GreaterThan(lower, transform=torch.exp, inv_transform=torch.log)
-_JITTERS = (0.0, 1e-8, 1e-6, 1e-4)
-# The fit stops when the loss (in nats per point) improves by less than this, relatively:
-# hyperparameters more precise than that do not change a suggestion.
-_FIT_FTOL = 1e-6
 
 
 class GPNumericalError(RuntimeError):
     """The kernel matrix could not be factorised, or the fit produced non-finite values."""
+
+
+@contextlib.contextmanager
+def gp_settings() -> Iterator[None]:
+    """GPyTorch settings for the small exact GPs of a search, set locally (never globally).
+
+    Always a Cholesky factorisation (never conjugate gradients or Lanczos, which GPyTorch
+    uses for matrices past ``max_cholesky_size``), with the jitter schedule of this module; GPyTorch's
+    jitter warnings are silenced because a retried factorisation is expected here.
+    """
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(gpytorch.settings.max_cholesky_size(10**9))
+        stack.enter_context(gpytorch.settings.cholesky_jitter(float_value=1e-6, double_value=_JITTER))
+        stack.enter_context(gpytorch.settings.cholesky_max_tries(_JITTER_TRIES))
+        stack.enter_context(gpytorch.settings.debug(False))
+        stack.enter_context(gpytorch.settings.lazily_evaluate_kernels(False))
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore", NumericalWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -124,66 +156,13 @@ def _blas_limits(n: int) -> contextlib.AbstractContextManager[object]:
     return controller.limit(limits=n, user_api="blas")  # type: ignore[no-any-return]
 
 
-def pairwise_terms(x1: torch.Tensor, x2: torch.Tensor, categorical_mask: torch.Tensor) -> torch.Tensor:
-    """Per-column distance terms: squared differences, or ``1`` where two choices differ.
-
-    Args:
-        x1: shape ``(..., n, d)``.
-        x2: shape ``(..., m, d)``.
-        categorical_mask: bool, shape ``(d,)``: columns compared for equality only.
-
-    Returns:
-        Shape ``(..., n, m, d)``. The squared scaled distance is ``terms @ lengthscale**-2``;
-        computing the terms once per fit turns every kernel evaluation into one matmul.
-    """
-    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
-    if not bool(categorical_mask.any()):
-        return diff.square()
-    return torch.where(categorical_mask, (diff != 0).to(diff.dtype), diff.square())
-
-
-def matern52_from_terms(terms: torch.Tensor, lengthscale: torch.Tensor) -> torch.Tensor:
-    """The unit-variance Matérn-5/2 kernel from :func:`pairwise_terms` ``(..., n, m, d)``; ``(..., n, m)``."""
-    sqd = terms @ lengthscale.pow(-2)
-    # sqrt has an infinite derivative at 0; the clamp keeps gradients finite on the diagonal.
-    r = torch.sqrt(5.0 * sqd.clamp_min(1e-36))
-    return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
-
-
-def _matern52_large_batch(
-    x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor, categorical_mask: torch.Tensor
-) -> torch.Tensor:
-    """:func:`matern52` for many points without gradients: ``|a|^2 + |b|^2 - 2 a.b`` on the
-    ordered columns (one matmul instead of an ``(n, m, d)`` tensor); ``(n, m)``."""
-    cont = ~categorical_mask
-    z1, z2 = x1[:, cont] / lengthscale[cont], x2[:, cont] / lengthscale[cont]
-    sqd = (z1.square().sum(-1, keepdim=True) + z2.square().sum(-1) - 2.0 * z1 @ z2.T).clamp_min(0.0)
-    if bool(categorical_mask.any()):
-        terms = pairwise_terms(x1[:, categorical_mask], x2[:, categorical_mask], torch.ones(1, dtype=torch.bool))
-        sqd = sqd + terms @ lengthscale[categorical_mask].pow(-2)
-    r = torch.sqrt(5.0 * sqd)
-    return (1.0 + r + r.square() / 3.0) * torch.exp(-r)
-
-
-def matern52(
-    x1: torch.Tensor, x2: torch.Tensor, lengthscale: torch.Tensor, categorical_mask: torch.Tensor
-) -> torch.Tensor:
-    """The unit-variance mixed Matérn-5/2 kernel.
-
-    Args:
-        x1: shape ``(..., n, d)``.
-        x2: shape ``(..., m, d)``.
-        lengthscale: shape ``(d,)``.
-        categorical_mask: bool, shape ``(d,)``: columns compared for equality only.
-
-    Returns:
-        The kernel matrix, shape ``(..., n, m)``.
-    """
-    return matern52_from_terms(pairwise_terms(x1, x2, categorical_mask), lengthscale)
-
-
 class MixedMatern52Kernel(gpytorch.kernels.Kernel):
     """A GPyTorch kernel: Matérn-5/2 on ordered columns, Hamming distance on categorical ones.
+
+    The squared scaled distance is ``sum_c (x_c - x'_c)^2 / l_c^2`` over ordered columns
+    (computed as ``|a|^2 + |b|^2 - 2 a.b``, one matmul) plus ``sum_c [x_c != x'_c] / l_c^2``
+    over categorical ones; then ``k = (1 + r + r^2 / 3) exp(-r)`` with
+    ``r = sqrt(5 * distance^2)``. This ``forward`` is the only place the formula is written.
 
     Args:
         categorical_mask: bool, shape ``(d,)``.
@@ -196,11 +175,31 @@ class MixedMatern52Kernel(gpytorch.kernels.Kernel):
         mask = torch.as_tensor(categorical_mask, dtype=torch.bool)
         super().__init__(ard_num_dims=int(mask.numel()), **kwargs)  # type: ignore[arg-type]
         self.register_buffer("categorical_mask", mask)
+        self._ordered = bool((~mask).any())
+        self._categorical = bool(mask.any())
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: object) -> torch.Tensor:
+        """``x1`` (..., n, d), ``x2`` (..., m, d) -> the kernel matrix ``(..., n, m)`` (``(..., n)`` with ``diag``)."""
         if diag:
             return torch.ones(x1.shape[:-1], dtype=x1.dtype)
-        return matern52(x1, x2, self.lengthscale.reshape(-1), self.categorical_mask)
+        inv_ls = self.lengthscale.reshape(-1).reciprocal()
+        if self._categorical:
+            mask = self.categorical_mask
+            differ = x1[..., mask].unsqueeze(-2) != x2[..., mask].unsqueeze(-3)
+            sqd = differ.to(x1.dtype) @ inv_ls[mask].square()
+            if self._ordered:
+                sqd = sqd + _scaled_sq_dist(x1[..., ~mask], x2[..., ~mask], inv_ls[~mask])
+        else:
+            sqd = _scaled_sq_dist(x1, x2, inv_ls)
+        # sqrt has an infinite derivative at 0; the clamp keeps gradients finite on the diagonal.
+        r = torch.sqrt(5.0 * sqd.clamp_min(1e-36))
+        return (1.0 + r + r * r / 3.0) * torch.exp(-r)
+
+
+def _scaled_sq_dist(x1: torch.Tensor, x2: torch.Tensor, inv_ls: torch.Tensor) -> torch.Tensor:
+    """``sum_c ((x1_c - x2_c) * inv_ls_c)^2`` as ``|a|^2 + |b|^2 - 2 a.b`` (one matmul); ``(..., n, m)``."""
+    z1, z2 = x1 * inv_ls, x2 * inv_ls
+    return (z1 * z1).sum(-1, keepdim=True) + (z2 * z2).sum(-1).unsqueeze(-2) - 2.0 * z1 @ z2.transpose(-1, -2)
 
 
 def dim_scaled_lengthscale_prior(d: int) -> LogNormalPrior:
@@ -214,7 +213,7 @@ def dim_scaled_lengthscale_prior(d: int) -> LogNormalPrior:
     turns random. A median of ``0.7 * sqrt(d)`` with ``sigma = 0.7`` keeps the model
     smooth unless the data insist.
     """
-    return LogNormalPrior(loc=0.5 * math.log(max(d, 1)) + math.log(0.7), scale=0.7)
+    return LogNormalPrior(loc=0.5 * math.log(max(d, 1)) + math.log(0.7), scale=0.7, validate_args=False)
 
 
 class GPModel(gpytorch.models.ExactGP):
@@ -242,9 +241,6 @@ class GPModel(gpytorch.models.ExactGP):
         )
         super().__init__(X_train, y_train, likelihood)
         self.noise_floor = float(noise_floor)
-        self._dist_terms: torch.Tensor | None = None
-        self._dist_terms_of: torch.Tensor | None = None
-        self._prior_list: list[tuple[torch.nn.Module, object, object]] | None = None
         self.mean_module = gpytorch.means.ZeroMean()
         self.covar_module = gpytorch.kernels.ScaleKernel(
             MixedMatern52Kernel(
@@ -316,74 +312,24 @@ class GPModel(gpytorch.models.ExactGP):
     def negative_log_posterior(self) -> torch.Tensor:
         """``-(log p(y | theta) + log p(theta)) / n``: the loss the fit minimises.
 
-        The same quantity as GPyTorch's ``ExactMarginalLogLikelihood`` with the priors
-        added (a test checks they agree), written on the kernel's distance terms (computed
-        once per training set): about twice as fast for the small ``n`` of a search.
+        GPyTorch's ``ExactMarginalLogLikelihood`` (which adds the priors) on the training
+        data, under :func:`gp_settings`. Raises :class:`GPNumericalError` when the
+        covariance cannot be factorised even with jitter.
         """
-        X, y = self.train_inputs[0], self.train_targets
-        n = y.shape[0]
-        if self._dist_terms is None or self._dist_terms_of is not X:
-            self._dist_terms = pairwise_terms(X, X, self.covar_module.base_kernel.categorical_mask)
-            self._dist_terms_of = X
-        kernel = self.covar_module
-        K = kernel.outputscale * matern52_from_terms(self._dist_terms, kernel.base_kernel.lengthscale.reshape(-1))
-        L = robust_cholesky(K + self.likelihood.noise.reshape(()) * torch.eye(n, dtype=DTYPE))
-        a = torch.linalg.solve_triangular(L, y.unsqueeze(-1), upper=False).squeeze(-1)
-        nll = 0.5 * a.square().sum() + L.diagonal().log().sum() + 0.5 * n * math.log(2 * math.pi)
-        if self._prior_list is None:
-            self._prior_list = [(module, prior, closure) for _, module, prior, closure, _ in self.named_priors()]
-        log_prior = sum(_log_prob(prior, closure(module)) for module, prior, closure in self._prior_list)
-        return (nll - log_prior) / n
+        self.train()
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.likelihood, self)
+        try:
+            with gp_settings():
+                return -mll(self(*self.train_inputs), self.train_targets)  # type: ignore[no-any-return]
+        except (NotPSDError, NanError) as err:
+            raise GPNumericalError(str(err)) from err
 
 
-def _log_prob(prior: object, value: torch.Tensor) -> torch.Tensor:
-    """``prior.log_prob(value).sum()``, in closed form for the priors used here.
-
-    ``torch.distributions`` validates and transforms on every call, which made the priors
-    a quarter of the cost of a marginal-likelihood evaluation.
-    """
-    if isinstance(prior, LogNormalPrior):
-        loc, scale = prior.loc, prior.scale
-        log_x = value.log()
-        quad = (log_x - loc).square() / (2 * scale.square())
-        return (-log_x - scale.log() - 0.5 * math.log(2 * math.pi) - quad).sum()
-    if isinstance(prior, GammaPrior):
-        a, b = prior.concentration, prior.rate
-        return (a * b.log() - torch.lgamma(a) + (a - 1) * value.log() - b * value).sum()
-    return prior.log_prob(value).sum()  # type: ignore[attr-defined]
-
-
-def robust_cholesky(K: torch.Tensor) -> torch.Tensor:
-    """The lower Cholesky factor of ``K`` (n, n), adding growing jitter if it is not positive definite.
-
-    Raises:
-        GPNumericalError: ``K`` is not finite, or not factorisable with the largest jitter.
-    """
-    if not bool(torch.isfinite(K).all()):
-        raise GPNumericalError("the kernel matrix has non-finite entries.")
-    scale = K.diagonal().mean().detach().clamp_min(1e-12)
-    eye = torch.eye(K.shape[-1], dtype=K.dtype)
-    for jitter in _JITTERS:
-        L, info = torch.linalg.cholesky_ex(K + (jitter * scale) * eye if jitter else K)
-        if int(info) == 0:
-            return L
-    raise GPNumericalError(f"the kernel matrix is not positive definite, even with jitter {_JITTERS[-1]:g}.")
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """The outcome of :func:`fit_gp`: the best raw hyperparameters found and their loss."""
-
-    raw: np.ndarray
-    loss: float
-    n_evals: int
-
-
-def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 100) -> FitResult:
+def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 100) -> None:
     """Fit ``model``'s hyperparameters by L-BFGS-B from each start; keep the best.
 
     Args:
-        model: the GP; on return it holds the best hyperparameters found.
+        model: the GP; on return it holds the best hyperparameters found (in eval mode).
         starts: raw hyperparameter vectors to start from; ``None`` means the model's
             current values.
         maxiter: the L-BFGS-B iteration cap of each start (the cost bound of a fit).
@@ -393,11 +339,10 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
     """
     params = list(model.parameters())
     current = model.raw_vector()
-    best_raw, best_loss, n_evals = None, math.inf, 0
+    best_raw, best_loss = None, math.inf
 
     def loss_and_grad(v: np.ndarray) -> tuple[float, np.ndarray]:
-        nonlocal best_raw, best_loss, n_evals
-        n_evals += 1
+        nonlocal best_raw, best_loss
         model.load_raw_vector(v)
         for p in params:
             p.grad = None
@@ -414,19 +359,16 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
             best_loss, best_raw = value, v.copy()
         return value, grad
 
-    model.train()
     bounds = model.raw_bounds()
     lo, hi = np.array(bounds).T
     for start in starts:
         x0 = np.clip(current if start is None else np.asarray(start, dtype=float), lo, hi)
         scipy.optimize.minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": maxiter, "ftol": _FIT_FTOL})
-    if best_raw is None:
-        model.load_raw_vector(current)
-        raise GPNumericalError("the GP fit found no hyperparameters with a finite marginal likelihood.")
-    model.load_raw_vector(best_raw)
+                                options={"maxiter": maxiter, "ftol": _FIT_FTOL, "gtol": _FIT_GTOL})
+    model.load_raw_vector(current if best_raw is None else best_raw)
     model.eval()
-    return FitResult(best_raw, best_loss, n_evals)
+    if best_raw is None:
+        raise GPNumericalError("the GP fit found no hyperparameters with a finite marginal likelihood.")
 
 
 _YJ_LAMBDAS = np.round(np.arange(-2.0, 4.0 + 1e-9, 0.05), 2)[:, None]  # (k, 1)
@@ -482,105 +424,84 @@ def standardize(y: np.ndarray) -> tuple[np.ndarray, float, float]:
     return (y - mean) / std, mean, std
 
 
+def _cholesky(K: torch.Tensor) -> torch.Tensor:
+    """GPyTorch's jittered Cholesky factorisation of ``K`` under :func:`gp_settings`."""
+    try:
+        with gp_settings():
+            return psd_safe_cholesky(K)
+    except (NotPSDError, NanError) as err:
+        raise GPNumericalError(str(err)) from err
+
+
 class GPPosterior(torch.nn.Module):
     """The posterior of a fitted :class:`GPModel`, with the Cholesky factor computed once.
 
-    Evaluating it costs one cross-covariance and one triangular solve, and is
-    differentiable in ``X``; the hyperparameters are frozen buffers.
+    It keeps the model's own kernel module (frozen) and evaluates its ``forward``, so the
+    formula is GPyTorch's; what it adds is the cache: the Cholesky factor ``L`` of the
+    training covariance and ``alpha = K^-1 y``. Evaluating it costs one cross-covariance
+    and one triangular solve, and is differentiable in ``X``. A test checks it against
+    GPyTorch's own prediction.
 
     Args:
+        kernel: the fitted (scaled) kernel module; its hyperparameters are frozen here.
         X_train: shape ``(n, d)``.
         y_train: shape ``(n,)`` (standardised).
-        lengthscale: shape ``(d,)``.
-        outputscale: scalar.
-        noise: scalar noise variance, or per-point variances of shape ``(n,)``.
-        categorical_mask: bool, shape ``(d,)``.
+        noise: per-point noise variances, shape ``(n,)``.
+        L: the Cholesky factor of ``kernel(X_train) + diag(noise)``, if already known.
     """
 
     def __init__(
         self,
+        kernel: gpytorch.kernels.Kernel,
         X_train: torch.Tensor,
         y_train: torch.Tensor,
-        lengthscale: torch.Tensor,
-        outputscale: torch.Tensor,
         noise: torch.Tensor,
-        categorical_mask: torch.Tensor,
+        L: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        self.kernel = kernel.requires_grad_(False)
         self.register_buffer("X_train", X_train.detach().to(DTYPE))
         self.register_buffer("y_train", y_train.detach().to(DTYPE))
-        self.register_buffer("lengthscale", lengthscale.detach().to(DTYPE).reshape(-1))
-        self.register_buffer("outputscale", outputscale.detach().to(DTYPE).reshape(()))
-        noise = noise.detach().to(DTYPE)
-        self.register_buffer("noise", noise.expand(X_train.shape[0]).clone() if noise.dim() == 0 else noise)
-        self.register_buffer("categorical_mask", torch.as_tensor(categorical_mask, dtype=torch.bool))
-        K = self.outputscale * matern52(self.X_train, self.X_train, self.lengthscale, self.categorical_mask)
-        self.register_buffer("L", robust_cholesky(K + torch.diag(self.noise)))
-        a = torch.linalg.solve_triangular(self.L, self.y_train.unsqueeze(-1), upper=False)
-        self.register_buffer("alpha", torch.linalg.solve_triangular(self.L.T, a, upper=True).squeeze(-1))
-        self._np: dict[str, Any] | None = None  # numpy views for mean_std_and_grad
+        self.register_buffer("noise", noise.detach().to(DTYPE).expand(X_train.shape[0]).clone())
+        if L is None:
+            with torch.no_grad():
+                L = _cholesky(self.kernel.forward(self.X_train, self.X_train) + torch.diag(self.noise))
+        self.register_buffer("L", L)
+        self.register_buffer("alpha", torch.cholesky_solve(self.y_train.unsqueeze(-1), L).squeeze(-1))
+        with torch.no_grad():
+            self.register_buffer("prior_var", self.kernel.forward(self.X_train[:1], self.X_train[:1], diag=True)[0])
 
     @classmethod
     def from_model(cls, model: GPModel) -> GPPosterior:
-        mask = model.covar_module.base_kernel.categorical_mask
-        return cls(model.train_inputs[0], model.train_targets, model.lengthscale, model.outputscale,
-                   model.noise, mask)
+        """The posterior of ``model`` with its current hyperparameters."""
+        X = model.train_inputs[0]
+        return cls(model.covar_module, X, model.train_targets, model.noise.expand(X.shape[0]))
 
     def condition_on(self, X_new: torch.Tensor, y_new: torch.Tensor, noise: float | None = None) -> GPPosterior:
         """The posterior with ``(X_new (k, d), y_new (k,))`` added as observations.
 
-        Hyperparameters are kept; this is how pending trials enter as fantasies.
+        Hyperparameters are kept (this is how pending trials enter as fantasies), and the
+        Cholesky factor is extended by the ``k`` new rows instead of recomputed.
         """
         if X_new.shape[0] == 0:
             return self
+        X_new = X_new.to(DTYPE)
         extra = torch.full((X_new.shape[0],), float(self.noise.min()) if noise is None else noise, dtype=DTYPE)
-        return GPPosterior(torch.cat([self.X_train, X_new.to(DTYPE)]), torch.cat([self.y_train, y_new.to(DTYPE)]),
-                           self.lengthscale, self.outputscale, torch.cat([self.noise, extra]),
-                           self.categorical_mask)
+        with torch.no_grad():
+            B = torch.linalg.solve_triangular(self.L, self.kernel.forward(self.X_train, X_new), upper=False)  # (n, k)
+            S = self.kernel.forward(X_new, X_new) + torch.diag(extra) - B.T @ B
+            n, k = B.shape
+            L = torch.zeros(n + k, n + k, dtype=DTYPE)
+            L[:n, :n] = self.L
+            L[n:, :n] = B.T
+            L[n:, n:] = _cholesky(S)
+        return GPPosterior(self.kernel, torch.cat([self.X_train, X_new]), torch.cat([self.y_train, y_new.to(DTYPE)]),
+                           torch.cat([self.noise, extra]), L)
 
     def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance of the latent function at ``X`` (b, d); each ``(b,)``."""
-        if X.dim() == 2 and X.shape[0] > 64 and not torch.is_grad_enabled():
-            kernel = _matern52_large_batch(X, self.X_train, self.lengthscale, self.categorical_mask)
-        else:
-            kernel = matern52(X, self.X_train, self.lengthscale, self.categorical_mask)
-        Ks = self.outputscale * kernel  # (b, n)
+        Ks = self.kernel.forward(X, self.X_train)  # (b, n)
         mean = Ks @ self.alpha
         v = torch.linalg.solve_triangular(self.L, Ks.transpose(-1, -2), upper=False)  # (n, b)
-        var = (self.outputscale - v.square().sum(-2)).clamp_min(1e-12)
+        var = (self.prior_var - (v * v).sum(-2)).clamp_min(1e-12)
         return mean, var
-
-    def mean_std_and_grad(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Posterior mean and standard deviation at ``X`` (b, d) and their gradients in ``X``.
-
-        The same quantities as :meth:`forward`, with gradients in closed form, in numpy:
-        the acquisition optimiser calls this hundreds of times per suggestion on a few
-        points, where torch's per-operation and autograd overhead dominated. For Matérn-5/2
-        with ``r = sqrt(5) * scaled distance``, ``dk/dx_c = -(5/3) s (1 + r) exp(-r) (x_c - x'_c) / l_c^2``.
-        Categorical columns get a zero gradient (they are searched exactly, not by gradient).
-
-        Returns:
-            mean ``(b,)``, std ``(b,)``, d mean / dX ``(b, d)``, d std / dX ``(b, d)``.
-        """
-        if self._np is None:
-            self._np = {name: getattr(self, name).numpy() for name in
-                        ("X_train", "lengthscale", "alpha", "L", "categorical_mask")}
-            self._np["outputscale"] = float(self.outputscale)
-        c = self._np
-        X = np.asarray(X, dtype=float).reshape(-1, c["X_train"].shape[1])
-        mask, inv_ls2, s = c["categorical_mask"], c["lengthscale"] ** -2.0, c["outputscale"]
-        diff = X[:, None, :] - c["X_train"][None, :, :]  # (b, n, d)
-        terms = np.where(mask, diff != 0, diff * diff)
-        r = np.sqrt(5.0 * (terms @ inv_ls2))  # (b, n)
-        e = np.exp(-r)
-        k = s * (1.0 + r + r * r / 3.0) * e
-        mean = k @ c["alpha"]
-        w = scipy.linalg.solve_triangular(c["L"], k.T, lower=True, check_finite=False)  # (n, b)
-        var = s - np.einsum("nb,nb->b", w, w)
-        std = np.sqrt(np.maximum(var, 1e-12))
-        kinv_k = scipy.linalg.solve_triangular(c["L"], w, lower=True, trans="T", check_finite=False).T  # (b, n)
-        grad_k = (-(5.0 / 3.0) * s * (1.0 + r) * e)[:, :, None] * np.where(mask, 0.0, diff * inv_ls2)  # (b, n, d)
-        d_mean = np.einsum("bnd,n->bd", grad_k, c["alpha"])
-        d_var = -2.0 * np.einsum("bnd,bn->bd", grad_k, kinv_k)
-        d_std = np.where((var > 1e-12)[:, None], d_var / (2.0 * std[:, None]), 0.0)
-        return mean, std, d_mean, d_std

@@ -39,6 +39,12 @@ _CHUNK = 4096
 # Integers with more values than this are searched over a window around the current value.
 _MAX_FULL_COLUMN = 256
 _WINDOW = 32
+# L-BFGS-B stops when the acquisition (a log-scale score for logei/pi) improves by less than
+# this, relatively: finer than that never changes which point is suggested.
+_FTOL = 1e-7
+# ... or when no coordinate's gradient exceeds this (a move of 0.01 in the unit cube would
+# change the score by less than 1e-5).
+_GTOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -84,30 +90,19 @@ def _continuous_step(
     B, dc = X.shape[0], int(cont.sum())
     base = torch.as_tensor(X, dtype=DTYPE)
     cont_idx = torch.as_tensor(np.flatnonzero(cont))
-    fast = getattr(acqf, "value_and_grad", None)
-
-    def fun_fast(v: np.ndarray) -> tuple[float, np.ndarray]:
-        full = X.copy()
-        full[:, cont] = v.reshape(B, dc)
-        values, grads = fast(full)  # type: ignore[misc]
-        finite = np.isfinite(values)
-        grad = np.where(finite[:, None], grads, 0.0)[:, cont].reshape(-1)
-        return -float(np.where(finite, values, 0.0).sum()), -np.where(np.isfinite(grad), grad, 0.0)
 
     def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
         xc = torch.as_tensor(v, dtype=DTYPE).reshape(B, dc).requires_grad_(True)
-        full = base.index_copy(1, cont_idx, xc)
-        values = acqf(full)
+        values = acqf(base.index_copy(1, cont_idx, xc))
         finite = torch.isfinite(values)
         total = -torch.where(finite, values, torch.zeros_like(values)).sum()
-        total.backward()
-        grad = xc.grad.reshape(-1).numpy()  # type: ignore[union-attr]
+        (grad,) = torch.autograd.grad(total, xc)
+        grad = grad.reshape(-1).numpy()
         return float(total.detach()), np.where(np.isfinite(grad), grad, 0.0)
 
     x0 = X[:, cont].reshape(-1)
-    use_fast = callable(fast) and fast(X[:1]) is not None
-    res = scipy.optimize.minimize(fun_fast if use_fast else fun, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
-                                  options={"maxiter": maxiter})
+    res = scipy.optimize.minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * x0.size,
+                                  options={"maxiter": maxiter, "ftol": _FTOL, "gtol": _GTOL})
     out = X.copy()
     out[:, cont] = np.clip(res.x, 0.0, 1.0).reshape(B, dc)
     return out, res.nit < maxiter

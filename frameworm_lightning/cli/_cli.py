@@ -43,6 +43,7 @@ from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, ex
 from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, build_plan, trainer_overrides, trial_fit_config
 from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
+from frameworm_lightning.storage import masked_url
 from frameworm_lightning.runner._progress import format_params
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -94,11 +95,11 @@ class SearchTrainer(Trainer):
 
     def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
              kinds: Optional[list[str]] = None) -> None:
-        """Write the analysis report of the stored study: report.html, a PNG per plot, trials.csv.
+        """Write the analysis report of the stored study: an interactive report.html and trials.csv.
 
         Args:
             output: the folder to write; default: <root_dir>/<study>/report.
-            kinds: the plots to draw (history, curves, importance, parallel, slice, contour);
+            kinds: the plots to draw (history, curves, importance, parallel, slice, contour, edf);
                 default: all.
         """
         raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
@@ -136,7 +137,8 @@ class SearchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
-        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class)
+        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
+                               reading=self.subcommand in ("trials", "plot"))
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -156,7 +158,7 @@ class SearchCLI(LightningCLI):
     def worker(self, wait: bool = True, **_: Any) -> None:
         """Join the study as a pull worker."""
         if not self.plan.storage.startswith(("sqlite:///", "postgresql")) or self.plan.storage == "sqlite:///:memory:":
-            raise UsageError(f"a worker joins a study other processes share, but search.storage is {self.plan.storage!r}; "
+            raise UsageError(f"a worker joins a study other processes share, but search.storage is {masked_url(self.plan.storage)!r}; "
                              "use a postgresql://user@host/db URL (many machines) or sqlite:///path/study.db (one machine).")
         self._run("worker", wait=wait)
 
@@ -218,7 +220,7 @@ class SearchCLI(LightningCLI):
         cfg = self.config[self.subcommand].search
         folder = Path(output) if output else Path(cfg.root_dir) / study.name / "report"
         page = analysis.write_report(study, folder, kinds=tuple(kinds or analysis.REPORT_KINDS))
-        print(f"wrote {page} (and a PNG per plot, trials.csv) for study {study.name!r}", flush=True)
+        print(f"wrote {page} (and trials.csv) for study {study.name!r}", flush=True)
 
     # Helpers ----------------------------------------------------------------------------
     def _fit_dump(self) -> dict[str, Any]:
@@ -276,7 +278,7 @@ class SearchCLI(LightningCLI):
                 raise
             print(
                 f"interrupted: {progress.finished} finished trial(s) stored in study {plan.study_name!r} "
-                f"({plan.storage}); run the same command again to resume.", file=sys.stderr, flush=True,
+                f"({masked_url(plan.storage)}); run the same command again to resume.", file=sys.stderr, flush=True,
             )
             raise KeyboardInterrupt from None
         self._summary(result, progress)
@@ -290,7 +292,7 @@ class SearchCLI(LightningCLI):
             f"{counts[TrialState.FAILED] - interrupted} failed"
             + (f", {interrupted} interrupted and run again" if interrupted else "")
             + (f"; resumed with {progress.stored} trials stored" if progress.stored else "")
-            + f" ({plan.storage})", flush=True,
+            + f" ({masked_url(plan.storage)})", flush=True,
         )
         best = result.best_trial
         if best is None:
@@ -373,14 +375,28 @@ class _MetricGuard:
             raise UsageError(f"{where}: {message}")
 
 
+def _dashboard(argv: list[str]) -> None:
+    """``frameworm-search dashboard --storage URL``: the live web dashboard (the ``dashboard`` extra)."""
+    try:
+        from frameworm_lightning.dashboard._cli import main as dashboard_main  # noqa: PLC0415 - optional extra
+    except ModuleNotFoundError as err:
+        raise UsageError(str(err)) from None
+    dashboard_main(argv)
+
+
 def main(args: Optional[list[str]] = None) -> None:
     """The ``frameworm-search`` console script.
 
     Errors a user can fix print as one line (exit code 2); set ``FRAMEWORM_DEBUG=1``
     to see their traceback. An interrupted search exits with 130 and resumes when
-    run again.
+    run again. ``dashboard`` needs no search config and has its own parser
+    (``frameworm_lightning/dashboard/_cli.py``).
     """
+    argv = list(sys.argv[1:] if args is None else args)
     try:
+        if argv[:1] == ["dashboard"]:
+            _dashboard(argv[1:])
+            return
         SearchCLI(args=args)
     except (FramewormError, UsageError) as err:
         if os.environ.get("FRAMEWORM_DEBUG"):

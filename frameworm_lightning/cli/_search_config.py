@@ -197,7 +197,7 @@ class SearchPlan:
     datamodule_cls: type[pl.LightningDataModule] | None
     model_kwargs: dict[str, Any]
     data_kwargs: dict[str, Any]
-    space: SearchSpace  # runner keys
+    space: SearchSpace | None  # runner keys; None when only reading a study stored without one
     enqueue: list[dict[str, Any]]
     study_name: str
     storage: str
@@ -207,10 +207,14 @@ def _default_storage(root_dir: str) -> str:
     return f"sqlite:///{Path(root_dir).resolve() / 'frameworm.db'}"
 
 
-def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None) -> SearchPlan:
+def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None,
+               *, reading: bool = False) -> SearchPlan:
     """Validate the ``search:`` section of a parsed (not yet instantiated) subcommand config.
 
     ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any.
+    ``reading``: the subcommand only reads a stored study (``trials``, ``plot``), which may
+    have been recorded by stopping callbacks without a space: no space or model needed
+    (``space`` is then ``None``), given ``search.study_name``.
 
     Raises:
         SpaceError: a bad dimension spec or an empty space (naming the key).
@@ -219,9 +223,13 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
     search = config.search
     module_cls, model_kwargs = _class_and_kwargs(config.get("model"), model_class)
     data_cls, data_kwargs = _class_and_kwargs(config.get("data"), datamodule_class)
-    if module_cls is None:
+    if module_cls is None and not (reading and search.study_name):
         raise ConfigKeyError("a search needs a model: add model: {class_path: my_package.MyModule} to the config.")
     raw = search.space.as_dict() if isinstance(search.space, Namespace) else dict(search.space or {})
+    if not raw and reading:
+        return SearchPlan(module_cls, data_cls, model_kwargs, data_kwargs, None, [],  # type: ignore[arg-type]
+                          study_name=search.study_name or module_cls.__name__,  # type: ignore[union-attr]
+                          storage=search.storage or _default_storage(search.root_dir))
     if not raw:
         raise SpaceError(
             "search.space is empty: add at least one dimension, e.g. "

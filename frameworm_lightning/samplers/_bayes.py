@@ -33,6 +33,7 @@ from frameworm_lightning._gp.acquisition import (
 from frameworm_lightning._gp.encoding import ModelEncoding, sobol_points
 from frameworm_lightning._gp.gp import (
     DTYPE,
+    NOISE_FLOOR,
     GPModel,
     GPNumericalError,
     GPPosterior,
@@ -61,12 +62,18 @@ _SALT_FALLBACK = 15
 
 # Hyperparameters are reused without a fit from this many observations on, until the
 # data have grown by this fraction since they were fitted.
-_REUSE_FROM = 50
+_REUSE_FROM = 20
 _REUSE_GROWTH = 0.05
+# Hyperparameters are fitted on a random subset of at most this many observations.
+_FIT_SUBSET = 300
 
 # Two points whose discrete columns agree and whose continuous columns differ by less
 # than this (in the unit cube) are the same point.
 _DUPLICATE_TOL = 1e-6
+# A suggestion keeps at least this far (max-norm over continuous columns of the unit cube,
+# with equal discrete columns) from every pending trial, so that parallel workers never
+# evaluate the same point twice, whatever the acquisition's landscape.
+_PENDING_GAP = 1e-3
 
 
 class BayesianSampler(Sampler):
@@ -278,42 +285,49 @@ class BayesianSampler(Sampler):
         X_t, y_t = torch.as_tensor(X, dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE)
         mask = torch.as_tensor(encoding.categorical_mask)
         stored = self._stored_hyperparameters(context, encoding.dim)
+        model = GPModel(X_t, y_t, mask)
         if self._reusable(stored, len(y_std)):
             assert stored is not None
+            model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
+                                      float(stored["outputscale"]), float(stored["noise"]))
             try:
-                posterior = GPPosterior(X_t, y_t, torch.tensor(stored["lengthscale"], dtype=DTYPE),
-                                        torch.tensor(stored["outputscale"], dtype=DTYPE),
-                                        torch.tensor(stored["noise"], dtype=DTYPE), mask)
-                return posterior, dict(stored)
+                return GPPosterior.from_model(model), dict(stored)
             except GPNumericalError:
-                pass  # the old hyperparameters do not fit the new data: fit afresh
+                model.reset_hyperparameters()  # the old hyperparameters do not fit the new data: fit afresh
 
-        model = GPModel(X_t, y_t, mask)
+        # Past _FIT_SUBSET observations the hyperparameters are fitted on a random subset of
+        # that size (the posterior still uses every observation): the cost of a fit stops
+        # growing with the history, and a few hundred points pin the hyperparameters down.
+        rng = self.rng(context.number, salt=_SALT_FIT)
+        fit_model = model
+        if len(y_std) > _FIT_SUBSET:
+            keep = np.sort(rng.choice(len(y_std), _FIT_SUBSET, replace=False))
+            fit_model = GPModel(X_t[keep], y_t[keep], mask)
         warm: np.ndarray | None = None
         if stored is not None:
             try:
-                model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
-                                          float(stored["outputscale"]), float(stored["noise"]))
-                warm = model.raw_vector()
+                fit_model.set_hyperparameters(np.asarray(stored["lengthscale"], dtype=float),
+                                              float(stored["outputscale"]), float(stored["noise"]))
+                warm = fit_model.raw_vector()
             except (KeyError, TypeError, ValueError, RuntimeError):
                 warm = None  # a malformed record: fit from scratch
-            model.reset_hyperparameters()
-        rng = self.rng(context.number, salt=_SALT_FIT)
+            fit_model.reset_hyperparameters()
         if warm is None:  # the first fit of a study: the default start and two random ones
-            starts: list[np.ndarray | None] = [None, *_random_starts(model, rng, 2)]
+            starts: list[np.ndarray | None] = [None, *_random_starts(fit_model, rng, 2)]
             maxiter = 200
         elif len(y_std) % self.refit_every == 0:  # a periodic full fit: can leave a stale optimum
-            starts, maxiter = [warm, None, *_random_starts(model, rng, 1)], 100
+            starts, maxiter = [warm, None, *_random_starts(fit_model, rng, 1)], 100
         else:  # warm start: a few iterations from the last optimum
             starts, maxiter = [warm], 50
         try:
-            fit_gp(model, starts, maxiter=maxiter)
+            fit_gp(fit_model, starts, maxiter=maxiter)
         except GPNumericalError:
             if warm is None:
                 raise
             # The warm start failed: one full fit before giving up.
-            model.reset_hyperparameters()
-            fit_gp(model, [None, *_random_starts(model, rng, 2)], maxiter=200)
+            fit_model.reset_hyperparameters()
+            fit_gp(fit_model, [None, *_random_starts(fit_model, rng, 2)], maxiter=200)
+        model.load_raw_vector(fit_model.raw_vector())
         record = {
             "lengthscale": model.lengthscale.tolist(),
             "outputscale": float(model.outputscale),
@@ -331,7 +345,9 @@ class BayesianSampler(Sampler):
         X_pending = self._points(encoding, context.pending)
         if len(X_pending):
             lies = self._lies(posterior, X_pending, y_std)
-            fantasy = posterior.condition_on(torch.as_tensor(X_pending, dtype=DTYPE), lies)
+            # Fantasies are noise-free observations: the uncertainty at a pending point collapses
+            # even when the fitted noise is large, so the acquisition there drops to (almost) nothing.
+            fantasy = posterior.condition_on(torch.as_tensor(X_pending, dtype=DTYPE), lies, noise=NOISE_FLOOR)
         else:
             fantasy = posterior
         X_known = np.concatenate([X, X_pending])
@@ -347,7 +363,7 @@ class BayesianSampler(Sampler):
             acqf = build_acquisition(arm, fantasy, best_f, self.beta)
             result = optimize_acquisition(acqf, encoding, seed, n_raw=self.n_candidates, n_starts=self.n_starts,
                                           extra_starts=extra)
-            first = _first_fresh(encoding, result.X, tried)
+            first = _first_fresh(encoding, result.X, tried, X_pending)
             if first is not None:
                 proposals[arm] = result.X[first]
         if not proposals:
@@ -420,20 +436,26 @@ def _perturbations(encoding: ModelEncoding, X: np.ndarray, rng: np.random.Genera
     return encoding.to_model(np.clip(U, 0.0, 1.0))
 
 
-def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray) -> np.ndarray:
-    """Whether each row of ``X`` (m, d) is the same point as a row of ``tried`` (t, d); shape ``(m,)``."""
+def _is_duplicate(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, tol: float = _DUPLICATE_TOL) -> np.ndarray:
+    """Whether each row of ``X`` (m, d) is within ``tol`` of a row of ``tried`` (t, d); shape ``(m,)``.
+
+    Continuous columns (unit-cube scale) are compared with ``tol``, discrete ones for equality.
+    """
     if len(tried) == 0 or len(X) == 0:
         return np.zeros(len(X), dtype=bool)
     cont = encoding.continuous_mask
     diff = np.abs(X[:, None, :] - tried[None, :, :])  # (m, t, d)
-    same = np.all(np.where(cont, diff < _DUPLICATE_TOL, diff < 1e-9), axis=-1)
+    same = np.all(np.where(cont, diff < tol, diff < 1e-9), axis=-1)
     return same.any(axis=1)
 
 
-def _first_fresh(encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, chunk: int = 16) -> int | None:
-    """The index of the first row of ``X`` (m, d) that is not a tried point, or ``None``."""
+def _first_fresh(
+    encoding: ModelEncoding, X: np.ndarray, tried: np.ndarray, pending: np.ndarray, chunk: int = 16
+) -> int | None:
+    """The index of the first row of ``X`` (m, d) that is neither a tried point nor next to a pending one."""
     for start in range(0, len(X), chunk):
-        fresh = ~_is_duplicate(encoding, X[start : start + chunk], tried)
+        block = X[start : start + chunk]
+        fresh = ~_is_duplicate(encoding, block, tried) & ~_is_duplicate(encoding, block, pending, _PENDING_GAP)
         if fresh.any():
             return start + int(np.argmax(fresh))
     return None

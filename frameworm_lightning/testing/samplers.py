@@ -16,6 +16,8 @@ import json
 import math
 from typing import Any
 
+import numpy as np
+
 from frameworm_lightning.samplers import Sampler
 from frameworm_lightning.space import Categorical, Integer, Real, SearchSpace
 from frameworm_lightning.study import Study
@@ -103,6 +105,21 @@ class SamplerContract:
             trial.complete(float(trial.params["a"]))
         keys = [_key(t.params) for t in study.trials]
         assert len(keys) == bound == len(set(keys)) == 18
+
+    def test_pending_trials_after_data_get_distinct_points(self) -> None:
+        """Workers asking while others still run, once the sampler has data to model."""
+        study = Study.create("pending-data", mixed_space(), metric="loss", sampler=self.make_sampler(0))
+        while (trial := study.ask(budget=self.n_trials // 2)) is not None:
+            trial.complete(objective(trial.params))
+        held = [study.ask() for _ in range(4)]  # four workers, none finished
+        assert all(t is not None for t in held)
+        space = mixed_space()
+        points = []
+        for t in held:
+            space.validate(t.params)  # type: ignore[union-attr]
+            points.append(space.encode(t.params))  # type: ignore[union-attr]
+        gaps = [float(np.max(np.abs(points[i] - points[j]))) for i in range(4) for j in range(i)]
+        assert min(gaps) > 1e-3, f"two concurrent trials got (nearly) the same point: {gaps}"
 
     def test_suggests_with_pending_trials(self) -> None:
         study = Study.create("pending", mixed_space(), metric="loss", sampler=self.make_sampler(0))

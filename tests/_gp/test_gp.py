@@ -1,21 +1,25 @@
-"""The GP: the kernel, the MAP fit, the cached posterior against GPyTorch's own, jitter."""
+"""The GP: the kernel against GPyTorch's Matérn, the MAP loss against a direct computation,
+the cached posterior against GPyTorch's prediction, fantasies, jitter and failures."""
 
 from __future__ import annotations
+
+import math
 
 import gpytorch
 import numpy as np
 import pytest
+import scipy.stats
 import torch
 
-from frameworm_lightning._gp import gp as gp_module
 from frameworm_lightning._gp.gp import (
     GPModel,
     GPNumericalError,
     GPPosterior,
+    MixedMatern52Kernel,
+    dim_scaled_lengthscale_prior,
     fit_gp,
-    matern52,
-    robust_cholesky,
     standardize,
+    warp_targets,
 )
 
 D = torch.float64
@@ -28,43 +32,106 @@ def _data(n: int = 12, d: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.T
     return X, (y - y.mean()) / y.std()
 
 
-def test_matern_kernel_is_one_on_the_diagonal_and_decays() -> None:
-    x = torch.tensor([[0.0], [0.1], [0.5]], dtype=D)
-    K = matern52(x, x, torch.tensor([0.2], dtype=D), torch.tensor([False]))
-    assert torch.allclose(K.diagonal(), torch.ones(3, dtype=D))
-    assert K[0, 1] > K[0, 2] > 0
+def _mixed_data(n: int = 25, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    X = torch.cat([torch.rand(n, 2, generator=g, dtype=D), torch.randint(0, 3, (n, 1), generator=g).to(D)], 1)
+    y = torch.sin(5 * X[:, 0]) - X[:, 1] + 0.3 * X[:, 2]
+    return X, (y - y.mean()) / y.std(), torch.tensor([False, False, True])
+
+
+def _kernel(lengthscale: list[float], mask: list[bool]) -> MixedMatern52Kernel:
+    k = MixedMatern52Kernel(torch.tensor(mask)).to(D)
+    k.lengthscale = torch.tensor([lengthscale], dtype=D)
+    return k
+
+
+def test_kernel_on_ordered_columns_equals_gpytorchs_matern52() -> None:
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.rand(7, 3, generator=g, dtype=D), torch.rand(5, 3, generator=g, dtype=D)
+    ref = gpytorch.kernels.MaternKernel(nu=2.5, ard_num_dims=3).to(D)
+    ref.lengthscale = torch.tensor([[0.3, 0.7, 1.9]], dtype=D)
+    ours = _kernel([0.3, 0.7, 1.9], [False, False, False])
+    with torch.no_grad():
+        assert torch.allclose(ours.forward(x1, x2), ref(x1, x2).to_dense(), rtol=1e-10, atol=1e-12)
+        assert torch.allclose(ours.forward(x1, x1).diagonal(), torch.ones(7, dtype=D))
 
 
 def test_categorical_columns_only_compare_equality() -> None:
-    mask = torch.tensor([True])
-    ls = torch.tensor([0.5], dtype=D)
+    k = _kernel([0.5], [True])
     x = torch.tensor([[0.0], [1.0], [2.0]], dtype=D)
-    K = matern52(x, x, ls, mask)
-    # Choice 0 is as far from choice 1 as from choice 2: no invented order.
-    assert K[0, 1] == pytest.approx(float(K[0, 2]))
+    with torch.no_grad():
+        K = k.forward(x, x)
+    # Choice 0 is as far from choice 1 as from choice 2 (no invented order): 1 / l^2 = 4 apart.
+    r = math.sqrt(5 * 4.0)
+    assert float(K[0, 1]) == float(K[0, 2]) == pytest.approx((1 + r + r * r / 3) * math.exp(-r), rel=1e-12)
 
 
-def test_fit_improves_the_marginal_likelihood() -> None:
+def test_kernel_input_gradient_matches_finite_differences_even_on_a_training_point() -> None:
+    X, _, mask = _mixed_data(8)
+    k = _kernel([0.3, 0.6, 0.8], mask.tolist())
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return k.forward(torch.cat([x, X[:3, 2:]], 1), X).sum(-1)
+
+    x = (X[:3, :2] + torch.tensor([[0.05, -0.02]], dtype=D)).requires_grad_(True)
+    assert torch.autograd.gradcheck(f, (x,))
+    on_point = X[:3, :2].clone().requires_grad_(True)  # distance 0: finite, zero gradient there
+    grad = torch.autograd.grad(f(on_point).sum(), on_point)[0]
+    assert torch.isfinite(grad).all()
+
+
+def test_loss_is_the_negative_log_marginal_likelihood_plus_priors_per_point() -> None:
+    X, y, mask = _mixed_data(15)
+    model = GPModel(X, y, mask)
+    model.set_hyperparameters(np.array([0.3, 0.8, 0.5]), 1.7, 0.01)
+    with torch.no_grad():
+        K = (model.covar_module.forward(X, X) + 0.01 * torch.eye(15, dtype=D)).numpy()
+        ours = float(model.negative_log_posterior())
+    log_lik = scipy.stats.multivariate_normal(np.zeros(15), K).logpdf(y.numpy())
+    prior = dim_scaled_lengthscale_prior(3)
+    log_prior = (scipy.stats.lognorm(s=float(prior.scale), scale=math.exp(float(prior.loc))).logpdf([0.3, 0.8, 0.5]).sum()
+                 + scipy.stats.gamma(a=2.0, scale=1.0).logpdf(1.7) + scipy.stats.gamma(a=1.1, scale=1 / 20).logpdf(0.01))
+    assert ours == pytest.approx(-(log_lik + log_prior) / 15, rel=1e-7)
+
+
+def test_fit_improves_the_loss_and_respects_the_floors() -> None:
     X, y = _data()
     model = GPModel(X, y, torch.tensor([False, False]))
-    model.train()
     before = float(model.negative_log_posterior().detach())
-    result = fit_gp(model, [None], maxiter=100)
-    assert result.loss < before
+    fit_gp(model, [None], maxiter=100)
+    assert not model.training  # left in eval mode
+    after = float(model.negative_log_posterior().detach())
+    assert after < before
     assert (model.lengthscale > 0).all() and model.noise >= model.noise_floor
 
 
 def test_cached_posterior_matches_gpytorch_prediction() -> None:
-    X, y = _data()
-    model = GPModel(X, y, torch.tensor([False, False]))
+    X, y, mask = _mixed_data()
+    model = GPModel(X, y, mask)
     fit_gp(model, [None], maxiter=50)
-    Xs = torch.rand(7, 2, dtype=D)
+    g = torch.Generator().manual_seed(3)
+    Xs = torch.cat([torch.rand(7, 2, generator=g, dtype=D), torch.randint(0, 3, (7, 1), generator=g).to(D)], 1)
+    Xs[0] = X[0]  # on a training point
     model.eval()
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False), gpytorch.settings.max_cholesky_size(10_000):
         pred = model(Xs)
     mean, var = GPPosterior.from_model(model)(Xs)
-    assert torch.allclose(mean, pred.mean, atol=1e-6)
-    assert torch.allclose(var, pred.variance, atol=1e-6)
+    assert torch.allclose(mean, pred.mean, atol=1e-7)
+    assert torch.allclose(var, pred.variance.clamp_min(1e-12), atol=1e-7)
+
+
+def test_conditioning_extends_the_cholesky_factor_exactly() -> None:
+    X, y, mask = _mixed_data(20)
+    model = GPModel(X[:15], y[:15], mask)
+    fit_gp(model, [None], maxiter=30)
+    post = GPPosterior.from_model(model)
+    noise = float(model.noise)
+    fantasy = post.condition_on(X[15:], y[15:], noise=noise)
+    fresh = GPPosterior(model.covar_module, X, y, torch.full((20,), noise, dtype=D))
+    assert torch.allclose(fantasy.L, fresh.L, atol=1e-10)
+    Xs = X[:5] + 0.01
+    for a, b in zip(fantasy(Xs), fresh(Xs)):
+        assert torch.allclose(a, b, atol=1e-9)
 
 
 def test_conditioning_on_a_fantasy_shrinks_the_variance_there() -> None:
@@ -80,43 +147,47 @@ def test_conditioning_on_a_fantasy_shrinks_the_variance_there() -> None:
     assert float(mean2) == pytest.approx(float(mean), abs=1e-6)  # believing the mean leaves it unchanged
 
 
-def test_robust_cholesky_adds_jitter_to_a_singular_matrix() -> None:
-    v = torch.tensor([[1.0], [1.0], [2.0]], dtype=D)
-    K = v @ v.T  # rank one
-    L = robust_cholesky(K)
-    assert torch.allclose(L @ L.T, K, atol=1e-3)
-    with pytest.raises(GPNumericalError):
-        robust_cholesky(torch.tensor([[1.0, float("nan")], [float("nan"), 1.0]], dtype=D))
-    with pytest.raises(GPNumericalError):
-        robust_cholesky(-torch.eye(2, dtype=D))
+def test_duplicate_points_are_factorised_with_jitter() -> None:
+    X = torch.tensor([[0.2, 0.3], [0.2, 0.3], [0.7, 0.1]], dtype=D)
+    model = GPModel(X, torch.tensor([0.5, 0.5, -1.0], dtype=D), torch.tensor([False, False]), noise_floor=1e-12)
+    model.set_hyperparameters(np.array([0.5, 0.5]), 1.0, 0.0)
+    post = GPPosterior.from_model(model)  # K is singular without jitter
+    assert torch.isfinite(post.alpha).all()
 
 
 def test_fit_recovers_from_cholesky_failures_with_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     real = torch.linalg.cholesky_ex
     calls = {"n": 0}
 
-    def flaky(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def flaky(A: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
         if calls["n"] % 2 == 1:  # every first attempt (no jitter) fails; the retry with jitter works
             return torch.full_like(A, float("nan")), torch.tensor(1)
-        return real(A)
+        return real(A, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(gp_module.torch.linalg, "cholesky_ex", flaky)
     X, y = _data()
     model = GPModel(X, y, torch.tensor([False, False]))
-    model.train()
     before = float(model.negative_log_posterior().detach())
-    result = fit_gp(model, [None], maxiter=30)
-    assert np.isfinite(result.loss) and result.loss < before
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", flaky)
+    fit_gp(model, [None], maxiter=30)
+    monkeypatch.undo()
+    assert float(model.negative_log_posterior().detach()) < before
     assert calls["n"] > 2
 
 
 def test_fit_raises_when_every_evaluation_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gp_module.torch.linalg, "cholesky_ex",
-                        lambda A: (torch.full_like(A, float("nan")), torch.tensor(1)))
+    monkeypatch.setattr(torch.linalg, "cholesky_ex",
+                        lambda A, **kwargs: (torch.full_like(A, float("nan")), torch.tensor(1)))
     X, y = _data()
     with pytest.raises(GPNumericalError):
         fit_gp(GPModel(X, y, torch.tensor([False, False])), [None], maxiter=5)
+
+
+def test_a_non_finite_kernel_matrix_is_a_numerical_error() -> None:
+    X, y = _data()
+    model = GPModel(X, y, torch.tensor([False, False]))
+    with pytest.raises(GPNumericalError):
+        GPPosterior(model.covar_module, X, torch.full_like(y, float("nan")), torch.full((12,), float("nan"), dtype=D))
 
 
 def test_standardize_handles_constant_targets() -> None:
@@ -132,20 +203,7 @@ def test_bad_noise_floor_is_rejected() -> None:
         GPModel(X, y, torch.tensor([False, False]), noise_floor=0)
 
 
-def test_closed_form_priors_match_gpytorch() -> None:
-    from gpytorch.priors import GammaPrior, LogNormalPrior
-
-    value = torch.tensor([0.3, 1.7], dtype=D)
-    for prior in (LogNormalPrior(0.2, 0.7), GammaPrior(1.1, 20.0), GammaPrior(2.0, 1.0)):
-        prior = prior.to(D)
-        assert float(gp_module._log_prob(prior, value)) == pytest.approx(float(prior.log_prob(value).sum()), rel=1e-12)
-
-
 def test_warping_is_monotone_and_tames_a_heavy_tail() -> None:
-    import scipy.stats
-
-    from frameworm_lightning._gp.gp import warp_targets
-
     rng = np.random.default_rng(0)
     y = -np.exp(2 * rng.normal(size=60))  # maximised targets with a long tail of bad values
     w = warp_targets(y)
@@ -156,31 +214,3 @@ def test_warping_is_monotone_and_tames_a_heavy_tail() -> None:
     lam = round(scipy.stats.yeojohnson_normmax(z) / 0.05) * 0.05
     assert np.allclose(-w, scipy.stats.yeojohnson(z, lam), atol=1e-9)
     assert np.allclose(warp_targets(np.array([2.0, 2.0, 2.0])), 0.0)
-
-
-def test_large_batch_kernel_path_matches_the_exact_one() -> None:
-    g = torch.Generator().manual_seed(1)
-    X = torch.cat([torch.rand(30, 2, generator=g, dtype=D), torch.randint(0, 3, (30, 1), generator=g).to(D)], 1)
-    mask = torch.tensor([False, False, True])
-    post = GPPosterior(X, torch.randn(30, generator=g, dtype=D), torch.tensor([0.3, 0.7, 0.5], dtype=D),
-                       torch.tensor(1.5, dtype=D), torch.tensor(1e-4, dtype=D), mask)
-    Xs = torch.cat([torch.rand(200, 2, generator=g, dtype=D), torch.randint(0, 3, (200, 1), generator=g).to(D)], 1)
-    Xs[:5] = X[:5]  # points on the training data: distance zero
-    with torch.no_grad():
-        fast = post(Xs)
-    with torch.enable_grad():
-        exact = post(Xs.clone().requires_grad_(True))
-    assert torch.allclose(fast[0], exact[0].detach(), atol=1e-8)
-    assert torch.allclose(fast[1], exact[1].detach(), atol=1e-8)
-
-
-def test_loss_equals_gpytorch_exact_marginal_likelihood_with_priors() -> None:
-    X, y = _data()
-    model = GPModel(X, y, torch.tensor([False, False]))
-    model.set_hyperparameters(np.array([0.3, 0.8]), 1.7, 0.01)
-    model.train()
-    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
-    with torch.no_grad(), gpytorch.settings.max_cholesky_size(10_000):
-        expected = -float(mll(model(X), y))
-        ours = float(model.negative_log_posterior())
-    assert ours == pytest.approx(expected, rel=1e-10)

@@ -136,6 +136,24 @@ def test_pending_trials_push_the_next_suggestion_away(strategy: str) -> None:
         assert np.linalg.norm(nxt - point) > 0.03, (nxt, busy)
 
 
+def test_pending_points_repel_even_when_the_fitted_noise_is_large() -> None:
+    # Noisy observations give the GP a large noise variance; a fantasy observed with that
+    # noise would barely lower the acquisition at a pending point, and the next worker was
+    # sent right next to it (seen in the asynchronous benchmark on Branin).
+    space = SearchSpace({"x": Real(0.0, 1.0), "y": Real(0.0, 1.0)})
+    rng = np.random.default_rng(1)
+    trials = []
+    for i in range(20):
+        p = space.decode(rng.random(2))
+        value = (p["x"] - 0.3) ** 2 + (p["y"] - 0.6) ** 2 + float(rng.normal(0.0, 0.1))
+        trials.append(_complete(i, p, value))
+    sampler = BayesianSampler(seed=0, n_initial_points=5)
+    wanted = _suggest(sampler, trials, 20)
+    pending = [FrozenTrial(number=20, state=TrialState.RUNNING, params={"x": float(wanted[0]), "y": float(wanted[1])})]
+    nxt = _suggest(sampler, trials + pending, 21)
+    assert np.linalg.norm(nxt - wanted) > 0.03, (nxt, wanted)
+
+
 def test_workers_holding_trials_get_distinct_points() -> None:
     study = Study.create("par", QUADRATIC_SPACE, metric="f", sampler=BayesianSampler(seed=0, n_initial_points=5))
     for _ in range(6):
@@ -186,9 +204,9 @@ def test_a_cholesky_failure_is_recovered_with_jitter(monkeypatch: pytest.MonkeyP
     real = torch.linalg.cholesky_ex
     calls = {"n": 0}
 
-    def first_attempt_fails(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def first_attempt_fails(A: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
-        return (torch.full_like(A, float("nan")), torch.tensor(1)) if calls["n"] % 2 else real(A)
+        return (torch.full_like(A, float("nan")), torch.tensor(1)) if calls["n"] % 2 else real(A, **kwargs)
 
     monkeypatch.setattr(torch.linalg, "cholesky_ex", first_attempt_fails)
     with warnings.catch_warnings():
@@ -201,7 +219,8 @@ def test_a_cholesky_failure_is_recovered_with_jitter(monkeypatch: pytest.MonkeyP
 def test_a_persistent_cholesky_failure_falls_back_to_sobol_and_the_search_goes_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(torch.linalg, "cholesky_ex", lambda A: (torch.full_like(A, float("nan")), torch.tensor(1)))
+    monkeypatch.setattr(torch.linalg, "cholesky_ex",
+                        lambda A, **kwargs: (torch.full_like(A, float("nan")), torch.tensor(1)))
     with pytest.warns(RuntimeWarning, match="suggesting a Sobol point"):
         study = _run(BayesianSampler(seed=0, n_initial_points=3), QUADRATIC_SPACE, _quadratic, 6)
     assert len(study.trials) == 6
