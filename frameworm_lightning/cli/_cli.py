@@ -21,6 +21,7 @@ LightningCLI is extended only through its hooks: ``subcommands()`` names the new
 subcommands, whose options LightningCLI reads from the signatures of
 :class:`SearchTrainer`'s methods; ``add_arguments_to_parser`` adds the ``search:``
 section; ``before_instantiate_classes`` validates the search before anything is built;
+``instantiate_classes`` turns a config that does not build into one line;
 ``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
 ``parser_class`` gives the one-line errors.
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
@@ -45,7 +47,7 @@ from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.storage import masked_url
 from frameworm_lightning.runner._progress import format_params
-from frameworm_lightning.trial import FrozenTrial, TrialState
+from frameworm_lightning.trial import TrialState
 
 __all__ = ["SearchCLI", "SearchTrainer", "main"]
 
@@ -142,6 +144,20 @@ class SearchCLI(LightningCLI):
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+    def instantiate_classes(self) -> None:
+        if self.subcommand not in _SEARCH_COMMANDS:
+            super().instantiate_classes()
+            return
+        # Building the config's classes once (model, data, optimizer...) finds what every trial
+        # would fail on before any trial is claimed: say it in one line.
+        try:
+            super().instantiate_classes()
+        except (TypeError, ValueError, MisconfigurationException) as err:
+            if isinstance(err, FramewormError):
+                raise
+            text = " ".join(str(err).split())
+            raise UsageError(f"the config does not build: {type(err).__name__}: {text}; fix it before searching") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.subcommand in _SEARCH_COMMANDS:
@@ -265,13 +281,17 @@ class SearchCLI(LightningCLI):
         progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs)
         args = (plan.module_cls, plan.space, plan.datamodule_cls)
         common = {"model_kwargs": plan.model_kwargs, "datamodule_kwargs": plan.data_kwargs,
-                  "printer": _MetricGuard(progress, cfg.metric)}
+                  "printer": progress}
         try:
             with progress:
                 if how == "fit":
                     result = runner.fit(*args, enqueue=plan.enqueue, **common)
                 else:
                     result = runner.worker(*args, **common, **kwargs)
+        except MetricNotFoundError as err:
+            # The runner ends the search at the first trial that never logged the metric (runner/_rules.py).
+            where = "search.metric" if err.metric == cfg.metric else "a callback's monitor"
+            raise UsageError(f"{where}: {err}") from None
         except (KeyboardInterrupt, SystemExit) as exc:
             # Lightning turns Ctrl+C during fit into sys.exit(1), raised while handling the interrupt.
             if not isinstance(exc, KeyboardInterrupt) and not isinstance(exc.__context__, KeyboardInterrupt):
@@ -348,31 +368,6 @@ def _differences(recorded: Any, current: Any, key: str = "", limit: int = 4) -> 
     walk(recorded, current, key)
     more = f"; {len(found) - limit} more" if len(found) > limit else ""
     return "; ".join(found[:limit]) + more
-
-
-class _MetricGuard:
-    """Passes trials on to the progress view; ends the search when the metric was never logged.
-
-    Every trial would fail the same way, so the first such failure stops the search
-    (the trial is already stored: running the command again resumes).
-    """
-
-    _MARK = f"{MetricNotFoundError.__module__}.{MetricNotFoundError.__qualname__}: "
-
-    def __init__(self, printer: Any, metric: str) -> None:
-        self.printer = printer
-        self.metric = metric
-
-    def observe(self, trial: FrozenTrial) -> None:
-        self.printer.observe(trial)
-
-    def __call__(self, trial: FrozenTrial) -> None:
-        self.printer(trial)
-        reason = trial.reason or ""
-        if trial.state is TrialState.FAILED and reason.startswith(self._MARK):
-            message = reason[len(self._MARK):]
-            where = "search.metric" if message.startswith(f"metric {self.metric!r}") else "a callback's monitor"
-            raise UsageError(f"{where}: {message}")
 
 
 def _dashboard(argv: list[str]) -> None:
