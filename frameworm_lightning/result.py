@@ -65,8 +65,14 @@ class SearchResult:
         0.5
     """
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, *, module_cls: type[pl.LightningModule] | None = None,
+                 datamodule: Any = None) -> None:
         self.study = study
+        # The classes the caller trusts (``SearchRunner.fit`` passes its own): used by
+        # load_best_model / retrain_best when they are not passed again; still checked
+        # against the names in storage, which are never imported.
+        self.module_cls = module_cls
+        self.datamodule = datamodule
         self.trials: list[FrozenTrial] = study.trials
         complete = [t for t in self.trials if t.state is TrialState.COMPLETE and t.value is not None]
         best: FrozenTrial | None = None
@@ -159,6 +165,7 @@ class SearchResult:
 
     def _module_cls(self, module_cls: type[pl.LightningModule] | None, record: Mapping[str, Any] | None) -> Any:
         recorded = None if record is None else record.get("module_cls")
+        module_cls = module_cls if module_cls is not None else self.module_cls
         if module_cls is None:
             hint = f" (the study records {recorded!r})" if isinstance(recorded, str) else ""
             raise FramewormError(f"pass module_cls=, the LightningModule class of study {self.study.name!r}{hint}; "
@@ -276,6 +283,7 @@ class SearchResult:
             {**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
             {**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
         )
+        datamodule = datamodule if datamodule is not None else self.datamodule
         recorded_dm = record.get("datamodule")
         recorded_dm_name = recorded_dm.get("class") or recorded_dm.get("instance_of") \
             if isinstance(recorded_dm, Mapping) else None

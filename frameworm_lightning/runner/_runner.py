@@ -263,7 +263,7 @@ class SearchRunner:
                 hook(study)
         if self.keep_checkpoints == "best":
             remove_checkpoints(study)
-        return SearchResult(study)
+        return SearchResult(study, module_cls=module_cls, datamodule=datamodule)
 
     def worker(
         self,

@@ -89,4 +89,4 @@ def run_worker(
             executor=executor, gpus_per_trial=runner.gpus_per_trial, trial_timeout=runner.trial_timeout,
             ray_address=runner.ray_address, linger=wait,
         )
-    return SearchResult(study)
+    return SearchResult(study, module_cls=module_cls, datamodule=datamodule)
