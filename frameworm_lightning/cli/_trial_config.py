@@ -7,7 +7,10 @@ deep-copies it per trial and binds it to the trial, in whichever process runs it
   ``seed_everything`` set to the trial's seed, as the trial's :data:`CONFIG_ATTR` system
   attribute (what ``frameworm-search best`` writes) and as ``config.yaml`` in the trial's
   folder, the file LightningCLI's ``SaveConfigCallback`` writes for ``fit``, so that
-  ``frameworm-search fit -c runs/<study>/trial_<n>/config.yaml`` trains that trial again;
+  ``frameworm-search fit -c runs/<study>/trial_<n>/config.yaml`` trains that trial again
+  (it replaces, in the ``setup`` hook, the runner's generic ``config.yaml`` written just
+  before ``fit``: the CLI knows the config in LightningCLI's own terms, ``class_path``s
+  included, where the runner only sees built objects);
 * it builds the optimizer and LR scheduler of LightningCLI's ``optimizer:`` and
   ``lr_scheduler:`` sections (with the trial's ``optimizer.init_args.*`` and
   ``lr_scheduler.init_args.*`` params) and makes them the module's
