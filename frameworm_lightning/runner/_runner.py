@@ -19,7 +19,7 @@ from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._parallel import resolve_executor, run_parallel, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_keys
+from frameworm_lightning.runner._routing import check_keys, search_targets
 from frameworm_lightning.runner._serial import run_serial
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
@@ -179,7 +179,8 @@ class SearchRunner:
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
-        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
+        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
+                                  **search_targets(self.callbacks)})
         storage, root_dir = self._storage_url(), self.root_dir
         if self.trainer_kwargs.get("fast_dev_run"):
             # A debug run (a batch or a few per trial) is never stored: its scores would pollute the study.

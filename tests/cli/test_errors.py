@@ -40,6 +40,15 @@ def _metric_never_logged(c: dict[str, Any], tmp: Path) -> None:
     c["search"]["metric"] = "val_acc"
 
 
+def _config_does_not_build(c: dict[str, Any], tmp: Path) -> None:
+    c["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": -1.0}}
+
+
+def _every_trial_fails_in_setup(c: dict[str, Any], tmp: Path) -> None:
+    c["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}
+    c["search"]["space"] = {"optimizer.init_args.lr": [-1.0, -2.0]}
+
+
 CASES: list[tuple[str, Callable[[dict[str, Any], Path], None], list[str]]] = [
     ("unknown space key", _unknown_key,
      ["unknown search.space key 'model.init_args.lrr'", "TinyModel has no argument 'lrr'",
@@ -55,6 +64,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any], Path], None], list[str]]] = [
      ["a_file", "Set search.storage to a writable sqlite:///"]),
     ("metric never logged", _metric_never_logged,
      ["search.metric: metric 'val_acc' was never logged; logged metrics: train_loss, val_loss"]),
+    ("config does not build", _config_does_not_build,
+     ["error: the config does not build: ValueError: Invalid learning rate: -1.0; fix it before searching."]),
+    ("every trial fails in setup", _every_trial_fails_in_setup,
+     ["error: trial 0 failed: ValueError: Invalid learning rate: -",
+      "(before its first training step: every trial would fail the same way, so the search stopped)."]),
 ]
 
 
@@ -80,7 +94,7 @@ def test_a_mistake_is_one_clear_line(runs: dict[str, tuple[Path, Started]], name
     assert len(run.error_lines) == 1, run.stderr[-3000:]
     for fragment in expected:
         assert fragment in run.error_lines[0], run.error_lines[0]
-    if name == "metric never logged":
+    if name in ("metric never logged", "every trial fails in setup"):
         # One trial ran and is stored; the search stopped there instead of failing every trial.
         study = Study.load("TinyModel", f"sqlite:///{tmp / 'study.db'}")
         assert [t.state for t in study.trials] == [TrialState.FAILED]

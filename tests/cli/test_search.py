@@ -132,7 +132,11 @@ def test_best_writes_a_config_fit_trains(folder: Path, after_search: dict[str, S
     assert written["model"]["init_args"]["lr"] == best.params["model.lr"]
     assert written["model"]["init_args"]["hidden"] == best.params["model.hidden"]
     assert written["seed_everything"] == best.number  # search.seed 0 + trial number
+    # What the trial trained: the search ran with a callback given on its command line, this best without.
+    callbacks = written["trainer"].pop("callbacks")
+    assert [c["class_path"] for c in callbacks] == ["frameworm_lightning.ImprovementStopping"]
     assert written["trainer"] == {"max_epochs": 1, "accelerator": "cpu", "log_every_n_steps": 1}
+    assert f"differs from what trial {best.number} trained (trainer.callbacks: None now" in run.stderr
 
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(folder / "fit")}}
     fit = run_cli("fit", "-c", str(out), "--trainer.logger", json.dumps(logger),
