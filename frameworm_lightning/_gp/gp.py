@@ -337,6 +337,7 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
     Raises:
         GPNumericalError: no start gave a finite loss.
     """
+    model.requires_grad_(True)  # a posterior made from this model earlier froze the kernel
     params = list(model.parameters())
     current = model.raw_vector()
     best_raw, best_loss = None, math.inf

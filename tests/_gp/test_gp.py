@@ -105,6 +105,16 @@ def test_fit_improves_the_loss_and_respects_the_floors() -> None:
     assert (model.lengthscale > 0).all() and model.noise >= model.noise_floor
 
 
+def test_a_model_can_be_refitted_after_a_posterior_froze_its_kernel() -> None:
+    X, y = _data()
+    model = GPModel(X, y, torch.tensor([False, False]))
+    fit_gp(model, [None], maxiter=5)
+    GPPosterior.from_model(model)  # freezes the kernel's hyperparameters for the acquisition
+    before = float(model.negative_log_posterior().detach())
+    fit_gp(model, [None], maxiter=50)
+    assert float(model.negative_log_posterior().detach()) <= before
+
+
 def test_cached_posterior_matches_gpytorch_prediction() -> None:
     X, y, mask = _mixed_data()
     model = GPModel(X, y, mask)
