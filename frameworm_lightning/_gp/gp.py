@@ -499,6 +499,11 @@ class GPPosterior(torch.nn.Module):
         return GPPosterior(self.kernel, torch.cat([self.X_train, X_new]), torch.cat([self.y_train, y_new.to(DTYPE)]),
                            torch.cat([self.noise, extra]), L)
 
+    def mean(self, X: torch.Tensor) -> torch.Tensor:
+        """Posterior mean at ``X`` (b, d), shape ``(b,)``, without gradients (no triangular solve)."""
+        with torch.no_grad():
+            return self.kernel.forward(torch.as_tensor(X, dtype=DTYPE), self.X_train) @ self.alpha
+
     def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance of the latent function at ``X`` (b, d); each ``(b,)``."""
         Ks = self.kernel.forward(X, self.X_train)  # (b, n)

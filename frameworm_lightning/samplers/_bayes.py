@@ -42,7 +42,7 @@ from frameworm_lightning._gp.gp import (
     torch_threads,
     warp_targets,
 )
-from frameworm_lightning._gp.optim import evaluate, optimize_acquisition
+from frameworm_lightning._gp.optim import optimize_acquisition
 from frameworm_lightning.exceptions import SpaceError
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
 from frameworm_lightning.space import SearchSpace
@@ -353,7 +353,7 @@ class BayesianSampler(Sampler):
         else:
             fantasy = posterior
         X_known = np.concatenate([X, X_pending])
-        best_f = float(evaluate(lambda Z: fantasy(Z)[0], X_known).max())
+        best_f = float(fantasy.mean(torch.as_tensor(X_known, dtype=DTYPE)).max())
 
         # Raw candidates also include small perturbations of the best evaluated points, so a
         # local search can refine the incumbent (the points themselves score no improvement).
@@ -385,7 +385,7 @@ class BayesianSampler(Sampler):
         k = len(X_pending)
         if self.pending_strategy == "believer":
             with torch.no_grad():
-                return posterior(torch.as_tensor(X_pending, dtype=DTYPE))[0]
+                return posterior.mean(torch.as_tensor(X_pending, dtype=DTYPE))
         value = {"liar_best": y_std.max(), "liar_mean": y_std.mean(), "liar_worst": y_std.min()}[self.pending_strategy]
         return torch.full((k,), float(value), dtype=DTYPE)
 
@@ -405,7 +405,7 @@ class BayesianSampler(Sampler):
         for i, arm in enumerate(HEDGE_ARMS):
             if past[arm]:
                 X_arm = encoding.to_model(np.array(past[arm], dtype=float))
-                gains[i] = float(evaluate(lambda Z: posterior(Z)[0], X_arm).sum())
+                gains[i] = float(posterior.mean(torch.as_tensor(X_arm, dtype=DTYPE)).sum())
         available = [i for i, arm in enumerate(HEDGE_ARMS) if arm in proposals]
         p = hedge_probabilities(gains[available], self.hedge_eta)
         pick = int(self.rng(context.number, salt=_SALT_HEDGE).choice(len(available), p=p))

@@ -125,8 +125,10 @@ def test_cached_posterior_matches_gpytorch_prediction() -> None:
     model.eval()
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False), gpytorch.settings.max_cholesky_size(10_000):
         pred = model(Xs)
-    mean, var = GPPosterior.from_model(model)(Xs)
+    post = GPPosterior.from_model(model)
+    mean, var = post(Xs)
     assert torch.allclose(mean, pred.mean, atol=1e-7)
+    assert torch.allclose(post.mean(Xs), mean, atol=1e-12)
     assert torch.allclose(var, pred.variance.clamp_min(1e-12), atol=1e-7)
 
 
