@@ -36,7 +36,7 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.problems import PROBLEMS, Problem  # noqa: E402
+from benchmarks.problems import PROBLEM_SETS, PROBLEMS, Problem  # noqa: E402
 
 N_INITIAL = 10
 
@@ -529,9 +529,15 @@ def _timing_task(optimizer: str, trials: int, seed: int) -> tuple[str, list[floa
     return optimizer, seconds
 
 
+def _expand(names: str) -> list[str]:
+    """Problem names, with set names (``public``, ``highdim``) replaced by their problems."""
+    return [q for p in names.split(",") if p for q in PROBLEM_SETS.get(p, [p])]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated; default: all")
+    parser.add_argument("--problems", default="public",
+                        help=f"comma-separated problems or sets ({', '.join(PROBLEM_SETS)}); default: public")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated; default: all")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=40)
@@ -549,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-suite", action="store_true", help="skip the sequential suite")
     parser.add_argument("--out", default="", help="write the raw results as JSON here")
     args = parser.parse_args(argv)
-    problems = [p for p in args.problems.split(",") if p]
+    problems = _expand(args.problems)
     optimizers = [o for o in args.optimizers.split(",") if o]
     for name in problems:
         if name not in PROBLEMS:
@@ -576,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
         scaling_futures = [pool.submit(_scaling_task, o, n, 0, args.scaling_k)
                            for n in scaling_sizes for o in ("bo-logei", "optuna-gp")]
         worker_counts = [int(k) for k in args.async_workers.split(",") if k]
-        async_problems = [p for p in (args.async_problems or args.problems).split(",") if p]
+        async_problems = _expand(args.async_problems or args.problems)
         async_optimizers = [o for o in args.async_optimizers.split(",") if o]
         async_futures = [pool.submit(run_async, o, p, s, k, float(args.budget) if k == 1 else args.budget / 3)
                          for k in sorted(worker_counts, reverse=True) for p in async_problems for s in seeds

@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
 
 from frameworm_lightning.space import Categorical, Integer, Real, SearchSpace
 
-__all__ = ["PROBLEMS", "Problem"]
+__all__ = ["PROBLEMS", "PROBLEM_SETS", "Problem"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,14 @@ def _mixed_optimum() -> float:
     return best
 
 
+# Hartmann-6 hidden in 50 dimensions: these 6 columns matter, the other 44 do not.
+_H6_IN_50 = (3, 11, 19, 27, 35, 43)
+
+
+def hartmann6_in_50(p: dict[str, Any]) -> float:
+    return hartmann6({f"x{i}": p[f"x{j}"] for i, j in enumerate(_H6_IN_50)})
+
+
 PROBLEMS: dict[str, Problem] = {
     p.name: p
     for p in [
@@ -139,5 +147,17 @@ PROBLEMS: dict[str, Problem] = {
         Problem("styblinski_tang4", _box(4, -5.0, 5.0), styblinski_tang, -39.16616570377142 * 4),
         Problem("mixed", _MIXED, mixed_hparams, _mixed_optimum()),
         Problem("mixed_noisy", _MIXED, mixed_hparams, _mixed_optimum(), noise_std=0.05),
+        # High-dimensional set (run at a budget of 100).
+        Problem("ackley20", _box(20, -32.768, 32.768), partial(ackley, n=20), 0.0),
+        Problem("rosenbrock20", _box(20, -5.0, 10.0), partial(rosenbrock, n=20), 0.0),
+        Problem("levy30", _box(30, -10.0, 10.0), partial(levy, n=30), 0.0),
+        Problem("hartmann6_in_50", _box(50, 0.0, 1.0), hartmann6_in_50, -3.322368011391339),
     ]
+}
+
+# Named sets for ``bo_suite --problems``: the public low-dimensional suite and the
+# high-dimensional one.
+PROBLEM_SETS: dict[str, list[str]] = {
+    "public": ["branin", "hartmann6", "ackley5", "levy4", "rosenbrock4", "styblinski_tang4", "mixed", "mixed_noisy"],
+    "highdim": ["ackley20", "rosenbrock20", "levy30", "hartmann6_in_50"],
 }

@@ -337,6 +337,7 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
     Raises:
         GPNumericalError: no start gave a finite loss.
     """
+    model.requires_grad_(True)  # a posterior made from this model earlier froze the kernel
     params = list(model.parameters())
     current = model.raw_vector()
     best_raw, best_loss = None, math.inf
@@ -497,6 +498,11 @@ class GPPosterior(torch.nn.Module):
             L[n:, n:] = _cholesky(S)
         return GPPosterior(self.kernel, torch.cat([self.X_train, X_new]), torch.cat([self.y_train, y_new.to(DTYPE)]),
                            torch.cat([self.noise, extra]), L)
+
+    def mean(self, X: torch.Tensor) -> torch.Tensor:
+        """Posterior mean at ``X`` (b, d), shape ``(b,)``, without gradients (no triangular solve)."""
+        with torch.no_grad():
+            return self.kernel.forward(torch.as_tensor(X, dtype=DTYPE), self.X_train) @ self.alpha
 
     def forward(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance of the latent function at ``X`` (b, d); each ``(b,)``."""

@@ -42,7 +42,7 @@ from frameworm_lightning._gp.gp import (
     torch_threads,
     warp_targets,
 )
-from frameworm_lightning._gp.optim import evaluate, optimize_acquisition
+from frameworm_lightning._gp.optim import optimize_acquisition
 from frameworm_lightning.exceptions import SpaceError
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
 from frameworm_lightning.space import SearchSpace
@@ -64,6 +64,7 @@ _SALT_FALLBACK = 15
 # data have grown by this fraction since they were fitted.
 _REUSE_FROM = 20
 _REUSE_GROWTH = 0.05
+_REUSE_MIN_GROWTH = 2  # so at least every other suggestion skips the fit
 # Hyperparameters are fitted on a random subset of at most this many observations.
 _FIT_SUBSET = 300
 
@@ -266,7 +267,8 @@ class BayesianSampler(Sampler):
 
         From ``_REUSE_FROM`` observations on, one more point barely moves the maximum of
         the marginal likelihood: the fit is skipped until the data have grown by
-        ``_REUSE_GROWTH`` since the stored fit (and a periodic full fit is never skipped).
+        ``_REUSE_GROWTH`` (and by at least ``_REUSE_MIN_GROWTH`` observations) since the
+        stored fit (and a periodic full fit is never skipped).
         """
         if stored is None or n < _REUSE_FROM or n % self.refit_every == 0:
             return False
@@ -276,7 +278,7 @@ class BayesianSampler(Sampler):
         values = [*stored["lengthscale"], stored.get("outputscale"), stored.get("noise")]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values):
             return False
-        return n - n_fit < max(1, math.ceil(_REUSE_GROWTH * n_fit))
+        return n - n_fit < max(_REUSE_MIN_GROWTH, math.ceil(_REUSE_GROWTH * n_fit))
 
     def _fit(
         self, context: AskContext, encoding: ModelEncoding, X: np.ndarray, y_std: np.ndarray
@@ -316,7 +318,7 @@ class BayesianSampler(Sampler):
             starts: list[np.ndarray | None] = [None, *_random_starts(fit_model, rng, 2)]
             maxiter = 200
         elif len(y_std) % self.refit_every == 0:  # a periodic full fit: can leave a stale optimum
-            starts, maxiter = [warm, None, *_random_starts(fit_model, rng, 1)], 100
+            starts, maxiter = [warm, *_random_starts(fit_model, rng, 1)], 100
         else:  # warm start: a few iterations from the last optimum
             starts, maxiter = [warm], 50
         try:
@@ -351,7 +353,7 @@ class BayesianSampler(Sampler):
         else:
             fantasy = posterior
         X_known = np.concatenate([X, X_pending])
-        best_f = float(evaluate(lambda Z: fantasy(Z)[0], X_known).max())
+        best_f = float(fantasy.mean(torch.as_tensor(X_known, dtype=DTYPE)).max())
 
         # Raw candidates also include small perturbations of the best evaluated points, so a
         # local search can refine the incumbent (the points themselves score no improvement).
@@ -383,7 +385,7 @@ class BayesianSampler(Sampler):
         k = len(X_pending)
         if self.pending_strategy == "believer":
             with torch.no_grad():
-                return posterior(torch.as_tensor(X_pending, dtype=DTYPE))[0]
+                return posterior.mean(torch.as_tensor(X_pending, dtype=DTYPE))
         value = {"liar_best": y_std.max(), "liar_mean": y_std.mean(), "liar_worst": y_std.min()}[self.pending_strategy]
         return torch.full((k,), float(value), dtype=DTYPE)
 
@@ -403,7 +405,7 @@ class BayesianSampler(Sampler):
         for i, arm in enumerate(HEDGE_ARMS):
             if past[arm]:
                 X_arm = encoding.to_model(np.array(past[arm], dtype=float))
-                gains[i] = float(evaluate(lambda Z: posterior(Z)[0], X_arm).sum())
+                gains[i] = float(posterior.mean(torch.as_tensor(X_arm, dtype=DTYPE)).sum())
         available = [i for i, arm in enumerate(HEDGE_ARMS) if arm in proposals]
         p = hedge_probabilities(gains[available], self.hedge_eta)
         pick = int(self.rng(context.number, salt=_SALT_HEDGE).choice(len(available), p=p))

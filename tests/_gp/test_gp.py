@@ -105,6 +105,16 @@ def test_fit_improves_the_loss_and_respects_the_floors() -> None:
     assert (model.lengthscale > 0).all() and model.noise >= model.noise_floor
 
 
+def test_a_model_can_be_refitted_after_a_posterior_froze_its_kernel() -> None:
+    X, y = _data()
+    model = GPModel(X, y, torch.tensor([False, False]))
+    fit_gp(model, [None], maxiter=5)
+    GPPosterior.from_model(model)  # freezes the kernel's hyperparameters for the acquisition
+    before = float(model.negative_log_posterior().detach())
+    fit_gp(model, [None], maxiter=50)
+    assert float(model.negative_log_posterior().detach()) <= before
+
+
 def test_cached_posterior_matches_gpytorch_prediction() -> None:
     X, y, mask = _mixed_data()
     model = GPModel(X, y, mask)
@@ -115,8 +125,10 @@ def test_cached_posterior_matches_gpytorch_prediction() -> None:
     model.eval()
     with torch.no_grad(), gpytorch.settings.fast_pred_var(False), gpytorch.settings.max_cholesky_size(10_000):
         pred = model(Xs)
-    mean, var = GPPosterior.from_model(model)(Xs)
+    post = GPPosterior.from_model(model)
+    mean, var = post(Xs)
     assert torch.allclose(mean, pred.mean, atol=1e-7)
+    assert torch.allclose(post.mean(Xs), mean, atol=1e-12)
     assert torch.allclose(var, pred.variance.clamp_min(1e-12), atol=1e-7)
 
 
