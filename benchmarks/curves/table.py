@@ -80,7 +80,7 @@ class Table:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         # mtime=0: the same curves always give the same bytes.
-        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
             gz.write(json.dumps(doc, separators=(",", ":")).encode())
         tmp.replace(path)
 
