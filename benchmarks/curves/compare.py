@@ -72,7 +72,7 @@ class Search:
     table: Table
     budget: int
     spent: int = 0
-    best: tuple[int, float] | None = None  # (-epochs trained, value) of the answer
+    best: tuple[int, int, float] | None = None  # (not finished, -epochs trained, value) of the answer
     answer: int | None = None
     trace: list[tuple[int, float]] = field(default_factory=list)
 
@@ -80,9 +80,17 @@ class Search:
     def left(self) -> int:
         return self.budget - self.spent
 
-    def trained(self, index: int, values: list[float]) -> None:
-        """Configuration ``index`` trained ``len(values)`` epochs (already counted by ``epoch``)."""
-        key = (-len(values), self.table.quality(values[-1]))
+    def trained(self, index: int, values: list[float], finished: bool | None = None) -> None:
+        """Configuration ``index`` trained ``len(values)`` epochs (already counted by ``epoch``).
+
+        ``finished``: the search counts it as fully trained (it reached ``max_epochs``, or a
+        policy such as ``ImprovementStopping`` judged it converged); by default, whether it
+        reached ``max_epochs``. The answer is the best finished configuration, else the one
+        trained furthest with the best value there.
+        """
+        if finished is None:
+            finished = len(values) >= self.table.max_epochs
+        key = (0 if finished else 1, 0 if finished else -len(values), self.table.quality(values[-1]))
         if self.best is None or key < self.best:
             self.best, self.answer = key, index
         self.trace.append((self.spent, self.regret(self.answer)))
@@ -130,12 +138,14 @@ def ours(table: Table, seed: int, budget: int, make: Callable[[], Any] | None) -
         if start is not None:
             attrs.update(start(History(mode="min", number=number, others=tuple(done))))
         values: dict[int, float] = {}
-        state = TrialState.COMPLETE
+        state = TrialState.PRUNED  # unless it reaches max_epochs or a policy finishes it
         for e in range(table.max_epochs):
             if search.left <= 0:
                 break
             search.epoch()
             values[e + 1] = table.quality(curve[e])
+            if e + 1 == table.max_epochs:
+                state = TrialState.COMPLETE
             if policy is None:
                 continue
             decision = policy.decide(History(values, mode="min", step=e + 1, epoch=float(e + 1), number=number,
@@ -146,7 +156,7 @@ def ours(table: Table, seed: int, budget: int, make: Callable[[], Any] | None) -
                 break
         done.append(FrozenTrial(number, state, {"config": index}, values[max(values)], dict(values),
                                 system_attrs=dict(attrs)))
-        search.trained(index, [curve[e - 1] for e in values])
+        search.trained(index, [curve[e - 1] for e in values], finished=state is TrialState.COMPLETE)
     return search
 
 
@@ -321,7 +331,7 @@ def runner_search(table: Table, seed: int, budget: int, policy: str, root: Path)
             if search.left > 0:
                 search.epoch()
         index = int(t.params["config"])
-        search.trained(index, curve_of[index][:steps[-1]])
+        search.trained(index, curve_of[index][:steps[-1]], finished=t.state is TrialState.COMPLETE)
     return search
 
 
