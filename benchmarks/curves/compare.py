@@ -407,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.budget < 1:
         parser.error(f"--seeds and --budget must be >= 1, got {args.seeds} and {args.budget}")
     warnings.filterwarnings("ignore")
-    rows = list(our_rows(next(iter([load_table(TABLES[0])]))))
+    names = [t.strip() for t in args.tables.split(",") if t.strip()]
+    if not names:
+        parser.error(f"--tables must name at least one table, got {args.tables!r}")
+    rows = list(our_rows(load_table(names[0])))  # the row names; each table builds its own policies
     if not args.no_optuna:
         rows += [f"optuna:{s}:{p}" for s in ("TPE", "random") for p in ("Median", "SHA", "Hyperband")]
     why = ray_available()
@@ -417,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runner_seeds:
         rows += ["runner:ASHA", "runner:Hyperband"]
     ranks: dict[str, list[float]] = {r: [] for r in rows if not r.startswith("runner:")}
-    for name in [t.strip() for t in args.tables.split(",") if t.strip()]:
+    for name in names:
         table = load_table(name)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as root:
