@@ -74,20 +74,23 @@ class Search:
     spent: int = 0
     best: tuple[int, int, float] | None = None  # (not finished, -epochs trained, value) of the answer
     answer: int | None = None
+    trials: int = 0  # trials ended
     trace: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def left(self) -> int:
         return self.budget - self.spent
 
-    def trained(self, index: int, values: list[float], finished: bool | None = None) -> None:
+    def trained(self, index: int, values: list[float], finished: bool | None = None, ended: bool = True) -> None:
         """Configuration ``index`` trained ``len(values)`` epochs (already counted by ``epoch``).
 
         ``finished``: the search counts it as fully trained (it reached ``max_epochs``, or a
         policy such as ``ImprovementStopping`` judged it converged); by default, whether it
         reached ``max_epochs``. The answer is the best finished configuration, else the one
-        trained furthest with the best value there.
+        trained furthest with the best value there. Searches call it after every epoch
+        (``ended=False``) and when a trial ends, so the answer is updated at every report.
         """
+        self.trials += ended
         if finished is None:
             finished = len(values) >= self.table.max_epochs
         key = (0 if finished else 1, 0 if finished else -len(values), self.table.quality(values[-1]))
@@ -144,6 +147,7 @@ def ours(table: Table, seed: int, budget: int, make: Callable[[], Any] | None) -
                 break
             search.epoch()
             values[e + 1] = table.quality(curve[e])
+            search.trained(index, curve[:e + 1], finished=False, ended=False)
             if e + 1 == table.max_epochs:
                 state = TrialState.COMPLETE
             if policy is None:
@@ -216,6 +220,7 @@ def optuna_search(table: Table, seed: int, budget: int, sampler: str, pruner: st
             search.epoch()
             value = table.quality(curve[e])
             seen.append(curve[e])
+            search.trained(index, seen, finished=False, ended=False)
             trial.report(value if math.isfinite(value) else 1e12, e + 1)
             if trial.should_prune():
                 pruned = True
@@ -287,6 +292,7 @@ def ray_search(table: Table, seed: int, budget: int, scheduler: str) -> Search:
         while decision == TrialScheduler.CONTINUE and search.left > 0 and len(seen[trial]) < top:
             search.epoch()
             seen[trial].append(curve[len(seen[trial])])
+            search.trained(index_of[trial], seen[trial], finished=False, ended=False)
             value = table.quality(seen[trial][-1])
             result = {"training_iteration": len(seen[trial]), "loss": value if math.isfinite(value) else 1e12}
             decision = sched.on_trial_result(ctl, trial, result)
@@ -327,10 +333,11 @@ def runner_search(table: Table, seed: int, budget: int, policy: str, root: Path)
         steps = sorted(t.intermediate_values)
         if not steps:
             continue
-        for _ in steps:
+        index = int(t.params["config"])
+        for step in steps:
             if search.left > 0:
                 search.epoch()
-        index = int(t.params["config"])
+                search.trained(index, curve_of[index][:step], finished=False, ended=False)
         search.trained(index, curve_of[index][:steps[-1]], finished=t.state is TrialState.COMPLETE)
     return search
 
