@@ -1,6 +1,7 @@
 """A real search in a few minutes on 2 CPU cores: an MLP on scikit-learn's digits.
 
     python examples/digits_search.py            # or: bash scripts/demo.sh
+    bash scripts/demo.sh --n-trials 4 --epochs 1  # the short run CI makes on every clean clone
 
 It searches the learning rate, width, dropout and batch size of a small classifier with
 the Bayesian sampler (GPyTorch) and median pruning, stores every trial in
@@ -15,7 +16,9 @@ import torch
 from torch import nn
 
 import lightning.pytorch as pl
-from frameworm_lightning import Categorical, Integer, Real, SearchRunner
+from frameworm_lightning import (
+    BayesianSampler, Categorical, Integer, MedianStopping, RandomSampler, Real, Sampler, SearchRunner, SobolSampler,
+)
 from models import DigitsDataModule
 
 
@@ -48,32 +51,23 @@ class DigitsMLP(pl.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
 
-def sampler_for(name: str, seed: int):
-    import frameworm_lightning as fw
-
-    if name == "bayes" and hasattr(fw, "BayesianSampler"):
-        return fw.BayesianSampler(seed=seed, n_initial_points=6)
-    if name in ("bayes", "sobol"):
-        return fw.SobolSampler(seed=seed)
-    return fw.RandomSampler(seed=seed)
-
-
-def callbacks_for(use_pruning: bool):
-    import frameworm_lightning as fw
-
-    if use_pruning and hasattr(fw, "MedianStopping"):
-        return [fw.MedianStopping(monitor="val_loss", grace_steps=40, min_trials=4)]
-    return []
+def sampler_for(name: str, seed: int) -> Sampler:
+    if name == "bayes":
+        return BayesianSampler(seed=seed, n_initial_points=6)
+    return SobolSampler(seed=seed) if name == "sobol" else RandomSampler(seed=seed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-trials", type=int, default=20)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--sampler", choices=["bayes", "sobol", "random"], default="bayes")
-    parser.add_argument("--no-pruning", action="store_true")
-    parser.add_argument("--root-dir", default="runs/digits")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-trials", type=int, default=20,
+                        help="the study's trial budget, stored trials included (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per trial (default: %(default)s)")
+    parser.add_argument("--sampler", choices=["bayes", "sobol", "random"], default="bayes",
+                        help="the sampler (default: %(default)s); each has its own study")
+    parser.add_argument("--no-pruning", action="store_true", help="no median pruning: every trial runs all its epochs")
+    parser.add_argument("--root-dir", default="runs/digits",
+                        help="where the study (frameworm.db) and the trials are written (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="the sampler's and the trials' seed (default: %(default)s)")
     args = parser.parse_args()
 
     space = {
@@ -90,7 +84,7 @@ def main() -> None:
         trainer_kwargs={"max_epochs": args.epochs, "enable_progress_bar": False, "enable_model_summary": False},
         root_dir=args.root_dir,
         study_name=f"digits-{args.sampler}",
-        callbacks=callbacks_for(not args.no_pruning),
+        callbacks=[] if args.no_pruning else [MedianStopping(monitor="val_loss", grace_steps=40, min_trials=4)],
         seed=args.seed,
     )
     result = runner.fit(DigitsMLP, space, datamodule=DigitsDataModule)

@@ -2,11 +2,16 @@
 
 Analysis (tables, importance, plots, the HTML report) needs the ``analysis`` extra and
 is imported when first used; so is Lightning, for reusing the best model.
+
+What storage holds is data, never code (``docs/trust.md``): the class names the runner
+recorded are only checked against the classes the caller passes, never imported, and
+checkpoints are loaded with ``weights_only=True``.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,13 +23,32 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 if TYPE_CHECKING:
     import lightning.pytorch as pl
     import pandas as pd
-    from matplotlib.figure import Figure
+    from plotly.graph_objects import Figure
 
 __all__ = ["SearchResult"]
 
 # The study attribute where the runner records how it built its models (runner/_artifacts.py).
 _RUNNER_ATTR = "frameworm.runner"
 _RETRAINED_ATTR = "frameworm.retrained"
+
+
+def _check_recorded(what: str, given: type, recorded: Any) -> None:
+    """Raise unless ``given`` is the class the runner recorded (by name; nothing is imported).
+
+    A class of the search script is recorded as ``__main__:Name``; the same class
+    imported from that script elsewhere (``script:Name``) matches it.
+    """
+    if recorded is None:
+        return
+    name = f"{given.__module__}:{given.__qualname__}"
+    if not isinstance(recorded, str):
+        raise FramewormError(f"the stored {what} {recorded!r} is not a class name; the study's runner record "
+                             "is damaged or was not written by frameworm-lightning.")
+    module, _, qualname = recorded.partition(":")
+    if name == recorded or (module in ("__main__", "__mp_main__") and qualname == given.__qualname__):
+        return
+    raise FramewormError(f"the study records {what} {recorded!r}, but {name!r} was passed; pass the class the "
+                         "search used (stored names are only checked, never imported).")
 
 
 class SearchResult:
@@ -41,8 +65,14 @@ class SearchResult:
         0.5
     """
 
-    def __init__(self, study: Study) -> None:
+    def __init__(self, study: Study, *, module_cls: type[pl.LightningModule] | None = None,
+                 datamodule: Any = None) -> None:
         self.study = study
+        # The classes the caller trusts (``SearchRunner.fit`` passes its own): used by
+        # load_best_model / retrain_best when they are not passed again; still checked
+        # against the names in storage, which are never imported.
+        self.module_cls = module_cls
+        self.datamodule = datamodule
         self.trials: list[FrozenTrial] = study.trials
         complete = [t for t in self.trials if t.state is TrialState.COMPLETE and t.value is not None]
         best: FrozenTrial | None = None
@@ -100,8 +130,9 @@ class SearchResult:
         return param_importance(self, **options)
 
     def plot(self, kind: str = "history", path: str | os.PathLike[str] | None = None, **options: Any) -> Figure:
-        """Draw ``kind`` (``history``, ``parallel``, ``slice``, ``importance``, ``curves``,
-        ``contour``), saving a PNG at ``path`` when given."""
+        """The interactive plotly figure of ``kind`` (``history``, ``curves``, ``importance``,
+        ``parallel``, ``slice``, ``contour``, ``edf``), saved at ``path`` (``.html``, or
+        ``.png``/``.svg``/``.pdf`` with the ``export`` extra) when given."""
         from frameworm_lightning.analysis import plot  # noqa: PLC0415
 
         return plot(self, kind, path, **options)
@@ -110,7 +141,7 @@ class SearchResult:
         """Write the self-contained HTML report.
 
         ``path`` ending in ``.html`` is the report file itself; otherwise it is a folder
-        that receives ``report.html``, each plot as PNG and ``trials.csv``.
+        that receives ``report.html`` and ``trials.csv``.
         """
         from frameworm_lightning.analysis import render_report, write_report  # noqa: PLC0415
 
@@ -133,20 +164,30 @@ class SearchResult:
         return self.best_trial
 
     def _module_cls(self, module_cls: type[pl.LightningModule] | None, record: Mapping[str, Any] | None) -> Any:
-        if module_cls is not None:
-            return module_cls
-        if record is None:
-            raise FramewormError(f"study {self.study.name!r} was not run by SearchRunner, so its module class "
-                                 "is unknown; pass module_cls=.")
-        from frameworm_lightning.runner._artifacts import import_object  # noqa: PLC0415 - runner imports us
-
-        return import_object(record["module_cls"])
+        recorded = None if record is None else record.get("module_cls")
+        module_cls = module_cls if module_cls is not None else self.module_cls
+        if module_cls is None:
+            hint = f" (the study records {recorded!r})" if isinstance(recorded, str) else ""
+            raise FramewormError(f"pass module_cls=, the LightningModule class of study {self.study.name!r}{hint}; "
+                                 "classes named in storage are never imported.")
+        _check_recorded("module class", module_cls, recorded)
+        return module_cls
 
     def _checkpoint_file(self, record: Mapping[str, Any] | None) -> Path:
         path = self.best_checkpoint
         if not path:
-            raise FramewormError(f"the best trial ({self._require_best().number}) of study {self.study.name!r} "
-                                 "has no checkpoint; use retrain_best() to train its config again.")
+            best = self._require_best()
+            trainer_kwargs = (record or {}).get("trainer_kwargs") or {}
+            if trainer_kwargs.get("enable_checkpointing") is False:
+                why = "the search ran with enable_checkpointing=False"
+            elif (record or {}).get("save_checkpoint") is False:
+                why = "the search ran with save_checkpoints=False"
+            elif best.system_attrs.get("checkpoint_removed"):
+                why = f"its checkpoint {best.system_attrs['checkpoint_removed']!r} was removed"
+            else:
+                why = "none was saved"
+            raise FramewormError(f"the best trial ({best.number}) of study {self.study.name!r} has no checkpoint: "
+                                 f"{why}; use retrain_best() to train its config again.")
         candidates = [Path(path)]
         if record is not None and not Path(path).is_absolute():
             candidates.append(Path(record["cwd"]) / path)  # relative to where the search ran
@@ -160,13 +201,17 @@ class SearchResult:
                         map_location: Any = "cpu", **model_kwargs: Any) -> pl.LightningModule:
         """The best trial's module, restored from its best checkpoint.
 
-        Works on a study read back from storage: the module class is imported from the
-        path the runner recorded (or pass ``module_cls``). The module is built with the
-        best params applied to the search's recorded ``model_kwargs``; ``model_kwargs``
-        given here win (for arguments that could not be recorded, such as objects).
+        Works on a study read back from storage. ``module_cls`` is the class to build:
+        the class name the runner recorded is never imported, only compared with it (a
+        different class is an error naming both). The module is built with the best
+        params applied to the search's recorded ``model_kwargs``; ``model_kwargs`` given
+        here win (for arguments that could not be recorded, such as objects). The
+        checkpoint is loaded with ``weights_only=True``: tensors and plain containers,
+        never pickled code.
 
         Raises:
-            FramewormError: no complete trial, no checkpoint, or an unimportable class.
+            FramewormError: no complete trial, no checkpoint, no or another
+                ``module_cls``, or a checkpoint that is not a plain weights file.
         """
         from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
 
@@ -175,7 +220,12 @@ class SearchResult:
         cls = self._module_cls(module_cls, record)
         file = self._checkpoint_file(record)
         routed = route_params(self.study.space.canonical(best.params), (record or {}).get("model_kwargs"))
-        return cls.load_from_checkpoint(file, map_location=map_location, **{**routed.model, **model_kwargs})
+        try:
+            return cls.load_from_checkpoint(file, map_location=map_location, weights_only=True,
+                                            **{**routed.model, **model_kwargs})
+        except pickle.UnpicklingError as err:
+            raise FramewormError(f"the best checkpoint {str(file)!r} is not a plain weights file, so it is not "
+                                 f"loaded (weights_only=True refused it: {str(err).splitlines()[0]}).") from None
 
     def retrain_best(
         self,
@@ -201,14 +251,20 @@ class SearchResult:
         Args:
             max_epochs: the training budget (default: the search's own).
             datamodule: a LightningDataModule class (built with the routed ``data.*``
-                params) or instance; default: the search's datamodule class.
-            module_cls / model_kwargs / datamodule_kwargs / trainer_kwargs: override what
-                was recorded (needed for arguments JSON cannot hold).
+                params) or instance; needed when the search had one: the class the
+                runner recorded is never imported, only compared with this one.
+            module_cls: the LightningModule class (required; compared with the recorded name).
+            model_kwargs / datamodule_kwargs / trainer_kwargs: override what was
+                recorded (needed for arguments JSON cannot hold).
             root_dir: where to write (default: the search's ``root_dir``).
             seed: ``seed_everything`` seed (default: the best trial's).
 
         Returns:
             The trained module; ``model.trainer`` is the Trainer that trained it.
+
+        Raises:
+            FramewormError: no complete trial, or a class missing or different from
+                the recorded one.
         """
         import inspect  # noqa: PLC0415
 
@@ -216,7 +272,6 @@ class SearchResult:
         from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
         from lightning.pytorch.loggers import CSVLogger  # noqa: PLC0415
 
-        from frameworm_lightning.runner._artifacts import import_object  # noqa: PLC0415
         from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
 
         best = self._require_best()
@@ -228,12 +283,17 @@ class SearchResult:
             {**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
             {**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
         )
-        if datamodule is None and record.get("datamodule"):
-            recorded = record["datamodule"]
-            if "class" not in recorded:
-                raise FramewormError(f"the search used a {recorded['instance_of']} instance as datamodule; "
-                                     "pass datamodule= to retrain_best.")
-            datamodule = import_object(recorded["class"])
+        datamodule = datamodule if datamodule is not None else self.datamodule
+        recorded_dm = record.get("datamodule")
+        recorded_dm_name = recorded_dm.get("class") or recorded_dm.get("instance_of") \
+            if isinstance(recorded_dm, Mapping) else None
+        if datamodule is None and recorded_dm:
+            raise FramewormError(f"pass datamodule=, the datamodule class (or an instance) of study "
+                                 f"{self.study.name!r} (the study records {recorded_dm_name!r}); classes named "
+                                 "in storage are never imported.")
+        if datamodule is not None:
+            _check_recorded("datamodule class", datamodule if inspect.isclass(datamodule) else type(datamodule),
+                            recorded_dm_name)
         if inspect.isclass(datamodule):
             datamodule = datamodule(**routed.data)
         if seed is None and record.get("seed") is not None:

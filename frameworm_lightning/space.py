@@ -32,8 +32,8 @@ import itertools
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, overload
 
 import numpy as np
 
@@ -51,9 +51,50 @@ __all__ = [
 
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
+# SearchSpace.grid() lists every configuration; past this many it is an error (use grid_point).
+MAX_LISTED_GRID = 1_000_000
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _linspace_at(low: float, high: float, n: int, i: int) -> float:
+    """``np.linspace(low, high, n)[i]``, with NumPy's arithmetic, without the array."""
+    return float(high) if i == n - 1 else i * ((high - low) / (n - 1)) + low
+
+
+def _geomspace_at(low: float, high: float, n: int, i: int) -> float:
+    """``np.geomspace(low, high, n)[i]`` for ``0 < low < high``, without the array."""
+    if i == 0:
+        return float(low)
+    if i == n - 1:
+        return float(high)
+    return float(10.0 ** _linspace_at(math.log10(low), math.log10(high), n, i))
+
+
+class _Axis(Sequence[Any]):
+    """``n`` values computed on demand: ``axis[i]`` is ``value(i)``."""
+
+    def __init__(self, n: int, value: Callable[[int], Any]) -> None:
+        self._n = n
+        self._value = value
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> Any: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Any]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self._value(j) for j in range(*i.indices(self._n))]
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(f"grid index {i} is out of range for {self._n} values")
+        return self._value(i)
 
 
 class Dimension(ABC):
@@ -72,8 +113,16 @@ class Dimension(ABC):
         """Whether ``value`` is a value this dimension can produce."""
 
     @abstractmethod
+    def grid_axis(self, grid_points: int | None = None) -> Sequence[Any]:
+        """The values a grid search visits, in a deterministic order, computed on demand.
+
+        ``len(axis)`` and ``axis[i]`` cost nothing however many values there are, so
+        ``Integer(0, 10**9)`` is a grid axis without a list of a billion integers.
+        """
+
     def grid(self, grid_points: int | None = None) -> list[Any]:
-        """The values a grid search visits, in a deterministic order."""
+        """The values of :meth:`grid_axis` as a list."""
+        return list(self.grid_axis(grid_points))
 
     @abstractmethod
     def to_spec(self) -> dict[str, Any]:
@@ -127,6 +176,11 @@ class Real(Dimension):
             raise SpaceError(f"Real bounds must be finite, but got low={low!r}, high={high!r}.")
         if low >= high:
             raise SpaceError(f"Real needs low < high, but got low={low!r}, high={high!r}.")
+        if not math.isfinite(float(high) - float(low)):
+            raise SpaceError(
+                f"Real bounds are too far apart: high - low overflows a float for low={low!r}, high={high!r}; "
+                "use bounds whose difference is below 1.7e308, or log=True for a positive range."
+            )
         if log and low <= 0:
             raise SpaceError(f"Real with log=True needs low > 0, but got low={low!r}.")
         if grid_points is not None and (not isinstance(grid_points, int) or grid_points < 2):
@@ -153,15 +207,15 @@ class Real(Dimension):
     def contains(self, value: Any) -> bool:
         return _is_number(value) and self.low <= float(value) <= self.high
 
-    def grid(self, grid_points: int | None = None) -> list[float]:
+    def grid_axis(self, grid_points: int | None = None) -> Sequence[float]:
         n = self.grid_points or grid_points
         if n is None:
             raise SpaceError(
                 f"a grid needs a resolution for {self!r}: pass Real(..., grid_points=5) "
                 "or GridSampler(grid_points=5), or list the values explicitly."
             )
-        points = np.geomspace(self.low, self.high, n) if self.log else np.linspace(self.low, self.high, n)
-        return [float(f"{p:.12g}") for p in points]
+        spaced = _geomspace_at if self.log else _linspace_at
+        return _Axis(n, lambda i: float(f"{spaced(self.low, self.high, n, i):.12g}"))
 
     def canonical(self, value: Any) -> float:
         return float(value)
@@ -243,19 +297,21 @@ class Integer(Dimension):
         v = int(value)
         return self.low <= v <= self.high and (v - self.low) % self.step == 0
 
-    def grid(self, grid_points: int | None = None) -> list[int]:
+    def grid_axis(self, grid_points: int | None = None) -> Sequence[int]:
         """Every value, or ``grid_points`` of them spread evenly (geometrically for ``log``)
         when the range holds more values than that."""
-        values = list(range(self.low, self.high + 1, self.step))
-        if grid_points is None or len(values) <= grid_points:
-            return values
-        if self.log:
-            picks = np.geomspace(self.low, self.high, grid_points)
-        else:
-            picks = np.linspace(self.low, self.high, grid_points)
-        # Snap to admissible values; rounding may merge neighbours, so keep the unique ones in order.
-        snapped = [self.low + self.step * int(round((p - self.low) / self.step)) for p in picks]
-        return sorted(set(min(max(v, self.low), self.high) for v in snapped))
+        if grid_points is None or self.n_values <= grid_points:
+            return range(self.low, self.high + 1, self.step)
+
+        def snapped(i: int) -> int:
+            p = (_geomspace_at if self.log else _linspace_at)(self.low, self.high, grid_points, i)
+            return min(max(self.low + self.step * int(round((p - self.low) / self.step)), self.low), self.high)
+
+        if not self.log:
+            # Picks are more than one step apart, so no two snap to the same value.
+            return _Axis(grid_points, snapped)
+        # Geometric picks crowd at the low end, where rounding may merge neighbours.
+        return sorted({snapped(i) for i in range(grid_points)})
 
     def canonical(self, value: Any) -> int:
         return int(value)
@@ -319,8 +375,8 @@ class Categorical(Dimension):
             return False
         return True
 
-    def grid(self, grid_points: int | None = None) -> list[Any]:
-        return list(self.choices)
+    def grid_axis(self, grid_points: int | None = None) -> Sequence[Any]:
+        return self.choices
 
     def canonical(self, value: Any) -> Any:
         return self.choices[self.index(value)]
@@ -425,12 +481,12 @@ class SearchSpace(Mapping[str, Dimension]):
         (0.01, 2)
     """
 
-    def __init__(self, dimensions: Mapping[str, Any] | SearchSpace) -> None:
+    def __init__(self, dimensions: Mapping[str, Any] | SearchSpace, *, allow_empty: bool = False) -> None:
         if isinstance(dimensions, SearchSpace):
             dimensions = dict(dimensions.items())
         if not isinstance(dimensions, Mapping):
             raise SpaceError(f"a search space must be a mapping of keys to dimensions, but got {dimensions!r}.")
-        if not dimensions:
+        if not dimensions and not allow_empty:  # allowed only for studies recorded without a space
             raise SpaceError("a search space needs at least one dimension, but got an empty mapping.")
         dims: dict[str, Dimension] = {}
         for key, spec in dimensions.items():
@@ -519,16 +575,25 @@ class SearchSpace(Mapping[str, Dimension]):
         return {key: dim.canonical(params[key]) for key, dim in self._dims.items() if key in params}
 
     # Grid -----------------------------------------------------------------------------
-    def grid_values(self, grid_points: int | None = None) -> list[list[Any]]:
-        """The values each dimension takes in a grid, in key order."""
-        return [dim.grid(grid_points) for dim in self._dims.values()]
+    def grid_values(self, grid_points: int | None = None) -> list[Sequence[Any]]:
+        """The values each dimension takes in a grid, in key order (each computed on demand)."""
+        return [dim.grid_axis(grid_points) for dim in self._dims.values()]
 
     def grid_size(self, grid_points: int | None = None) -> int:
-        """The number of points of the full grid."""
+        """The number of points of the full grid (computed, never enumerated)."""
         return math.prod(len(v) for v in self.grid_values(grid_points))
 
     def grid(self, grid_points: int | None = None) -> list[dict[str, Any]]:
-        """Every configuration of the grid, in a deterministic (lexicographic) order."""
+        """Every configuration of the grid, in a deterministic (lexicographic) order.
+
+        Raises:
+            SpaceError: the grid has more than ``MAX_LISTED_GRID`` points; use
+                :meth:`grid_point` (what ``GridSampler`` does) instead of a list.
+        """
+        size = self.grid_size(grid_points)
+        if size > MAX_LISTED_GRID:
+            raise SpaceError(f"the grid has {size:,} points, too many to list (at most {MAX_LISTED_GRID:,}); "
+                             "use grid_point(index) for one point at a time.")
         keys = list(self._dims)
         return [dict(zip(keys, combo)) for combo in itertools.product(*self.grid_values(grid_points))]
 

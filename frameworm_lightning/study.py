@@ -17,18 +17,19 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from frameworm_lightning.exceptions import FramewormError, SamplerError, StorageError
 from frameworm_lightning.samplers import AskContext, RandomSampler, Sampler
-from frameworm_lightning.space import SearchSpace
+from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
 from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, open_storage
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["Study", "Trial", "validate_mode"]
+__all__ = ["Study", "Trial", "recorded_space", "validate_mode"]
 
 # How often a sampler may be asked again after its claim key was taken meanwhile.
 _MAX_CLAIM_RETRIES = 50
@@ -39,6 +40,40 @@ def validate_mode(mode: str) -> str:
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', but got mode={mode!r}.")
     return mode
+
+
+def recorded_space(trials: Sequence[FrozenTrial]) -> SearchSpace:
+    """The space of a study stored without one (runs recorded by stopping callbacks in plain
+    scripts), read from the params its trials recorded.
+
+    Each key becomes a dimension over the values seen: ``Integer`` or ``Real`` between the
+    smallest and largest number, else ``Categorical`` of the distinct values (a key with
+    one value is a one-choice ``Categorical``). A study whose runs recorded no params has
+    an empty space.
+
+    Example:
+        >>> runs = [FrozenTrial(0, TrialState.COMPLETE, {"lr": 0.1, "depth": 2, "act": "relu"}),
+        ...         FrozenTrial(1, TrialState.COMPLETE, {"lr": 0.01, "depth": 4, "act": "relu"})]
+        >>> space = recorded_space(runs)
+        >>> space["lr"], space["act"]
+        (Real(low=0.01, high=0.1, log=False), Categorical(choices=['relu']))
+    """
+    seen: dict[str, list[Any]] = {}
+    for trial in trials:
+        for key, value in trial.params.items():
+            seen.setdefault(key, []).append(value)
+    dims: dict[str, Dimension] = {}
+    for key, values in seen.items():
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        if numbers and min(values) < max(values):
+            ints = all(isinstance(v, int) for v in values)
+            dims[key] = Integer(min(values), max(values)) if ints else Real(float(min(values)), float(max(values)))
+            continue
+        distinct: dict[str, Any] = {}
+        for v in values:
+            distinct.setdefault(json.dumps(v, sort_keys=True, default=str), v)
+        dims[key] = Categorical(list(distinct.values()))
+    return SearchSpace(dims, allow_empty=True)
 
 
 class Trial:
@@ -186,8 +221,9 @@ class Study:
         if record is None:
             known = ", ".join(store.study_names()) or "none"
             raise StorageError(f"no study named {name!r} in {store.url!r}; stored studies: {known}.")
-        return cls(name, SearchSpace.from_spec(record.space), record.metric, record.mode,
-                   sampler or RandomSampler(), store, record.study_id)
+        space = (SearchSpace.from_spec(record.space) if record.space
+                 else recorded_space(store.get_trials(record.study_id)))
+        return cls(name, space, record.metric, record.mode, sampler or RandomSampler(), store, record.study_id)
 
     # Reading --------------------------------------------------------------------------
     @property

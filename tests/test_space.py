@@ -59,6 +59,27 @@ def test_grid_enumeration_order_and_points():
     assert Real(1e-3, 1e-1, log=True).grid(3) == pytest.approx([1e-3, 1e-2, 1e-1])
 
 
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize(("low", "high", "n"), [(1e-4, 1e-1, 4), (0.3, 7.9, 13), (2.0, 1e6, 50), (1e-9, 3e-3, 7)])
+def test_grid_axes_are_computed_per_index_as_numpy_would_list_them(low, high, n, log):
+    axis = Real(low, high, log=log).grid_axis(n)
+    listed = np.geomspace(low, high, n) if log else np.linspace(low, high, n)
+    assert len(axis) == n and [axis[i] for i in range(n)] == [float(f"{p:.12g}") for p in listed]
+    assert axis[-1] == high and axis[1:3] == [axis[1], axis[2]]
+    with pytest.raises(IndexError):
+        axis[n]
+
+
+def test_a_billion_value_grid_axis_is_never_listed():
+    dim = Integer(0, 10**9)
+    assert dim.grid_axis() == range(0, 10**9 + 1) and len(dim.grid_axis()) == 10**9 + 1
+    assert list(dim.grid_axis(grid_points=5)) == [0, 250_000_000, 500_000_000, 750_000_000, 10**9]
+    space = SearchSpace({"a": Integer(0, 999), "b": Integer(0, 999), "c": Real(0, 1, grid_points=1000)})
+    assert space.grid_size() == 10**9
+    assert space.grid_point(10**9 - 1) == {"a": 999, "b": 999, "c": 1.0}
+    assert space.grid_point(1_002_003) == {"a": 1, "b": 2, "c": pytest.approx(3 / 999)}
+
+
 def test_real_in_grid_without_resolution_is_a_clear_error():
     with pytest.raises(SpaceError, match="grid_points"):
         SearchSpace({"lr": Real(0, 1)}).grid()

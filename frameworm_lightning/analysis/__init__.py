@@ -2,7 +2,8 @@
 
 Every function takes a :class:`~frameworm_lightning.Study` (a live one or one read back
 with ``Study.load``) or a :class:`~frameworm_lightning.SearchResult`. Needs the
-``analysis`` extra (pandas, matplotlib, scikit-learn).
+``analysis`` extra (pandas, plotly, scikit-learn); saving plots as PNG/SVG/PDF also
+needs the ``export`` extra (kaleido, with a Chrome or Chromium on the machine).
 
 Example:
     >>> from frameworm_lightning import Real, Study
@@ -15,8 +16,8 @@ Example:
 """
 
 try:
-    import matplotlib  # noqa: F401
     import pandas  # noqa: F401
+    import plotly  # noqa: F401
     import sklearn  # noqa: F401
 except ModuleNotFoundError as err:  # pragma: no cover - depends on the installation
     raise ModuleNotFoundError(
@@ -30,15 +31,19 @@ from frameworm_lightning.analysis._plots import (
     PLOT_KINDS,
     Curve,
     contour_data,
+    edf_data,
     history_data,
     learning_curves,
     plot,
     plot_contour,
     plot_curves,
+    plot_edf,
     plot_history,
     plot_importance,
     plot_parallel,
     plot_slice,
+    robust_range,
+    save_figure,
 )
 from frameworm_lightning.analysis._report import REPORT_KINDS, render_report, save_plots, write_report
 
@@ -50,6 +55,7 @@ __all__ = [
     "best_trial",
     "complete_trials",
     "contour_data",
+    "edf_data",
     "history_data",
     "importance_table",
     "learning_curves",
@@ -57,11 +63,14 @@ __all__ = [
     "plot",
     "plot_contour",
     "plot_curves",
+    "plot_edf",
     "plot_history",
     "plot_importance",
     "plot_parallel",
     "plot_slice",
     "render_report",
+    "robust_range",
+    "save_figure",
     "save_plots",
     "top_k",
     "top_trials",

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from frameworm_lightning.result import SearchResult
     from frameworm_lightning.study import Study
 
-__all__ = ["StudyLike", "best_trial", "complete_trials", "resolve", "top_k", "top_trials", "trials_dataframe"]
+__all__ = ["StudyLike", "best_trial", "complete_trials", "param_keys", "params_of", "resolve", "top_k", "top_trials",
+           "trials_dataframe"]
 
 StudyLike = Union["Study", "SearchResult"]
 
@@ -55,6 +56,24 @@ def resolve(source: StudyLike) -> tuple[Study, list[FrozenTrial]]:
     raise TypeError(f"expected a Study or a SearchResult, but got {type(source).__name__} ({source!r}).")
 
 
+def param_keys(study: Study, trials: list[FrozenTrial]) -> list[str]:
+    """The parameter names to show: the space's keys, or for a study recorded without a
+    space (the stopping callbacks in a plain script) every key some trial has, in order seen."""
+    if study.space:
+        return list(study.space)
+    seen: dict[str, None] = {}
+    for t in trials:
+        seen.update(dict.fromkeys(t.params))
+    return list(seen)
+
+
+def params_of(study: Study, trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's params with their exact Python values (as far as the space knows them)."""
+    if not study.space:
+        return dict(trial.params)
+    return {**trial.params, **study.space.canonical(trial.params)}
+
+
 def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
@@ -62,7 +81,7 @@ def _finite(value: float | None) -> bool:
 def complete_trials(source: StudyLike) -> list[FrozenTrial]:
     """``COMPLETE`` trials with a finite value and params for every key of the space."""
     study, trials = resolve(source)
-    keys = list(study.space)
+    keys = param_keys(study, trials)
     return [
         t for t in trials
         if t.state is TrialState.COMPLETE and _finite(t.value) and all(k in t.params for k in keys)
@@ -85,8 +104,8 @@ def best_trial(source: StudyLike) -> FrozenTrial | None:
     return best[0] if best else None
 
 
-def _row(trial: FrozenTrial, keys: list[str], canonical: Any) -> dict[str, Any]:
-    params = canonical(trial.params) if trial.params else {}
+def _row(trial: FrozenTrial, keys: list[str], study: Study) -> dict[str, Any]:
+    params = params_of(study, trial)
     steps = sorted(trial.intermediate_values)
     row: dict[str, Any] = {
         "number": trial.number,
@@ -125,10 +144,10 @@ def trials_dataframe(source: StudyLike, states: tuple[TrialState, ...] | None = 
         states: keep only trials in these states (default: all).
     """
     study, trials = resolve(source)
-    keys = list(study.space)
+    keys = param_keys(study, trials)
     if states is not None:
         trials = [t for t in trials if t.state in states]
-    rows = [_row(t, keys, study.space.canonical) for t in trials]
+    rows = [_row(t, keys, study) for t in trials]
     columns = ["number", "state", "value", *(PARAM_PREFIX + k for k in keys), "duration", "steps", "last_step",
                "reason", "error", "datetime_start", "datetime_complete", "checkpoint_path", "trial_dir"]
     frame = pd.DataFrame(rows, columns=columns + sorted({c for r in rows for c in r} - set(columns)))

@@ -158,6 +158,9 @@ class ForestANOVA:
 def fit_anova(source: StudyLike, *, n_trees: int = 64, max_depth: int | None = 64, seed: int | None = 0) -> ForestANOVA:
     """Fit :class:`ForestANOVA` on the complete trials of ``source``."""
     study, _ = resolve(source)
+    if not study.space:
+        raise ValueError(f"parameter importance needs a search space, but study {study.name!r} was recorded "
+                         "without one (by the stopping callbacks in a training script).")
     trials = complete_trials(source)
     if len(trials) < 2:
         raise ValueError(

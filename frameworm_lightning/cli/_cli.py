@@ -21,12 +21,14 @@ LightningCLI is extended only through its hooks: ``subcommands()`` names the new
 subcommands, whose options LightningCLI reads from the signatures of
 :class:`SearchTrainer`'s methods; ``add_arguments_to_parser`` adds the ``search:``
 section; ``before_instantiate_classes`` validates the search before anything is built;
+``instantiate_classes`` turns a config that does not build into one line;
 ``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
 ``parser_class`` gives the one-line errors.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -34,15 +36,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
 import frameworm_lightning.stopping  # noqa: F401 - imported so short names (--trainer.callbacks+=ASHA) resolve
 from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, explain
-from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, best_fit_config, build_plan, trainer_overrides
+from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, build_plan, trainer_overrides, trial_fit_config
+from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
+from frameworm_lightning.storage import masked_url
 from frameworm_lightning.runner._progress import format_params
-from frameworm_lightning.trial import FrozenTrial, TrialState
+from frameworm_lightning.trial import TrialState
 
 __all__ = ["SearchCLI", "SearchTrainer", "main"]
 
@@ -92,11 +97,11 @@ class SearchTrainer(Trainer):
 
     def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
              kinds: Optional[list[str]] = None) -> None:
-        """Write the analysis report of the stored study: report.html, a PNG per plot, trials.csv.
+        """Write the analysis report of the stored study: an interactive report.html and trials.csv.
 
         Args:
             output: the folder to write; default: <root_dir>/<study>/report.
-            kinds: the plots to draw (history, curves, importance, parallel, slice, contour);
+            kinds: the plots to draw (history, curves, importance, parallel, slice, contour, edf);
                 default: all.
         """
         raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
@@ -134,10 +139,25 @@ class SearchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
-        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class)
+        self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
+                               reading=self.subcommand in ("trials", "plot"))
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+    def instantiate_classes(self) -> None:
+        if self.subcommand not in _SEARCH_COMMANDS:
+            super().instantiate_classes()
+            return
+        # Building the config's classes once (model, data, optimizer...) finds what every trial
+        # would fail on before any trial is claimed: say it in one line.
+        try:
+            super().instantiate_classes()
+        except (TypeError, ValueError, MisconfigurationException) as err:
+            if isinstance(err, FramewormError):
+                raise
+            text = " ".join(str(err).split())
+            raise UsageError(f"the config does not build: {type(err).__name__}: {text}; fix it before searching") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.subcommand in _SEARCH_COMMANDS:
@@ -154,7 +174,7 @@ class SearchCLI(LightningCLI):
     def worker(self, wait: bool = True, **_: Any) -> None:
         """Join the study as a pull worker."""
         if not self.plan.storage.startswith(("sqlite:///", "postgresql")) or self.plan.storage == "sqlite:///:memory:":
-            raise UsageError(f"a worker joins a study other processes share, but search.storage is {self.plan.storage!r}; "
+            raise UsageError(f"a worker joins a study other processes share, but search.storage is {masked_url(self.plan.storage)!r}; "
                              "use a postgresql://user@host/db URL (many machines) or sqlite:///path/study.db (one machine).")
         self._run("worker", wait=wait)
 
@@ -169,17 +189,22 @@ class SearchCLI(LightningCLI):
         console.print(trials_table(study))
 
     def best(self, output: Optional[str] = None, **_: Any) -> None:
-        """Write the best trial's config (the search's config with the best params set)."""
+        """Write the config the best trial trained, as recorded when it ran."""
         study = self._load_study()
         best = study.best_trial
         if best is None:
             raise UsageError(f"study {study.name!r} has no complete trial yet; run: {self._prog()} search {self._config_args()}")
-        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
-        for key in ("search", "config", "output"):
-            dump.pop(key, None)
         cfg = self.config[self.subcommand].search
         seed = None if cfg.seed is None else cfg.seed + best.number
-        config = best_fit_config(dump, study.space.canonical(best.params), seed)
+        current = trial_fit_config(self._fit_dump(), study.space.canonical(best.params), seed)
+        recorded = best.system_attrs.get(CONFIG_ATTR)
+        if recorded is None:
+            print(f"note: trial {best.number} recorded no config (it ran before frameworm-search recorded them); "
+                  "wrote the current command line's config with its params.", file=sys.stderr, flush=True)
+        elif (changes := _differences(recorded, current)):
+            print(f"note: the current command line differs from what trial {best.number} trained ({changes}); "
+                  "wrote what the trial trained.", file=sys.stderr, flush=True)
+        config = current if recorded is None else recorded
         header = [f"# best trial {best.number} of study {study.name!r}: {study.metric}={best.value:.6g}"]
         if best.system_attrs.get("checkpoint_path"):
             header.append(f"# its checkpoint: {best.system_attrs['checkpoint_path']}")
@@ -211,9 +236,18 @@ class SearchCLI(LightningCLI):
         cfg = self.config[self.subcommand].search
         folder = Path(output) if output else Path(cfg.root_dir) / study.name / "report"
         page = analysis.write_report(study, folder, kinds=tuple(kinds or analysis.REPORT_KINDS))
-        print(f"wrote {page} (and a PNG per plot, trials.csv) for study {study.name!r}", flush=True)
+        print(f"wrote {page} (and trials.csv) for study {study.name!r}", flush=True)
 
     # Helpers ----------------------------------------------------------------------------
+    def _fit_dump(self) -> dict[str, Any]:
+        """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand."""
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
+        method = getattr(SearchTrainer, self.subcommand)
+        own = set(inspect.signature(method).parameters) - {"self", "model", "datamodule"}
+        for key in ("search", "config", *own):
+            dump.pop(key, None)
+        return dump
+
     def _run(self, how: str, **kwargs: Any) -> None:
         """``SearchRunner.fit`` (``how="fit"``) or ``.worker`` under the live progress view."""
         from frameworm_lightning.cli._progress import SearchProgress  # noqa: PLC0415 - rich only here
@@ -226,10 +260,12 @@ class SearchCLI(LightningCLI):
         callbacks = trainer.pop("callbacks", None) or []  # bound to each trial, like search.stopping
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
         try:
+            trial_config = TrialConfig(self._fit_dump(), cfg.seed, type(self).configure_optimizers)
             runner = SearchRunner(
                 metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
                 trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
-                root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective, callbacks=[*callbacks, *cfg.stopping],
+                root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective,
+                callbacks=[trial_config, *callbacks, *cfg.stopping],
                 retry_failed=cfg.retry_failed, stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
                 executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,
                 loggers=cfg.loggers, keep_checkpoints=cfg.keep_checkpoints,
@@ -242,23 +278,28 @@ class SearchCLI(LightningCLI):
         if how == "fit":
             bound = runner.sampler.max_trials(plan.space)
             total = bound if cfg.n_trials is None else (cfg.n_trials if bound is None else min(cfg.n_trials, bound))
-        progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs)
+        progress = SearchProgress(plan.study_name, cfg.metric, cfg.mode, total, n_jobs=cfg.n_jobs,
+                                  storage=plan.storage, study_name=plan.study_name)
         args = (plan.module_cls, plan.space, plan.datamodule_cls)
         common = {"model_kwargs": plan.model_kwargs, "datamodule_kwargs": plan.data_kwargs,
-                  "printer": _MetricGuard(progress, cfg.metric)}
+                  "printer": progress}
         try:
             with progress:
                 if how == "fit":
                     result = runner.fit(*args, enqueue=plan.enqueue, **common)
                 else:
                     result = runner.worker(*args, **common, **kwargs)
+        except MetricNotFoundError as err:
+            # The runner ends the search at the first trial that never logged the metric (runner/_rules.py).
+            where = "search.metric" if err.metric == cfg.metric else "a callback's monitor"
+            raise UsageError(f"{where}: {err}") from None
         except (KeyboardInterrupt, SystemExit) as exc:
             # Lightning turns Ctrl+C during fit into sys.exit(1), raised while handling the interrupt.
             if not isinstance(exc, KeyboardInterrupt) and not isinstance(exc.__context__, KeyboardInterrupt):
                 raise
             print(
                 f"interrupted: {progress.finished} finished trial(s) stored in study {plan.study_name!r} "
-                f"({plan.storage}); run the same command again to resume.", file=sys.stderr, flush=True,
+                f"({masked_url(plan.storage)}); run the same command again to resume.", file=sys.stderr, flush=True,
             )
             raise KeyboardInterrupt from None
         self._summary(result, progress)
@@ -272,7 +313,7 @@ class SearchCLI(LightningCLI):
             f"{counts[TrialState.FAILED] - interrupted} failed"
             + (f", {interrupted} interrupted and run again" if interrupted else "")
             + (f"; resumed with {progress.stored} trials stored" if progress.stored else "")
-            + f" ({plan.storage})", flush=True,
+            + f" ({masked_url(plan.storage)})", flush=True,
         )
         best = result.best_trial
         if best is None:
@@ -309,29 +350,34 @@ class SearchCLI(LightningCLI):
         return Study.load(self.plan.study_name, storage)
 
 
-class _MetricGuard:
-    """Passes trials on to the progress view; ends the search when the metric was never logged.
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
-    Every trial would fail the same way, so the first such failure stops the search
-    (the trial is already stored: running the command again resumes).
-    """
 
-    _MARK = f"{MetricNotFoundError.__module__}.{MetricNotFoundError.__qualname__}: "
+def _differences(recorded: Any, current: Any, key: str = "", limit: int = 4) -> str:
+    """The keys where two configs differ, as ``key: current now, recorded in the trial``."""
+    found: list[str] = []
 
-    def __init__(self, printer: Any, metric: str) -> None:
-        self.printer = printer
-        self.metric = metric
+    def walk(a: Any, b: Any, at: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in [*a, *(k for k in b if k not in a)]:
+                walk(a.get(k), b.get(k), f"{at}.{k}" if at else str(k))
+        elif a != b:
+            found.append(f"{at}: {_short(b)} now, {_short(a)} in the trial")
 
-    def observe(self, trial: FrozenTrial) -> None:
-        self.printer.observe(trial)
+    walk(recorded, current, key)
+    more = f"; {len(found) - limit} more" if len(found) > limit else ""
+    return "; ".join(found[:limit]) + more
 
-    def __call__(self, trial: FrozenTrial) -> None:
-        self.printer(trial)
-        reason = trial.reason or ""
-        if trial.state is TrialState.FAILED and reason.startswith(self._MARK):
-            message = reason[len(self._MARK):]
-            where = "search.metric" if message.startswith(f"metric {self.metric!r}") else "a callback's monitor"
-            raise UsageError(f"{where}: {message}")
+
+def _dashboard(argv: list[str]) -> None:
+    """``frameworm-search dashboard --storage URL``: the live web dashboard (the ``dashboard`` extra)."""
+    try:
+        from frameworm_lightning.dashboard._cli import main as dashboard_main  # noqa: PLC0415 - optional extra
+    except ModuleNotFoundError as err:
+        raise UsageError(str(err)) from None
+    dashboard_main(argv)
 
 
 def main(args: Optional[list[str]] = None) -> None:
@@ -339,9 +385,14 @@ def main(args: Optional[list[str]] = None) -> None:
 
     Errors a user can fix print as one line (exit code 2); set ``FRAMEWORM_DEBUG=1``
     to see their traceback. An interrupted search exits with 130 and resumes when
-    run again.
+    run again. ``dashboard`` needs no search config and has its own parser
+    (``frameworm_lightning/dashboard/_cli.py``).
     """
+    argv = list(sys.argv[1:] if args is None else args)
     try:
+        if argv[:1] == ["dashboard"]:
+            _dashboard(argv[1:])
+            return
         SearchCLI(args=args)
     except (FramewormError, UsageError) as err:
         if os.environ.get("FRAMEWORM_DEBUG"):

@@ -2,9 +2,11 @@
 
 Two sources:
 
-* jsonargparse rejects a ``class_path`` that names no sampler or stopping policy; its
-  message is rewritten by :class:`SearchArgumentParser` (LightningCLI's ``parser_class``
-  hook), which keeps jsonargparse's own output for every other parse error;
+* jsonargparse rejects the command line or a config file (a YAML syntax error, a value of
+  the wrong type, a ``class_path`` that names no sampler or stopping policy):
+  :class:`SearchArgumentParser` (LightningCLI's ``parser_class`` hook) prints its message
+  as one line that names the key, the value and what to write instead, in place of
+  jsonargparse's usage text (~70 lines) followed by the message;
 * our own checks raise a :class:`~frameworm_lightning.FramewormError` (a bad space, an
   unknown key, a storage that cannot be written, a metric never logged) or a
   :class:`UsageError`; :func:`explain` turns either into the line ``main`` prints.
@@ -12,10 +14,16 @@ Two sources:
 
 from __future__ import annotations
 
+import ast
 import inspect
+import os
 import re
 import sys
-from typing import NoReturn
+from collections.abc import Iterator
+from contextvars import ContextVar
+from typing import Any, NoReturn
+
+import yaml
 
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser
@@ -31,7 +39,7 @@ from frameworm_lightning.exceptions import (
 )
 from frameworm_lightning.samplers import Sampler
 
-__all__ = ["SearchArgumentParser", "UsageError", "explain", "known_policies", "known_samplers"]
+__all__ = ["SearchArgumentParser", "UsageError", "explain", "known_policies", "known_samplers", "parse_error"]
 
 
 class UsageError(Exception):
@@ -122,13 +130,105 @@ def class_path_error(message: str) -> str | None:
     return f"unknown {what} {name!r} in {prefix} ({why}); {listing}. Write e.g. {example}."
 
 
+# jsonargparse's messages for a value of the wrong type: 'Parser key "k":' then one of
+#   Expected a typing.Literal['min', 'max']. Got value: minn
+#   Not of type PositiveInt: 0 does not conform to restriction v>0
+#   Expected a <class 'bool'>. Got value: maybe
+#   Does not validate against any of the Union subtypes / Subtypes: [...] / ... / Given value: -3
+_KEY_LINE = re.compile(r'^Parser key "([^"]+)":\s*')
+_LITERAL = re.compile(r"Expected a typing\.Literal\[(.*)\]\. Got value: (.*)")
+_RESTRICTED = re.compile(r"Not of type (\w+): (.*) does not conform to restriction")
+_EXPECTED = re.compile(r"Expected a <class '(\w+)'>\. Got value: (.*)")
+_SUBTYPES = re.compile(r"Subtypes: \[(.*)\]")
+_TYPE_NAME = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
+_WORDS = {
+    "PositiveInt": "an integer > 0", "NonNegativeInt": "an integer >= 0",
+    "PositiveFloat": "a number > 0", "NonNegativeFloat": "a number >= 0",
+    "ClosedUnitInterval": "a number in [0, 1]", "OpenUnitInterval": "a number in (0, 1)",
+    "int": "an integer", "float": "a number", "bool": "true or false", "str": "a string", "NoneType": "null",
+}
+
+# The config file jsonargparse is reading, for a YAML error (whose message says "<unicode string>").
+_CONFIG_FILE: ContextVar[str | None] = ContextVar("frameworm_config_file", default=None)
+
+
+def _causes(ex: BaseException | None) -> Iterator[BaseException]:
+    while ex is not None:
+        yield ex
+        ex = ex.__cause__ or ex.__context__
+
+
+def _shown(value: str) -> str:
+    """A value as the user wrote it: numbers plain, anything else quoted."""
+    value = value.strip()
+    try:
+        float(value)
+    except ValueError:
+        return repr(value)
+    return value
+
+
+def _expected(detail: str) -> tuple[str, str] | None:
+    """``(what to write, the given value)`` from jsonargparse's type error; ``None`` if not one of its known forms."""
+    if match := _LITERAL.search(detail):
+        choices = ast.literal_eval(f"[{match.group(1)}]")
+        return "one of: " + ", ".join(str(c) for c in choices), match.group(2)
+    if match := _RESTRICTED.search(detail):
+        name, value = match.groups()
+        return (_WORDS[name], value) if name in _WORDS else None
+    if match := _EXPECTED.search(detail):
+        name, value = match.groups()
+        return (_WORDS[name], value) if name in _WORDS else None
+    subtypes, given = _SUBTYPES.search(detail), _GIVEN.search(detail)
+    if subtypes and given:
+        names = _TYPE_NAME.findall(subtypes.group(1))
+        if not names or len(names) != subtypes.group(1).count("<class") or any(n not in _WORDS for n in names):
+            return None
+        words = [_WORDS[n] for n in names if n != "NoneType"] + (["null"] if "NoneType" in names else [])
+        return ", or ".join(words), given.group(1)
+    return None
+
+
+def _yaml_error(err: yaml.MarkedYAMLError) -> str:
+    where = _CONFIG_FILE.get()
+    what = f"{where} is not valid YAML" if where else "a config is not valid YAML"
+    text = f"{what}: {err.problem}"
+    if err.problem_mark is not None:
+        text += f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}"
+    if err.context and err.context_mark is not None:
+        text += f" ({err.context} that starts at line {err.context_mark.line + 1}, column {err.context_mark.column + 1})"
+    return f"{text}; fix the syntax there."
+
+
+def parse_error(message: str, ex: BaseException | None = None) -> str:
+    """jsonargparse's error message (and its exception) as one line that says the fix."""
+    line = class_path_error(message)
+    if line is not None:
+        return line
+    bad_yaml = next((e for e in _causes(ex) if isinstance(e, yaml.MarkedYAMLError)), None)
+    if bad_yaml is not None:
+        return _yaml_error(bad_yaml)
+    if (key := _KEY_LINE.match(message)) and (expected := _expected(message[key.end():])):
+        return f"{key.group(1)} is {_shown(expected[1])}; write {expected[0]}."
+    text = " ".join(ln.strip() for ln in message.splitlines() if ln.strip())
+    if key:
+        text = f"{key.group(1)}: {text[key.end():].strip()}"
+    return f"{text.rstrip('.')}; see --help for the options."
+
+
 class SearchArgumentParser(LightningArgumentParser):
-    """LightningCLI's parser, with one-line messages for an unknown sampler or policy."""
+    """LightningCLI's parser; a parse error is one line (:func:`parse_error`) instead of the usage text."""
+
+    def parse_path(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
+        token = _CONFIG_FILE.set(os.fspath(path))  # for a YAML error's message
+        try:
+            return super().parse_path(path, *args, **kwargs)
+        finally:
+            _CONFIG_FILE.reset(token)
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        line = class_path_error(message)
-        if line is None or not self.exit_on_error:
+        if not self.exit_on_error:  # jsonargparse trying one alternative of several: not the user's error yet
             super().error(message, ex)
         self._logger.error(message)
-        sys.stderr.write(f"error: {line}\n")
+        sys.stderr.write(f"error: {parse_error(message, ex)}\n")
         self.exit(2)

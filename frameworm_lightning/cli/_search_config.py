@@ -12,6 +12,7 @@ runner's routing (``runner_key``)::
     model.lr                  ->  model.lr       (jsonargparse's short form, accepted too)
     data.init_args.batch_size ->  data.batch_size
     trainer.max_epochs        ->  trainer.max_epochs
+    optimizer.init_args.lr    ->  optimizer.lr   (LightningCLI's optimizer: section; lr_scheduler: alike)
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from jsonargparse.typing import PositiveFloat, PositiveInt
 from lightning.pytorch.callbacks import Callback
 
 from frameworm_lightning.exceptions import ConfigKeyError, SpaceError
-from frameworm_lightning.runner._routing import TARGETS, init_arguments
+from frameworm_lightning.runner._routing import CALLBACK_TARGETS, TARGETS, init_arguments
 from frameworm_lightning.samplers import Sampler
 from frameworm_lightning.space import SearchSpace
 
-__all__ = ["SearchConfig", "SearchPlan", "build_plan", "best_fit_config", "config_key", "runner_key"]
+__all__ = ["SearchConfig", "SearchPlan", "build_plan", "config_key", "runner_key", "section_class", "trial_fit_config"]
 
-_CLASS_TARGETS = ("model", "data")
+# The sections given as class_path/init_args; the optimizer and LR scheduler are LightningCLI's.
+_CLASS_TARGETS = ("model", "data", *CALLBACK_TARGETS)
+_HEADS = (*TARGETS, *CALLBACK_TARGETS)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def runner_key(key: str) -> str:
 def config_key(key: str) -> str:
     """The config key of a runner key (inverse of :func:`runner_key`): ``model.lr`` -> ``model.init_args.lr``."""
     head, _, rest = key.partition(".")
-    if head not in TARGETS or not rest:
+    if head not in _HEADS or not rest:
         head, rest = "model", key
     return f"{head}.init_args.{rest}" if head in _CLASS_TARGETS else f"{head}.{rest}"
 
@@ -115,6 +118,15 @@ def config_key(key: str) -> str:
 def _import(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def section_class(section: Any) -> type | None:
+    """The class a parsed or dumped ``class_path``/``init_args`` section names; ``None`` for none."""
+    if isinstance(section, Namespace):
+        section = section.as_dict()
+    if not isinstance(section, Mapping) or not section.get("class_path"):
+        return None
+    return _import(section["class_path"])
 
 
 def _class_and_kwargs(section: Any, fixed: type | None) -> tuple[type | None, dict[str, Any]]:
@@ -131,10 +143,19 @@ def _class_and_kwargs(section: Any, fixed: type | None) -> tuple[type | None, di
     return _import(data["class_path"]), dict(data.get("init_args") or {})
 
 
+# The first argument of the optimizer and the LR scheduler, which LightningCLI passes itself.
+_BOUND = {"optimizer": "params", "lr_scheduler": "optimizer"}
+
+
+def _arguments(target: str, cls: type) -> tuple[set[str], bool]:
+    names, var_kw = init_arguments(cls)
+    return names - {_BOUND.get(target)}, var_kw
+
+
 def _valid_keys(target: str, cls: type | None) -> list[str]:
     if cls is None:
         return []
-    names, _ = init_arguments(cls)
+    names, _ = _arguments(target, cls)
     return [config_key(f"{target}.{n}") for n in sorted(names)]
 
 
@@ -142,20 +163,20 @@ def check_space_keys(keys: list[str], targets: Mapping[str, type | None]) -> Non
     """Raise :class:`ConfigKeyError` for a key no target accepts, listing the valid keys."""
     for key in keys:
         head, _, rest = runner_key(key).partition(".")
-        if head not in TARGETS or not rest:
+        if head not in _HEADS or not rest:
             raise ConfigKeyError(
-                f"search.space key {key!r} names no config section; write it as "
-                f"{config_key(runner_key(key))!r} (model.init_args.*, data.init_args.* or trainer.*)."
+                f"search.space key {key!r} names no config section; write it as {config_key(runner_key(key))!r} "
+                "(model.init_args.*, data.init_args.*, trainer.*, optimizer.init_args.* or lr_scheduler.init_args.*)."
             )
         cls = targets.get(head)
         if cls is None:
             raise ConfigKeyError(
                 f"search.space key {key!r}: the config has no {head} class to configure; "
-                f"add a {head}: {{class_path: ...}} section or drop the key."
+                f"add {head}: {{class_path: ...}} to the config or drop the key."
             )
         arg = rest.split(".", 1)[0]
-        names, var_kw = init_arguments(cls)
-        if arg not in names and not var_kw:
+        names, var_kw = _arguments(head, cls)
+        if arg not in names and (not var_kw or arg == _BOUND.get(head)):
             if head == "trainer":
                 valid = "any Trainer argument, e.g. trainer.max_epochs, trainer.gradient_clip_val"
             else:
@@ -176,7 +197,7 @@ class SearchPlan:
     datamodule_cls: type[pl.LightningDataModule] | None
     model_kwargs: dict[str, Any]
     data_kwargs: dict[str, Any]
-    space: SearchSpace  # runner keys
+    space: SearchSpace | None  # runner keys; None when only reading a study stored without one
     enqueue: list[dict[str, Any]]
     study_name: str
     storage: str
@@ -186,10 +207,14 @@ def _default_storage(root_dir: str) -> str:
     return f"sqlite:///{Path(root_dir).resolve() / 'frameworm.db'}"
 
 
-def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None) -> SearchPlan:
+def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None,
+               *, reading: bool = False) -> SearchPlan:
     """Validate the ``search:`` section of a parsed (not yet instantiated) subcommand config.
 
     ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any.
+    ``reading``: the subcommand only reads a stored study (``trials``, ``plot``), which may
+    have been recorded by stopping callbacks without a space: no space or model needed
+    (``space`` is then ``None``), given ``search.study_name``.
 
     Raises:
         SpaceError: a bad dimension spec or an empty space (naming the key).
@@ -198,15 +223,21 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
     search = config.search
     module_cls, model_kwargs = _class_and_kwargs(config.get("model"), model_class)
     data_cls, data_kwargs = _class_and_kwargs(config.get("data"), datamodule_class)
-    if module_cls is None:
+    if module_cls is None and not (reading and search.study_name):
         raise ConfigKeyError("a search needs a model: add model: {class_path: my_package.MyModule} to the config.")
     raw = search.space.as_dict() if isinstance(search.space, Namespace) else dict(search.space or {})
+    if not raw and reading:
+        return SearchPlan(module_cls, data_cls, model_kwargs, data_kwargs, None, [],  # type: ignore[arg-type]
+                          study_name=search.study_name or module_cls.__name__,  # type: ignore[union-attr]
+                          storage=search.storage or _default_storage(search.root_dir))
     if not raw:
         raise SpaceError(
             "search.space is empty: add at least one dimension, e.g. "
             "model.init_args.lr: {type: real, low: 1.0e-4, high: 1.0e-2, log: true}."
         )
-    check_space_keys(list(raw), {"model": module_cls, "data": data_cls, "trainer": pl.Trainer})
+    targets = {"model": module_cls, "data": data_cls, "trainer": pl.Trainer,
+               **{name: section_class(config.get(name)) for name in CALLBACK_TARGETS}}
+    check_space_keys(list(raw), targets)
     dims = SearchSpace(raw)  # errors name the key as the user wrote it
     rekeyed: dict[str, Any] = {}
     for key, dim in dims.items():
@@ -263,8 +294,8 @@ def _set(config: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def best_fit_config(dump: Mapping[str, Any], params: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
-    """A config LightningCLI's ``fit`` accepts: the dumped config with ``params`` applied.
+def trial_fit_config(dump: Mapping[str, Any], params: Mapping[str, Any], seed: int | None) -> dict[str, Any]:
+    """A trial's config as LightningCLI's ``fit`` takes it: the dumped config with ``params`` applied.
 
     Trainer arguments left at their defaults and empty sections are left out.
 

@@ -3,19 +3,19 @@
 * The study's runner record (the study user attribute :data:`RUNNER_ATTR`): the import
   paths of the module and datamodule classes and the JSON-able part of the base
   arguments, so ``SearchResult.load_best_model()`` and ``retrain_best()`` work on a study
-  read back from storage in another process.
+  read back from storage in another process. The class paths are names to check the
+  caller's classes against, never imported (``docs/trust.md``).
 * Each trial's ``config.yaml`` in its directory: the params and the arguments the
   module, datamodule and ``Trainer`` were built with.
 * Removing the checkpoints of all trials but the best (``keep_checkpoints="best"``).
 
 Example:
-    >>> import_path(Path), import_object("pathlib:Path") is Path
-    ('pathlib:Path', True)
+    >>> import_path(Path)
+    'pathlib:Path'
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import os
 from collections.abc import Mapping
@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from frameworm_lightning.exceptions import FramewormError
-
 if TYPE_CHECKING:
     from frameworm_lightning.runner._execute import TrialSpec
     from frameworm_lightning.runner._routing import Routed
@@ -33,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUNNER_ATTR",
-    "import_object",
     "import_path",
     "jsonable",
     "remove_checkpoints",
@@ -48,24 +45,6 @@ RECORD_VERSION = 1
 def import_path(obj: Any) -> str:
     """``"package.module:Qual.Name"`` for a class or function."""
     return f"{obj.__module__}:{obj.__qualname__}"
-
-
-def import_object(path: str) -> Any:
-    """The object named by :func:`import_path`.
-
-    Raises:
-        FramewormError: the module cannot be imported or has no such attribute.
-    """
-    module_name, _, qualname = path.partition(":")
-    if "<locals>" in qualname:
-        raise FramewormError(f"{path!r} was defined inside a function and cannot be imported; pass the class itself.")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as err:
-        raise FramewormError(f"cannot import {path!r} ({err}); pass the class itself.") from None
-    return obj
 
 
 def jsonable(value: Any, where: str, dropped: list[str]) -> Any:
@@ -111,6 +90,7 @@ def runner_record(spec: TrialSpec) -> dict[str, Any]:
         "metric": spec.metric,
         "mode": spec.mode,
         "objective": spec.objective,
+        "save_checkpoint": spec.save_checkpoint,
         "seed": spec.seed,
         "root_dir": str(Path(spec.root_dir).resolve()),
         "cwd": os.getcwd(),

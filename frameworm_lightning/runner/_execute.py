@@ -23,15 +23,31 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
-from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, close_loggers
+from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
+from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._routing import route_params
 from frameworm_lightning.study import Trial
 
-__all__ = ["TrialReporter", "TrialSpec", "execute_trial", "read_metric", "resume_checkpoint", "trial_budget", "trial_dir"]
+__all__ = [
+    "TrialCheckpoint",
+    "TrialReporter",
+    "TrialSpec",
+    "checkpointing",
+    "execute_trial",
+    "read_metric",
+    "resume_checkpoint",
+    "trial_budget",
+    "trial_dir",
+]
+
+# Errors that say the search is set up wrongly, when raised before the first training batch.
+_CONFIG_ERRORS = (MisconfigurationException, TypeError, ValueError)
 
 _log = logging.getLogger("frameworm_lightning")
 
@@ -60,6 +76,11 @@ class TrialReporter(Callback):
     def __init__(self, trial: Trial, metric: str) -> None:
         self.trial = trial
         self.metric = metric
+        self.trained = False  # whether a training batch started (errors before it are set-up errors)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self.trained = True
 
     def _report(self, trainer: pl.Trainer) -> None:
         value = read_metric(trainer, self.metric)
@@ -75,9 +96,52 @@ class TrialReporter(Callback):
             self._report(trainer)
 
 
+class TrialCheckpoint(ModelCheckpoint):
+    """The runner's checkpoint of a trial's best model (``checkpoints/best.ckpt``).
+
+    A class of its own so that its ``state_key`` differs from any ``ModelCheckpoint`` the
+    user adds: Lightning refuses two stateful callbacks with one key.
+    """
+
+
+def checkpointing(trainer_kwargs: Mapping[str, Any]) -> bool:
+    """Whether the user's Trainer arguments allow checkpoints (``enable_checkpointing`` not ``False``)."""
+    return trainer_kwargs.get("enable_checkpointing", True) is not False
+
+
+def _best_checkpoint(spec: TrialSpec, directory: Path, trainer_kwargs: Mapping[str, Any],
+                     user_callbacks: Sequence[Callback]) -> tuple[ModelCheckpoint | None, bool]:
+    """The callback whose best checkpoint is the trial's, and whether the runner must add it.
+
+    None when checkpoints are off (``save_checkpoints=False``, ``enable_checkpointing=False``).
+    A user's ``ModelCheckpoint`` that keeps the best of the search metric in the trial's own
+    folder (no ``dirpath`` of its own, which every trial would share) is used as it is;
+    otherwise the runner's :class:`TrialCheckpoint` sits beside the user's.
+    """
+    if not spec.save_checkpoint or not checkpointing(trainer_kwargs):
+        return None, False
+    for cb in user_callbacks:
+        if (isinstance(cb, ModelCheckpoint) and cb.monitor == spec.metric and cb.mode == spec.mode
+                and cb.save_top_k != 0 and cb.dirpath is None):
+            return cb, False
+    return TrialCheckpoint(
+        dirpath=directory / "checkpoints", filename="best", monitor=spec.metric, mode=spec.mode,
+        save_top_k=1, auto_insert_metric_name=False,
+    ), True
+
+
+def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any] | None:
+    """What makes ``err`` a failure every trial would share: a metric never logged, or a set-up error."""
+    if isinstance(err, MetricNotFoundError):
+        return {"kind": "metric", "metric": err.metric, "available": err.available}
+    if isinstance(err, _CONFIG_ERRORS) and (reporter is None or not reporter.trained):
+        return {"kind": "config", "error": f"{type(err).__name__}: {err}"}
+    return None
+
+
 def trial_dir(root_dir: str | os.PathLike[str], study_name: str, number: int) -> Path:
-    """``root_dir/<study>/trial_<n>``: the trial's logs, config and checkpoint."""
-    return Path(root_dir) / study_name / f"trial_{number}"
+    """``root_dir/<study>/trial_000<n>``: the trial's logs, config and checkpoint."""
+    return Path(root_dir) / study_name / run_name(number)
 
 
 @dataclass
@@ -98,7 +162,8 @@ class TrialSpec:
         loggers: each trial's Lightning loggers, built for it by name, class or factory
             (see ``runner/_loggers.py``); ``None`` is a CSVLogger. A ``logger`` in
             ``trainer_kwargs`` takes precedence.
-        quiet: no Lightning progress bars, model summaries or info logs.
+        quiet: no Lightning info logs. Progress bars and model summaries are off in every
+            trial unless ``trainer_kwargs`` turn them on.
     """
 
     module_cls: type[pl.LightningModule]
@@ -186,7 +251,8 @@ def _fit(trainer: pl.Trainer, model: pl.LightningModule, datamodule: Any, ckpt_p
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main else None
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # The checkpoint's path comes from storage: tensors only, never pickled code (docs/trust.md).
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit as exit_:
         if isinstance(exit_.__context__, KeyboardInterrupt):
             raise KeyboardInterrupt from None
@@ -201,12 +267,16 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
 
     The trial is stored ``COMPLETE`` with its objective, ``PRUNED`` if a stopping
     callback asked for it, or ``FAILED`` with the traceback (an exception, a missing
-    metric, a NaN/inf objective). ``KeyboardInterrupt`` stores it as interrupted (its
-    params run again on resume) and is re-raised.
+    metric, a NaN/inf objective); a missing metric or a set-up error before the first
+    training batch is marked :data:`FATAL_ATTR` (see ``runner/_rules.py``).
+    ``KeyboardInterrupt`` and Lightning's ``SIGTERMException`` store it as interrupted
+    (its params run again first on resume) and are re-raised.
     """
     directory = trial_dir(spec.root_dir, spec.study_name, trial.number)
     directory.mkdir(parents=True, exist_ok=True)
     trial.set_system_attr("trial_dir", str(directory))
+    reporter: TrialReporter | None = None
+    loggers: list[Any] = []
     try:
         with _quiet_lightning(spec.quiet):
             if spec.seed is not None:
@@ -214,36 +284,35 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             routed = route_params(trial.params, spec.model_kwargs, spec.data_kwargs, spec.trainer_kwargs)
             model = spec.module_cls(**routed.model)
             datamodule = _build_datamodule(spec, routed.data)
-            callbacks: list[Callback] = [TrialReporter(trial, spec.metric)]
-            checkpoint: ModelCheckpoint | None = None
-            if spec.save_checkpoint:
-                checkpoint = ModelCheckpoint(
-                    dirpath=directory / "checkpoints", filename="best", monitor=spec.metric, mode=spec.mode,
-                    save_top_k=1, auto_insert_metric_name=False,
-                )
-                callbacks.append(checkpoint)
-            callbacks += [copy.deepcopy(cb) for cb in spec.callbacks]
-            callbacks += [factory(trial) for factory in spec.callback_factories]
+            trainer_kwargs = dict(routed.trainer)
+            user_callbacks = [copy.deepcopy(cb) for cb in spec.callbacks]
+            user_callbacks += [factory(trial) for factory in spec.callback_factories]
+            user_callbacks += [copy.deepcopy(c) for c in trainer_kwargs.pop("callbacks", None) or []]
+            reporter = TrialReporter(trial, spec.metric)
+            checkpoint, ours = _best_checkpoint(spec, directory, trainer_kwargs, user_callbacks)
+            callbacks: list[Callback] = [reporter, *([checkpoint] if ours and checkpoint else []), *user_callbacks]
             for cb in callbacks:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
-            trainer_kwargs = dict(routed.trainer)
-            user_callbacks = trainer_kwargs.pop("callbacks", None) or []
+            for cb in callbacks:  # how long a scheduler lets trials train (halving: max_resource)
+                limits = getattr(cb, "trainer_limits", None)
+                if callable(limits):
+                    trainer_kwargs.update(limits())
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))
-            if spec.quiet:
-                trainer_kwargs.setdefault("enable_progress_bar", False)
-                trainer_kwargs.setdefault("enable_model_summary", False)
-            if not spec.save_checkpoint:
-                trainer_kwargs.setdefault("enable_checkpointing", False)
-            trainer = pl.Trainer(callbacks=[*callbacks, *[copy.deepcopy(c) for c in user_callbacks]], **trainer_kwargs)
+            # Quiet inside a search unless the user asks: one summary and one bar per trial is noise.
+            trainer_kwargs.setdefault("enable_progress_bar", False)
+            trainer_kwargs.setdefault("enable_model_summary", False)
+            if not spec.save_checkpoint and not any(isinstance(cb, ModelCheckpoint) for cb in user_callbacks):
+                trainer_kwargs.setdefault("enable_checkpointing", False)  # nor Lightning's default one
+            trainer = pl.Trainer(callbacks=callbacks, **trainer_kwargs)
+            loggers = list(trainer.loggers)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
             write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
             _fit(trainer, model, datamodule, resume_checkpoint(trial))
-            close_loggers(trainer.loggers)
             if checkpoint is not None and checkpoint.best_model_path:
                 trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
             if trial.should_prune():
@@ -254,8 +323,17 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     except KeyboardInterrupt:
         trial.interrupt("KeyboardInterrupt")
         raise
+    except SIGTERMException:
+        # Lightning's own SIGTERM path (synchronised across DDP ranks): stop the search, never swallow it.
+        trial.interrupt("SIGTERM")
+        raise
     except SystemExit as exit_:
         # sys.exit() in user code ends this trial, not the search.
-        trial.fail(traceback.format_exc(), reason=f"SystemExit({exit_.code!r}) raised in the trial")
-    except Exception:  # noqa: BLE001 - any error of user code fails this trial only
+        trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
+    except Exception as err:  # noqa: BLE001 - any error of user code fails this trial only
+        fatal = _fatal(err, reporter)
+        if fatal is not None:
+            trial.set_system_attr(FATAL_ATTR, fatal)
         trial.fail(traceback.format_exc())
+    finally:
+        finish_loggers(loggers, trial.snapshot(), spec.study_name)  # the stored outcome, to the trackers

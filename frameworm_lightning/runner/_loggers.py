@@ -13,18 +13,26 @@ A search's logger configuration (``SearchRunner(loggers=...)`` or a ``logger`` i
 * a ``Logger`` instance, used as it is (every trial then shares it);
 * a list of any of these.
 
-Trial ``n`` of study ``s`` is named as Lightning's loggers expect: CSV and TensorBoard
-write to ``root_dir/s/trial_n`` (``name=s``, ``version="trial_n"``, the trial's own
-directory); MLflow uses the experiment ``s`` and the run ``trial_n`` with the tags
-``frameworm.study``/``frameworm.trial``; Weights & Biases the run ``s/trial_n`` in the
-group ``s`` with the tags ``s`` and ``trial_n``. The trial's params are logged as
-hyperparameters by the runner.
+Trial ``n`` of study ``s`` is named as Lightning's loggers expect, with the number
+zero-padded so runs sort in trial order (``trial_0002`` before ``trial_0010``): CSV and
+TensorBoard write to ``root_dir/s/trial_000n`` (``name=s``, ``version="trial_000n"``,
+the trial's own directory); MLflow uses the experiment ``s`` and the run ``trial_000n``
+with the tags ``frameworm.study``/``frameworm.trial``; Weights & Biases the run
+``s/trial_000n`` in the group ``s`` with the tags ``s`` and ``trial_000n``. The trial's
+params are logged as hyperparameters by the runner.
+
+When the trial has ended, :func:`finish_loggers` logs its outcome to every logger that
+can compare runs: the objective (``search/objective``), the global step where it
+stopped if pruned (``search/pruned_step``) and its final state. TensorBoard gets them as
+the metrics of its HPARAMS tab (written once, at the end, with the params and a
+``state`` hparam: never the ``hp_metric = -1`` placeholder); MLflow as metrics and the
+tags ``frameworm.state``/``frameworm.study``/``frameworm.trial``; W&B in the run summary.
 
 Example:
     >>> ctx = TrialLogContext(study_name="demo", number=3, root_dir="runs")
     >>> logger = build_loggers("csv", ctx)[0]
     >>> logger.name, logger.version
-    ('demo', 'trial_3')
+    ('demo', 'trial_0003')
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import inspect
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +49,23 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 
-__all__ = ["LOGGER_NAMES", "TrialLogContext", "build_loggers", "check_loggers", "close_loggers"]
+from frameworm_lightning.trial import FrozenTrial, TrialState
+
+__all__ = ["LOGGER_NAMES", "OUTCOME_METRICS", "TrialLogContext", "build_loggers", "check_loggers", "finish_loggers",
+           "run_name"]
+
+# The per-trial metrics a tracker compares runs by (TensorBoard's HPARAMS tab, MLflow's table).
+OUTCOME_METRICS = ("search/objective", "search/pruned_step")
+
+
+def run_name(number: int) -> str:
+    """Trial ``number``'s run and folder name, zero-padded so names sort in trial order.
+
+    Example:
+        >>> [run_name(n) for n in (2, 10, 12345)]
+        ['trial_0002', 'trial_0010', 'trial_12345']
+    """
+    return f"trial_{number:04d}"
 
 # name -> (the Logger class, the module it needs)
 LOGGER_NAMES: dict[str, tuple[type[Logger], str | None]] = {
@@ -61,7 +87,7 @@ class TrialLogContext:
 
     @property
     def version(self) -> str:
-        return f"trial_{self.number}"
+        return run_name(self.number)
 
     @property
     def trial_dir(self) -> str:
@@ -102,7 +128,10 @@ def check_loggers(config: Any) -> None:
 
 def _standard_kwargs(cls: type[Logger], ctx: TrialLogContext) -> dict[str, Any]:
     """The naming arguments of ``cls`` for this trial."""
-    if issubclass(cls, (CSVLogger, TensorBoardLogger)):
+    if issubclass(cls, TensorBoardLogger):
+        # No hp_metric placeholder: finish_loggers writes the hparams once, with the outcome.
+        return {"save_dir": ctx.root_dir, "name": ctx.study_name, "version": ctx.version, "default_hp_metric": False}
+    if issubclass(cls, CSVLogger):
         return {"save_dir": ctx.root_dir, "name": ctx.study_name, "version": ctx.version}
     if issubclass(cls, MLFlowLogger):
         return {"experiment_name": ctx.study_name, "run_name": ctx.version, "tags": ctx.tags}
@@ -158,7 +187,48 @@ def build_loggers(config: Any, ctx: TrialLogContext) -> list[Logger] | bool:
     return loggers
 
 
-def close_loggers(loggers: Sequence[Logger]) -> None:
-    """End what must not outlive the trial (a Weights & Biases run)."""
+def outcome(trial: FrozenTrial) -> dict[str, float]:
+    """The outcome metrics of a finished trial (NaN where there is none)."""
+    value = trial.value if trial.value is not None else math.nan
+    pruned = trial.last_step if trial.state is TrialState.PRUNED and trial.last_step is not None else math.nan
+    return {"search/objective": float(value), "search/pruned_step": float(pruned)}
+
+
+def _log_outcome(logger: Logger, trial: FrozenTrial, study_name: str) -> None:
+    metrics = outcome(trial)
+    if isinstance(logger, TensorBoardLogger):
+        # The HPARAMS tab keeps the first hparams record of a run, so it is written here,
+        # once, with the params (kept by log_hyperparams), the state and the metrics.
+        params = {**dict(logger.hparams), "state": trial.state.value, "trial": trial.number, "study": study_name}
+        logger.log_hyperparams(params, metrics=metrics)
+        logger.experiment.flush()
+        logger.experiment.close()
+    elif isinstance(logger, MLFlowLogger):
+        client, run_id = logger.experiment, logger.run_id
+        for key, val in metrics.items():
+            if math.isfinite(val):
+                client.log_metric(run_id, key, val)
+        for key, val in {"frameworm.state": trial.state.value, "frameworm.study": study_name,
+                         "frameworm.trial": str(trial.number)}.items():
+            client.set_tag(run_id, key, val)
+        if trial.state is not TrialState.COMPLETE and trial.reason:
+            client.set_tag(run_id, "frameworm.reason", trial.reason[:5000])
+    elif isinstance(logger, WandbLogger):
+        logger.experiment.summary.update({**metrics, "state": trial.state.value})
+
+
+def finish_loggers(loggers: Sequence[Logger], trial: FrozenTrial, study_name: str) -> None:
+    """Log the finished ``trial``'s outcome (see the module docstring), then end what must
+    not outlive the trial (a Weights & Biases run).
+
+    A tracker that cannot take the outcome (a server gone away) is a warning: the trial
+    is already stored, and the search goes on.
+    """
+    for logger in loggers:
+        try:
+            _log_outcome(logger, trial, study_name)
+        except Exception as err:  # noqa: BLE001 - the trial is stored; a tracker's failure must not end the search
+            warnings.warn(f"could not log trial {trial.number}'s outcome to {type(logger).__name__}: {err}",
+                          RuntimeWarning, stacklevel=2)
     if any(isinstance(lg, WandbLogger) for lg in loggers):
         _finish_wandb_run()

@@ -14,7 +14,14 @@ stores the outcome. The search process only supervises:
   process group is killed (``finish_trial`` moves only ``RUNNING`` trials, so whichever
   of the two stores first wins and the other is a no-op);
 * SIGINT/SIGTERM stop the search: no new claims, running trials stored interrupted
-  (their params are re-enqueued for the next run), every worker group killed;
+  (their params are re-enqueued and run first on the next run), each trial's process
+  sent SIGTERM (Lightning stops the trial, all its DDP ranks, at its next batch), then
+  its process group SIGKILL after a grace period; the search raises
+  ``KeyboardInterrupt`` or ``SIGTERMException(143)``;
+* a worker ended by SIGTERM from outside (a scheduler preempting it) has its trial
+  stored interrupted, not failed;
+* a finished trial that shows every trial would fail (``runner/_rules.py``), or any
+  failure under ``stop_on_error``, stops the search the same way and raises that error;
 * if the search process itself is killed, each worker notices its parent is gone and
   kills its group; the next run's ``study.recover()`` re-enqueues what was running.
 
@@ -56,10 +63,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from frameworm_lightning.exceptions import SearchStopped, TrialFailed
+from frameworm_lightning.exceptions import FramewormError
 from frameworm_lightning.runner._execute import TrialSpec, trial_budget, trial_dir
 from frameworm_lightning.runner._gpus import GpuLease, GpuPool, validate_gpus_per_trial
 from frameworm_lightning.runner._progress import TrialPrinter
+from frameworm_lightning.runner._rules import search_error
+from frameworm_lightning.runner._signals import SIGTERM_EXIT, stopped
 from frameworm_lightning.space import Categorical, SearchSpace
 from frameworm_lightning.storage import Storage
 from frameworm_lightning.study import Study, Trial
@@ -81,10 +90,14 @@ EXECUTORS = ("auto", "inline", "process", "ray")
 # The trial entry point. Not imported here: ``python -m`` must find it not yet imported.
 ENTRY_MODULE = "frameworm_lightning.runner._trial_entry"
 PAYLOAD_VERSION = 1
+PAYLOAD_FILE = "trial.pkl"
+# The storage URL reaches a worker (and its DDP ranks) in its environment, never in a file:
+# it may hold a password (docs/trust.md).
+STORAGE_URL_ENV = "FRAMEWORM_STORAGE_URL"
 # Variables of an enclosing distributed launch: a trial's worker must start its own.
 _LAUNCH_ENV = (
     "LOCAL_RANK", "RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-    "MASTER_PORT", "TORCHELASTIC_RUN_ID", "FRAMEWORM_TRIAL_PGID",
+    "MASTER_PORT", "TORCHELASTIC_RUN_ID", "FRAMEWORM_TRIAL_PGID", STORAGE_URL_ENV,
 )
 _POLL_S = 0.05          # how often running workers are checked
 _LINGER_POLL_S = 5.0    # how often a pull worker with nothing to claim looks again
@@ -200,6 +213,18 @@ def dump_target(target: tuple[Any, ...], what: str) -> tuple[bytes, tuple[str, s
             "a nested function or a class inside a function)."
         ) from None
     return buf.getvalue(), (_main_reference() if pickler.uses_main else None)
+
+
+def write_private(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` readable and writable by this user only (mode 0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of that name keeps its mode through O_CREAT
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(data)
+    finally:
+        os.close(fd)
+    return path
 
 
 def _portable_url(url: str) -> str:
@@ -504,8 +529,8 @@ class LocalLauncher:
     def start(self, payload: dict[str, Any], directory: Path, env: Mapping[str, str]) -> _LocalHandle:
         directory.mkdir(parents=True, exist_ok=True)
         payload = {**payload, "target_path": str(self.target_path)}
-        path = directory / "trial.pkl"
-        path.write_bytes(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        env = {**env, STORAGE_URL_ENV: payload.pop("storage_url")}  # the secret stays out of the file
+        path = write_private(directory / PAYLOAD_FILE, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         log_path = directory / "worker.log"
         env = worker_env(env, self.n_jobs)
         if self.zygote is not None and not self.zygote.alive:
@@ -520,14 +545,25 @@ class LocalLauncher:
         if rc is None:
             return None
         kill_group(handle.pid, signal.SIGKILL)  # ranks or loader workers it left behind
+        (handle.directory / PAYLOAD_FILE).unlink(missing_ok=True)  # the trial is over: so is its payload
         if handle.log is not None:
             handle.log.close()
         return WorkerExit(rc, log_tail(handle.log_path), extra=rank_errors(handle.directory),
                           log_path=str(handle.log_path))
 
     def kill(self, handles: Sequence[_LocalHandle]) -> None:
+        """SIGTERM to each trial's own process, SIGKILL to its whole group after a grace period.
+
+        Only the trial's process (DDP rank 0) gets SIGTERM: Lightning passes it on to the
+        other ranks itself and stops them all at one step. A rank that got it twice (from
+        us and from rank 0) would enter Lightning's handler, and its collective, twice and
+        hang until the SIGKILL.
+        """
         for h in handles:
-            kill_group(h.pid, signal.SIGTERM)
+            try:
+                os.kill(h.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         deadline = time.monotonic() + _KILL_GRACE_S
         while time.monotonic() < deadline and any(h.poll() is None for h in handles):
             time.sleep(0.05)
@@ -607,7 +643,7 @@ class Supervisor:
         self.started = 0
         self.finished: list[FrozenTrial] = []
         self._signal: int | None = None
-        self._failure: FrozenTrial | None = None
+        self._failure: FramewormError | None = None
         self._wake = threading.Event()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -626,13 +662,11 @@ class Supervisor:
             finally:
                 self.launcher.close()
         if self._signal is not None:
-            name = signal.Signals(self._signal).name
             if self._signal == signal.SIGINT:
                 raise KeyboardInterrupt
-            raise SearchStopped(f"search stopped by {name}; running trials were stored as interrupted "
-                                "and run again when the search is resumed.")
+            raise stopped()
         if self._failure is not None:
-            raise TrialFailed(self._failure.number, self._failure.error or "")
+            raise self._failure
         return self.started
 
     # The loop ---------------------------------------------------------------------------
@@ -646,7 +680,7 @@ class Supervisor:
                 self._shutdown(f"the search was stopped by {signal.Signals(self._signal).name}")
                 return
             if self._failure is not None:
-                self._shutdown(f"stop_on_error: trial {self._failure.number} failed")
+                self._shutdown(f"the search stopped: {self._failure}")
                 return
             while not exhausted and len(self.running) < self.n_jobs and self._signal is None:
                 lease = self.pool.acquire() if self.pool is not None else None
@@ -709,14 +743,15 @@ class Supervisor:
         self.running.remove(run)
         self._release(run.lease)
         reason, error = describe_exit(exit)
-        # A no-op when the worker stored the outcome itself (only RUNNING trials finish).
+        # No-ops when the worker stored the outcome itself (only RUNNING trials finish).
+        if exit.returncode in (-int(signal.SIGTERM), SIGTERM_EXIT):
+            run.trial.interrupt(f"its worker got SIGTERM (preempted?): {reason}")  # not the trial's fault
         run.trial.fail(error, reason=reason)
         frozen = run.trial.snapshot()
         self.finished.append(frozen)
         if self.printer is not None:
             self.printer(frozen)
-        if self.stop_on_error and frozen.state is TrialState.FAILED and not frozen.interrupted:
-            self._failure = self._failure or frozen
+        self._failure = self._failure or search_error(self.study, frozen, self.stop_on_error)
 
     def _shutdown(self, why: str) -> None:
         """Store every running trial as interrupted, then kill the workers."""
@@ -792,7 +827,7 @@ def _run(
     target_bytes, main = dump_target(target, what)
     with shareable_study(study) as shared:
         base_payload = {
-            "version": PAYLOAD_VERSION, "storage_url": _portable_url(shared.storage.url),
+            "version": PAYLOAD_VERSION, "storage_url": _portable_url(shared.storage.secret_url),
             "heartbeat_timeout": shared.storage.heartbeat_timeout, "study_name": shared.name,
             "sys_path": [p for p in sys.path if p], "main": main, "executor": executor, "cwd": os.getcwd(),
         }
@@ -816,7 +851,7 @@ def _run(
                 gpu_env = {"CUDA_VISIBLE_DEVICES": ""}
             run_dir.mkdir(parents=True, exist_ok=True)
             target_path = run_dir / f"target-{os.getpid()}-{time.time_ns()}.pkl"
-            target_path.write_bytes(target_bytes)
+            write_private(target_path, target_bytes)
             launcher = LocalLauncher(target_path, n_jobs)
         try:
             return Supervisor(
@@ -838,8 +873,8 @@ def run_parallel(
     """Run a Lightning search's trials in worker processes (``executor="process"``) or Ray tasks.
 
     Returns how many trials this process started. Raises ``KeyboardInterrupt`` (SIGINT)
-    or :class:`SearchStopped` (SIGTERM) after storing running trials as interrupted, and
-    :class:`TrialFailed` under ``stop_on_error``.
+    or ``SIGTERMException(143)`` (SIGTERM) after storing running trials as interrupted,
+    and the error of ``runner/_rules.py`` (``stop_on_error``, a wrong metric...).
     """
     if executor not in ("process", "ray"):
         raise ValueError(f"run_parallel runs executor 'process' or 'ray', but got executor={executor!r}.")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from frameworm_lightning.runner._parallel import LocalLauncher, WorkerExit
+from frameworm_lightning.runner._parallel import LocalLauncher, WorkerExit, write_private
 
 __all__ = ["RayLauncher", "import_ray", "run_trial_task"]
 
@@ -59,8 +59,7 @@ def run_trial_task(payload: dict[str, Any], target_bytes: bytes, env: Mapping[st
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:  # the search's root_dir is not on this node: keep the trial's files locally
         directory = Path(tempfile.mkdtemp(prefix=f"frameworm-trial_{payload['number']}-"))
-    target_path = directory / "target.pkl"
-    target_path.write_bytes(target_bytes)
+    target_path = write_private(directory / "target.pkl", target_bytes)
     payload = {**payload, "directory": str(directory)}
     launcher = LocalLauncher(target_path, n_jobs=1)
     handle = launcher.start(payload, directory, env)  # env: Ray's CUDA_VISIBLE_DEVICES is in os.environ
@@ -70,6 +69,8 @@ def run_trial_task(payload: dict[str, Any], target_bytes: bytes, env: Mapping[st
     except BaseException:  # cancelled: take the trial's process group down with us
         launcher.kill([handle])
         raise
+    finally:
+        target_path.unlink(missing_ok=True)
     return {"returncode": exit.returncode, "log_tail": exit.log_tail, "extra": exit.extra,
             "log_path": f"{socket.gethostname()}:{exit.log_path}"}
 

@@ -3,7 +3,10 @@
 ``model.x`` (or a plain ``x``) goes to the LightningModule's ``__init__``, ``data.x`` to the
 datamodule class, ``trainer.x`` to :class:`lightning.pytorch.Trainer`. Deeper keys
 (``model.optimizer.lr``) set an entry inside the mapping passed as that argument.
-Every key is checked against the target's signature before any training starts.
+``optimizer.x`` and ``lr_scheduler.x`` (LightningCLI's sections of those names) are routed
+to none of these: a trial's callback that declares them in ``search_targets`` reads them
+from the trial's params (``frameworm-search`` does). Every key is checked against the
+target's signature before any training starts.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import Any
 from frameworm_lightning.exceptions import ConfigKeyError
 from frameworm_lightning.space import apply_params
 
-__all__ = ["Routed", "TARGETS", "check_keys", "init_arguments", "route_params"]
+__all__ = ["CALLBACK_TARGETS", "Routed", "TARGETS", "check_keys", "init_arguments", "route_params", "search_targets"]
 
 TARGETS = ("model", "data", "trainer")
+# Keys under these heads configure what a trial's callback builds (``search_targets``).
+CALLBACK_TARGETS = ("optimizer", "lr_scheduler")
 
 
 @dataclass
@@ -32,9 +37,17 @@ class Routed:
 
 def _split(key: str) -> tuple[str, str]:
     head, _, rest = key.partition(".")
-    if head in TARGETS and rest:
+    if head in (*TARGETS, *CALLBACK_TARGETS) and rest:
         return head, rest
     return "model", key
+
+
+def search_targets(callbacks: Iterable[Any]) -> dict[str, Any]:
+    """The :data:`CALLBACK_TARGETS` the callbacks configure: ``{"optimizer": torch.optim.SGD, ...}``."""
+    found: dict[str, Any] = {}
+    for cb in callbacks:
+        found.update({k: v for k, v in (getattr(cb, "search_targets", None) or {}).items() if k in CALLBACK_TARGETS})
+    return found
 
 
 def init_arguments(target: Any) -> tuple[set[str], bool]:
@@ -87,7 +100,8 @@ def route_params(
     per_target: dict[str, dict[str, Any]] = {t: {} for t in TARGETS}
     for key, value in params.items():
         target, rest = _split(key)
-        per_target[target][rest] = value
+        if target in per_target:  # CALLBACK_TARGETS are read by their callback
+            per_target[target][rest] = value
     return Routed(
         model=apply_params(model_kwargs, per_target["model"]),
         data=apply_params(data_kwargs, per_target["data"]),

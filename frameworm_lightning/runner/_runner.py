@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,22 +11,24 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from frameworm_lightning.exceptions import SamplerError, TrialFailed
+from frameworm_lightning.exceptions import SamplerError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
-from frameworm_lightning.runner._execute import TrialSpec, execute_trial, trial_budget
+from frameworm_lightning.runner._execute import TrialSpec, checkpointing
 from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._parallel import resolve_executor, run_parallel, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_keys
+from frameworm_lightning.runner._routing import check_keys, search_targets
+from frameworm_lightning.runner._serial import run_serial
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
-from frameworm_lightning.storage import Storage
+from frameworm_lightning.storage import Storage, masked_url
 from frameworm_lightning.study import Study, validate_mode
-from frameworm_lightning.trial import TrialState
 
 __all__ = ["SearchRunner"]
+
+_log = logging.getLogger("frameworm_lightning")
 
 
 class SearchRunner:
@@ -147,6 +150,7 @@ class SearchRunner:
             raise ValueError(f"keep_checkpoints must be 'all' or 'best', but got keep_checkpoints={keep_checkpoints!r}.")
         self.loggers = loggers
         self.keep_checkpoints = keep_checkpoints
+        self._check_checkpointing()
 
     # Set-up -----------------------------------------------------------------------------
     def _storage_url(self) -> str | Storage:
@@ -155,12 +159,7 @@ class SearchRunner:
         return f"sqlite:///{Path(self.root_dir).resolve() / 'frameworm.db'}"
 
     def _budget(self, space: SearchSpace) -> int:
-        bound = self.sampler.max_trials(space)
-        if self.n_trials is None:
-            if bound is None:
-                raise ValueError(f"n_trials=None needs a bounded sampler such as GridSampler, not {self.sampler!r}.")
-            return bound
-        return self.n_trials
+        return self.sampler.budget(space, self.n_trials)
 
     def prepare(
         self,
@@ -180,10 +179,18 @@ class SearchRunner:
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
-        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
+        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
+                                  **search_targets(self.callbacks)})
+        storage, root_dir = self._storage_url(), self.root_dir
+        if self.trainer_kwargs.get("fast_dev_run"):
+            # A debug run (a batch or a few per trial) is never stored: its scores would pollute the study.
+            shown = masked_url(storage) if isinstance(storage, str) else storage
+            storage, root_dir = "memory", str(Path(self.root_dir) / "fast_dev_run")
+            _log.warning("fast_dev_run: a debug run of the search; its trials are kept in memory, not in %s, "
+                         "and write to %s.", shown, root_dir)
         study = Study.create(
             self.study_name or module_cls.__name__, space, metric=self.metric, mode=self.mode,
-            sampler=self.sampler, storage=self._storage_url(),
+            sampler=self.sampler, storage=storage,
         )
         for params in enqueue:
             study.enqueue(params)
@@ -191,12 +198,25 @@ class SearchRunner:
         spec = TrialSpec(
             module_cls=module_cls, datamodule=datamodule, model_kwargs=dict(model_kwargs or {}),
             data_kwargs=dict(datamodule_kwargs or {}), trainer_kwargs=dict(self.trainer_kwargs),
-            metric=self.metric, mode=self.mode, objective=self.objective, root_dir=self.root_dir,
+            metric=self.metric, mode=self.mode, objective=self.objective, root_dir=root_dir,
             study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
             save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers,
         )
         study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec))
         return study, spec
+
+    def _check_checkpointing(self) -> None:
+        """Refuse a halving scheduler that pauses and resumes trials when checkpoints are off."""
+        if checkpointing(self.trainer_kwargs):
+            return
+        for cb in [*self.callbacks, *(self.trainer_kwargs.get("callbacks") or [])]:
+            if getattr(cb, "promotion", False) is True:  # halving policies resume promoted trials from a checkpoint
+                name = type(cb).__name__
+                raise ValueError(
+                    f"{name}(promotion=True) pauses trials and resumes the promoted ones from a checkpoint, but "
+                    f"trainer_kwargs has enable_checkpointing=False; pass {name}(..., promotion=False) to prune at "
+                    "the rungs instead, or remove enable_checkpointing=False."
+                )
 
     # Running ----------------------------------------------------------------------------
     def fit(
@@ -222,8 +242,9 @@ class SearchRunner:
             printer: shown each finished trial (``printer(frozen)``) and each stored one
                 (``printer.observe(frozen)``); default a :class:`TrialPrinter` (none if ``quiet``).
         """
+        space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+        budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
         study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
-        budget = self._budget(study.space)
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
@@ -235,10 +256,15 @@ class SearchRunner:
                          executor=executor, gpus_per_trial=self.gpus_per_trial, trial_timeout=self.trial_timeout,
                          ray_address=self.ray_address)
         else:
-            self._run_serial(study, spec, budget, printer)
+            run_serial(study, spec, budget, printer, stop_on_error=self.stop_on_error,
+                       keep_best=self.keep_checkpoints == "best")
+        for cb in spec.callbacks:  # e.g. halving removes the paused checkpoints no trial resumes from
+            hook = getattr(cb, "on_search_end", None)
+            if callable(hook):
+                hook(study)
         if self.keep_checkpoints == "best":
             remove_checkpoints(study)
-        return SearchResult(study)
+        return SearchResult(study, module_cls=module_cls, datamodule=datamodule)
 
     def worker(
         self,
@@ -263,12 +289,3 @@ class SearchRunner:
         return run_worker(self, module_cls, space, datamodule, model_kwargs=model_kwargs,
                           datamodule_kwargs=datamodule_kwargs, printer=printer, wait=wait)
 
-    def _run_serial(self, study: Study, spec: TrialSpec, budget: int, printer: TrialPrinter) -> None:
-        while (trial := study.ask(budget=trial_budget(spec.callbacks, study, budget))) is not None:
-            execute_trial(spec, trial)
-            frozen = trial.snapshot()
-            printer(frozen)
-            if self.keep_checkpoints == "best":
-                remove_checkpoints(study)
-            if self.stop_on_error and frozen.state is TrialState.FAILED:
-                raise TrialFailed(frozen.number, frozen.error or "")

@@ -46,7 +46,10 @@ import types
 from pathlib import Path
 from typing import Any
 
-from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
+from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import TrialState
@@ -119,26 +122,12 @@ def _follower_rank() -> int:
         return 0
 
 
-class _Stop:
-    """Turns SIGTERM into KeyboardInterrupt, so Lightning shuts the trial down gracefully."""
-
-    requested: int | None = None
-
-    @classmethod
-    def install(cls) -> None:
-        def handler(signum: int, _frame: Any) -> None:
-            cls.requested = signum
-            raise KeyboardInterrupt
-
-        signal.signal(signal.SIGTERM, handler)
-
-
 def _run(payload: dict[str, Any], rank: int) -> int:
     cwd = payload.get("cwd")
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
     target = load_target(payload)
-    storage = open_storage(payload["storage_url"], heartbeat_timeout=payload["heartbeat_timeout"])
+    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
     study = Study.load(payload["study_name"], storage)
     frozen = storage.get_trial(payload["trial_id"])
     if rank == 0 and frozen.state is not TrialState.RUNNING:
@@ -157,16 +146,18 @@ def _run(payload: dict[str, Any], rank: int) -> int:
         trial = FollowerTrial(study, frozen, rank=rank, directory=Path(payload["directory"]))
     try:
         _execute(target, trial)
+    except SIGTERMException:
+        # Lightning's SIGTERM path (or ours, outside a fit): the trial runs again on resume.
+        trial.interrupt("the trial's worker got signal SIGTERM")
+        raise
     except SystemExit as stop:
-        if _Stop.requested is not None:
-            trial.interrupt(f"the trial's worker got signal {signal.Signals(_Stop.requested).name}")
-            return 128 + _Stop.requested
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         trial.fail(f"the trial called sys.exit({stop.code!r})\n{traceback.format_exc()}",
                    reason=f"the trial called sys.exit({stop.code!r})")
         return code
     except KeyboardInterrupt:
-        return 128 + (_Stop.requested or signal.SIGINT)
+        trial.interrupt("the trial's worker got signal SIGINT")
+        return 128 + signal.SIGINT
     finally:
         storage.close()
     failed = getattr(trial, "failed_here", False)
@@ -252,13 +243,18 @@ def main(argv: list[str] | None = None) -> int:
     if rank == 0 and os.getpgid(0) == os.getpid():
         os.environ[_PGID_ENV] = str(os.getpid())  # inherited by the DDP ranks Lightning starts
     _watch_parent()
-    _Stop.install()
-    with open(argv[0], "rb") as f:
-        payload = pickle.load(f)
-    if payload.get("version") != PAYLOAD_VERSION:
-        print(f"payload version {payload.get('version')!r} is not {PAYLOAD_VERSION}", file=sys.stderr)
-        return 2
-    return _run(payload, rank)
+    try:
+        # SIGTERM (the search stopping, or a scheduler preempting this worker): Lightning's own
+        # handler runs inside the fit, synchronised across DDP ranks; see runner/_signals.py.
+        with sigterm_stops_search("trial worker"):
+            with open(argv[0], "rb") as f:
+                payload = pickle.load(f)
+            if payload.get("version") != PAYLOAD_VERSION:
+                print(f"payload version {payload.get('version')!r} is not {PAYLOAD_VERSION}", file=sys.stderr)
+                return 2
+            return _run(payload, rank)
+    except SIGTERMException:
+        return SIGTERM_EXIT
 
 
 # The zygote -------------------------------------------------------------------------------

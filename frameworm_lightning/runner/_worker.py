@@ -23,19 +23,15 @@ Example (``search.py``, run by each task of a SLURM array)::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from frameworm_lightning.exceptions import TrialFailed
 from frameworm_lightning.result import SearchResult
-from frameworm_lightning.runner._execute import TrialSpec, execute_trial, trial_budget
 from frameworm_lightning.runner._parallel import resolve_executor, run_parallel
 from frameworm_lightning.runner._progress import TrialPrinter
+from frameworm_lightning.runner._serial import run_serial
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage
-from frameworm_lightning.study import Study
-from frameworm_lightning.trial import TrialState
 
 if TYPE_CHECKING:
     import lightning.pytorch as pl
@@ -44,31 +40,11 @@ if TYPE_CHECKING:
 
 __all__ = ["run_worker"]
 
-_WAIT_POLL_S = 5.0
-
 
 def _is_shared(storage: str | Storage) -> bool:
     if isinstance(storage, Storage):
         return not storage.is_memory
     return storage not in ("memory", ":memory:", "sqlite://", "sqlite:///:memory:")
-
-
-def _serial(study: Study, spec: TrialSpec, budget: int | None, printer: Any, stop_on_error: bool, wait: bool) -> int:
-    ran = 0
-    while True:
-        trial = study.ask(budget=budget if budget is None else trial_budget(spec.callbacks, study, budget))
-        if trial is None:
-            if wait and study.trials_in(TrialState.RUNNING):
-                time.sleep(_WAIT_POLL_S)
-                study.recover()
-                continue
-            return ran
-        execute_trial(spec, trial)
-        ran += 1
-        frozen = trial.snapshot()
-        printer(frozen)
-        if stop_on_error and frozen.state is TrialState.FAILED and not frozen.interrupted:
-            raise TrialFailed(frozen.number, frozen.error or "")
 
 
 def run_worker(
@@ -95,8 +71,9 @@ def run_worker(
             "a pull worker joins a study other processes share, but storage is in memory; use "
             "storage='postgresql://user@host/db' (many machines) or 'sqlite:///path/study.db' (one machine)."
         )
+    space = space if isinstance(space, SearchSpace) else SearchSpace(space)
+    budget = runner._budget(space)  # noqa: SLF001 - before prepare: a grid too large to finish stores nothing
     study, spec = runner.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs)
-    budget = runner._budget(study.space)  # noqa: SLF001
     printer = printer if printer is not None else TrialPrinter(runner.metric, runner.mode, enabled=not runner.quiet)
     for t in study.trials:
         printer.observe(t)
@@ -105,11 +82,11 @@ def run_worker(
         trainer_kwargs=runner.trainer_kwargs, space=study.space,
     )
     if executor == "inline":
-        _serial(study, spec, budget, printer, runner.stop_on_error, wait)
+        run_serial(study, spec, budget, printer, stop_on_error=runner.stop_on_error, wait=wait)
     else:
         run_parallel(
             study, spec, budget, runner.n_jobs, printer=printer, stop_on_error=runner.stop_on_error,
             executor=executor, gpus_per_trial=runner.gpus_per_trial, trial_timeout=runner.trial_timeout,
             ray_address=runner.ray_address, linger=wait,
         )
-    return SearchResult(study)
+    return SearchResult(study, module_cls=module_cls, datamodule=datamodule)

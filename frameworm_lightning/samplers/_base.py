@@ -91,5 +91,18 @@ class Sampler(ABC):
         """How many distinct trials this sampler can produce (``None``: unbounded)."""
         return None
 
+    def budget(self, space: SearchSpace, n_trials: int | None) -> int:
+        """The trial budget of a search asking for ``n_trials`` (``None``: all this sampler has).
+
+        Raises:
+            ValueError: ``n_trials=None`` for a sampler without an end (every one but a grid).
+        """
+        if n_trials is not None:
+            return n_trials
+        bound = self.max_trials(space)
+        if bound is None:
+            raise ValueError(f"n_trials=None needs a bounded sampler such as GridSampler, not {self!r}; pass n_trials.")
+        return bound
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed!r})"

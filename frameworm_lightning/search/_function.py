@@ -8,15 +8,18 @@ and returns a float or a dict of metrics holding ``metric``.
 from __future__ import annotations
 
 import inspect
-import math
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError, TrialFailed
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
+from frameworm_lightning.runner._rules import FATAL_ATTR, search_error
+from frameworm_lightning.runner._signals import sigterm_stops_search, stopped
 from frameworm_lightning.samplers import GridSampler, RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage
@@ -50,7 +53,11 @@ def _wants_trial(train_fn: TrainFn) -> bool:
 
 
 def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str, Any] | None, metric: str) -> None:
-    """Run ``train_fn`` on the trial's config and store the outcome (never raises for user errors)."""
+    """Run ``train_fn`` on the trial's config and store the outcome (never raises for user errors).
+
+    A missing metric is marked as a failure every trial would share (``runner/_rules.py``);
+    Ctrl-C and SIGTERM store the trial interrupted and are re-raised.
+    """
     try:
         config = trial.study.space.apply(base_config, trial.params)
         out = train_fn(config, trial) if _wants_trial(train_fn) else train_fn(config)
@@ -61,7 +68,15 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
     except KeyboardInterrupt:
         trial.interrupt("KeyboardInterrupt")
         raise
-    except Exception:  # noqa: BLE001 - a failing configuration fails its trial only
+    except SIGTERMException:
+        trial.interrupt("SIGTERM")
+        raise
+    except SystemExit as exit_:
+        # sys.exit() in train_fn ends this trial, not the search (as in a Lightning trial).
+        trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
+    except Exception as err:  # noqa: BLE001 - a failing configuration fails its trial only
+        if isinstance(err, MetricNotFoundError):
+            trial.set_system_attr(FATAL_ATTR, {"kind": "metric", "metric": err.metric, "available": err.available})
         trial.fail(traceback.format_exc())
 
 
@@ -116,12 +131,7 @@ class FunctionSearch:
         self.result: SearchResult | None = None
 
     def _budget(self) -> int:
-        bound = self.sampler.max_trials(self.space)
-        if self.n_trials is None:
-            if bound is None:
-                raise ValueError(f"{type(self).__name__} needs n_trials.")
-            return bound
-        return self.n_trials
+        return self.sampler.budget(self.space, self.n_trials)
 
     def open_study(self) -> Study:
         """Create or resume the study (done by :meth:`run`; useful to ``enqueue`` first)."""
@@ -139,16 +149,20 @@ class FunctionSearch:
 
         ``train_fn(config)`` (or ``train_fn(config, trial)`` to report intermediate
         values with ``trial.report(step, value)``) returns a float or a dict of metrics.
-        A raising ``train_fn`` or a NaN result fails that trial and the search goes on.
+        A raising ``train_fn`` or a NaN result fails that trial and the search goes on;
+        a result without ``metric`` while no trial has completed stops the search with
+        :class:`MetricNotFoundError`. SIGTERM and Ctrl-C store the running trial
+        interrupted (run first on resume) and start nothing new.
 
         Raises:
             FramewormError: no trial completed (the message holds the last error).
+            SIGTERMException: (exit status 143) SIGTERM stopped the search.
         """
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
+        budget = self._budget()  # a grid too large to finish fails here, before the study is stored
         study = self.open_study()
         study.recover(retry_failed=self.retry_failed)
-        budget = self._budget()
         printer = TrialPrinter(self.metric, self.mode, enabled=self.verbose)
         for t in study.trials:
             printer.observe(t)
@@ -158,12 +172,16 @@ class FunctionSearch:
             run_function_parallel(study, train_fn, self.base_config, budget, n_jobs, printer=printer,
                                   stop_on_error=self.stop_on_error)
         else:
-            while (trial := study.ask(budget=budget)) is not None:
-                evaluate_function(train_fn, trial, self.base_config, self.metric)
-                frozen = trial.snapshot()
-                printer(frozen)
-                if self.stop_on_error and frozen.error:
-                    raise TrialFailed(frozen.number, frozen.error)
+            with sigterm_stops_search() as stop:
+                while stop.signum is None and (trial := study.ask(budget=budget)) is not None:
+                    evaluate_function(train_fn, trial, self.base_config, self.metric)
+                    frozen = trial.snapshot()
+                    printer(frozen)
+                    error = search_error(study, frozen, self.stop_on_error)
+                    if error is not None:
+                        raise error
+                if stop.signum is not None:
+                    raise stopped()
         self.result = SearchResult(study)
         if self.result.best_trial is None:
             failed = [t for t in self.result.trials if t.error]

@@ -33,6 +33,7 @@ __all__ = [
     "better",
     "check_int",
     "check_number",
+    "non_finite",
     "trained_steps",
     "worse",
 ]
@@ -251,6 +252,14 @@ def trained_steps(trial: FrozenTrial) -> int:
     if last is None:
         return 0
     return max(0, int(last) - int(attrs.get("fw_start_step", 0)))
+
+
+def non_finite(history: History, name: str = "the metric") -> StopDecision | None:
+    """``PRUNE`` when the newest value is NaN or infinite (the trial diverged), else ``None``."""
+    value = history.value
+    if history.fresh and value is not None and not math.isfinite(value):
+        return StopDecision(Decision.PRUNE, Reason.NON_FINITE, f"{name} is {value} at step {history.step} (diverged)")
+    return None
 
 
 def finished_or_running(trial: FrozenTrial) -> bool:

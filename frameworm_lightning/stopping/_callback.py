@@ -1,31 +1,40 @@
 """The Lightning side of a stopping policy: read the metric, ask the policy, stop the Trainer.
 
 :class:`StoppingCallback` is the base of every policy. A subclass implements only the
-pure :meth:`~StoppingCallback.decide`; this module does the rest:
+pure :meth:`~StoppingCallback.decide`; this module does the rest, as Lightning's
+``EarlyStopping`` does:
 
-* checks at every validation (several per epoch with ``val_check_interval < 1``, each
-  keyed by its global step), or every ``every_n_train_steps`` training batches;
+* checks after each validation (several per epoch with ``val_check_interval < 1``, each
+  keyed by its global step), at the end of each training epoch
+  (``check_on_train_epoch_end``; the default when validation runs once per epoch, and
+  the only way without a validation loop), or every ``every_n_train_steps`` batches;
 * stops through ``trainer.should_stop`` — mid-epoch when the check is mid-epoch — and
-  never raises out of ``fit``;
-* under DDP only global rank 0 reads storage and decides; the decision is broadcast, so
-  every rank stops at the same step, and only rank 0 writes;
+  never raises out of ``fit``; says so on rank zero (``verbose``: at every check);
+* under DDP only global rank 0 reads the metric and storage and decides; the decision
+  (or rank 0's error) is broadcast, so every rank stops at the same step, a metric
+  missing on another rank cannot hang the run, and only rank 0 writes;
 * a monitored metric that was never logged raises :class:`MetricNotFoundError` listing
-  the metrics that were;
+  the metrics that were (``strict=False``: the check is skipped);
+* exposes ``stopped_epoch``, ``best_score``, ``stopping_reason`` and
+  ``stopping_reason_message`` (``ImprovementStopping`` adds ``wait_count``);
 * resumable like Lightning's own callbacks (``state_dict``/``load_state_dict`` under a
   ``state_key`` built from the policy's arguments).
 
 Inside a ``SearchRunner`` the runner hands each trial's copy of the callback its live
 trial (``bind_trial``) and stores the outcome. In a plain script, a policy given
 ``storage=`` and ``study=`` records the run as a trial of that study itself, so the next
-run of the script is judged against it.
+run of the script is judged against it; several such policies in one Trainer share
+that one trial, and ``fast_dev_run`` is never stored.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
 import traceback
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,16 +43,32 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from sqlalchemy.exc import IntegrityError
 from typing_extensions import override
 
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError, StorageError
-from frameworm_lightning.stopping._base import Check, Decision, History, Promotion, Reason, StopDecision
-from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, open_storage
+from frameworm_lightning.stopping._base import (
+    Check,
+    Decision,
+    History,
+    Promotion,
+    Reason,
+    StopDecision,
+    best_of,
+    non_finite,
+)
+from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, masked_url, open_storage
 from frameworm_lightning.study import validate_mode
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["StoppingCallback", "enqueue_promotion"]
+
+log = logging.getLogger(__name__)
+
+# The trials that storage-backed policies of one Trainer record, keyed by (storage, study):
+# several policies in one Trainer store the run once.
+_SCRIPT_TRIALS: weakref.WeakKeyDictionary[pl.Trainer, dict[tuple[str, str], _ScriptTrial]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -71,6 +96,9 @@ class _ScriptTrial:
         self.system_attrs: dict[str, Any] = dict(frozen.system_attrs)
         self.intermediate_values: dict[int, float] = dict(frozen.intermediate_values)
         self.prune_reason: str | None = None
+        #: the first stop any policy of the run decided (they share this trial)
+        self.stop: StopDecision | None = None
+        self.finished = False
 
     @classmethod
     def open(cls, url: str, study_name: str, metric: str, mode: str, params: Mapping[str, Any]) -> _ScriptTrial:
@@ -78,17 +106,19 @@ class _ScriptTrial:
         record = store.create_or_load_study(study_name, metric, mode, {}, check_space=False)
         if store.get_trials(record.study_id, (TrialState.WAITING,)):
             raise StorageError(
-                f"study {study_name!r} in {url!r} has trials queued by a search; a training script "
+                f"study {study_name!r} in {masked_url(url)!r} has trials queued by a search; a training script "
                 "run on its own needs a study of its own: pass another study= name."
             )
         frozen, _ = store.claim_trial(record.study_id, current_owner(), None)
         if frozen is None or frozen.trial_id is None:  # cannot happen without a budget; a clear error if it does
-            raise StorageError(f"could not create a trial in study {study_name!r} of {url!r}.")
+            raise StorageError(f"could not create a trial in study {study_name!r} of {masked_url(url)!r}.")
         store.set_trial_params(frozen.trial_id, dict(params), None, {"standalone": True})
         ref = _StudyRef(store, record.study_id, study_name, metric, mode)
         return cls(ref, store.get_trial(frozen.trial_id))
 
     def report(self, step: int, value: float) -> None:
+        if self.intermediate_values.get(int(step)) == float(value):
+            return  # another policy of the same Trainer reported this check already
         self.intermediate_values[int(step)] = float(value)
         self.study.storage.report(self.trial_id, int(step), float(value))
 
@@ -105,15 +135,24 @@ class _ScriptTrial:
 
     def finish(self, state: TrialState, value: float | None = None, reason: str | None = None,
                error: str | None = None) -> bool:
+        """Store the outcome and close the storage (once, whichever policy of the run comes first)."""
+        if self.finished:
+            return False
+        self.finished = True
         if value is not None and not math.isfinite(value):
             value = None
-        return self.study.storage.finish_trial(self.trial_id, state, value=value, reason=reason, error=error)
+        try:
+            return self.study.storage.finish_trial(self.trial_id, state, value=value, reason=reason, error=error)
+        finally:
+            self.study.storage.close()
 
 
 def _flat_params(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """A module's hyperparameters as dotted keys with JSON values (others as their repr)."""
     out: dict[str, Any] = {}
     for key, value in hparams.items():
+        if str(key).startswith("_"):
+            continue  # not a hyperparameter: LightningCLI's _instantiator and _class_path
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
             out.update(_flat_params(value, f"{name}."))
@@ -124,16 +163,6 @@ def _flat_params(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, Any]
         else:
             out[name] = repr(value)
     return out
-
-
-def _epochs(trainer: pl.Trainer) -> float:
-    """Epochs trained so far, with the fraction of the current epoch."""
-    done = float(trainer.current_epoch)
-    batches = trainer.num_training_batches
-    if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
-        ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        done += min(ready, batches) / batches
-    return done
 
 
 def enqueue_promotion(storage: Storage, study_id: int, promotion: Promotion) -> int | None:
@@ -164,12 +193,28 @@ class StoppingCallback(Callback, ABC):
         monitor: the logged metric to judge; inside a ``SearchRunner`` it defaults to the
             search's metric.
         mode: ``"min"`` or ``"max"``; defaults to the search's mode, else ``"min"``.
+        verbose: log every check on rank zero, not only the stop.
+        strict: raise :class:`~frameworm_lightning.MetricNotFoundError` when ``monitor``
+            was not logged at a check; ``False`` skips that check.
+        check_finite: stop (``PRUNE``) as soon as the metric is NaN or infinite.
+        check_on_train_epoch_end: check at the end of each training epoch rather than
+            after each validation; ``None`` (default) does as Lightning's
+            ``EarlyStopping``: at the train epoch end when validation runs once per epoch
+            (``val_check_interval=1.0``, ``check_val_every_n_epoch=1``), else after each
+            validation. The train epoch end sees epoch-level training metrics
+            (``train_loss_epoch``) and is the only check without a validation loop.
         storage: without a runner, a database URL (``sqlite:///runs.db``) where each run of
             the script is stored as a trial of ``study``, so later runs compare against it.
         study: the study name those runs are stored under.
         every_n_train_steps: check every N training batches (on ``monitor``, which should
-            then be a training metric logged with ``on_step=True``) instead of after each
-            validation.
+            then be a training metric logged with ``on_step=True``) instead.
+
+    Attributes:
+        stopped_epoch: the epoch at which the policy stopped training (0 if it did not).
+        best_score: the best finite value of ``monitor`` this run (``None`` before one).
+        stopping_reason: a :class:`~frameworm_lightning.stopping.Reason`
+            (``Reason.NONE`` while training goes on).
+        stopping_reason_message: the reason in a sentence (``None`` while training goes on).
 
     Example:
         >>> from frameworm_lightning.stopping import Decision, History, Reason, StopDecision
@@ -194,6 +239,10 @@ class StoppingCallback(Callback, ABC):
         monitor: str | None = None,
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
@@ -203,6 +252,14 @@ class StoppingCallback(Callback, ABC):
             raise ValueError(f"monitor must be a non-empty string, but got monitor={monitor!r}.")
         if mode is not None:
             validate_mode(mode)
+        for name, flag in (("verbose", verbose), ("strict", strict), ("check_finite", check_finite)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, but got {name}={flag!r}.")
+        if check_on_train_epoch_end is not None and not isinstance(check_on_train_epoch_end, bool):
+            raise ValueError(
+                "check_on_train_epoch_end must be True, False or None, but got "
+                f"check_on_train_epoch_end={check_on_train_epoch_end!r}."
+            )
         if storage is not None and not isinstance(storage, str):
             raise ValueError(f"storage must be a database URL such as 'sqlite:///runs.db', but got storage={storage!r}.")
         if study is not None and (not isinstance(study, str) or not study):
@@ -210,7 +267,7 @@ class StoppingCallback(Callback, ABC):
         if (storage is None) != (study is None):
             raise ValueError(
                 f"storage and study go together (a run is stored as a trial of a study), but got "
-                f"storage={storage!r} and study={study!r}."
+                f"storage={storage and masked_url(storage)!r} and study={study!r}."
             )
         if every_n_train_steps is not None and (
             isinstance(every_n_train_steps, bool) or not isinstance(every_n_train_steps, int) or every_n_train_steps < 1
@@ -220,20 +277,33 @@ class StoppingCallback(Callback, ABC):
             )
         self.monitor = monitor
         self.mode = mode
+        self.verbose = verbose
+        self.strict = strict
+        self.check_finite = check_finite
+        self.check_on_train_epoch_end = check_on_train_epoch_end
         self.storage = storage
         self.study = study
         self.every_n_train_steps = every_n_train_steps
-        self._reset_run_state()
-
-    def _reset_run_state(self) -> None:
         self._trial: Any = None
         self._in_runner = False
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        """Forget the last run (a new ``fit`` is a new run; a checkpoint restores what it carries)."""
         self._values: dict[int, float] = {}
         self._elapsed_before = 0.0
         self._t0: float | None = None
         self._start_step = 0
         self._stopped: StopDecision | None = None
         self._resumed: dict[str, Any] | None = None
+        self._owns_trial = False
+        self._epoch_check = False
+        self._epoch_batches = 0
+        self._pending_pause: StopDecision | None = None
+        self._warned_missing = False
+        self.stopped_epoch = 0
+        self.stopping_reason = Reason.NONE
+        self.stopping_reason_message: str | None = None
 
     # The policy ------------------------------------------------------------------------
     @abstractmethod
@@ -249,8 +319,18 @@ class StoppingCallback(Callback, ABC):
         study may hold. Schedulers add their promotions; ``0`` ends the search."""
         return n_trials
 
-    def configure_trainer(self, trainer: pl.Trainer) -> None:
-        """Adjust the trainer when training starts (halving sets how long trials may train)."""
+    def on_search_end(self, study: Any) -> None:
+        """``SearchRunner`` hook, called once when the search has ended (halving removes the
+        paused checkpoints no trial will resume from)."""
+
+    def trainer_limits(self) -> dict[str, Any]:
+        """``Trainer`` arguments that bound how long a trial trains (``max_epochs``/``max_steps``).
+
+        A ``SearchRunner`` passes them to each trial's ``Trainer(...)``, so the Trainer
+        (and ``estimated_stepping_batches``, which LR schedules plan with) knows the run's
+        length from the start. Halving policies train trials up to ``max_resource``.
+        """
+        return {}
 
     def _key_args(self) -> dict[str, Any]:
         """The arguments that tell two instances apart in a checkpoint (see ``state_key``)."""
@@ -258,6 +338,27 @@ class StoppingCallback(Callback, ABC):
 
     def _mode(self) -> str:
         return self.mode or "min"
+
+    def _diverged(self, history: History) -> StopDecision | None:
+        """``PRUNE`` for a NaN or infinite newest value when ``check_finite`` (every policy's first rule)."""
+        if not self.check_finite:
+            return None
+        return non_finite(history, repr(self.monitor or "the metric"))
+
+    def _needs_value_at(self, step: int) -> bool:
+        """Whether the policy needs a value at global step ``step`` though no validation may be
+        due then (halving on steps: the last rung)."""
+        return False
+
+    def _report_due(self, trainer: pl.Trainer) -> bool:
+        """A value is needed now and none was read at this step: the callback then sets
+        ``should_stop``, and Lightning validates at this step before it stops."""
+        return self._needs_value_at(trainer.global_step) and trainer.global_step not in self._values
+
+    @property
+    def best_score(self) -> float | None:
+        """The best finite value of ``monitor`` this run (``None`` before one)."""
+        return best_of(self._values.values(), self._mode())
 
     # Runner integration ----------------------------------------------------------------
     def bind_trial(self, trial: Any) -> None:
@@ -290,8 +391,7 @@ class StoppingCallback(Callback, ABC):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        # A new fit starts a new run (a checkpoint, if any, restores the history after this).
-        self._values, self._elapsed_before, self._stopped, self._resumed = {}, 0.0, None, None
+        self._reset_run()
         if not self._in_runner:
             self._trial = None
         name = type(self).__name__
@@ -302,54 +402,75 @@ class StoppingCallback(Callback, ABC):
                 f"{name} compares a run with other runs: outside a SearchRunner give it storage= and "
                 f"study=, e.g. {name}(monitor={self.monitor!r}, storage='sqlite:///runs.db', study='my-study')."
             )
+        if self.every_n_train_steps is not None:
+            self._epoch_check = False
+        elif self.check_on_train_epoch_end is not None:
+            self._epoch_check = self.check_on_train_epoch_end
+        else:  # Lightning's EarlyStopping rule
+            self._epoch_check = trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.monotonic()
         self._start_step = trainer.global_step
         self._stopped = None
-        self.configure_trainer(trainer)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and not trainer.fast_dev_run:  # a debug run is never stored
             if self._trial is None and self.storage is not None:
-                self._trial = _ScriptTrial.open(self.storage, self.study, self.monitor, self._mode(),  # type: ignore[arg-type]
-                                                _flat_params(getattr(pl_module, "hparams", {}) or {}))
-                self._link_resumed_run()
-            if self._trial is not None:
+                self._open_script_trial(trainer, pl_module)
+            if self._trial is not None and (self._owns_trial or self._in_runner):
                 self._trial.set_system_attr("fw_start_step", self._start_step)
+            if self._trial is not None:
                 attrs = self.start_attrs(self._history(trainer, Check.START))
                 for key, value in attrs.items():
                     self._trial.set_system_attr(key, value)
         self._check(trainer, Check.START)
 
     @override
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.every_n_train_steps is not None or trainer.state.fn != "fit":
-            return
-        self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_batches = 0
 
     @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        self._epoch_batches = batch_idx + 1  # the hook's index: right after a mid-epoch resume too
         if self.every_n_train_steps is not None and (batch_idx + 1) % self.every_n_train_steps == 0:
             self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
         elif self.batch_checks:
             self._check(trainer, Check.BATCH)
+        if self._stopped is None and not trainer.fast_dev_run and self._report_due(trainer):
+            trainer.should_stop = True  # Lightning validates at this step, then the check decides
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._epoch_check or self.every_n_train_steps is not None or self._skip_check(trainer):
+            return
+        self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # No batch of this epoch ran in this fit: Lightning replays the end of the epoch a
+        # checkpoint was saved at (iteration-based training); it was checked before the save.
+        if self._epoch_check and not self._skip_check(trainer) and self._epoch_batches > 0:
+            self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
+        if self._pending_pause is not None:
+            # Lightning has counted the epoch as processed: a resume starts the next epoch.
+            self._save_pause(trainer, self._pending_pause)
+            self._pending_pause = None
 
     @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         trial = self._trial
         if trial is None or not trainer.is_global_zero:
             return
-        trial.set_system_attr("fw_steps", max(0, trainer.global_step - self._start_step))
-        if self._in_runner:
-            return  # the runner stores the outcome
-        try:
-            self._finish_script_trial(trainer, trial)
-        finally:
-            trial.study.storage.close()
+        if self._in_runner or self._owns_trial:
+            trial.set_system_attr("fw_steps", max(0, trainer.global_step - self._start_step))
+        if self._in_runner or not self._owns_trial:
+            return  # the runner (or the policy that opened the trial) stores the outcome
+        self._finish_script_trial(trainer, trial)
 
     def _finish_script_trial(self, trainer: pl.Trainer, trial: _ScriptTrial) -> None:
-        stopped = self._stopped
+        _SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
+        stopped = trial.stop
         if stopped is not None and stopped.decision in (Decision.PRUNE, Decision.PAUSE):
             trial.finish(TrialState.PRUNED, value=self._last_finite(), reason=stopped.describe())
             return
@@ -359,24 +480,26 @@ class StoppingCallback(Callback, ABC):
         elif not math.isfinite(value):
             trial.finish(TrialState.FAILED, error=f"{self.monitor!r} is {value} (diverged)", reason="diverged")
         else:
-            trial.finish(TrialState.COMPLETE, value=value,
-                         reason=None if stopped is None else stopped.describe())
+            trial.finish(TrialState.COMPLETE, value=value, reason=None if stopped is None else stopped.describe())
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self._trial is None or self._in_runner or not trainer.is_global_zero:
             return
+        _SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
         if isinstance(exception, KeyboardInterrupt):
             self._trial.finish(TrialState.FAILED, error="interrupted (KeyboardInterrupt)", reason="interrupted")
         else:
             text = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
             self._trial.finish(TrialState.FAILED, error=text, reason=f"{type(exception).__name__}: {exception}"[:500])
-        self._trial.study.storage.close()
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"values": dict(self._values), "elapsed": self._elapsed()}
-        if self._trial is not None and not self._in_runner:
+        state: dict[str, Any] = {
+            "values": dict(self._values), "elapsed": self._elapsed(), "stopped_epoch": self.stopped_epoch,
+            "stopping_reason": self.stopping_reason.value, "stopping_reason_message": self.stopping_reason_message,
+        }
+        if self._trial is not None and self._owns_trial:
             state.update(trial_id=self._trial.trial_id, trial=self._trial.number, storage=self.storage, study=self.study)
         return state
 
@@ -384,9 +507,30 @@ class StoppingCallback(Callback, ABC):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._values = {int(k): float(v) for k, v in state_dict.get("values", {}).items()}
         self._elapsed_before = float(state_dict.get("elapsed", 0.0))
+        self.stopped_epoch = int(state_dict.get("stopped_epoch", 0))
+        self.stopping_reason = Reason(state_dict.get("stopping_reason", Reason.NONE.value))
+        self.stopping_reason_message = state_dict.get("stopping_reason_message")
         self._resumed = state_dict if "trial_id" in state_dict else None
 
     # Plumbing ----------------------------------------------------------------------------
+    @staticmethod
+    def _skip_check(trainer: pl.Trainer) -> bool:
+        return trainer.sanity_checking or trainer.state.fn != "fit"
+
+    def _open_script_trial(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record this run as a trial of ``study``: the first storage-backed policy of the Trainer
+        opens it, the others of the same study share it."""
+        shared = _SCRIPT_TRIALS.setdefault(trainer, {})
+        key = (self.storage, self.study)
+        if key in shared and not shared[key].finished:
+            self._trial = shared[key]
+            return
+        self._trial = _ScriptTrial.open(self.storage, self.study, self.monitor, self._mode(),  # type: ignore[arg-type]
+                                        _flat_params(getattr(pl_module, "hparams", {}) or {}))
+        shared[key] = self._trial  # type: ignore[index]
+        self._owns_trial = True
+        self._link_resumed_run()
+
     def _elapsed(self) -> float:
         return self._elapsed_before + (0.0 if self._t0 is None else time.monotonic() - self._t0)
 
@@ -419,6 +563,14 @@ class StoppingCallback(Callback, ABC):
             return []
         return [t for t in trial.study.storage.get_trials(trial.study.study_id) if t.trial_id != trial.trial_id]
 
+    def _epochs(self, trainer: pl.Trainer) -> float:
+        """Epochs trained so far, with the fraction of the current epoch (from the batch hooks)."""
+        done = float(trainer.current_epoch)
+        batches = trainer.num_training_batches
+        if isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0:
+            done += min(self._epoch_batches, batches) / batches
+        return done
+
     def _history(self, trainer: pl.Trainer, check: Check) -> History:
         trial = self._trial
         load_others = self.needs_others and check is not Check.BATCH
@@ -426,7 +578,7 @@ class StoppingCallback(Callback, ABC):
             values=self._values,
             mode=self._mode(),
             step=trainer.global_step,
-            epoch=_epochs(trainer),
+            epoch=self._epochs(trainer),
             elapsed=self._elapsed(),
             check=check,
             number=None if trial is None else trial.number,
@@ -439,63 +591,121 @@ class StoppingCallback(Callback, ABC):
     def _can_pause(self) -> bool:
         return False
 
-    def _read(self, trainer: pl.Trainer) -> float:
+    def _read(self, trainer: pl.Trainer) -> float | None:
+        """The monitored value now; ``None`` when it is missing and ``strict=False``."""
         metrics = trainer.callback_metrics
         if self.monitor not in metrics:
-            raise MetricNotFoundError(self.monitor, set(metrics) | set(trainer.logged_metrics))  # type: ignore[arg-type]
+            error = MetricNotFoundError(self.monitor, set(metrics) | set(trainer.logged_metrics))  # type: ignore[arg-type]
+            if self.strict:
+                raise error
+            if self.verbose and not self._warned_missing:
+                rank_zero_warn(f"{type(self).__name__}: {error} The check is skipped (strict=False).",
+                               category=RuntimeWarning)
+                self._warned_missing = True
+            return None
         value = metrics[self.monitor]  # type: ignore[index]
         return float(value.item() if hasattr(value, "item") else value)
 
+    def _decide_here(self, trainer: pl.Trainer, check: Check) -> tuple[Any, ...]:
+        """Rank 0's part of a check: read, record, decide. Returns what every rank needs."""
+        value = None
+        if check is Check.REPORT:
+            value = self._read(trainer)
+            if value is None:
+                return ("skip",)
+            self._values[trainer.global_step] = value
+            if self._trial is not None and not self._in_runner and self.monitor == self._trial.study.metric:
+                self._trial.report(trainer.global_step, value)
+        decision = self.decide(self._history(trainer, check))
+        return ("decision", decision, value)
+
     def _check(self, trainer: pl.Trainer, check: Check) -> None:
-        """Decide once on rank 0, agree on every rank, then act."""
+        """Read and decide once on rank 0, agree on every rank, then act.
+
+        Only rank 0 reads the metric: a rank that lacks it cannot raise before the
+        broadcast and leave the others waiting in it; rank 0's error is broadcast and
+        raised on every rank.
+        """
         if self._stopped is not None or trainer.fast_dev_run:
             return
-        if check is Check.REPORT:
-            # Every rank reads: a missing metric raises everywhere, before any collective.
-            self._values[trainer.global_step] = self._read(trainer)
-        decision: StopDecision | None = None
+        payload: tuple[Any, ...] | None = None
         error: BaseException | None = None
-        payload: tuple[str, str, str] | None = None
         if trainer.is_global_zero:
             try:
-                if check is Check.REPORT and self._trial is not None and not self._in_runner:
-                    self._trial.report(trainer.global_step, self._values[trainer.global_step])
-                decision = self.decide(self._history(trainer, check))
-                payload = (decision.decision.value, decision.reason.value, decision.describe())
+                payload = self._decide_here(trainer, check)
+            except MetricNotFoundError as err:
+                error, payload = err, ("missing", err.metric, err.available)
             except Exception as err:  # noqa: BLE001 - re-raised below on every rank, after the broadcast
-                error = err
-                payload = ("error", "", f"{type(err).__name__}: {err}")
-        payload = trainer.strategy.broadcast(payload, src=0)
-        if payload[0] == "error":
+                error, payload = err, ("error", f"{type(err).__name__}: {err}")
+        decision = payload[1] if payload is not None and payload[0] == "decision" else None
+        shared = payload
+        if decision is not None:  # the other ranks need the verdict, not the promotions
+            shared = ("decision", (decision.decision.value, decision.reason.value, decision.describe()), payload[2])
+        shared = trainer.strategy.broadcast(shared, src=0)
+        kind = shared[0]
+        if kind == "skip":
+            return
+        if kind == "missing":
+            raise error if error is not None else MetricNotFoundError(shared[1], shared[2])
+        if kind == "error":
             if error is not None:
                 raise error
-            raise FramewormError(f"the stopping policy failed on rank 0: {payload[2]}")
-        verdict = Decision(payload[0])
-        if decision is None:  # the other ranks only need to know what to do
-            decision = StopDecision(verdict, Reason(payload[1]), payload[2])
-        self._act(trainer, decision)
+            raise FramewormError(f"the stopping policy failed on rank 0: {shared[1]}")
+        if decision is None:
+            verdict, reason, message = shared[1]
+            decision = StopDecision(Decision(verdict), Reason(reason), message)
+            if shared[2] is not None:
+                self._values[trainer.global_step] = shared[2]
+        self._act(trainer, decision, check)
 
-    def _act(self, trainer: pl.Trainer, decision: StopDecision) -> None:
+    def _act(self, trainer: pl.Trainer, decision: StopDecision, check: Check) -> None:
         trial = self._trial if trainer.is_global_zero else None
         if trial is not None:
             for key, value in decision.attrs.items():
                 trial.set_system_attr(key, value)
+        if self.verbose and not decision.stops and check is Check.REPORT and trainer.is_global_zero:
+            log.info(f"{type(self).__name__}: {self.monitor}={self._values[trainer.global_step]:.6g} at step "
+                     f"{trainer.global_step}, best {self.best_score}; training goes on.")
         if decision.decision is Decision.PAUSE:
-            path = self._pause_checkpoint_path(trainer, decision)
-            trainer.save_checkpoint(path)  # every rank: saving is collective under DDP
-            if trial is not None:
-                trial.set_system_attr("fw_checkpoint", str(path))
+            if self._at_epoch_end(trainer, check):
+                self._pending_pause = decision  # saved in on_train_epoch_end, once the epoch is processed
+            else:
+                self._save_pause(trainer, decision)
         if decision.stops:
             trainer.should_stop = True
             self._stopped = decision
+            self.stopped_epoch = trainer.current_epoch
+            self.stopping_reason = decision.reason
+            self.stopping_reason_message = decision.describe()
+            if trainer.is_global_zero:
+                log.info(f"{type(self).__name__} stopped training at epoch {trainer.current_epoch}, step "
+                         f"{trainer.global_step} ({decision.decision.value}): {decision.describe()}")
             if trial is not None:
-                trial.set_system_attr("fw_stop", {"decision": decision.decision.value, "reason": decision.reason.value,
-                                                  "step": trainer.global_step})
+                first = not isinstance(trial, _ScriptTrial) or trial.stop is None  # policies sharing a run
+                if first:
+                    trial.set_system_attr("fw_stop", {"decision": decision.decision.value,
+                                                      "reason": decision.reason.value, "step": trainer.global_step})
+                if isinstance(trial, _ScriptTrial) and first:
+                    trial.stop = decision
                 if decision.decision in (Decision.PRUNE, Decision.PAUSE):
                     trial.request_prune(decision.describe())
         if trial is not None:
             for promotion in decision.promotions:
                 enqueue_promotion(trial.study.storage, trial.study.study_id, promotion)
+
+    def _at_epoch_end(self, trainer: pl.Trainer, check: Check) -> bool:
+        """Whether this check comes at the end of a training epoch (its last batch is done)."""
+        if check is Check.START:
+            return False
+        batches = trainer.num_training_batches
+        return self._epoch_check or (isinstance(batches, (int, float)) and math.isfinite(batches)
+                                     and self._epoch_batches >= batches)
+
+    def _save_pause(self, trainer: pl.Trainer, decision: StopDecision) -> None:
+        path = self._pause_checkpoint_path(trainer, decision)
+        trainer.save_checkpoint(path)  # every rank: saving is collective under DDP
+        if self._trial is not None and trainer.is_global_zero:
+            self._trial.set_system_attr("fw_checkpoint", str(path))
 
     def _pause_checkpoint_path(self, trainer: pl.Trainer, decision: StopDecision) -> Path:
         root = None

@@ -25,6 +25,10 @@ class _Combined(StoppingCallback):
         monitor: str | None = None,
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
@@ -45,7 +49,8 @@ class _Combined(StoppingCallback):
             modes.add(mode)
         if len(modes) > 1:
             raise ValueError(f"{name}: the policies disagree on the mode {sorted(modes)}.")
-        super().__init__(next(iter(monitors), None), next(iter(modes), None), storage=storage, study=study,
+        super().__init__(next(iter(monitors), None), next(iter(modes), None), verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
                          every_n_train_steps=every_n_train_steps)
         self.policies = list(policies)
         for p in self.policies:
@@ -83,9 +88,18 @@ class _Combined(StoppingCallback):
             n_trials = p.trial_budget(study, n_trials)
         return n_trials
 
-    def configure_trainer(self, trainer: pl.Trainer) -> None:
-        for p in self._each("configure_trainer"):
-            p.configure_trainer(trainer)
+    def on_search_end(self, study: Any) -> None:
+        for p in self._each("on_search_end"):
+            p.on_search_end(study)
+
+    def trainer_limits(self) -> dict[str, Any]:
+        limits: dict[str, Any] = {}
+        for p in self._each("trainer_limits"):
+            limits.update(p.trainer_limits())
+        return limits
+
+    def _needs_value_at(self, step: int) -> bool:
+        return any(p._needs_value_at(step) for p in self.policies if isinstance(p, StoppingCallback))
 
     def bind_trial(self, trial: Any) -> None:
         super().bind_trial(trial)
@@ -110,7 +124,8 @@ class AnyOf(_Combined):
     Args:
         policies: the policies (any object with ``decide(history)``); their ``monitor``
             and ``mode`` must agree, and are this callback's defaults.
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
 
     Example:
@@ -135,7 +150,8 @@ class AllOf(_Combined):
     Args:
         policies: the policies (any object with ``decide(history)``); their ``monitor``
             and ``mode`` must agree, and are this callback's defaults.
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
 
     Example:

@@ -33,9 +33,11 @@ import math
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from frameworm_lightning.stopping._base import (
     CONTINUE,
@@ -49,7 +51,6 @@ from frameworm_lightning.stopping._base import (
     sort_key,
 )
 from frameworm_lightning.stopping._callback import StoppingCallback, enqueue_promotion
-from frameworm_lightning.stopping._threshold import non_finite
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["ASHA", "Bracket", "SuccessiveHalving", "rung_resources"]
@@ -189,11 +190,9 @@ class _RungPolicy(StoppingCallback):
         resource: str,
         promotion: bool,
         mode: str | None,
-        storage: str | None,
-        study: str | None,
-        every_n_train_steps: int | None,
+        **common: Any,
     ) -> None:
-        super().__init__(monitor, mode, storage=storage, study=study, every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, **common)
         check_number("min_resource", min_resource, minimum=0, strict=True)
         check_number("max_resource", max_resource, minimum=0, strict=True)
         if max_resource <= min_resource:
@@ -260,7 +259,7 @@ class _RungPolicy(StoppingCallback):
         return f"{r:g} {'epoch' if self.resource == 'epochs' else 'step'}{'' if r == 1 else 's'}"
 
     def decide(self, history: History) -> StopDecision:
-        diverged = non_finite(history, repr(self.monitor or "the metric"))
+        diverged = self._diverged(history)
         if diverged is not None:
             return diverged
         if not history.fresh or "fw_bracket" not in history.attrs:
@@ -359,8 +358,8 @@ class _RungPolicy(StoppingCallback):
                 for config in ranked[: self._keep(len(ranked), lenient or self.synchronous)]:
                     if config.root == exclude or config.paused_at != key or config.promoted(key):
                         continue
-                    if "fw_checkpoint" not in config.latest.system_attrs:
-                        continue
+                    if not config.latest.system_attrs.get("fw_checkpoint"):
+                        continue  # cut, or its checkpoint was removed
                     out.append(self._promotion(config, key))
                     if not self.synchronous:
                         return out
@@ -401,20 +400,79 @@ class _RungPolicy(StoppingCallback):
             trials = study.trials
         promoted = sum(1 for t in trials if "promoted_from" in t.system_attrs
                        and (t.state is TrialState.WAITING or _counts_against_budget(t)))
+        remove_paused_checkpoints(study, trials, ending=False)
         return n_trials + promoted
 
+    def on_search_end(self, study: Any) -> None:
+        """``SearchRunner`` hook, once the search has ended: remove every paused checkpoint left."""
+        remove_paused_checkpoints(study, study.trials, ending=True)
+
     # Trainer --------------------------------------------------------------------------------
-    def configure_trainer(self, trainer: pl.Trainer) -> None:
-        """Let trials train up to ``max_resource`` (and no further)."""
+    def trainer_limits(self) -> dict[str, Any]:
+        """Train trials up to ``max_resource`` and no further: ``max_epochs`` (or ``max_steps``).
+
+        A ``SearchRunner`` passes these to each trial's ``Trainer``; with a Trainer of your
+        own, set them yourself (a warning says so when the Trainer disagrees).
+        """
         if self.resource == "epochs":
-            trainer.fit_loop.max_epochs = int(math.ceil(self.max_resource))
+            return {"max_epochs": int(math.ceil(self.max_resource))}
+        return {"max_steps": int(self.max_resource), "max_epochs": -1}
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._in_runner:
+            self._warn_on_limits(trainer)
+        super().on_train_start(trainer, pl_module)
+
+    def _warn_on_limits(self, trainer: pl.Trainer) -> None:
+        limits = self.trainer_limits()
+        now = {"max_epochs": trainer.max_epochs, "max_steps": trainer.max_steps}
+        if self.resource == "epochs":
+            differs = now["max_epochs"] != limits["max_epochs"] and now["max_steps"] == -1
         else:
-            trainer.fit_loop.epoch_loop.max_steps = int(self.max_resource)
-            trainer.fit_loop.max_epochs = -1
+            differs = now["max_steps"] != limits["max_steps"]
+        if differs:
+            wanted = ", ".join(f"{k}={v}" for k, v in limits.items())
+            rank_zero_warn(
+                f"{type(self).__name__} trains runs up to max_resource={self.max_resource:g} {self.resource}, but the "
+                f"Trainer has max_epochs={now['max_epochs']}, max_steps={now['max_steps']}: pass Trainer({wanted}) so "
+                "the run (and any LR schedule planned over it) ends at the last rung."
+            )
+
+    def _needs_value_at(self, step: int) -> bool:
+        """On steps, the last rung needs a value at ``max_resource`` even between validations."""
+        return self.resource == "steps" and step >= self.max_resource
 
     def _key_args(self) -> dict[str, Any]:
         return {"min_resource": self.min_resource, "max_resource": self.max_resource, "eta": self.eta,
                 "resource": self.resource}
+
+
+def remove_paused_checkpoints(study: Any, trials: Sequence[FrozenTrial], ending: bool) -> list[Path]:
+    """Delete the ``paused-*.ckpt`` checkpoints no trial will resume from; returns what was removed.
+
+    A paused trial's checkpoint goes once its promotion has run (the promoted trial
+    finished), or, when the search is ``ending``, whether or not it was promoted. A
+    checkpoint a waiting or running trial resumes from is always kept. The trial's
+    ``fw_checkpoint`` becomes ``None`` (it can no longer be promoted) and the path moves
+    to ``fw_checkpoint_removed``.
+    """
+    by_number = {t.number: t for t in trials}
+    needed = {t.system_attrs.get("resume_checkpoint") for t in trials if t.state in _ACTIVE}
+    removed = []
+    for t in trials:
+        path = t.system_attrs.get("fw_checkpoint")
+        if not path or path in needed or t.trial_id is None:
+            continue
+        child = by_number.get(t.system_attrs.get("promoted_to", -1))
+        if not ending and (child is None or not child.state.is_finished):
+            continue
+        file = Path(path)
+        if file.is_file():
+            file.unlink()
+            removed.append(file)
+        study.storage.set_trial_attr(t.trial_id, "fw_checkpoint", None, system=True)
+        study.storage.set_trial_attr(t.trial_id, "fw_checkpoint_removed", str(path), system=True)
+    return removed
 
 
 def _dump(records: dict[str, tuple[float, bool]]) -> dict[str, list[Any]]:
@@ -434,7 +492,8 @@ class SuccessiveHalving(_RungPolicy):
     the runs recorded there so far.
 
     Args:
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
         min_resource / max_resource: the first and the last rung, in ``resource`` units.
         eta: the reduction factor (an integer >= 2).
@@ -459,12 +518,17 @@ class SuccessiveHalving(_RungPolicy):
         promotion: bool = True,
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, storage, study,
-                         every_n_train_steps)
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
+                         every_n_train_steps=every_n_train_steps)
 
     def bracket(self, index: int) -> Bracket:
         rungs = self.rungs
@@ -485,7 +549,8 @@ class ASHA(_RungPolicy):
     rung unless it is among the best ``max(1, floor(n / eta))`` recorded there so far.
 
     Args:
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
         min_resource / max_resource: the first and the last rung, in ``resource`` units.
         eta: the reduction factor (an integer >= 2).
@@ -507,12 +572,17 @@ class ASHA(_RungPolicy):
         promotion: bool = True,
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, storage, study,
-                         every_n_train_steps)
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
+                         every_n_train_steps=every_n_train_steps)
 
     def bracket(self, index: int) -> Bracket:
         return Bracket(index, self.rungs, None)

@@ -26,7 +26,8 @@ class Hyperband(_RungPolicy):
     the best ``1/eta`` of its bracket's runs recorded there.
 
     Args:
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
         min_resource / max_resource: the smallest first rung and the last rung.
         eta: the reduction factor (an integer >= 2).
@@ -51,12 +52,17 @@ class Hyperband(_RungPolicy):
         promotion: bool = True,
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, storage, study,
-                         every_n_train_steps)
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
+                         every_n_train_steps=every_n_train_steps)
 
     @property
     def s_max(self) -> int:

@@ -7,31 +7,38 @@ from typing import Any
 
 from frameworm_lightning.stopping._base import CONTINUE, Decision, History, Reason, StopDecision, check_int, check_number
 from frameworm_lightning.stopping._callback import StoppingCallback
-from frameworm_lightning.stopping._threshold import non_finite
 
 __all__ = ["ImprovementStopping"]
 
 
 class ImprovementStopping(StoppingCallback):
-    """Stops a trial after ``patience`` checks without improvement.
+    """Stops a trial after ``patience`` checks without improvement (Lightning's ``EarlyStopping``).
 
-    A value improves on the best so far when it is better by more than ``min_delta``
-    (absolute), or by more than ``min_delta * |best|`` with ``relative=True``. A trial
-    that plateaued has converged, so by default it is stored ``COMPLETE`` with its value
-    (like Lightning's ``EarlyStopping``); ``prune=True`` stores it ``PRUNED`` instead. A
-    NaN or infinite value prunes the trial at once.
+    The positional arguments come in ``EarlyStopping``'s order (``monitor, min_delta,
+    patience, verbose, mode, strict, check_finite``), so ``ImprovementStopping("val_loss",
+    0.01, 3)`` is ``EarlyStopping("val_loss", 0.01, 3)``. A value improves on the best so
+    far when it is better by more than ``min_delta`` (absolute), or by more than
+    ``min_delta * |best|`` with ``relative=True``. A trial that plateaued has converged,
+    so by default it is stored ``COMPLETE`` with its value; ``prune=True`` stores it
+    ``PRUNED`` instead. A NaN or infinite value prunes the trial at once
+    (``check_finite=False``: it counts as no improvement).
 
     Args:
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
-        patience: checks in a row without improvement before stopping (``>= 1``).
         min_delta: the smallest change that counts as an improvement (``>= 0``).
+        patience: checks in a row without improvement before stopping (``>= 1``).
         relative: read ``min_delta`` as a fraction of the best value.
         prune: store a stopped trial ``PRUNED`` rather than ``COMPLETE``.
 
+    Attributes:
+        wait_count: checks since the last improvement (as ``EarlyStopping``'s), besides
+            ``stopped_epoch``, ``best_score`` and ``stopping_reason`` of every policy.
+
     Example:
         >>> from frameworm_lightning.stopping import History
-        >>> policy = ImprovementStopping(monitor="val_loss", patience=2)
+        >>> policy = ImprovementStopping("val_loss", 0.0, 2)
         >>> policy.decide(History({1: 1.0, 2: 0.9, 3: 0.95, 4: 0.91})).decision.name
         'FINISH'
     """
@@ -39,17 +46,23 @@ class ImprovementStopping(StoppingCallback):
     def __init__(
         self,
         monitor: str | None = None,
-        patience: int = 3,
         min_delta: float = 0.0,
-        relative: bool = False,
+        patience: int = 3,
+        verbose: bool = False,
         mode: str | None = None,
-        prune: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
         *,
+        relative: bool = False,
+        prune: bool = False,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__(monitor, mode, storage=storage, study=study, every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
+                         every_n_train_steps=every_n_train_steps)
         self.patience = check_int("patience", patience, minimum=1)
         self.min_delta = float(check_number("min_delta", min_delta, minimum=0.0))
         if not isinstance(relative, bool):
@@ -65,30 +78,33 @@ class ImprovementStopping(StoppingCallback):
         return value < best - delta if mode == "min" else value > best + delta
 
     def stale_checks(self, history: History) -> tuple[int, float | None]:
-        """Checks since the last improvement, and the best value so far."""
+        """Checks since the last improvement, and the best value so far (a NaN never improves)."""
         best: float | None = None
         wait = 0
         for value in history.values.values():
-            if not math.isfinite(value):
-                continue
-            if best is None or self.improves(value, best, history.mode):
+            if math.isfinite(value) and (best is None or self.improves(value, best, history.mode)):
                 best, wait = value, 0
             else:
                 wait += 1
         return wait, best
 
+    @property
+    def wait_count(self) -> int:
+        """Checks since the last improvement this run (``EarlyStopping.wait_count``)."""
+        return self.stale_checks(History(self._values, mode=self._mode()))[0]
+
     def decide(self, history: History) -> StopDecision:
-        diverged = non_finite(history, repr(self.monitor or "the metric"))
+        diverged = self._diverged(history)
         if diverged is not None:
             return diverged
         if not history.fresh:
             return CONTINUE
         wait, best = self.stale_checks(history)
         if wait >= self.patience:
+            shown = "no finite value" if best is None else f"no improvement of {self.monitor or 'the metric'} over {best:.6g}"
             return StopDecision(
                 Decision.PRUNE if self.prune else Decision.FINISH, Reason.NO_IMPROVEMENT,
-                f"no improvement of {self.monitor or 'the metric'} over {best:.6g} in {wait} checks "
-                f"(patience {self.patience}, step {history.step})",
+                f"{shown} in {wait} checks (patience {self.patience}, step {history.step})",
             )
         return CONTINUE
 

@@ -18,7 +18,6 @@ from frameworm_lightning.stopping._base import (
     worse,
 )
 from frameworm_lightning.stopping._callback import StoppingCallback
-from frameworm_lightning.stopping._threshold import non_finite
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["MedianStopping"]
@@ -48,7 +47,8 @@ class MedianStopping(StoppingCallback):
     ``storage=`` and ``study=`` and the other trials are the earlier runs of the script.
 
     Args:
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
         grace_steps: global steps before which a trial is never pruned.
         min_trials: how many comparable trials the median needs.
@@ -74,11 +74,17 @@ class MedianStopping(StoppingCallback):
         statistic: str = "best",
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__(monitor, mode, storage=storage, study=study, every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
+                         every_n_train_steps=every_n_train_steps)
         self.grace_steps = check_int("grace_steps", grace_steps, minimum=0)
         self.min_trials = check_int("min_trials", min_trials, minimum=1)
         if statistic not in _STATISTICS:
@@ -100,7 +106,7 @@ class MedianStopping(StoppingCallback):
 
     def decide(self, history: History) -> StopDecision:
         name = self.monitor or "the metric"
-        diverged = non_finite(history, repr(name))
+        diverged = self._diverged(history)
         if diverged is not None:
             return diverged
         step = int(history.step or 0)

@@ -18,15 +18,7 @@ from frameworm_lightning.stopping._base import (
 )
 from frameworm_lightning.stopping._callback import StoppingCallback
 
-__all__ = ["ThresholdStopping", "non_finite"]
-
-
-def non_finite(history: History, name: str = "the metric") -> StopDecision | None:
-    """``PRUNE`` when the newest value is NaN or infinite (the trial diverged), else ``None``."""
-    value = history.value
-    if history.fresh and value is not None and not math.isfinite(value):
-        return StopDecision(Decision.PRUNE, Reason.NON_FINITE, f"{name} is {value} at step {history.step} (diverged)")
-    return None
+__all__ = ["ThresholdStopping"]
 
 
 class ThresholdStopping(StoppingCallback):
@@ -38,7 +30,8 @@ class ThresholdStopping(StoppingCallback):
     the policy is a pure divergence guard.
 
     Args:
-        monitor / mode / storage / study / every_n_train_steps: see
+        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
+            storage / study / every_n_train_steps: see
             :class:`~frameworm_lightning.stopping.StoppingCallback`.
         threshold: the bound (a value worse than it prunes the trial).
         schedule: ``{global_step: bound}``; the bound of the largest step not after the
@@ -62,11 +55,17 @@ class ThresholdStopping(StoppingCallback):
         grace_steps: int = 0,
         mode: str | None = None,
         *,
+        verbose: bool = False,
+        strict: bool = True,
+        check_finite: bool = True,
+        check_on_train_epoch_end: bool | None = None,
         storage: str | None = None,
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__(monitor, mode, storage=storage, study=study, every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, verbose=verbose, strict=strict, check_finite=check_finite,
+                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
+                         every_n_train_steps=every_n_train_steps)
         if threshold is not None and schedule is not None:
             raise ValueError(
                 f"give threshold or schedule, not both, but got threshold={threshold!r} and schedule={schedule!r}."
@@ -97,7 +96,7 @@ class ThresholdStopping(StoppingCallback):
         return bound
 
     def decide(self, history: History) -> StopDecision:
-        diverged = non_finite(history, repr(self.monitor or "the metric"))
+        diverged = self._diverged(history)
         if diverged is not None:
             return diverged
         if not history.fresh or history.step < self.grace_steps:  # type: ignore[operator]

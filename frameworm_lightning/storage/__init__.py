@@ -1,5 +1,21 @@
 """Trial storage: SQLite (default), PostgreSQL, or in memory, through SQLAlchemy Core."""
 
-from frameworm_lightning.storage._sql import DuplicateClaimError, Storage, StudyRecord, current_owner, open_storage
+from frameworm_lightning.storage._sql import (
+    MAX_NAME_LENGTH,
+    DuplicateClaimError,
+    Storage,
+    StudyRecord,
+    current_owner,
+    open_storage,
+)
+from frameworm_lightning.storage._url import masked_url
 
-__all__ = ["DuplicateClaimError", "Storage", "StudyRecord", "current_owner", "open_storage"]
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "DuplicateClaimError",
+    "Storage",
+    "StudyRecord",
+    "current_owner",
+    "masked_url",
+    "open_storage",
+]

@@ -31,14 +31,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError, SQLAlchemyError
 
 from frameworm_lightning.exceptions import StorageError, StudyMismatchError
+from frameworm_lightning.storage._url import SUPPORTED, masked_url, normalise_url
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["DuplicateClaimError", "Storage", "StudyRecord", "current_owner", "open_storage"]
+__all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "check_name", "current_owner", "open_storage"]
 
 _SCHEMA_VERSION = 1
+
+# Study names and metrics are ``VARCHAR(255)`` columns: the same limit on every backend,
+# checked before anything is written (SQLite would store longer text, PostgreSQL refuse it).
+MAX_NAME_LENGTH = 255
 
 _metadata = sa.MetaData()
 
@@ -169,13 +174,21 @@ class StudyRecord:
     created_at: float = field(repr=False)
 
 
-def _normalise_url(url: str) -> str:
-    if url in ("memory", ":memory:", "sqlite://", "sqlite:///:memory:"):
-        return "sqlite://"
-    if url.startswith(("postgresql://", "postgres://")):
-        # psycopg (v3) is our postgres driver; SQLAlchemy's default would be psycopg2.
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+def check_name(what: str, value: Any) -> str:
+    """``value`` if it can name a study or metric on every backend, else a :class:`StorageError`."""
+    if not isinstance(value, str) or not value:
+        raise StorageError(f"{what} must be a non-empty string, but got {what}={value!r}.")
+    if len(value) > MAX_NAME_LENGTH:
+        raise StorageError(f"{what} is {len(value):,} characters long; at most {MAX_NAME_LENGTH} are stored "
+                           f"on every backend (it starts {value[:40]!r}).")
+    if "\x00" in value:
+        raise StorageError(f"{what} {value!r} contains a NUL character, which PostgreSQL cannot store; remove it.")
+    return value
+
+
+def _storable_text(text: str | None) -> str | None:
+    """Error text as PostgreSQL can store it: a NUL (from a user's exception message) is escaped."""
+    return None if text is None else text.replace("\x00", "\\x00")
 
 
 class Storage:
@@ -186,10 +199,13 @@ class Storage:
     """
 
     def __init__(self, url: str = "memory", *, heartbeat_timeout: float = 120.0) -> None:
-        self.url = url
+        #: The URL as given, password included: only ever passed to a database driver.
+        self.secret_url = url
+        #: The URL to show: its password, if any, masked (``masked_url``).
+        self.url = masked_url(url)
         self.heartbeat_timeout = float(heartbeat_timeout)
         self._lock = threading.RLock()
-        sa_url = _normalise_url(url)
+        sa_url = normalise_url(url)
         self.is_memory = sa_url == "sqlite://"
         self.dialect = sa_url.split(":", 1)[0].split("+", 1)[0]
         try:
@@ -199,11 +215,20 @@ class Storage:
             raise
         except ModuleNotFoundError as err:
             raise StorageError(
-                f"cannot open storage {url!r}: the driver {err.name!r} is missing; "
+                f"cannot open storage {self.url!r}: the driver {err.name!r} is missing; "
                 "install it with pip install 'frameworm-lightning[postgres]'."
             ) from None
         except (SQLAlchemyError, OSError) as err:
-            raise StorageError(f"cannot open storage {url!r}: {err}") from None
+            raise StorageError(f"cannot open storage {self.url!r}: {self._describe(err)}") from None
+
+    def _describe(self, err: BaseException) -> str:
+        """A database error in words, with what to do about a corrupt SQLite file."""
+        orig = getattr(err, "orig", None) or err
+        text = " ".join(str(orig).split())
+        if self.dialect == "sqlite" and any(s in text for s in ("malformed", "not a database", "corrupt")):
+            return (f"the SQLite file is corrupt ({text}); restore it from a backup or point storage at another "
+                    "file. Nothing was written to it.")
+        return masked_url(text) if "://" in text else text
 
     # Engine set-up ------------------------------------------------------------------
     def _create_engine(self, sa_url: str) -> Engine:
@@ -262,8 +287,8 @@ class Storage:
                     yield conn
             except (IntegrityError, DuplicateClaimError):
                 raise
-            except OperationalError as err:
-                raise StorageError(f"storage {self.url!r}: {err.orig or err}") from err
+            except DatabaseError as err:
+                raise StorageError(f"storage {self.url!r}: {self._describe(err)}") from None
 
     def _lock_study(self, conn: Connection, study_id: int) -> None:
         if self.dialect == "postgresql":
@@ -280,7 +305,17 @@ class Storage:
     def create_or_load_study(
         self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True
     ) -> StudyRecord:
-        """Create a study, or load the stored one of that name after checking it matches."""
+        """Create a study, or load the stored one of that name after checking it matches.
+
+        Raises:
+            StorageError: ``name`` or ``metric`` is not a string of 1 to 255 characters
+                without NUL (checked before anything is written).
+            StudyMismatchError: the stored study has another metric, mode or space.
+        """
+        check_name("study name", name)
+        check_name("metric", metric)
+        if mode not in ("min", "max"):
+            raise StorageError(f"mode must be 'min' or 'max', but got mode={mode!r}.")
         for _ in range(3):
             record = self.load_study(name)
             if record is not None:
@@ -316,6 +351,7 @@ class Storage:
 
     def load_study(self, name: str) -> StudyRecord | None:
         """The stored study of that name, or ``None``."""
+        check_name("study name", name)
         with self._tx() as conn:
             row = conn.execute(sa.select(studies).where(studies.c.name == name)).mappings().first()
         if row is None:
@@ -482,8 +518,10 @@ class Storage:
                 skip_if_exists: bool = True, system_attrs: Mapping[str, Any] | None = None) -> FrozenTrial | None:
         """Add a ``WAITING`` trial with given params, evaluated before any sampled one.
 
-        With ``skip_if_exists`` a config that is already waiting, running, complete or
-        pruned is not enqueued again, so re-running a script does not repeat its warm start.
+        With ``skip_if_exists`` a config that is already stored (waiting, running,
+        complete, pruned, or failed by its own error) is not enqueued again, so re-running a
+        script does not repeat its warm start; a failed one runs again only through
+        ``retry_failed`` (:meth:`requeue_failed`), like any other failed trial.
         """
         payload = _dumps(dict(params), ordered=True)
         with self._tx() as conn:
@@ -494,7 +532,8 @@ class Storage:
                         trials.c.study_id == study_id,
                         trials.c.params == payload,
                         trials.c.state.in_([s.value for s in (TrialState.WAITING, TrialState.RUNNING,
-                                                                 TrialState.COMPLETE, TrialState.PRUNED)]),
+                                                                 TrialState.COMPLETE, TrialState.PRUNED,
+                                                                 TrialState.FAILED)]),
                     )
                 ).first()
                 if existing is not None:
@@ -560,7 +599,7 @@ class Storage:
             attrs = {**json.loads(row[1] or "{}"), **dict(system_attrs or {})}
             conn.execute(
                 trials.update().where(trials.c.trial_id == trial_id).values(
-                    state=state.value, value=value, error=error, reason=reason,
+                    state=state.value, value=value, error=_storable_text(error), reason=_storable_text(reason),
                     completed_at=time.time(), system_attrs=_dumps(attrs),
                 )
             )
@@ -619,7 +658,7 @@ class Storage:
         conn.execute(
             trials.update().where(trials.c.trial_id == row["trial_id"]).values(
                 state=TrialState.FAILED.value, completed_at=time.time(), reason="interrupted",
-                error=f"interrupted: {why}", system_attrs=_dumps(attrs),
+                error=_storable_text(f"interrupted: {why}"), system_attrs=_dumps(attrs),
             )
         )
         return True
@@ -671,8 +710,5 @@ def open_storage(storage: str | Storage | None = None, **kwargs: Any) -> Storage
     if not isinstance(storage, str):
         raise StorageError(f"storage must be a URL string or a Storage, but got {storage!r}.")
     if "://" not in storage and storage not in ("memory", ":memory:"):
-        raise StorageError(
-            f"storage {storage!r} is not a database URL; use sqlite:///path/to/study.db, "
-            "postgresql://user@host/db or 'memory'."
-        )
+        raise StorageError(f"storage {masked_url(storage)!r} is not a database URL; use {SUPPORTED}.")
     return Storage(storage, **kwargs)

@@ -1,11 +1,14 @@
-"""Checks that a PNG is a real, non-blank picture."""
+"""Checks that a PNG is a real, non-blank picture, and the Chromium that draws them."""
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 
@@ -26,3 +29,22 @@ def assert_non_blank_png(data: bytes | Path, min_size: tuple[int, int] = (200, 1
     colours = len(np.unique((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]))
     assert colours >= 4, f"only {colours} distinct colours"
     return pixels
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium, where installed."""
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def require_chromium() -> str:
+    """The Chromium binary; a test without it is skipped locally and fails in CI (``CI=true``)."""
+    path = chromium_path()
+    if path is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("Chromium is required in CI (Debian: apt-get install chromium); .ci/run installs it.")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium); CI always runs this test")
+    return path

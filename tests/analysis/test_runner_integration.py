@@ -49,7 +49,7 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[SearchResult, Path
 def test_each_trial_saves_its_config_as_yaml(search: tuple[SearchResult, Path, str]) -> None:
     result, root, _ = search
     for t in result.trials:
-        config = yaml.safe_load((root / "tiny" / f"trial_{t.number}" / "config.yaml").read_text())
+        config = yaml.safe_load((root / "tiny" / f"trial_{t.number:04d}" / "config.yaml").read_text())
         assert config["study"] == "tiny" and config["trial"] == t.number and config["seed"] == t.number
         assert config["params"] == t.params
         assert config["model"] == {"unused": 0.25, "extra": "Opaque()", "lr": t.params["lr"]}
@@ -61,18 +61,18 @@ def test_each_trial_saves_its_config_as_yaml(search: tuple[SearchResult, Path, s
 def test_each_trial_logs_to_its_own_runs_named_after_study_and_trial(search: tuple[SearchResult, Path, str]) -> None:
     result, root, _ = search
     for t in result.trials:
-        run = root / "tiny" / f"trial_{t.number}"  # CSVLogger(save_dir=root, name=study, version=trial_n)
+        run = root / "tiny" / f"trial_{t.number:04d}"  # CSVLogger(save_dir=root, name=study, version=trial_000n)
         assert "val_loss" in (run / "metrics.csv").read_text().splitlines()[0]
         hparams = yaml.safe_load((run / "hparams.yaml").read_text())
         assert hparams["lr"] == t.params["lr"] and hparams["study"] == "tiny" and hparams["trial"] == t.number
-        extra = root / "extra" / "tiny-extra" / f"trial_{t.number}"
+        extra = root / "extra" / "tiny-extra" / f"trial_{t.number:04d}"
         assert (extra / "metrics.csv").exists() and (extra / "hparams.yaml").exists()
 
 
 def test_only_the_best_checkpoint_is_kept(search: tuple[SearchResult, Path, str]) -> None:
     result, root, _ = search
     best = Path(result.best_checkpoint)
-    assert best.exists() and best.parent.parent == root / "tiny" / f"trial_{result.best_trial.number}"
+    assert best.exists() and best.parent.parent == root / "tiny" / f"trial_{result.best_trial.number:04d}"
     for t in result.trials:
         if t.number != result.best_trial.number:
             assert t.system_attrs["checkpoint_path"] is None
@@ -93,20 +93,20 @@ def test_the_runner_records_how_to_rebuild_its_models(search: tuple[SearchResult
 def test_load_best_model_from_a_study_read_back_from_storage(search: tuple[SearchResult, Path, str]) -> None:
     result, _, url = search
     reread = SearchResult(Study.load("tiny", url))
-    model = reread.load_best_model()
+    model = reread.load_best_model(Tiny)
     assert isinstance(model, Tiny)
     assert model.hparams.lr == pytest.approx(reread.best_params["lr"]) and model.hparams.unused == 0.25
     saved = torch.load(reread.best_checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, saved[name])
-    assert reread.load_best_model(extra="given").extra == "given"
+    assert reread.load_best_model(Tiny, extra="given").extra == "given"
 
 
 def test_retrain_best_trains_the_best_config_with_a_full_budget(search: tuple[SearchResult, Path, str]) -> None:
     result, root, url = search
     reread = SearchResult(Study.load("tiny", url))
-    model = reread.retrain_best(max_epochs=3, trainer_kwargs={"enable_progress_bar": False,
-                                                              "enable_model_summary": False})
+    model = reread.retrain_best(max_epochs=3, datamodule=TinyData, module_cls=Tiny,
+                                trainer_kwargs={"enable_progress_bar": False, "enable_model_summary": False})
     assert isinstance(model, Tiny) and model.hparams.lr == pytest.approx(reread.best_params["lr"])
     assert model.trainer.current_epoch == 3 and model.trainer.max_epochs == 3
     assert model.trainer.datamodule.size == reread.best_params["data.size"]
@@ -129,9 +129,9 @@ def test_reuse_needs_a_module_class_for_a_study_the_runner_did_not_run(tmp_path:
 def test_build_loggers_names_each_trial_after_its_study_and_number(tmp_path: Path) -> None:
     ctx = TrialLogContext("s", 4, str(tmp_path))
     (csv,) = build_loggers(None, ctx)
-    assert isinstance(csv, CSVLogger) and Path(csv.log_dir) == tmp_path / "s" / "trial_4"
+    assert isinstance(csv, CSVLogger) and Path(csv.log_dir) == tmp_path / "s" / "trial_0004"
     (custom,) = build_loggers(functools.partial(CSVLogger, name="mine"), ctx)  # the partial's args win
-    assert custom.name == "mine" and custom.version == "trial_4"
+    assert custom.name == "mine" and custom.version == "trial_0004"
     (made,) = build_loggers(extra_logger, ctx)
     assert made.name == "s-extra"
     instance = CSVLogger(str(tmp_path))
@@ -143,7 +143,7 @@ def test_build_loggers_names_each_trial_after_its_study_and_number(tmp_path: Pat
 def test_tensorboard_logger_when_installed(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="TensorBoard is optional")
     (tb,) = build_loggers("tensorboard", TrialLogContext("s", 1, str(tmp_path)))
-    assert Path(tb.log_dir) == tmp_path / "s" / "trial_1"
+    assert Path(tb.log_dir) == tmp_path / "s" / "trial_0001"
 
 
 def test_bad_logger_or_checkpoint_settings_fail_before_training() -> None:

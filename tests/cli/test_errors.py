@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
 from frameworm_lightning import Study, TrialState
+from frameworm_lightning.cli import main
 from tests.cli.conftest import Started, search_config, start_cli, write_config
 
 
@@ -36,6 +40,15 @@ def _metric_never_logged(c: dict[str, Any], tmp: Path) -> None:
     c["search"]["metric"] = "val_acc"
 
 
+def _config_does_not_build(c: dict[str, Any], tmp: Path) -> None:
+    c["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": -1.0}}
+
+
+def _every_trial_fails_in_setup(c: dict[str, Any], tmp: Path) -> None:
+    c["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}
+    c["search"]["space"] = {"optimizer.init_args.lr": [-1.0, -2.0]}
+
+
 CASES: list[tuple[str, Callable[[dict[str, Any], Path], None], list[str]]] = [
     ("unknown space key", _unknown_key,
      ["unknown search.space key 'model.init_args.lrr'", "TinyModel has no argument 'lrr'",
@@ -51,6 +64,11 @@ CASES: list[tuple[str, Callable[[dict[str, Any], Path], None], list[str]]] = [
      ["a_file", "Set search.storage to a writable sqlite:///"]),
     ("metric never logged", _metric_never_logged,
      ["search.metric: metric 'val_acc' was never logged; logged metrics: train_loss, val_loss"]),
+    ("config does not build", _config_does_not_build,
+     ["error: the config does not build: ValueError: Invalid learning rate: -1.0; fix it before searching."]),
+    ("every trial fails in setup", _every_trial_fails_in_setup,
+     ["error: trial 0 failed: ValueError: Invalid learning rate: -",
+      "(before its first training step: every trial would fail the same way, so the search stopped)."]),
 ]
 
 
@@ -76,9 +94,65 @@ def test_a_mistake_is_one_clear_line(runs: dict[str, tuple[Path, Started]], name
     assert len(run.error_lines) == 1, run.stderr[-3000:]
     for fragment in expected:
         assert fragment in run.error_lines[0], run.error_lines[0]
-    if name == "metric never logged":
+    if name in ("metric never logged", "every trial fails in setup"):
         # One trial ran and is stored; the search stopped there instead of failing every trial.
         study = Study.load("TinyModel", f"sqlite:///{tmp / 'study.db'}")
         assert [t.state for t in study.trials] == [TrialState.FAILED]
     elif name != "unwritable storage":
         assert not (tmp / "runs").exists()  # rejected before any training
+
+
+# Parse errors: jsonargparse's own message with ~70 lines of usage before it; ours is one line.
+def _yaml_syntax(text: str) -> str:
+    # A flow mapping left open: `init_args: {lr: 0.1` on line 3, the next key on line 4.
+    return text.replace("init_args:\n    lr: 0.1\n", "init_args: {lr: 0.1\n", 1)
+
+
+def _mode_typo(text: str) -> str:
+    return text.replace("mode: min", "mode: minn", 1)
+
+
+def _negative_trials(text: str) -> str:
+    return text.replace("n_trials: 3", "n_trials: -3", 1)
+
+
+PARSE_CASES: list[tuple[str, Callable[[str], str], tuple[str, ...], str]] = [
+    ("yaml syntax", _yaml_syntax, (),
+     "error: search.yaml is not valid YAML: did not find expected ',' or '}' at line 4, column 5 "
+     "(while parsing a flow mapping that starts at line 3, column 14); fix the syntax there."),
+    ("mode typo", _mode_typo, (),
+     "error: search.mode is 'minn'; write one of: min, max."),
+    ("negative n_trials", _negative_trials, (),
+     "error: search.n_trials is -3; write an integer > 0, or null."),
+    ("negative n_trials flag", lambda text: text, ("--search.n_trials", "-2"),
+     "error: search.n_trials is -2; write an integer > 0, or null."),
+    ("negative n_jobs flag", lambda text: text, ("--search.n_jobs=0",),
+     "error: search.n_jobs is 0; write an integer > 0."),
+]
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("mistake", "flags", "expected"), [c[1:] for c in PARSE_CASES], ids=[c[0] for c in PARSE_CASES])
+def test_a_parse_error_is_one_line_and_touches_nothing(
+    mistake: Callable[[str], str], flags: tuple[str, ...], expected: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = search_config(tmp_path)
+    Study.create("TinyModel", config["search"]["space"], storage=config["search"]["storage"]).storage.close()
+    text = yaml.safe_dump(config, sort_keys=False)
+    assert mistake(text) != text or flags
+    (tmp_path / "search.yaml").write_text(mistake(text))
+    before = _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # tiny.TinyModel, as the subprocess cases get it
+    monkeypatch.setattr(sys, "argv", ["frameworm-search"])
+    with pytest.raises(SystemExit) as exit_:
+        main(["search", "-c", "search.yaml", *flags])  # parse errors come before anything is imported or built
+    assert exit_.value.code == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", expected + "\n")
+    assert _tree(tmp_path) == before  # the stored study byte for byte, and no trial folder

@@ -1,7 +1,10 @@
-"""Every example config parses, names real model arguments, and validates as a search."""
+"""Every example config parses, names real model arguments, and validates as a search;
+the demo script starts as a new user starts it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +13,8 @@ import pytest
 from frameworm_lightning.cli import SearchCLI
 from frameworm_lightning.cli._search_config import build_plan
 
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def test_there_is_an_example_per_model() -> None:
@@ -26,3 +30,22 @@ def test_an_example_is_a_valid_search(path: Path, monkeypatch: pytest.MonkeyPatc
     assert plan.datamodule_cls is not None and plan.datamodule_cls.__name__ == "DigitsDataModule"
     assert all(key.startswith(("model.", "data.", "trainer.")) for key in plan.space)
     assert cli.config.search.storage == f"sqlite:///runs/{path.stem}.db"
+
+
+def test_nothing_in_examples_is_named_like_a_package_of_the_project() -> None:
+    # `python examples/x.py` puts examples/ first on sys.path, where a folder named `models`
+    # (even one without __init__.py) shadows the installed package of that name.
+    packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert packages >= {"frameworm_lightning", "models"}
+    clashes = sorted(p.name for p in (ROOT / "examples").iterdir() if p.name.removesuffix(".py") in packages)
+    assert clashes == []
+
+
+def test_the_demo_script_starts_as_a_new_user_runs_it(tmp_path: Path) -> None:
+    # As scripts/demo.sh runs it: the installed project only, no PYTHONPATH (pytest's
+    # pythonpath setting would hide the shadowing), from another directory.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "digits_search.py"), "--help"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--n-trials" in proc.stdout and "--epochs" in proc.stdout

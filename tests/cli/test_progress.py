@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import warnings
+from pathlib import Path
 
+import pytest
 from rich.console import Console
 
-from frameworm_lightning import FrozenTrial, TrialState
+from frameworm_lightning import FrozenTrial, Real, Study, TrialState
 from frameworm_lightning.cli._progress import SearchProgress, format_duration
 
 
@@ -31,8 +34,9 @@ def test_live_view_counts_best_and_estimate() -> None:
         shown = Console(file=io.StringIO(), width=160, color_system=None)
         shown.print(progress.render())
         text = shown.file.getvalue()  # type: ignore[attr-defined]
-        assert "VAE  4/6" in text
-        assert "complete 2  running 1  pruned 1  failed 1" in text
+        assert text.startswith("VAE · val_loss (min)")
+        assert "4/6 done  complete 2  running 1  pruned 1  failed 1" in text
+        assert "pruned trial 2: why" in text
         assert "best val_loss=1.5 (trial 1)  model.lr=0.02" in text
         assert "remaining ~0:08" in text  # mean 4 s of this run's trials x 2 left
         assert "(1 trials from an earlier run)" in text
@@ -56,3 +60,64 @@ def test_plain_lines_when_not_a_terminal() -> None:
 
 def test_format_duration() -> None:
     assert [format_duration(s) for s in (None, 0, 75.2, 3725)] == ["?", "0:00", "1:15", "1:02:05"]
+
+
+def _render(progress: SearchProgress, width: int) -> str:
+    shown = Console(file=io.StringIO(), width=width, color_system=None)
+    shown.print(progress.render())
+    return shown.file.getvalue()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_counts_come_first_and_survive_a_narrow_terminal(width: int) -> None:
+    console, _ = _console(terminal=True)
+    progress = SearchProgress("DCGAN-on-a-long-dataset-name", "val_loss", "min", total=120, n_jobs=4, console=console)
+    for n in range(37):
+        progress.observe(_trial(n, TrialState.PRUNED if n % 3 else TrialState.COMPLETE, float(n)))
+    text = _render(progress, width)
+    lines = text.splitlines()
+    assert all(len(line) <= width for line in lines)
+    assert "…" not in lines[1]  # the counts are never cut
+    counts = " ".join(lines[1:3]) if width < 60 else lines[1]
+    for part in ("37/120 done", "complete 13", "pruned 24", "failed 0"):
+        assert part in counts, (part, text)
+    if width >= 80:
+        assert "━" in lines[1]  # and a bar beside them when there is room
+
+
+def test_running_trials_show_their_step_and_latest_value_from_storage(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study = Study.create("live", {"lr": Real(1e-4, 1e-1, log=True)}, metric="val_loss", storage=url)
+    done = study.ask()
+    done.complete(0.5)
+    a, b = study.ask(), study.ask()
+    for step, value in ((10, 0.9), (20, 0.7)):
+        a.report(step, value)
+    b.report(5, 1.25)
+    console, _ = _console(terminal=True)
+    progress = SearchProgress("live", "val_loss", "min", total=5, n_jobs=2, console=console, storage=url)
+    with progress:
+        text = _render(progress, 80)
+        rows = {line.split()[0]: line.split()[:3] for line in text.splitlines() if line.strip()[:1].isdigit()}
+        assert rows[str(a.number)] == [str(a.number), "20", "0.7"]
+        assert rows[str(b.number)] == [str(b.number), "5", "1.25"]
+        assert "running 2" in text
+        a.complete(0.7)
+        progress(a.snapshot())  # a finished trial leaves the rows at once, before the next read
+        assert [t.number for t in progress.running_trials()] == [b.number] and progress.in_flight == 1
+    b.prune("median rule: 1.25 is worse than the median 0.9 at step 5")
+
+
+def test_each_distinct_warning_is_shown_once_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    console, out = _console(terminal=False)
+    before = warnings.showwarning
+    with SearchProgress("VAE", "val_loss", "min", total=3, console=console):
+        for _ in range(3):  # as each trial's Trainer does, under its own catch_warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("default")
+                warnings.warn("The dataloader does not have many workers", UserWarning, stacklevel=1)
+                warnings.warn("the number of training batches is small", UserWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err.count("does not have many workers") == 1 and err.count("number of training batches") == 1
+    assert "warn" not in out.getvalue()
+    assert warnings.showwarning is before  # restored when the view ends

@@ -97,6 +97,11 @@ def square(config: dict) -> float:
     return (config["x"] - 1.0) ** 2
 
 
+def metrics_dict(config: dict) -> dict:
+    """A train_fn that returns a dict of metrics: ``{"loss": (x - 1)^2}``."""
+    return {"loss": (config["x"] - 1.0) ** 2}
+
+
 def trainer_kwargs(**overrides: object) -> dict:
     """A quiet CPU Trainer that validates after each epoch (2 batches of 4 points)."""
     return {"accelerator": "cpu", "devices": 1, "max_steps": 2, "enable_progress_bar": False,
@@ -131,3 +136,45 @@ def wait_for(predicate, timeout: float, interval: float = 0.2):  # noqa: ANN001,
             return value
         time.sleep(interval)
     return None
+
+
+def _mark_started() -> None:
+    """Write ``$FW_MARKER_DIR/<pid>`` (once per process): a trial is training now."""
+    folder = os.environ.get("FW_MARKER_DIR")
+    if folder:
+        path = Path(folder) / str(os.getpid())
+        if not path.exists():
+            path.write_text(str(time.time()))
+
+
+class StallingModule(SleepyModule):
+    """A :class:`SleepyModule` that marks its first training step (``_mark_started``), for signal tests."""
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, D102
+        _mark_started()
+        return super().training_step(batch, batch_idx)
+
+
+def stalling(config: dict) -> float:
+    """A train_fn that marks its start, then takes ``config["sleep"]`` seconds; returns ``(x - 1)^2``."""
+    _mark_started()
+    time.sleep(config.get("sleep", 0.0))
+    return (config["x"] - 1.0) ** 2
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children...), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier and p not in found}
+        found |= frontier
+    return found

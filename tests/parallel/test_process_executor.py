@@ -10,11 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from frameworm_lightning import GridSampler, SearchRunner, SearchStopped, Study
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from frameworm_lightning import GridSampler, MetricNotFoundError, SearchRunner, Study
 from frameworm_lightning.search import GridSearch
 from frameworm_lightning.trial import TrialState
 
-from parallel._models import SleepyModule, alive, overlap, rank_reports, square, trainer_kwargs, wait_for
+from parallel._models import (
+    SleepyModule,
+    alive,
+    metrics_dict,
+    overlap,
+    rank_reports,
+    square,
+    trainer_kwargs,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +66,7 @@ def test_crashes_and_timeouts_fail_their_trial_only(tmp_path: Path) -> None:
     assert all(t.state is TrialState.FAILED and not t.interrupted for t in failed.values())
     assert "RuntimeError: boom: the model raised" in failed["raise"].error
     # execute_trial stores sys.exit itself; the entry point stores it if it escapes.
-    assert re.search(r"SystemExit\(4\)|sys\.exit\(4\)", failed["sys_exit"].reason), failed["sys_exit"].reason
+    assert failed["sys_exit"].reason == "the trial called sys.exit(4)", failed["sys_exit"].reason  # as docs/parallel.md says
     assert failed["os_exit"].reason == "worker exited with code 3"
     assert failed["segfault"].reason.startswith("worker killed by SIGSEGV")
     assert "in _crash" in failed["segfault"].error  # faulthandler's stack, from the worker's log
@@ -66,7 +77,7 @@ def test_crashes_and_timeouts_fail_their_trial_only(tmp_path: Path) -> None:
     assert wait_for(lambda: not any(alive(p) for p in pids), timeout=15)
 
 
-@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SearchStopped)])
+@pytest.mark.parametrize(("signum", "raised"), [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SIGTERMException)])
 def test_a_signal_stores_running_trials_as_interrupted_and_leaves_no_process(
     tmp_path: Path, signum: signal.Signals, raised: type[BaseException]
 ) -> None:
@@ -90,8 +101,10 @@ def test_a_signal_stores_running_trials_as_interrupted_and_leaves_no_process(
 
     presser = threading.Thread(target=press_ctrl_c, daemon=True)
     presser.start()
-    with pytest.raises(raised):
+    with pytest.raises(raised) as stopped:
         runner.fit(SleepyModule, {"offset": [0.1, 0.2, 0.3]}, model_kwargs={"sleep": 0.5})
+    if signum == signal.SIGTERM:
+        assert stopped.value.code == 143  # the exit status of a script that does not catch it
     presser.join(5)
 
     study = study_box[0]
@@ -115,3 +128,22 @@ def test_function_api_runs_trials_in_parallel_on_its_in_memory_study() -> None:
     assert any(overlap((a.started_at, a.completed_at), (b.started_at, b.completed_at))
                for a in trials for b in trials if a.number < b.number)
     assert len({t.system_attrs["worker"]["pid"] for t in trials}) == 4
+
+
+def test_a_wrong_metric_name_stops_a_parallel_search_at_the_first_trial(tmp_path: Path) -> None:
+    runner = SearchRunner(metric="val_los", sampler=GridSampler(), n_trials=None, root_dir=tmp_path / "runs",
+                          storage=f"sqlite:///{tmp_path / 'study.db'}", quiet=True, save_checkpoints=False, n_jobs=2,
+                          trainer_kwargs=trainer_kwargs(max_steps=2))
+    with pytest.raises(MetricNotFoundError, match=r"metric 'val_los' was never logged; logged metrics: val_loss"):
+        runner.fit(SleepyModule, {"offset": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]})
+    trials = Study.load("SleepyModule", f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert len(trials) <= 3 and not [t for t in trials if t.state is TrialState.RUNNING]
+
+
+def test_a_wrong_metric_name_stops_the_function_api(tmp_path: Path) -> None:
+    for n_jobs in (1, 2):
+        search = GridSearch(base_config={"x": 0.0}, search_space={"x": [0.0, 1.0, 2.0, 3.0]}, metric="los",
+                            verbose=False)
+        with pytest.raises(MetricNotFoundError, match=r"metric 'los' was never logged; logged metrics: loss"):
+            search.run(metrics_dict, n_jobs=n_jobs)
+        assert len(search.study.trials) <= n_jobs + 1

@@ -9,8 +9,10 @@ import pytest
 from frameworm_lightning import (
     ConfigKeyError,
     GridSampler,
+    MetricNotFoundError,
     Real,
     SearchRunner,
+    Study,
     TrialFailed,
     TrialState,
 )
@@ -42,7 +44,7 @@ def test_finds_the_best_learning_rate_and_stores_everything(tmp_path, capsys):
     # Every validation reported, keyed by global step: 3 epochs of 8 (bs 8) or 2 (bs 32) batches.
     steps = {t.params["data.batch_size"]: sorted(t.intermediate_values) for t in result.trials}
     assert steps[8] == [8, 16, 24] and steps[32] == [2, 4, 6]
-    best_dir = tmp_path / "Regression" / f"trial_{result.best_trial.number}"
+    best_dir = tmp_path / "Regression" / f"trial_{result.best_trial.number:04d}"
     assert result.best_checkpoint == str(best_dir / "checkpoints" / "best.ckpt")
     assert (best_dir / "checkpoints" / "best.ckpt").is_file()
     out = capsys.readouterr().out
@@ -78,13 +80,45 @@ def test_stop_on_error(tmp_path):
         )
 
 
-def test_missing_metric_fails_the_trial_listing_logged_metrics(tmp_path):
-    result = runner(tmp_path, n_trials=1).fit(
-        Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData, model_kwargs={"log_metric": "valid/loss"}
-    )
-    (t,) = result.trials
+def test_a_wrong_metric_name_stops_the_search_at_the_first_trial_listing_logged_metrics(tmp_path):
+    with pytest.raises(MetricNotFoundError, match=r"metric 'val_loss' was never logged; logged metrics: "
+                                                  r"train_loss, valid/loss"):
+        runner(tmp_path, n_trials=4).fit(
+            Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData, model_kwargs={"log_metric": "valid/loss"}
+        )
+    (t,) = Study.load("Regression", f"sqlite:///{tmp_path / 'frameworm.db'}").trials
     assert t.state is TrialState.FAILED
     assert "metric 'val_loss' was never logged" in t.error and "valid/loss" in t.error and "train_loss" in t.error
+
+
+def test_a_config_error_before_the_first_step_stops_the_search(tmp_path):
+    with pytest.raises(TrialFailed, match=r"trial 0 failed: TypeError: .*unexpected keyword argument 'width'"):
+        runner(tmp_path, n_trials=4).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData,
+                                         model_kwargs={"width": 3})
+    assert len(Study.load("Regression", f"sqlite:///{tmp_path / 'frameworm.db'}").trials) == 1
+
+
+def test_a_lightning_misconfiguration_before_the_first_step_stops_the_search(tmp_path):
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    with pytest.raises(TrialFailed, match=r"MisconfigurationException: Cannot use `LearningRateMonitor`"):
+        runner(tmp_path, n_trials=4, trainer_kwargs={**FAST, "callbacks": [LearningRateMonitor()]}).fit(
+            Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
+
+
+@pytest.mark.parametrize(
+    "space, model_kwargs",
+    [
+        ({"log_metric": ["val_loss", "other"]}, {}),  # the metric exists: this config does not log it
+        ({"trainer.accumulate_grad_batches": [1, 0]}, {}),  # a config error of this config only
+        ({"fail": [True, False]}, {}),  # a crash in training: the trial's own error, even first
+    ],
+    ids=["missing metric after a complete trial", "config error after a complete trial", "crash in training"],
+)
+def test_failures_of_one_config_fail_that_trial_only(tmp_path, space, model_kwargs):
+    result = runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(Regression, space, datamodule=LineData,
+                                                                          model_kwargs=model_kwargs)
+    assert sorted(t.state.value for t in result.trials) == ["COMPLETE", "FAILED"]
 
 
 @pytest.mark.parametrize(
@@ -160,5 +194,17 @@ def test_sys_exit_in_a_trial_fails_only_that_trial(tmp_path):
     result = runner(tmp_path, sampler=GridSampler(), n_trials=None).fit(
         Interrupting, {"how": ["exit", "never"]}, datamodule=LineData)
     states = {t.params["how"]: t for t in result.trials}
-    assert states["exit"].state is TrialState.FAILED and "SystemExit(7)" in states["exit"].reason
+    assert states["exit"].state is TrialState.FAILED and states["exit"].reason == "the trial called sys.exit(7)"
     assert states["never"].state is TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("asked", [{}, {"enable_model_summary": True, "enable_progress_bar": True}],
+                         ids=["quiet by default", "when the user asks"])
+def test_trials_print_no_model_summary_or_progress_bar_unless_asked(tmp_path, capfd, asked):
+    trainer = {"max_epochs": 1, "logger": False, **asked}
+    runner(tmp_path, n_trials=1, quiet=False, trainer_kwargs=trainer).fit(Regression, {"lr": [0.1]},
+                                                                          datamodule=LineData)
+    out, err = capfd.readouterr()
+    assert ("Trainable params" in out + err) is bool(asked)
+    assert ("Epoch 0" in out + err) is bool(asked)
+    assert "COMPLETE" in out  # the runner's own line per trial stays

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 
@@ -148,3 +149,36 @@ def test_resume_through_storage(tmp_path):
     GridSearch(n_trials=2, **kw).run(counting)
     GridSearch(**kw).run(counting)
     assert calls == [0.001, 0.01, 0.1], "stored trials are not re-run"
+
+
+def test_a_wrong_metric_name_stops_the_search_at_the_first_trial():
+    from frameworm_lightning import MetricNotFoundError
+    from frameworm_lightning.search import GridSearch
+
+    search = GridSearch(base_config={"x": 0}, search_space={"x": [0, 1, 2]}, metric="los", verbose=False)
+    with pytest.raises(MetricNotFoundError, match=r"metric 'los' was never logged; logged metrics: acc, loss"):
+        search.run(lambda c: {"loss": c["x"], "acc": 1.0})
+    assert len(search.study.trials) == 1
+
+
+def test_a_missing_metric_after_a_complete_trial_fails_that_trial_only():
+    from frameworm_lightning.search import GridSearch
+
+    search = GridSearch(base_config={"x": 0}, search_space={"x": [0, 1, 2]}, metric="loss", verbose=False)
+    best, score = search.run(lambda c: {"loss": c["x"]} if c["x"] != 1 else {"acc": 1.0})
+    assert best == {"x": 0} and score == 0
+    assert [t.state.value for t in search.study.trials] == ["COMPLETE", "FAILED", "COMPLETE"]
+
+
+def test_sys_exit_in_train_fn_fails_only_that_trial():
+    from frameworm_lightning.search import GridSearch
+
+    def train(config):
+        if config["x"] == 1:
+            sys.exit(4)
+        return config["x"]
+
+    search = GridSearch(base_config={"x": 0}, search_space={"x": [1, 0]}, metric="loss", verbose=False)
+    assert search.run(train)[1] == 0
+    failed = search.study.trials[0]
+    assert failed.state.value == "FAILED" and failed.reason == "the trial called sys.exit(4)"

@@ -1,7 +1,8 @@
 """A plain Lightning script trained with DDP on two CPU processes (gloo), for test_ddp.py.
 
-Usage: ``python _ddp_script.py <storage-url> <out-dir>``. Each rank writes
-``<out-dir>/rank<r>.json`` with the global step it stopped at.
+Usage: ``python _ddp_script.py <storage-url> <out-dir> [<rank missing val_loss>]``. Each
+rank writes ``<out-dir>/rank<r>.json`` with the global step it stopped at. Given a rank,
+that rank logs no ``val_loss`` and a ``ThresholdStopping`` records the run in study "missing".
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import lightning.pytorch as pl
 
 from _models import CurveModule
 
-from frameworm_lightning.stopping import MedianStopping
+from frameworm_lightning.stopping import MedianStopping, ThresholdStopping
 
 
 class StepRecorder(pl.Callback):
@@ -29,18 +30,23 @@ class StepRecorder(pl.Callback):
         Path(self.out, f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
 
 
-def main(url: str, out: str) -> None:
+def main(url: str, out: str, missing: str | None = None) -> None:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    policy = MedianStopping(monitor="val_loss", min_trials=1, grace_steps=3, storage=url, study="ddp")
+    if missing is None:
+        policy = MedianStopping(monitor="val_loss", min_trials=1, grace_steps=3, storage=url, study="ddp")
+        # Rank 1 sees a value 100 lower: deciding on its own it would never stop.
+        model = CurveModule(x=1.0, rank_offset=-100.0)
+    else:
+        policy = ThresholdStopping(monitor="val_loss", threshold=10.0, storage=url, study="missing")
+        model = CurveModule(x=1.0, missing_on_rank=int(missing))
     trainer = pl.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_epochs=4, val_check_interval=0.5,
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, val_check_interval=0.5,
         callbacks=[policy, StepRecorder(out)], logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
     )
-    # Rank 1 sees a value 100 lower: deciding on its own it would never stop.
-    trainer.fit(CurveModule(x=1.0, rank_offset=-100.0))
+    trainer.fit(model)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

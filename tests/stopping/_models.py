@@ -24,12 +24,14 @@ class CurveModule(pl.LightningModule):
     (the last one repeats), else ``x + 1 / (1 + epochs)``, so a smaller ``x`` is better at
     every step. ``train_loss`` is logged at every training batch: ``train_script[k]`` at
     batch ``k`` (counted over the run), else the real loss. ``rank_offset * rank`` is added
-    to the value on each DDP rank, so ranks that decided on their own would disagree.
+    to the value on each DDP rank, so ranks that decided on their own would disagree;
+    ``missing_on_rank`` logs no ``val_loss`` on that rank.
     """
 
     def __init__(self, x: float = 0.0, script: Sequence[float] | None = None,
                  train_script: Sequence[float] | None = None, batches: int = 8, log_val: bool = True,
-                 rank_offset: float = 0.0) -> None:
+                 rank_offset: float = 0.0, train_on_epoch: bool = False,
+                 missing_on_rank: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.layer = nn.Linear(1, 1)
@@ -47,9 +49,9 @@ class CurveModule(pl.LightningModule):
         scripted = self.hparams.train_script
         if scripted is not None:
             value = scripted[min(self.train_batches, len(scripted) - 1)]
-            self.log("train_loss", torch.tensor(float(value)), on_step=True, on_epoch=False)
+            self.log("train_loss", torch.tensor(float(value)), on_step=True, on_epoch=self.hparams.train_on_epoch)
         else:
-            self.log("train_loss", loss, on_step=True, on_epoch=False)
+            self.log("train_loss", loss, on_step=True, on_epoch=self.hparams.train_on_epoch)
         self.train_batches += 1
         return loss
 
@@ -61,7 +63,7 @@ class CurveModule(pl.LightningModule):
         return float(self.hparams.x + 1.0 / (1.0 + epochs) + self.hparams.rank_offset * self.global_rank)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        if self.hparams.log_val:
+        if self.hparams.log_val and self.global_rank != self.hparams.missing_on_rank:
             self.log("val_loss", torch.tensor(self.metric()))
 
     def on_validation_epoch_end(self) -> None:
@@ -70,6 +72,27 @@ class CurveModule(pl.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class ScheduledModule(CurveModule):
+    """A :class:`CurveModule` with a OneCycleLR planned over the whole run, that counts its
+    ``on_train_epoch_end`` calls and records the learning rate it ended with (per ``x``)."""
+
+    epoch_ends: dict[float, int] = {}
+    final_lr: dict[float, float] = {}
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_epoch_end(self) -> None:
+        x = float(self.hparams.x)
+        ScheduledModule.epoch_ends[x] = ScheduledModule.epoch_ends.get(x, 0) + 1
+
+    def on_train_end(self) -> None:
+        ScheduledModule.final_lr[float(self.hparams.x)] = self.trainer.optimizers[0].param_groups[0]["lr"]
 
 
 def nan() -> float:

@@ -27,13 +27,18 @@ def _seed_earlier_run(url: str) -> None:
     store.close()
 
 
+def _run_script(url: str, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")])}
+    # a hang (a rank waiting in a collective the other never joins) fails here, not forever
+    return subprocess.run([sys.executable, str(HERE / "_ddp_script.py"), url, str(out), *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
 @pytest.mark.slow
 def test_both_ranks_stop_at_the_same_step_and_the_trial_is_pruned_once(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     _seed_earlier_run(url)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent.parent), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(HERE / "_ddp_script.py"), url, str(tmp_path)], env=env,
-                          capture_output=True, text=True, timeout=180)
+    proc = _run_script(url, tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -51,3 +56,27 @@ def test_both_ranks_stop_at_the_same_step_and_the_trial_is_pruned_once(tmp_path:
     assert sorted(pruned.intermediate_values) == [2, 4]
     assert pruned.value == pytest.approx(1.0 + 1.0 / 2.0)
     assert pruned.system_attrs["fw_stop"]["step"] == 4
+
+
+@pytest.mark.slow
+def test_a_metric_missing_on_another_rank_is_not_read_there(tmp_path: Path) -> None:
+    # Only rank 0 reads the metric; rank 1, which never logs it, follows rank 0's decisions.
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    proc = _run_script(url, tmp_path, "1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert [json.loads((tmp_path / f"rank{r}.json").read_text())["global_step"] for r in (0, 1)] == [8, 8]
+    store = open_storage(url)
+    [trial] = store.get_trials(store.load_study("missing").study_id)
+    assert trial.state is TrialState.COMPLETE and sorted(trial.intermediate_values) == [2, 4, 6, 8]
+
+
+@pytest.mark.slow
+def test_a_metric_missing_on_the_deciding_rank_stores_the_real_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    proc = _run_script(url, tmp_path, "0")
+    assert proc.returncode != 0
+    assert "MetricNotFoundError" in proc.stderr
+    store = open_storage(url)
+    [trial] = store.get_trials(store.load_study("missing").study_id)
+    assert trial.state is TrialState.FAILED
+    assert trial.reason.startswith("MetricNotFoundError: metric 'val_loss' was never logged"), trial.reason

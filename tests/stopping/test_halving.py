@@ -116,7 +116,9 @@ def test_successive_halving_trains_one_bracket_by_hand() -> None:
     for t in study.trials:
         if "promoted_from" in t.system_attrs:
             parent = study.trials[t.system_attrs["promoted_from"]]
-            assert t.system_attrs["resume_checkpoint"] == parent.system_attrs["fw_checkpoint"]
+            # its checkpoint is removed once the promotion ran
+            assert parent.system_attrs["fw_checkpoint"] is None
+            assert t.system_attrs["resume_checkpoint"] == parent.system_attrs["fw_checkpoint_removed"]
             assert parent.system_attrs["promoted_to"] == t.number
             assert parent.params == t.params
 

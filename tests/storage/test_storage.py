@@ -170,7 +170,8 @@ def test_two_processes_share_a_grid_without_duplicates(backend, tmp_path, study_
     params = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(params) == 30 == len(set(params)), "every grid point exactly once"
     assert all(results), f"both processes took part: {[len(r) for r in results]}"
-    assert sorted(results[0] + results[1]) == list(range(30))
+    # A reservation whose last free point the other process took is released, so numbers may skip one.
+    assert sorted(results[0] + results[1]) == sorted(t.number for t in study.trials)
     assert {t.state for t in study.trials} == {TrialState.COMPLETE}
 
 

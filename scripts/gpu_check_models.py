@@ -1,6 +1,6 @@
 """Train each model a few epochs on a GPU (if any) at a bigger size, and print what it logs.
 
-    python examples/models/gpu_check.py [--epochs 3] [--image-size 16]
+    python scripts/gpu_check_models.py [--epochs 3] [--image-size 16]
 
 A smoke test of the "scales up on a GPU" claim: every model, the Fréchet score's
 classifier and the sampling noise must live on the model's device. Falls back to the
@@ -17,7 +17,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import DCGAN, DDPM, VAE, DigitsDataModule  # noqa: E402
 
 

@@ -1,0 +1,88 @@
+"""Preemption: SIGTERM stops a search cleanly, as Ctrl-C does.
+
+SLURM and Kubernetes preempt a job with SIGTERM (then SIGKILL after a grace period).
+While a search runs in this process (:func:`sigterm_stops_search`), a SIGTERM:
+
+* during a Lightning ``fit``: reaches Lightning's own handler, which calls the one
+  installed before it (ours) after setting ``trainer.received_sigterm``; ours only notes
+  the signal, and Lightning raises ``SIGTERMException`` at the next batch boundary, agreed
+  across DDP ranks. Lightning's handler is never replaced;
+* anywhere else (building a trial, a function API ``train_fn``, between trials):
+  raises ``SIGTERMException`` at once.
+
+The trial code stores the running trial interrupted (its params are re-enqueued, so the
+next run starts with them) and lets the exception go; no trial starts after it. The
+search then ends with ``SIGTERMException(143)``, a ``SystemExit``: a script that does not
+catch it exits with 143 (128 + SIGTERM), as a shell reports a process SIGTERM killed.
+Ctrl-C stays Python's ``KeyboardInterrupt`` (exit status 130 when not caught).
+
+Example:
+    >>> with sigterm_stops_search() as stop:
+    ...     stop.signum is None
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+__all__ = ["SIGTERM_EXIT", "StopRequest", "sigterm_stops_search", "stopped"]
+
+SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143
+
+_log = logging.getLogger("frameworm_lightning")
+
+
+@dataclass
+class StopRequest:
+    """The signal that asked the search to stop (``None`` while none did)."""
+
+    signum: int | None = None
+
+
+def stopped(what: str = "search") -> SIGTERMException:
+    """The exception that ends a search (or a trial's worker) stopped by SIGTERM: exit status 143."""
+    _log.warning("%s stopped by SIGTERM: running trials were stored interrupted and run first when the search "
+                 "is resumed (run it again).", what)
+    return SIGTERMException(SIGTERM_EXIT)
+
+
+@contextmanager
+def sigterm_stops_search(what: str = "search") -> Iterator[StopRequest]:
+    """Handle SIGTERM as described in the module docstring for the length of the block.
+
+    A ``SIGTERMException`` leaving the block (from Lightning or from our handler) leaves it
+    as ``SIGTERMException(143)``. Off the main thread, where Python cannot set signal
+    handlers, the block changes nothing.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handler(signum: int, _frame: Any) -> None:
+        request.signum = signum
+        # Called through Lightning's composed handler (it is installed, not us): Lightning
+        # raises SIGTERMException itself, at a point every DDP rank agrees on.
+        if signal.getsignal(signal.SIGTERM) is handler:
+            raise SIGTERMException
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield request
+    except SIGTERMException as exc:
+        request.signum = request.signum or int(signal.SIGTERM)
+        if exc.code == SIGTERM_EXIT:
+            raise
+        raise stopped(what) from exc
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,96 @@
+"""Experiment trackers on real files: each trial's outcome in TensorBoard's HPARAMS data and in MLflow."""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightning.pytorch.callbacks import Callback
+
+from frameworm_lightning import Real, SearchResult, SearchRunner, TrialState
+from frameworm_lightning.runner._loggers import OUTCOME_METRICS, TrialLogContext, build_loggers, run_name
+from tests.analysis._tiny import Tiny, TinyData
+
+
+class PruneOddTrials(Callback):
+    """Stops odd-numbered trials at global step 2, as a stopping policy would."""
+
+    def bind_trial(self, trial: Any) -> None:
+        self.trial = trial
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if self.trial.number % 2 == 1 and trainer.global_step >= 2 and not trainer.sanity_checking:
+            self.trial.request_prune("test: odd trials stop at step 2")
+            trainer.should_stop = True
+
+
+def _search(root: Path, loggers: Any) -> SearchResult:
+    runner = SearchRunner(
+        metric="val_loss", n_trials=3, storage=f"sqlite:///{root / 'db.sqlite'}", study_name="tracked",
+        root_dir=root, quiet=True, loggers=loggers, callbacks=[PruneOddTrials()],
+        trainer_kwargs={"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 1, "log_every_n_steps": 1,
+                        "accelerator": "cpu"},
+    )
+    result = runner.fit(Tiny, {"lr": Real(1e-3, 0.5, log=True)}, datamodule=TinyData)
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    return result
+
+
+def test_run_names_sort_in_trial_order(tmp_path: Path) -> None:
+    names = [run_name(n) for n in (0, 2, 10, 11, 100)]
+    assert names == sorted(names) and names[1] == "trial_0002"
+    (tb,) = build_loggers("tensorboard", TrialLogContext("s", 12, str(tmp_path)))
+    assert Path(tb.log_dir) == tmp_path / "s" / "trial_0012"
+
+
+def test_tensorboard_hparams_show_each_trials_objective_state_and_pruning_step(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    result = _search(tmp_path, "tensorboard")
+    for trial in result.trials:
+        run = tmp_path / "tracked" / run_name(trial.number)
+        acc = EventAccumulator(str(run))
+        acc.Reload()
+        assert "hp_metric" not in acc.Tags()["scalars"]
+        content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+        experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+        assert [m.name.tag for m in experiment.metric_infos] == list(OUTCOME_METRICS)
+        start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+        assert start.hparams["state"].string_value == trial.state.value
+        assert start.hparams["trial"].number_value == trial.number
+        assert math.isclose(start.hparams["lr"].number_value, trial.params["lr"], rel_tol=1e-6)
+        scalars = {tag: acc.Scalars(tag)[-1].value for tag in OUTCOME_METRICS}
+        if trial.state is TrialState.COMPLETE:
+            assert math.isclose(scalars["search/objective"], trial.value, rel_tol=1e-6)
+            assert math.isnan(scalars["search/pruned_step"])
+        else:
+            assert scalars["search/pruned_step"] == trial.last_step == 2
+
+
+def test_mlflow_gets_params_outcome_metrics_and_state_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("mlflow", reason="install the trackers extra: mlflow-skinny")
+    from lightning.pytorch.loggers import MLFlowLogger
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 keeps its file store behind this switch
+    uri = (tmp_path / "mlruns").as_uri()
+    result = _search(tmp_path, functools.partial(MLFlowLogger, tracking_uri=uri))
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tracked")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert sorted(runs) == [run_name(t.number) for t in result.trials]
+    for trial in result.trials:
+        data = runs[run_name(trial.number)].data
+        assert float(data.params["lr"]) == pytest.approx(trial.params["lr"])
+        assert data.tags["frameworm.state"] == trial.state.value and data.tags["frameworm.study"] == "tracked"
+        assert data.tags["frameworm.trial"] == str(trial.number)
+        if trial.state is TrialState.COMPLETE:
+            assert data.metrics["search/objective"] == pytest.approx(trial.value)
+            assert "search/pruned_step" not in data.metrics
+        else:
+            assert data.metrics["search/pruned_step"] == 2 and data.tags["frameworm.reason"].startswith("test:")

@@ -1,0 +1,111 @@
+"""Halving policies in a Trainer: the run's length, rung checkpoints, the last rung on steps.
+
+A ``SearchRunner`` gives each trial's ``Trainer`` the policy's limits up front (so a
+OneCycleLR planned over ``estimated_stepping_batches`` anneals); a pause at the end of
+an epoch is saved where a resume starts the next epoch; paused checkpoints are removed
+once no trial will resume from them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+import frameworm_lightning.stopping as stopping
+from frameworm_lightning import GridSampler, SearchRunner, TrialState
+from frameworm_lightning.stopping import ASHA, SuccessiveHalving, trained_steps
+
+from ._models import QUIET, CurveModule, ScheduledModule
+
+
+def search(tmp_path: Path, policy: pl.Callback, xs: list[float], module: type = CurveModule,
+           **kwargs: Any) -> list[Any]:
+    trainer_kwargs = {"max_epochs": 100, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+                      **kwargs.pop("trainer_kwargs", {})}
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True, callbacks=[policy],
+                          trainer_kwargs=trainer_kwargs, **kwargs)
+    return runner.fit(module, {"x": xs}).trials
+
+
+def test_the_runner_gives_the_trainer_the_run_length_so_a_one_cycle_schedule_anneals(tmp_path: Path) -> None:
+    ScheduledModule.final_lr.clear()
+    ScheduledModule.epoch_ends.clear()
+    done = search(tmp_path, SuccessiveHalving(min_resource=1, max_resource=3, eta=3), [0.0, 0.1, 0.2],
+                  module=ScheduledModule, save_checkpoints=False)
+    [final] = [t for t in done if t.state is TrialState.COMPLETE]
+    assert final.params["x"] == 0.0 and trained_steps(final) == 16
+    # the promoted config ended its OneCycleLR where a plain 24-step cycle ends (planned over
+    # max_epochs=100 it would still be near its peak); the paused ones stopped mid-cycle
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=24)
+    for _ in range(24):
+        optimizer.step()
+        cycle.step()
+    assert ScheduledModule.final_lr[0.0] == pytest.approx(optimizer.param_groups[0]["lr"])
+    assert ScheduledModule.final_lr[0.0] < 1e-3
+    assert ScheduledModule.final_lr[0.1] > 0.09
+
+
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])  # checked at the epoch end / validation
+def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: Path,
+                                                                     trainer_kwargs: dict[str, Any]) -> None:
+    ScheduledModule.epoch_ends.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = search(tmp_path, SuccessiveHalving(min_resource=1, max_resource=3, eta=3), [0.0, 0.1, 0.2],
+                      module=ScheduledModule, trainer_kwargs=trainer_kwargs)
+    # each config ran on_train_epoch_end once per epoch it trained: 3 for the promoted one, 1 for the others
+    assert ScheduledModule.epoch_ends == {0.0: 3, 0.1: 1, 0.2: 1}
+    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    assert sorted(child.intermediate_values)[-1] == 24 and min(child.intermediate_values) > 8
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "ended before the epoch ended" in m or "ModelCheckpoint" in m], shown
+
+
+def test_paused_checkpoints_are_removed_once_no_trial_resumes_from_them(tmp_path: Path) -> None:
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    done = search(tmp_path, ASHA(min_resource=1, max_resource=9, eta=3), xs, keep_checkpoints="best",
+                  trainer_kwargs={"limit_train_batches": 2})
+    assert any(t.system_attrs.get("fw_checkpoint_removed") for t in done)
+    assert sorted(p.name for p in tmp_path.rglob("*.ckpt")) == ["best.ckpt"]
+    assert all(t.system_attrs.get("fw_checkpoint") is None for t in done)
+
+
+def test_steps_with_one_validation_an_epoch_record_the_last_rung(tmp_path: Path) -> None:
+    # 8 steps an epoch, validated once per epoch; the last rung, 36 steps, falls mid-epoch.
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    done = search(tmp_path, ASHA(min_resource=4, max_resource=36, eta=3, resource="steps"), xs,
+                  save_checkpoints=False)
+    [final] = [t for t in done if t.state is TrialState.COMPLETE]
+    assert max(final.intermediate_values) == 36
+    assert final.system_attrs["fw_rungs"]["36"][0] == pytest.approx(final.value)
+    assert final.system_attrs["fw_stop"]["reason"] == "max_resource"
+
+
+def test_in_a_users_trainer_a_halving_policy_says_which_limits_to_set(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    policy = ASHA("val_loss", 1, 3, storage=url, study="asha")
+    assert policy.trainer_limits() == {"max_epochs": 3}
+    assert ASHA("val_loss", 4, 36, resource="steps").trainer_limits() == {"max_steps": 36, "max_epochs": -1}
+    with pytest.warns(UserWarning, match=r"pass Trainer\(max_epochs=3\)"):
+        trainer = pl.Trainer(**QUIET, max_epochs=10, callbacks=[policy])
+        trainer.fit(CurveModule())
+    assert trainer.max_epochs == 10 and trainer.current_epoch == 3  # it stopped at the last rung, wrote nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pl.Trainer(**QUIET, **policy.trainer_limits(), callbacks=[ASHA("val_loss", 1, 3, storage=url, study="asha")],
+                   ).fit(CurveModule())
+
+
+def test_no_policy_writes_or_reads_lightnings_private_loops() -> None:
+    folder = Path(stopping.__file__).parent
+    for source in folder.glob("*.py"):
+        text = source.read_text()
+        for private in ("fit_loop", "epoch_loop", "batch_progress", "_logger_connector"):
+            assert private not in text, f"{source.name} uses trainer.{private}"
