@@ -199,8 +199,14 @@ class Study:
         mode: str = "min",
         sampler: Sampler | None = None,
         storage: str | Storage | None = None,
+        allow_sampler_change: bool = False,
     ) -> Study:
-        """Create the study, or load the stored one of the same name and check it matches."""
+        """Create the study, or load the stored one of the same name and check it matches.
+
+        A stored study that already has trials keeps its sampler (:meth:`Sampler.identity`):
+        resuming it with another one (a grid after random trials, another ``grid_points``)
+        raises :class:`StudyMismatchError` unless ``allow_sampler_change=True``.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"study name must be a non-empty string, but got name={name!r}.")
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
@@ -210,7 +216,8 @@ class Study:
         if not isinstance(sampler, Sampler):
             raise SamplerError(f"sampler must be a frameworm_lightning Sampler, but got {sampler!r}.")
         store = open_storage(storage)
-        record = store.create_or_load_study(name, metric, mode, space.to_spec())
+        record = store.create_or_load_study(name, metric, mode, space.to_spec(), sampler=sampler.identity(),
+                                            allow_sampler_change=allow_sampler_change)
         return cls(name, space, metric, mode, sampler, store, record.study_id)
 
     @classmethod

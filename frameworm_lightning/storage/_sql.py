@@ -94,6 +94,16 @@ trial_values = sa.Table(
 )
 
 
+# The study attribute that holds the identity of the sampler searching it.
+SAMPLER_ATTR = "fw_sampler"
+
+
+def _describe_sampler(identity: Mapping[str, Any]) -> str:
+    """``GridSampler(grid_points=3, shuffle=False)`` from a stored sampler identity."""
+    settings = ", ".join(f"{k}={v!r}" for k, v in identity.items() if k != "sampler" and v is not None)
+    return f"{identity.get('sampler', '?')}({settings})"
+
+
 class DuplicateClaimError(StorageError):
     """Another trial of the study already holds this claim key."""
 
@@ -303,14 +313,19 @@ class Storage:
 
     # Studies --------------------------------------------------------------------------
     def create_or_load_study(
-        self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True
+        self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True,
+        sampler: Mapping[str, Any] | None = None, allow_sampler_change: bool = False,
     ) -> StudyRecord:
         """Create a study, or load the stored one of that name after checking it matches.
+
+        ``sampler`` is the sampler's identity (``Sampler.identity()``), kept in the study's
+        ``fw_sampler`` attribute: resuming a study that has trials with another one is
+        refused unless ``allow_sampler_change``, which then stores the new identity.
 
         Raises:
             StorageError: ``name`` or ``metric`` is not a string of 1 to 255 characters
                 without NUL (checked before anything is written).
-            StudyMismatchError: the stored study has another metric, mode or space.
+            StudyMismatchError: the stored study has another metric, mode, space or sampler.
         """
         check_name("study name", name)
         check_name("metric", metric)
@@ -333,13 +348,16 @@ class Storage:
                         f"study {name!r} in {self.url!r} does not match this search: " + "; ".join(problems)
                         + ". Use another study_name, or the original settings to resume."
                     )
+                if sampler is not None:
+                    record = self._check_sampler(record, json.loads(_dumps(sampler)), allow_sampler_change)
                 return record
             try:
                 with self._tx() as conn:
                     conn.execute(
                         studies.insert().values(
                             name=name, metric=metric, mode=mode, space=_dumps(space, ordered=True), created_at=time.time(),
-                            user_attrs="{}", schema_version=_SCHEMA_VERSION,
+                            user_attrs=_dumps({} if sampler is None else {SAMPLER_ATTR: sampler}),
+                            schema_version=_SCHEMA_VERSION,
                         )
                     )
             except IntegrityError:
@@ -348,6 +366,25 @@ class Storage:
         if record is None:
             raise StorageError(f"study {name!r} could not be created in {self.url!r}.")
         return record
+
+    def _check_sampler(self, record: StudyRecord, sampler: dict[str, Any], allow_change: bool) -> StudyRecord:
+        stored = record.user_attrs.get(SAMPLER_ATTR)
+        if stored == sampler:
+            return record
+        if stored is not None and not allow_change:
+            with self._tx() as conn:
+                has_trials = conn.execute(
+                    sa.select(trials.c.trial_id).where(trials.c.study_id == record.study_id).limit(1)
+                ).first() is not None
+            if has_trials:
+                raise StudyMismatchError(
+                    f"study {record.name!r} in {self.url!r} was searched with {_describe_sampler(stored)}, "
+                    f"this search uses {_describe_sampler(sampler)}: resuming would mix their points; use another "
+                    "study_name, the stored sampler, or allow_sampler_change=True to continue with the new one."
+                )
+        self.set_study_attr(record.study_id, SAMPLER_ATTR, sampler)
+        return StudyRecord(record.study_id, record.name, record.metric, record.mode, record.space,
+                           {**record.user_attrs, SAMPLER_ATTR: sampler}, record.created_at)
 
     def load_study(self, name: str) -> StudyRecord | None:
         """The stored study of that name, or ``None``."""
