@@ -137,7 +137,7 @@ class Trial:
     def _finish(self, state: TrialState, **kwargs: Any) -> bool:
         self._stop.set()
         self._finished = True
-        return self.study.storage.finish_trial(self.trial_id, state, **kwargs)
+        return self.study.storage.finish_trial(self.trial_id, state, owner=self.study.owner, **kwargs)
 
     def complete(self, value: float, **system_attrs: Any) -> bool:
         """Store the objective; a NaN or infinite value fails the trial instead."""
@@ -187,7 +187,12 @@ class Study:
         self.sampler = sampler
         self.storage = storage
         self.study_id = study_id
-        self.owner = current_owner()
+
+    @property
+    def owner(self) -> str:
+        """The process asking and finishing trials (:func:`~frameworm_lightning.storage.current_owner`),
+        read at each use so that a forked worker gets its own."""
+        return current_owner()
 
     @classmethod
     def create(

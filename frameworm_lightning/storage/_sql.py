@@ -18,11 +18,13 @@ stored ``FAILED`` with ``reason="interrupted"``, and its params re-enqueued.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 __all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "check_name", "current_owner", "open_storage"]
 
 _SCHEMA_VERSION = 1
+
+_log = logging.getLogger("frameworm_lightning.storage")
 
 # Study names and metrics are ``VARCHAR(255)`` columns: the same limit on every backend,
 # checked before anything is written (SQLite would store longer text, PostgreSQL refuse it).
@@ -144,22 +148,58 @@ def _process_start_time(pid: int) -> str | None:
         return None
 
 
+def _pid_namespace() -> str:
+    """This process's kernel and PID namespace (Linux): pids are comparable only within one."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()[:8]
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return ""
+    return f"{boot}-{namespace.strip('pid:[]')}"
+
+
+def _new_token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# A random name for this process, made again in a forked child: two workers never share one,
+# even with the same hostname and pid (containers with host networking and their own pids).
+_TOKEN = _new_token()
+
+
+def _renew_token() -> None:
+    global _TOKEN
+    _TOKEN = _new_token()
+
+
+os.register_at_fork(after_in_child=_renew_token)
+
+
 def current_owner() -> str:
-    """``host:pid:start`` naming this process as the owner of the trials it runs."""
+    """``host:pid:start:namespace:token`` naming this process as the owner of the trials it runs.
+
+    The token alone identifies the process; the rest lets a worker in the same PID
+    namespace tell at once that the owner's process is gone.
+    """
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or 0}"
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or 0}:{_pid_namespace()}:{_TOKEN}"
 
 
 def _owner_alive(owner: str | None) -> bool | None:
-    """Whether the owning process still lives: True/False on this host, None elsewhere."""
+    """Whether the owning process still lives: True/False within this PID namespace, None elsewhere.
+
+    ``None`` (another host, another container, an owner written by an older version)
+    leaves the decision to the trial's heartbeat.
+    """
     if not owner:
         return None
     try:
-        host, pid_s, start = owner.rsplit(":", 2)
+        host, pid_s, start, namespace, _token = owner.rsplit(":", 4)
         pid = int(pid_s)
     except ValueError:
         return None
-    if host != socket.gethostname():
+    if host != socket.gethostname() or not namespace or namespace != _pid_namespace():
         return None
     try:
         os.kill(pid, 0)
@@ -616,12 +656,15 @@ class Storage:
 
     def finish_trial(
         self, trial_id: int, state: TrialState, *, value: float | None = None, error: str | None = None,
-        reason: str | None = None, system_attrs: Mapping[str, Any] | None = None,
+        reason: str | None = None, system_attrs: Mapping[str, Any] | None = None, owner: str | None = None,
     ) -> bool:
         """Move a ``RUNNING`` trial to a finished state; returns ``False`` if it was not running.
 
         Only a running trial can finish, so a trial is stored ``PRUNED`` (or anything
         else) exactly once even when several ranks or a watchdog race to finish it.
+        When ``owner`` (the finishing process, :func:`current_owner`) owned the trial and
+        another process has meanwhile marked it interrupted and requeued it, the late
+        result is dropped and logged as an error naming the trial that took it over.
         """
         if not state.is_finished:
             raise ValueError(f"finish_trial needs a finished state, but got {state!r}.")
@@ -629,9 +672,14 @@ class Storage:
             raise ValueError(f"a finished trial's value must be finite, but got {value!r}.")
         with self._tx() as conn:
             row = conn.execute(
-                sa.select(trials.c.state, trials.c.system_attrs).where(trials.c.trial_id == trial_id)
+                sa.select(trials.c.state, trials.c.system_attrs, trials.c.owner, trials.c.number,
+                          trials.c.study_id).where(trials.c.trial_id == trial_id)
             ).first()
-            if row is None or row[0] != TrialState.RUNNING.value:
+            if row is None:
+                return False
+            if row[0] != TrialState.RUNNING.value:
+                if owner is not None and row[2] == owner:
+                    self._log_takeover(conn, row, owner, state)
                 return False
             attrs = {**json.loads(row[1] or "{}"), **dict(system_attrs or {})}
             conn.execute(
@@ -641,6 +689,25 @@ class Storage:
                 )
             )
         return True
+
+    @staticmethod
+    def _log_takeover(conn: Connection, row: Any, owner: str, state: TrialState) -> None:
+        """Log a finished result that arrives after another process interrupted and requeued its trial."""
+        attrs = json.loads(row[1] or "{}")
+        by = attrs.get("interrupted_by")
+        if not attrs.get("interrupted") or by == owner:
+            return  # finished twice by its own process (a signal, a rank race): not a takeover
+        new_number = attrs.get("requeued_as")
+        rerun = conn.execute(
+            sa.select(trials.c.state, trials.c.owner).where(trials.c.study_id == row[4], trials.c.number == new_number)
+        ).first() if new_number is not None else None
+        where = (f"its params were requeued as trial {new_number} ({rerun[0]}, owner {rerun[1] or 'none yet'})"
+                 if rerun is not None else "its params were not requeued")
+        _log.error(
+            "trial %s was taken over: %s marked it interrupted (no heartbeat from %s) and %s; this process's "
+            "%s result is dropped. Raise the storage's heartbeat_timeout if its trials run long without reporting.",
+            row[3], by or "another process", owner, where, state.value,
+        )
 
     # Recovery -------------------------------------------------------------------------
     def _requeue(self, conn: Connection, study_id: int, row: Mapping[str, Any], attrs: dict[str, Any],
@@ -691,7 +758,7 @@ class Storage:
             conn.execute(trials.delete().where(trials.c.trial_id == row["trial_id"]))
             return False
         new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
-        attrs.update(interrupted=True, requeued_as=new_number)
+        attrs.update(interrupted=True, requeued_as=new_number, interrupted_by=current_owner())
         conn.execute(
             trials.update().where(trials.c.trial_id == row["trial_id"]).values(
                 state=TrialState.FAILED.value, completed_at=time.time(), reason="interrupted",
