@@ -26,7 +26,7 @@ from typing import Any
 from frameworm_lightning.exceptions import FramewormError, SamplerError, StorageError
 from frameworm_lightning.samplers import AskContext, RandomSampler, Sampler
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
-from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, open_storage
+from frameworm_lightning.storage import DuplicateClaimError, Storage, TrialHistory, current_owner, open_storage
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["Study", "Trial", "recorded_space", "validate_mode"]
@@ -187,6 +187,8 @@ class Study:
         self.sampler = sampler
         self.storage = storage
         self.study_id = study_id
+        # What the sampler is shown, read incrementally: ask() stays cheap as trials accumulate.
+        self._history = TrialHistory(study_id)
 
     @property
     def owner(self) -> str:
@@ -287,7 +289,7 @@ class Study:
             return None
         if not from_queue:
             for _ in range(_MAX_CLAIM_RETRIES):
-                others = [t for t in self.trials if t.trial_id != frozen.trial_id]
+                others = [t for t in self.storage.read_history(self._history) if t.trial_id != frozen.trial_id]
                 suggestion = self.sampler.ask(AskContext(self.space, self.mode, others, frozen.number))
                 if suggestion is None:
                     self.storage.delete_trial(frozen.trial_id)  # type: ignore[arg-type]

@@ -56,3 +56,58 @@ def test_changing_sampler_before_any_trial_is_allowed(storage_url, study_name):
     Study.create(study_name, SPACE, metric="loss", sampler=RandomSampler(), storage=storage_url)
     study = Study.create(study_name, SPACE, metric="loss", sampler=GridSampler(), storage=storage_url)
     assert len(_run(study, None)) == 6
+
+
+class _Recorder(RandomSampler):
+    """A random sampler that keeps the history each ask was given."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.seen: list[list] = []
+
+    def ask(self, context):
+        self.seen.append(list(context.trials))
+        return super().ask(context)
+
+
+def test_ask_history_is_never_stale_across_processes(tmp_path, study_name):
+    # Two Study objects on one SQLite file stand for two worker processes. Every history the
+    # sampler of one is given must equal what storage holds at that moment, whatever the
+    # other did to its trials in between (reports, completion, interruption, requeues).
+    import random
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    recorder = _Recorder()
+    asker = Study.create(study_name, SPACE, metric="loss", sampler=recorder, storage=url)
+    other = Study.create(study_name, SPACE, metric="loss", sampler=RandomSampler(seed=1), storage=url)
+    rng = random.Random(0)
+    running, checked = [], 0
+    for step in range(60):
+        action = rng.choice(["ask", "report", "complete", "fail", "prune", "interrupt", "retry", "enqueue"])
+        if action == "ask" or not running:
+            running.append(other.ask())
+        elif action == "report":
+            rng.choice(running).report(step, rng.random())
+        elif action == "enqueue":
+            other.enqueue({"x": rng.randrange(6)}, skip_if_exists=False)
+        elif action == "retry":
+            other.recover(retry_failed=True)
+        else:
+            trial = running.pop(rng.randrange(len(running)))
+            {"complete": lambda: trial.complete(rng.random()), "fail": lambda: trial.fail("boom"),
+             "prune": lambda: trial.prune("slow"), "interrupt": lambda: trial.interrupt("lost")}[action]()
+        asked = len(recorder.seen)
+        mine = asker.ask()
+        running.append(mine)
+        if len(recorder.seen) == asked:
+            continue  # an enqueued point: the sampler was not asked
+        checked += 1
+        expected = [t for t in asker.trials if t.trial_id != mine.trial_id]
+        got = recorder.seen[-1]
+        # The trial just asked is the one being sampled: storage holds it without params then.
+        assert [t.number for t in got] == [t.number for t in expected], step
+        for seen, now in zip(got, expected):
+            assert (seen.state, seen.params, seen.value, seen.intermediate_values, seen.claim_key,
+                    seen.system_attrs) == (now.state, now.params, now.value, now.intermediate_values,
+                                           now.claim_key, now.system_attrs), (step, action, now.number)
+    assert checked > 30

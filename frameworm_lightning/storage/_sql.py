@@ -39,7 +39,7 @@ from frameworm_lightning.exceptions import StorageError, StudyMismatchError
 from frameworm_lightning.storage._url import SUPPORTED, masked_url, normalise_url
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "check_name", "current_owner", "open_storage"]
+__all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "TrialHistory", "check_name", "current_owner", "open_storage"]
 
 _SCHEMA_VERSION = 1
 
@@ -209,6 +209,31 @@ def _owner_alive(owner: str | None) -> bool | None:
         pass
     actual = _process_start_time(pid)
     return actual is None or start == "0" or actual == start
+
+
+@dataclass
+class TrialHistory:
+    """The trials of one study as last read by :meth:`Storage.read_history`, for incremental reads.
+
+    A trial that can no longer change what a sampler sees (``COMPLETE``, ``PRUNED``, or
+    ``FAILED`` and already requeued or interrupted) is kept and never read again; the
+    others (waiting, running, a failure that ``retry_failed`` may still requeue) are read
+    again each time, with every trial added since. Attributes set on a finished trial
+    afterwards (checkpoint bookkeeping) are not seen: use :meth:`Storage.get_trials` for them.
+    """
+
+    study_id: int
+    final: dict[int, FrozenTrial] = field(default_factory=dict)
+    open: dict[int, FrozenTrial] = field(default_factory=dict)
+    last_id: int = 0
+
+
+def _is_final(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state is TrialState.FAILED and (
+        bool(trial.system_attrs.get("interrupted")) or trial.system_attrs.get("requeued_as") is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -468,6 +493,34 @@ class Storage:
                         values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
         return [self._frozen(r, values[r["trial_id"]]) for r in rows]
 
+    def read_history(self, history: TrialHistory) -> list[FrozenTrial]:
+        """Every trial of ``history``'s study, ordered by number, reading only what may have changed.
+
+        New trials are those with an id above any seen: every insert of a study's trial
+        happens while its row is locked (SQLite: one writer at a time), so ids are
+        committed in increasing order and none appears below one already read.
+        """
+        with self._tx() as conn:
+            changed = trials.c.trial_id > history.last_id
+            if history.open:
+                changed = sa.or_(changed, trials.c.trial_id.in_(sorted(history.open)))
+            rows = conn.execute(
+                sa.select(trials).where(trials.c.study_id == history.study_id, changed)
+            ).mappings().all()
+            values: dict[int, dict[int, float]] = {r["trial_id"]: {} for r in rows}
+            if rows:
+                vq = sa.select(trial_values).join(trials, trials.c.trial_id == trial_values.c.trial_id).where(
+                    trials.c.study_id == history.study_id, changed
+                ).order_by(trial_values.c.step)
+                for v in conn.execute(vq).mappings():
+                    values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
+            history.open = {}
+            for r in rows:
+                trial = self._frozen(r, values[r["trial_id"]])
+                (history.final if _is_final(trial) else history.open)[r["trial_id"]] = trial
+                history.last_id = max(history.last_id, r["trial_id"])
+            return sorted([*history.final.values(), *history.open.values()], key=lambda t: t.number)
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial by its database id."""
         with self._tx() as conn:
@@ -504,19 +557,20 @@ class Storage:
     @staticmethod
     def _budget_used(conn: Connection, study_id: int) -> int:
         """Trials that count against ``n_trials``: finished or in flight, not interrupted or requeued."""
-        rows = conn.execute(
-            sa.select(trials.c.state, trials.c.system_attrs).where(
-                trials.c.study_id == study_id, trials.c.state != TrialState.WAITING.value
+        used = conn.execute(
+            sa.select(sa.func.count()).select_from(trials).where(
+                trials.c.study_id == study_id,
+                trials.c.state.not_in([TrialState.WAITING.value, TrialState.FAILED.value]),
             )
-        ).all()
-        used = 0
-        for state, attrs_raw in rows:
-            if state == TrialState.FAILED.value:
-                attrs = json.loads(attrs_raw or "{}")
-                if attrs.get("interrupted") or attrs.get("requeued_as") is not None:
-                    continue
-            used += 1
-        return used
+        ).scalar_one()
+        for (attrs_raw,) in conn.execute(
+            sa.select(trials.c.system_attrs).where(trials.c.study_id == study_id,
+                                                   trials.c.state == TrialState.FAILED.value)
+        ):
+            attrs = json.loads(attrs_raw or "{}")
+            if not (attrs.get("interrupted") or attrs.get("requeued_as") is not None):
+                used += 1
+        return int(used)
 
     @staticmethod
     def _next_number(conn: Connection, study_id: int) -> int:
