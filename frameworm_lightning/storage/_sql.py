@@ -727,7 +727,7 @@ class Storage:
         with self._tx() as conn:
             row = conn.execute(
                 sa.select(trials.c.state, trials.c.system_attrs, trials.c.owner, trials.c.number,
-                          trials.c.study_id).where(trials.c.trial_id == trial_id)
+                          trials.c.study_id, trials.c.error).where(trials.c.trial_id == trial_id)
             ).first()
             if row is None:
                 return False
@@ -758,9 +758,9 @@ class Storage:
         where = (f"its params were requeued as trial {new_number} ({rerun[0]}, owner {rerun[1] or 'none yet'})"
                  if rerun is not None else "its params were not requeued")
         _log.error(
-            "trial %s was taken over: %s marked it interrupted (no heartbeat from %s) and %s; this process's "
-            "%s result is dropped. Raise the storage's heartbeat_timeout if its trials run long without reporting.",
-            row[3], by or "another process", owner, where, state.value,
+            "trial %s of owner %s was taken over: %s stored it %s, and %s; this process's %s result is dropped. "
+            "Raise the storage's heartbeat_timeout if trials run long without reporting.",
+            row[3], owner, by or "another process", row[5] or "interrupted", where, state.value,
         )
 
     # Recovery -------------------------------------------------------------------------
