@@ -80,12 +80,14 @@ def test_ask_history_is_never_stale_across_processes(tmp_path, study_name):
     recorder = _Recorder()
     asker = Study.create(study_name, SPACE, metric="loss", sampler=recorder, storage=url)
     other = Study.create(study_name, SPACE, metric="loss", sampler=RandomSampler(seed=1), storage=url)
+    bystander = Study.create(f"{study_name}-2", SPACE, metric="loss", storage=url)  # trials of another study
     rng = random.Random(0)
     running, checked = [], 0
     for step in range(60):
         action = rng.choice(["ask", "report", "complete", "fail", "prune", "interrupt", "retry", "enqueue"])
         if action == "ask" or not running:
             running.append(other.ask())
+            bystander.ask().complete(0.0)
         elif action == "report":
             rng.choice(running).report(step, rng.random())
         elif action == "enqueue":

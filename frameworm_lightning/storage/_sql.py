@@ -85,6 +85,8 @@ trials = sa.Table(
     sa.UniqueConstraint("study_id", "number", name="uq_fw_trial_number"),
     # NULL claim keys never collide (SQL semantics), so only grid/enqueued points are unique.
     sa.UniqueConstraint("study_id", "claim_key", name="uq_fw_trial_claim"),
+    # Claims look for a study's waiting trials: without it, a walk over every trial of the study.
+    sa.Index("ix_fw_trials_study_state", "study_id", "state"),
 )
 
 trial_values = sa.Table(
@@ -347,6 +349,8 @@ class Storage:
         for attempt in range(5):
             try:
                 _metadata.create_all(self.engine, checkfirst=True)
+                for index in trials.indexes:  # added after the tables: a database created before lacks them
+                    index.create(self.engine, checkfirst=True)
                 return
             except (IntegrityError, OperationalError, sa.exc.ProgrammingError):
                 # Another process created the tables at the same moment; try again.
@@ -498,27 +502,31 @@ class Storage:
 
         New trials are those with an id above any seen: every insert of a study's trial
         happens while its row is locked (SQLite: one writer at a time), so ids are
-        committed in increasing order and none appears below one already read.
+        committed in increasing order and none appears below one already read. After the
+        first read, rows are looked up by primary key only (a ``study_id`` condition would
+        make the database walk the study's index, every trial of it), and other studies'
+        rows met on the way are skipped once.
         """
         with self._tx() as conn:
-            changed = trials.c.trial_id > history.last_id
-            if history.open:
-                changed = sa.or_(changed, trials.c.trial_id.in_(sorted(history.open)))
-            rows = conn.execute(
-                sa.select(trials).where(trials.c.study_id == history.study_id, changed)
-            ).mappings().all()
+            if history.last_id == 0:
+                changed = trials.c.study_id == history.study_id
+            else:
+                changed = trials.c.trial_id > history.last_id
+                if history.open:
+                    changed = sa.or_(changed, trials.c.trial_id.in_(sorted(history.open)))
+            rows = conn.execute(sa.select(trials).where(changed)).mappings().all()
+            history.last_id = max([history.last_id, *(r["trial_id"] for r in rows)])
+            rows = [r for r in rows if r["study_id"] == history.study_id]
             values: dict[int, dict[int, float]] = {r["trial_id"]: {} for r in rows}
-            if rows:
-                vq = sa.select(trial_values).join(trials, trials.c.trial_id == trial_values.c.trial_id).where(
-                    trials.c.study_id == history.study_id, changed
-                ).order_by(trial_values.c.step)
-                for v in conn.execute(vq).mappings():
+            ids = sorted(values)
+            for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
+                vq = sa.select(trial_values).where(trial_values.c.trial_id.in_(ids[start:start + 500]))
+                for v in conn.execute(vq.order_by(trial_values.c.step)).mappings():
                     values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
             history.open = {}
             for r in rows:
                 trial = self._frozen(r, values[r["trial_id"]])
                 (history.final if _is_final(trial) else history.open)[r["trial_id"]] = trial
-                history.last_id = max(history.last_id, r["trial_id"])
             return sorted([*history.final.values(), *history.open.values()], key=lambda t: t.number)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
