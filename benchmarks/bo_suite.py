@@ -8,10 +8,18 @@ Every optimiser gets the same problems, budget and seeds (and, on noisy problems
 same noise sequence), in worker processes of one pool. Per problem it prints the median
 final simple regret (the noise-free value of the best observed configuration minus the
 known minimum), the mean rank among optimisers (over seeds, ties averaged) and the
-median seconds per suggestion after the 10-trial initial design. ``--timing N`` adds a
-head-to-head of seconds per suggestion at trial ``N`` (BayesianSampler vs Optuna's
-GPSampler, same process pool), ``--scaling 20,100,300`` our seconds per suggestion as the
-history grows.
+median seconds per suggestion after the 10-trial initial design. ``--problems`` takes
+problem names or the sets ``public`` (default) and ``highdim`` (20 to 50 dimensions).
+
+* ``--timing N``: seconds per suggestion at trial ``N`` (ours vs Optuna's GPSampler,
+  side by side in the pool).
+* ``--scaling 20,100,300,1000,2000``: seconds per suggestion of ours and Optuna's
+  GPSampler after that many random Hartmann-6 trials (:func:`_scaling_task`).
+* ``--async-workers 1,4,8``: ``k`` simulated asynchronous workers with random durations,
+  the optimiser asked whenever one frees up with the others pending (:func:`run_async`);
+  ranked by regret at equal simulated time, with the time ``k = 4`` needs to reach the
+  final regret of ``k = 1``.
+* ``--no-suite`` skips the sequential suite.
 """
 
 from __future__ import annotations

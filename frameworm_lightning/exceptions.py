@@ -10,8 +10,7 @@ catches all of them and nothing else::
     ├── StorageError                       the database cannot be opened, written or read
     │   └── StudyMismatchError (ValueError) a stored study disagrees with this search
     ├── MetricNotFoundError (KeyError)     the monitored metric was never logged
-    ├── TrialFailed                        a trial ended in an error (carries the cause)
-    └── SearchStopped                      the search was stopped (signal, budget, ``stop_on_error``)
+    └── TrialFailed                        a trial ended in an error (carries the cause)
 
 Where an error is also a user-input mistake it subclasses :class:`ValueError` too, so
 code written against plain Python conventions keeps working.
@@ -26,7 +25,6 @@ __all__ = [
     "FramewormError",
     "MetricNotFoundError",
     "SamplerError",
-    "SearchStopped",
     "SpaceError",
     "StorageError",
     "StudyMismatchError",
@@ -81,7 +79,3 @@ class TrialFailed(FramewormError):
         self.number = number
         self.cause = cause
         super().__init__(f"trial {number} failed: {cause.strip().splitlines()[-1] if cause.strip() else cause}")
-
-
-class SearchStopped(FramewormError):
-    """The search was stopped before its budget: a signal, a search budget, or ``stop_on_error``."""

@@ -105,7 +105,7 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def hover_text(trial: FrozenTrial, study: Any, value: float | None = None) -> str:
+def _hover_text(trial: FrozenTrial, study: Any, value: float | None = None) -> str:
     """``trial 7 · COMPLETE`` then the value and one ``key=value`` line per param."""
     lines = [f"<b>trial {trial.number}</b> · {trial.state.value}"]
     shown = trial.value if value is None else value
@@ -220,7 +220,7 @@ def plot_history(source: StudyLike) -> go.Figure:
         values = part["value"].to_numpy()
         below, above = _split_outside(values, bounds)
         inside = ~(below | above)
-        texts = [hover_text(by_number[n], study) for n in part["number"]]
+        texts = [_hover_text(by_number[n], study) for n in part["number"]]
         fig.add_trace(go.Scatter(
             x=part["number"][inside], y=values[inside], mode="markers", name=f"{state.lower()} ({len(part)})",
             marker={"symbol": _STATE_SYMBOLS[state], "color": STATE_COLORS[state], "size": 8},
@@ -289,7 +289,7 @@ def plot_curves(source: StudyLike) -> go.Figure:
     for c in curves:
         if top is not None and c.number == top.number:
             continue
-        text = hover_text(by_number[c.number], study)
+        text = _hover_text(by_number[c.number], study)
         values = np.clip(np.asarray(c.values, dtype=float), *bounds) if bounds else c.values
         fig.add_trace(go.Scatter(
             x=c.steps, y=values, mode="lines", name=c.state.lower(), legendgroup=c.state,
@@ -306,7 +306,7 @@ def plot_curves(source: StudyLike) -> go.Figure:
             x=[c.stopped_at for c in pruned], y=np.clip(ys, *bounds) if bounds else ys, mode="markers",
             name="pruned here", marker={"symbol": "x", "size": 9, "color": "black"},
             customdata=[c.number for c in pruned],
-            hovertext=[hover_text(by_number[c.number], study, c.values[-1]) + f"<br>pruned at step {c.stopped_at}"
+            hovertext=[_hover_text(by_number[c.number], study, c.values[-1]) + f"<br>pruned at step {c.stopped_at}"
                        for c in pruned],
             hovertemplate="%{hovertext}<extra></extra>",
         ))
@@ -315,7 +315,7 @@ def plot_curves(source: StudyLike) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=best.steps, y=best.values, mode="lines+markers", name=f"best (trial {best.number})",
             line={"color": BEST_COLOR, "width": 3}, marker={"size": 4},
-            hovertext=[hover_text(by_number[best.number], study)] * len(best.steps),
+            hovertext=[_hover_text(by_number[best.number], study)] * len(best.steps),
             hovertemplate="%{hovertext}<br>step %{x}: %{y:.6g}<extra></extra>",
         ))
     fig.update_xaxes(title="global step")
@@ -407,7 +407,7 @@ def plot_slice(source: StudyLike, cols: int = 3) -> go.Figure:
     values = np.array([t.value for t in trials], dtype=float)
     bounds = robust_range(values)
     numbers = np.array([t.number for t in trials])
-    texts = [hover_text(t, study) for t in trials]
+    texts = [_hover_text(t, study) for t in trials]
     below, above = _split_outside(values, bounds)
     inside = ~(below | above)
     for i, key in enumerate(keys):
@@ -547,7 +547,7 @@ def plot_contour(source: StudyLike, params: Sequence[str] | None = None, resolut
         x=[_position(xdim, params_of(study, t)[x_key]) for t in trials],
         y=[_position(ydim, params_of(study, t)[y_key]) for t in trials],
         mode="markers", name="trials", marker={"color": "white", "size": 7, "line": {"color": "black", "width": 1}},
-        hovertext=[hover_text(t, study) for t in trials], hovertemplate="%{hovertext}<extra></extra>",
+        hovertext=[_hover_text(t, study) for t in trials], hovertemplate="%{hovertext}<extra></extra>",
     ))
     top = best_trial(source)
     if top is not None:
@@ -556,7 +556,7 @@ def plot_contour(source: StudyLike, params: Sequence[str] | None = None, resolut
             x=[_position(xdim, best[x_key])], y=[_position(ydim, best[y_key])], mode="markers",
             name=f"best (trial {top.number})", marker={"symbol": "star", "size": 18, "color": BEST_COLOR,
                                                       "line": {"color": "black", "width": 1}},
-            hovertext=[hover_text(top, study)], hovertemplate="%{hovertext}<extra></extra>",
+            hovertext=[_hover_text(top, study)], hovertemplate="%{hovertext}<extra></extra>",
         ))
     fig.update_xaxes(title=x_key, **xaxis)
     fig.update_yaxes(title=y_key, **yaxis)
@@ -592,13 +592,13 @@ def plot_edf(source: StudyLike) -> go.Figure:
     fig = go.Figure(go.Scatter(
         x=np.clip(values, *bounds) if bounds else values, y=data["fraction"], mode="lines+markers",
         line={"shape": "hv", "color": STATE_COLORS["COMPLETE"]}, name="complete trials",
-        hovertext=[hover_text(by_number[n], study) for n in data["number"]],
+        hovertext=[_hover_text(by_number[n], study) for n in data["number"]],
         hovertemplate="%{hovertext}<br>%{y:.0%} of the trials are at least this good<extra></extra>",
     ))
     best = data.iloc[0]
     fig.add_trace(go.Scatter(x=[best["value"]], y=[best["fraction"]], mode="markers", name=f"best (trial {int(best['number'])})",
                              marker={"symbol": "star", "size": 14, "color": BEST_COLOR},
-                             hovertext=[hover_text(by_number[int(best["number"])], study)],
+                             hovertext=[_hover_text(by_number[int(best["number"])], study)],
                              hovertemplate="%{hovertext}<extra></extra>"))
     outside = int(below.sum() + above.sum())
     fig.update_xaxes(title=study.metric + (f" ({outside} outside the range, on its edge)" if outside else ""),

@@ -184,19 +184,37 @@ class TrialSpec:
     loggers: Any = None
 
 
+_shown_warnings: set[tuple[type[Warning], str]] = set()  # the distinct warnings trials of this process showed
+
+
+def _show_once(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that passes each distinct (category, message) to ``show`` once."""
+    def show_once(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        key = (category, str(message))
+        if key not in _shown_warnings:
+            _shown_warnings.add(key)
+            show(message, category, *args, **kwargs)
+    return show_once
+
+
 @contextmanager
-def _quiet_lightning(enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
+def _trial_output(quiet: bool) -> Iterator[None]:
+    """What a trial prints: the runner prints one line per trial, so Lightning's per-trial
+    info lines (accelerator, tips, why ``fit`` stopped) are hidden, and each distinct
+    warning shows once per process, not once per trial (the warnings module forgets what
+    it showed whenever the filters change, as they do at this ``catch_warnings`` each
+    trial). ``quiet`` also hides two warnings every small trial raises.
+    """
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric", "lightning")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        with warnings.catch_warnings():  # restores showwarning and the filters on exit
+            warnings.showwarning = _show_once(warnings.showwarning)
+            if quiet:
+                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+                warnings.filterwarnings("ignore", message=".*LeafSpec.*")
             yield
     finally:
         for lg, level in zip(loggers, levels):
@@ -278,7 +296,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
     reporter: TrialReporter | None = None
     loggers: list[Any] = []
     try:
-        with _quiet_lightning(spec.quiet):
+        with _trial_output(spec.quiet):
             if spec.seed is not None:
                 pl.seed_everything(spec.seed + trial.number, workers=True, verbose=False)
             routed = route_params(trial.params, spec.model_kwargs, spec.data_kwargs, spec.trainer_kwargs)

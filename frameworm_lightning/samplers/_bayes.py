@@ -104,8 +104,9 @@ class BayesianSampler(Sampler):
         hedge_eta: the learning rate of the ``hedge`` portfolio.
         n_candidates: the raw Sobol candidates scored per suggestion.
         n_starts: the local searches (L-BFGS-B + exact discrete search) per suggestion.
-        refit_every: a full hyperparameter fit with random restarts every this many
-            suggestions; in between, the fit warm-starts from the previous one.
+        refit_every: a hyperparameter fit with a random restart every this many
+            observations; in between, the fit warm-starts from the previous one (or, from
+            20 observations on, reuses it until the data grow by 5%).
         warp_outputs: fit the GP to a Yeo-Johnson transform of the values (monotone, so
             the best trial stays the best), which tames heavy-tailed objectives.
         n_threads: torch intra-op threads during a suggestion (``None``: leave as is).

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import lightning.pytorch as pl
 
 from frameworm_lightning.stopping._base import Decision, History, Promotion, StopDecision, StoppingPolicy
 from frameworm_lightning.stopping._callback import StoppingCallback

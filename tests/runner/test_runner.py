@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +212,30 @@ def test_trials_print_no_model_summary_or_progress_bar_unless_asked(tmp_path, ca
     assert ("Trainable params" in out + err) is bool(asked)
     assert ("Epoch 0" in out + err) is bool(asked)
     assert "COMPLETE" in out  # the runner's own line per trial stays
+
+
+
+_WARNING_SEARCH = """
+import warnings
+from frameworm_lightning import SearchRunner
+from tests.runner._modules import LineData, Regression
+
+class Warns(Regression):
+    def on_train_start(self):
+        warnings.warn("a warning every trial raises", UserWarning)
+
+SearchRunner(metric="val_loss", n_trials=3, storage="memory", root_dir={root!r}, seed=0,
+             trainer_kwargs={{"max_epochs": 1, "logger": False}}).fit(Warns, {{"lr": [0.1, 0.2, 0.3]}}, datamodule=LineData)
+"""
+
+
+def test_lightning_info_lines_are_hidden_and_each_warning_shows_once_per_search(tmp_path):
+    # A process of its own: pytest records warnings itself, which would hide what a user sees.
+    done = subprocess.run([sys.executable, "-c", _WARNING_SEARCH.format(root=str(tmp_path))], capture_output=True,
+                          text=True, timeout=240, cwd=Path(__file__).parents[2],
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("COMPLETE") == 3  # the runner's own line per trial
+    text = done.stdout + done.stderr
+    assert "GPU available" not in text and "`Trainer.fit` stopped" not in text  # Lightning's per-trial info lines
+    assert text.count("a warning every trial raises") == 1, done.stderr
