@@ -26,7 +26,7 @@ from typing import Any
 from frameworm_lightning.exceptions import FramewormError, SamplerError, StorageError
 from frameworm_lightning.samplers import AskContext, RandomSampler, Sampler
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
-from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, open_storage
+from frameworm_lightning.storage import DuplicateClaimError, Storage, TrialHistory, current_owner, open_storage
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["Study", "Trial", "recorded_space", "validate_mode"]
@@ -137,7 +137,7 @@ class Trial:
     def _finish(self, state: TrialState, **kwargs: Any) -> bool:
         self._stop.set()
         self._finished = True
-        return self.study.storage.finish_trial(self.trial_id, state, **kwargs)
+        return self.study.storage.finish_trial(self.trial_id, state, owner=self.study.owner, **kwargs)
 
     def complete(self, value: float, **system_attrs: Any) -> bool:
         """Store the objective; a NaN or infinite value fails the trial instead."""
@@ -187,7 +187,14 @@ class Study:
         self.sampler = sampler
         self.storage = storage
         self.study_id = study_id
-        self.owner = current_owner()
+        # What the sampler is shown, read incrementally: ask() stays cheap as trials accumulate.
+        self._history = TrialHistory(study_id)
+
+    @property
+    def owner(self) -> str:
+        """The process asking and finishing trials (:func:`~frameworm_lightning.storage.current_owner`),
+        read at each use so that a forked worker gets its own."""
+        return current_owner()
 
     @classmethod
     def create(
@@ -199,8 +206,14 @@ class Study:
         mode: str = "min",
         sampler: Sampler | None = None,
         storage: str | Storage | None = None,
+        allow_sampler_change: bool = False,
     ) -> Study:
-        """Create the study, or load the stored one of the same name and check it matches."""
+        """Create the study, or load the stored one of the same name and check it matches.
+
+        A stored study that already has trials keeps its sampler (:meth:`Sampler.identity`):
+        resuming it with another one (a grid after random trials, another ``grid_points``)
+        raises :class:`StudyMismatchError` unless ``allow_sampler_change=True``.
+        """
         if not isinstance(name, str) or not name:
             raise ValueError(f"study name must be a non-empty string, but got name={name!r}.")
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
@@ -210,7 +223,8 @@ class Study:
         if not isinstance(sampler, Sampler):
             raise SamplerError(f"sampler must be a frameworm_lightning Sampler, but got {sampler!r}.")
         store = open_storage(storage)
-        record = store.create_or_load_study(name, metric, mode, space.to_spec())
+        record = store.create_or_load_study(name, metric, mode, space.to_spec(), sampler=sampler.identity(),
+                                            allow_sampler_change=allow_sampler_change)
         return cls(name, space, metric, mode, sampler, store, record.study_id)
 
     @classmethod
@@ -275,7 +289,7 @@ class Study:
             return None
         if not from_queue:
             for _ in range(_MAX_CLAIM_RETRIES):
-                others = [t for t in self.trials if t.trial_id != frozen.trial_id]
+                others = [t for t in self.storage.read_history(self._history) if t.trial_id != frozen.trial_id]
                 suggestion = self.sampler.ask(AskContext(self.space, self.mode, others, frozen.number))
                 if suggestion is None:
                     self.storage.delete_trial(frozen.trial_id)  # type: ignore[arg-type]

@@ -104,5 +104,20 @@ class Sampler(ABC):
             raise ValueError(f"n_trials=None needs a bounded sampler such as GridSampler, not {self!r}; pass n_trials.")
         return bound
 
+    def identity(self) -> dict[str, Any]:
+        """What decides which points a resumed search runs, stored with the study.
+
+        Resuming a study whose stored identity differs is refused (another sampler would
+        mix its points with the stored ones: a grid counts random trials against its
+        budget, or a finer grid repeats points). Settings that only change the order or
+        the draw, such as a random sampler's seed, are left out.
+
+        Example:
+            >>> from frameworm_lightning import RandomSampler
+            >>> RandomSampler(seed=3).identity()
+            {'sampler': 'RandomSampler'}
+        """
+        return {"sampler": type(self).__name__}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(seed={self.seed!r})"

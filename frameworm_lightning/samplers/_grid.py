@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from frameworm_lightning.exceptions import SpaceError
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
@@ -105,6 +106,11 @@ class GridSampler(Sampler):
                 params = context.space.grid_point(index, self.grid_points)
                 return Suggestion(params=params, claim_key=key, system_attrs={"grid_index": index})
         return None
+
+    def identity(self) -> dict[str, Any]:
+        """The grid's resolution and, when shuffled, its order (which points a partial search visits)."""
+        return {**super().identity(), "grid_points": self.grid_points, "shuffle": self.shuffle,
+                "seed": self.seed if self.shuffle else None}
 
     def __repr__(self) -> str:
         return f"GridSampler(grid_points={self.grid_points!r}, shuffle={self.shuffle!r}, seed={self.seed!r})"

@@ -5,6 +5,7 @@ from frameworm_lightning.storage._sql import (
     DuplicateClaimError,
     Storage,
     StudyRecord,
+    TrialHistory,
     current_owner,
     open_storage,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "DuplicateClaimError",
     "Storage",
     "StudyRecord",
+    "TrialHistory",
     "current_owner",
     "masked_url",
     "open_storage",

@@ -18,11 +18,13 @@ stored ``FAILED`` with ``reason="interrupted"``, and its params re-enqueued.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,9 +39,11 @@ from frameworm_lightning.exceptions import StorageError, StudyMismatchError
 from frameworm_lightning.storage._url import SUPPORTED, masked_url, normalise_url
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "check_name", "current_owner", "open_storage"]
+__all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "TrialHistory", "check_name", "current_owner", "open_storage"]
 
 _SCHEMA_VERSION = 1
+
+_log = logging.getLogger("frameworm_lightning.storage")
 
 # Study names and metrics are ``VARCHAR(255)`` columns: the same limit on every backend,
 # checked before anything is written (SQLite would store longer text, PostgreSQL refuse it).
@@ -81,6 +85,8 @@ trials = sa.Table(
     sa.UniqueConstraint("study_id", "number", name="uq_fw_trial_number"),
     # NULL claim keys never collide (SQL semantics), so only grid/enqueued points are unique.
     sa.UniqueConstraint("study_id", "claim_key", name="uq_fw_trial_claim"),
+    # Claims look for a study's waiting trials: without it, a walk over every trial of the study.
+    sa.Index("ix_fw_trials_study_state", "study_id", "state"),
 )
 
 trial_values = sa.Table(
@@ -92,6 +98,16 @@ trial_values = sa.Table(
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("reported_at", sa.Float, nullable=False),
 )
+
+
+# The study attribute that holds the identity of the sampler searching it.
+SAMPLER_ATTR = "fw_sampler"
+
+
+def _describe_sampler(identity: Mapping[str, Any]) -> str:
+    """``GridSampler(grid_points=3, shuffle=False)`` from a stored sampler identity."""
+    settings = ", ".join(f"{k}={v!r}" for k, v in identity.items() if k != "sampler" and v is not None)
+    return f"{identity.get('sampler', '?')}({settings})"
 
 
 class DuplicateClaimError(StorageError):
@@ -134,22 +150,58 @@ def _process_start_time(pid: int) -> str | None:
         return None
 
 
+def _pid_namespace() -> str:
+    """This process's kernel and PID namespace (Linux): pids are comparable only within one."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()[:8]
+        namespace = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return ""
+    return f"{boot}-{namespace.strip('pid:[]')}"
+
+
+def _new_token() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+# A random name for this process, made again in a forked child: two workers never share one,
+# even with the same hostname and pid (containers with host networking and their own pids).
+_TOKEN = _new_token()
+
+
+def _renew_token() -> None:
+    global _TOKEN
+    _TOKEN = _new_token()
+
+
+os.register_at_fork(after_in_child=_renew_token)
+
+
 def current_owner() -> str:
-    """``host:pid:start`` naming this process as the owner of the trials it runs."""
+    """``host:pid:start:namespace:token`` naming this process as the owner of the trials it runs.
+
+    The token alone identifies the process; the rest lets a worker in the same PID
+    namespace tell at once that the owner's process is gone.
+    """
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or 0}"
+    return f"{socket.gethostname()}:{pid}:{_process_start_time(pid) or 0}:{_pid_namespace()}:{_TOKEN}"
 
 
 def _owner_alive(owner: str | None) -> bool | None:
-    """Whether the owning process still lives: True/False on this host, None elsewhere."""
+    """Whether the owning process still lives: True/False within this PID namespace, None elsewhere.
+
+    ``None`` (another host, another container, an owner written by an older version)
+    leaves the decision to the trial's heartbeat.
+    """
     if not owner:
         return None
     try:
-        host, pid_s, start = owner.rsplit(":", 2)
+        host, pid_s, start, namespace, _token = owner.rsplit(":", 4)
         pid = int(pid_s)
     except ValueError:
         return None
-    if host != socket.gethostname():
+    if host != socket.gethostname() or not namespace or namespace != _pid_namespace():
         return None
     try:
         os.kill(pid, 0)
@@ -159,6 +211,31 @@ def _owner_alive(owner: str | None) -> bool | None:
         pass
     actual = _process_start_time(pid)
     return actual is None or start == "0" or actual == start
+
+
+@dataclass
+class TrialHistory:
+    """The trials of one study as last read by :meth:`Storage.read_history`, for incremental reads.
+
+    A trial that can no longer change what a sampler sees (``COMPLETE``, ``PRUNED``, or
+    ``FAILED`` and already requeued or interrupted) is kept and never read again; the
+    others (waiting, running, a failure that ``retry_failed`` may still requeue) are read
+    again each time, with every trial added since. Attributes set on a finished trial
+    afterwards (checkpoint bookkeeping) are not seen: use :meth:`Storage.get_trials` for them.
+    """
+
+    study_id: int
+    final: dict[int, FrozenTrial] = field(default_factory=dict)
+    open: dict[int, FrozenTrial] = field(default_factory=dict)
+    last_id: int = 0
+
+
+def _is_final(trial: FrozenTrial) -> bool:
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state is TrialState.FAILED and (
+        bool(trial.system_attrs.get("interrupted")) or trial.system_attrs.get("requeued_as") is not None
+    )
 
 
 @dataclass(frozen=True)
@@ -272,6 +349,8 @@ class Storage:
         for attempt in range(5):
             try:
                 _metadata.create_all(self.engine, checkfirst=True)
+                for index in trials.indexes:  # added after the tables: a database created before lacks them
+                    index.create(self.engine, checkfirst=True)
                 return
             except (IntegrityError, OperationalError, sa.exc.ProgrammingError):
                 # Another process created the tables at the same moment; try again.
@@ -303,14 +382,19 @@ class Storage:
 
     # Studies --------------------------------------------------------------------------
     def create_or_load_study(
-        self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True
+        self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True,
+        sampler: Mapping[str, Any] | None = None, allow_sampler_change: bool = False,
     ) -> StudyRecord:
         """Create a study, or load the stored one of that name after checking it matches.
+
+        ``sampler`` is the sampler's identity (``Sampler.identity()``), kept in the study's
+        ``fw_sampler`` attribute: resuming a study that has trials with another one is
+        refused unless ``allow_sampler_change``, which then stores the new identity.
 
         Raises:
             StorageError: ``name`` or ``metric`` is not a string of 1 to 255 characters
                 without NUL (checked before anything is written).
-            StudyMismatchError: the stored study has another metric, mode or space.
+            StudyMismatchError: the stored study has another metric, mode, space or sampler.
         """
         check_name("study name", name)
         check_name("metric", metric)
@@ -333,13 +417,16 @@ class Storage:
                         f"study {name!r} in {self.url!r} does not match this search: " + "; ".join(problems)
                         + ". Use another study_name, or the original settings to resume."
                     )
+                if sampler is not None:
+                    record = self._check_sampler(record, json.loads(_dumps(sampler)), allow_sampler_change)
                 return record
             try:
                 with self._tx() as conn:
                     conn.execute(
                         studies.insert().values(
                             name=name, metric=metric, mode=mode, space=_dumps(space, ordered=True), created_at=time.time(),
-                            user_attrs="{}", schema_version=_SCHEMA_VERSION,
+                            user_attrs=_dumps({} if sampler is None else {SAMPLER_ATTR: sampler}),
+                            schema_version=_SCHEMA_VERSION,
                         )
                     )
             except IntegrityError:
@@ -348,6 +435,26 @@ class Storage:
         if record is None:
             raise StorageError(f"study {name!r} could not be created in {self.url!r}.")
         return record
+
+    def _check_sampler(self, record: StudyRecord, sampler: dict[str, Any], allow_change: bool) -> StudyRecord:
+        stored = record.user_attrs.get(SAMPLER_ATTR)
+        if stored == sampler:
+            return record
+        if stored is not None and not allow_change:
+            with self._tx() as conn:
+                has_trials = conn.execute(
+                    sa.select(trials.c.trial_id).where(trials.c.study_id == record.study_id).limit(1)
+                ).first() is not None
+            if has_trials:
+                raise StudyMismatchError(
+                    f"study {record.name!r} in {self.url!r} was searched with {_describe_sampler(stored)}, "
+                    f"this search uses {_describe_sampler(sampler)}: resuming would mix their points; use another "
+                    "study_name, the stored sampler, or Study.create(..., allow_sampler_change=True) to go on "
+                    "with the new one."
+                )
+        self.set_study_attr(record.study_id, SAMPLER_ATTR, sampler)
+        return StudyRecord(record.study_id, record.name, record.metric, record.mode, record.space,
+                           {**record.user_attrs, SAMPLER_ATTR: sampler}, record.created_at)
 
     def load_study(self, name: str) -> StudyRecord | None:
         """The stored study of that name, or ``None``."""
@@ -391,6 +498,38 @@ class Storage:
                         values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
         return [self._frozen(r, values[r["trial_id"]]) for r in rows]
 
+    def read_history(self, history: TrialHistory) -> list[FrozenTrial]:
+        """Every trial of ``history``'s study, ordered by number, reading only what may have changed.
+
+        New trials are those with an id above any seen: every insert of a study's trial
+        happens while its row is locked (SQLite: one writer at a time), so ids are
+        committed in increasing order and none appears below one already read. After the
+        first read, rows are looked up by primary key only (a ``study_id`` condition would
+        make the database walk the study's index, every trial of it), and other studies'
+        rows met on the way are skipped once.
+        """
+        with self._tx() as conn:
+            if history.last_id == 0:
+                changed = trials.c.study_id == history.study_id
+            else:
+                changed = trials.c.trial_id > history.last_id
+                if history.open:
+                    changed = sa.or_(changed, trials.c.trial_id.in_(sorted(history.open)))
+            rows = conn.execute(sa.select(trials).where(changed)).mappings().all()
+            history.last_id = max([history.last_id, *(r["trial_id"] for r in rows)])
+            rows = [r for r in rows if r["study_id"] == history.study_id]
+            values: dict[int, dict[int, float]] = {r["trial_id"]: {} for r in rows}
+            ids = sorted(values)
+            for start in range(0, len(ids), 500):  # bounded IN lists: SQLite caps bound parameters
+                vq = sa.select(trial_values).where(trial_values.c.trial_id.in_(ids[start:start + 500]))
+                for v in conn.execute(vq.order_by(trial_values.c.step)).mappings():
+                    values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
+            history.open = {}
+            for r in rows:
+                trial = self._frozen(r, values[r["trial_id"]])
+                (history.final if _is_final(trial) else history.open)[r["trial_id"]] = trial
+            return sorted([*history.final.values(), *history.open.values()], key=lambda t: t.number)
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial by its database id."""
         with self._tx() as conn:
@@ -427,19 +566,20 @@ class Storage:
     @staticmethod
     def _budget_used(conn: Connection, study_id: int) -> int:
         """Trials that count against ``n_trials``: finished or in flight, not interrupted or requeued."""
-        rows = conn.execute(
-            sa.select(trials.c.state, trials.c.system_attrs).where(
-                trials.c.study_id == study_id, trials.c.state != TrialState.WAITING.value
+        used = conn.execute(
+            sa.select(sa.func.count()).select_from(trials).where(
+                trials.c.study_id == study_id,
+                trials.c.state.not_in([TrialState.WAITING.value, TrialState.FAILED.value]),
             )
-        ).all()
-        used = 0
-        for state, attrs_raw in rows:
-            if state == TrialState.FAILED.value:
-                attrs = json.loads(attrs_raw or "{}")
-                if attrs.get("interrupted") or attrs.get("requeued_as") is not None:
-                    continue
-            used += 1
-        return used
+        ).scalar_one()
+        for (attrs_raw,) in conn.execute(
+            sa.select(trials.c.system_attrs).where(trials.c.study_id == study_id,
+                                                   trials.c.state == TrialState.FAILED.value)
+        ):
+            attrs = json.loads(attrs_raw or "{}")
+            if not (attrs.get("interrupted") or attrs.get("requeued_as") is not None):
+                used += 1
+        return int(used)
 
     @staticmethod
     def _next_number(conn: Connection, study_id: int) -> int:
@@ -579,12 +719,15 @@ class Storage:
 
     def finish_trial(
         self, trial_id: int, state: TrialState, *, value: float | None = None, error: str | None = None,
-        reason: str | None = None, system_attrs: Mapping[str, Any] | None = None,
+        reason: str | None = None, system_attrs: Mapping[str, Any] | None = None, owner: str | None = None,
     ) -> bool:
         """Move a ``RUNNING`` trial to a finished state; returns ``False`` if it was not running.
 
         Only a running trial can finish, so a trial is stored ``PRUNED`` (or anything
         else) exactly once even when several ranks or a watchdog race to finish it.
+        When ``owner`` (the finishing process, :func:`current_owner`) owned the trial and
+        another process has meanwhile marked it interrupted and requeued it, the late
+        result is dropped and logged as an error naming the trial that took it over.
         """
         if not state.is_finished:
             raise ValueError(f"finish_trial needs a finished state, but got {state!r}.")
@@ -592,9 +735,14 @@ class Storage:
             raise ValueError(f"a finished trial's value must be finite, but got {value!r}.")
         with self._tx() as conn:
             row = conn.execute(
-                sa.select(trials.c.state, trials.c.system_attrs).where(trials.c.trial_id == trial_id)
+                sa.select(trials.c.state, trials.c.system_attrs, trials.c.owner, trials.c.number,
+                          trials.c.study_id, trials.c.error).where(trials.c.trial_id == trial_id)
             ).first()
-            if row is None or row[0] != TrialState.RUNNING.value:
+            if row is None:
+                return False
+            if row[0] != TrialState.RUNNING.value:
+                if owner is not None and row[2] == owner:
+                    self._log_takeover(conn, row, owner, state)
                 return False
             attrs = {**json.loads(row[1] or "{}"), **dict(system_attrs or {})}
             conn.execute(
@@ -604,6 +752,25 @@ class Storage:
                 )
             )
         return True
+
+    @staticmethod
+    def _log_takeover(conn: Connection, row: Any, owner: str, state: TrialState) -> None:
+        """Log a finished result that arrives after another process interrupted and requeued its trial."""
+        attrs = json.loads(row[1] or "{}")
+        by = attrs.get("interrupted_by")
+        if not attrs.get("interrupted") or by == owner:
+            return  # finished twice by its own process (a signal, a rank race): not a takeover
+        new_number = attrs.get("requeued_as")
+        rerun = conn.execute(
+            sa.select(trials.c.state, trials.c.owner).where(trials.c.study_id == row[4], trials.c.number == new_number)
+        ).first() if new_number is not None else None
+        where = (f"its params were requeued as trial {new_number} ({rerun[0]}, owner {rerun[1] or 'none yet'})"
+                 if rerun is not None else "its params were not requeued")
+        _log.error(
+            "trial %s of owner %s was taken over: %s stored it %s, and %s; this process's %s result is dropped. "
+            "Raise the storage's heartbeat_timeout if trials run long without reporting.",
+            row[3], owner, by or "another process", row[5] or "interrupted", where, state.value,
+        )
 
     # Recovery -------------------------------------------------------------------------
     def _requeue(self, conn: Connection, study_id: int, row: Mapping[str, Any], attrs: dict[str, Any],
@@ -654,7 +821,7 @@ class Storage:
             conn.execute(trials.delete().where(trials.c.trial_id == row["trial_id"]))
             return False
         new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
-        attrs.update(interrupted=True, requeued_as=new_number)
+        attrs.update(interrupted=True, requeued_as=new_number, interrupted_by=current_owner())
         conn.execute(
             trials.update().where(trials.c.trial_id == row["trial_id"]).values(
                 state=TrialState.FAILED.value, completed_at=time.time(), reason="interrupted",

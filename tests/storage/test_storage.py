@@ -213,3 +213,16 @@ def test_a_rerun_keeps_what_the_trial_evaluates_not_how_it_ran(storage_url, stud
     (waiting,) = study.trials_in(TrialState.WAITING)
     assert waiting.system_attrs["resume_checkpoint"] == "/ckpt/parent.ckpt" and waiting.system_attrs["fw_bracket"] == 1
     assert "trial_dir" not in waiting.system_attrs and waiting.system_attrs["retry_of"] == t.number
+
+
+def test_index_added_to_a_database_created_without_it(tmp_path):
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = open_storage(url)
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_fw_trials_study_state")
+    store.close()
+    reopened = open_storage(url)
+    names = {ix["name"] for ix in sa.inspect(reopened.engine).get_indexes("fw_trials")}
+    assert "ix_fw_trials_study_state" in names
