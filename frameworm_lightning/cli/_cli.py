@@ -266,7 +266,8 @@ class SearchCLI(LightningCLI):
                 trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
                 root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective,
                 callbacks=[trial_config, *callbacks, *cfg.stopping],
-                retry_failed=cfg.retry_failed, stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
+                retry_failed=cfg.retry_failed, allow_sampler_change=cfg.allow_sampler_change,
+                stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
                 executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,
                 loggers=cfg.loggers, keep_checkpoints=cfg.keep_checkpoints,
             )

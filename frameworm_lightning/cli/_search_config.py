@@ -64,6 +64,7 @@ class SearchConfig:
         objective: ``last`` (value at the end of training) or ``best`` (best value reported).
         n_jobs: trials run at once, each in its own process.
         retry_failed: on resume, run again the trials that failed by their own error.
+        allow_sampler_change: resume a study another sampler (or grid resolution) searched.
         stop_on_error: end the search at the first failed trial.
         enqueue: configurations (space keys to values) to evaluate first.
         executor: where trials run: ``auto``, ``inline`` (this process), ``process`` (a
@@ -89,6 +90,7 @@ class SearchConfig:
     objective: Literal["last", "best"] = "last"
     n_jobs: PositiveInt = 1
     retry_failed: bool = False
+    allow_sampler_change: bool = False
     stop_on_error: bool = False
     enqueue: list[dict[str, Any]] = field(default_factory=list)
     executor: Literal["auto", "inline", "process", "ray"] = "auto"

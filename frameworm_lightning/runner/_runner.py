@@ -54,6 +54,9 @@ class SearchRunner:
         objective: ``"last"`` (value at the end of training) or ``"best"`` (best reported).
         callbacks: extra Lightning callbacks for every trial (deep-copied per trial).
         retry_failed: re-run trials that failed by their own error.
+        allow_sampler_change: resume a study that another sampler (or grid resolution)
+            searched; without it that is a :class:`StudyMismatchError`, since their
+            points would mix (a grid would skip or repeat points).
         stop_on_error: end the search (raising :class:`TrialFailed`) at the first failure.
         quiet: no per-trial lines, progress bars or Lightning info logs.
         n_jobs: trials run at once, each in its own worker process.
@@ -98,6 +101,7 @@ class SearchRunner:
         objective: str = "last",
         callbacks: Sequence[Callback] = (),
         retry_failed: bool = False,
+        allow_sampler_change: bool = False,
         stop_on_error: bool = False,
         quiet: bool = False,
         n_jobs: int = 1,
@@ -141,6 +145,7 @@ class SearchRunner:
         self.objective = objective
         self.callbacks = list(callbacks)
         self.retry_failed = retry_failed
+        self.allow_sampler_change = allow_sampler_change
         self.stop_on_error = stop_on_error
         self.quiet = quiet
         self.n_jobs = n_jobs
@@ -190,7 +195,7 @@ class SearchRunner:
                          "and write to %s.", shown, root_dir)
         study = Study.create(
             self.study_name or module_cls.__name__, space, metric=self.metric, mode=self.mode,
-            sampler=self.sampler, storage=storage,
+            sampler=self.sampler, storage=storage, allow_sampler_change=self.allow_sampler_change,
         )
         for params in enqueue:
             study.enqueue(params)

@@ -93,6 +93,7 @@ class FunctionSearch:
         storage: a database URL or :class:`Storage`; by default trials live in memory.
         study_name: the study's name (a fresh one by default).
         retry_failed: re-run stored trials that failed by their own error.
+        allow_sampler_change: resume a study another sampler (or grid resolution) searched.
         stop_on_error: raise at the first failing trial instead of going on.
         verbose: print one line per finished trial.
     """
@@ -108,6 +109,7 @@ class FunctionSearch:
         storage: str | Storage | None = None,
         study_name: str | None = None,
         retry_failed: bool = False,
+        allow_sampler_change: bool = False,
         stop_on_error: bool = False,
         verbose: bool = True,
     ) -> None:
@@ -125,6 +127,7 @@ class FunctionSearch:
         self.storage = storage
         self.study_name = study_name or f"search-{uuid.uuid4().hex[:8]}"
         self.retry_failed = retry_failed
+        self.allow_sampler_change = allow_sampler_change
         self.stop_on_error = stop_on_error
         self.verbose = verbose
         self.study: Study | None = None
@@ -137,7 +140,8 @@ class FunctionSearch:
         """Create or resume the study (done by :meth:`run`; useful to ``enqueue`` first)."""
         if self.study is None:
             self.study = Study.create(self.study_name, self.space, metric=self.metric, mode=self.mode,
-                                      sampler=self.sampler, storage=self.storage)
+                                      sampler=self.sampler, storage=self.storage,
+                                      allow_sampler_change=self.allow_sampler_change)
         return self.study
 
     def enqueue(self, params: Mapping[str, Any]) -> None:

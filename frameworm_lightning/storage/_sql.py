@@ -449,8 +449,9 @@ class Storage:
                 raise StudyMismatchError(
                     f"study {record.name!r} in {self.url!r} was searched with {_describe_sampler(stored)}, "
                     f"this search uses {_describe_sampler(sampler)}: resuming would mix their points; use another "
-                    "study_name, the stored sampler, or Study.create(..., allow_sampler_change=True) to go on "
-                    "with the new one."
+                    "study_name, the stored sampler, or allow_sampler_change=True (SearchRunner(..., "
+                    "allow_sampler_change=True), GridSearch/RandomSearch/BayesianSearch, Study.create, or "
+                    "search.allow_sampler_change in a config) to go on with the new one."
                 )
         self.set_study_attr(record.study_id, SAMPLER_ATTR, sampler)
         return StudyRecord(record.study_id, record.name, record.metric, record.mode, record.space,

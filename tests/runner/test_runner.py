@@ -14,9 +14,11 @@ from frameworm_lightning import (
     ConfigKeyError,
     GridSampler,
     MetricNotFoundError,
+    RandomSampler,
     Real,
     SearchRunner,
     Study,
+    StudyMismatchError,
     TrialFailed,
     TrialState,
 )
@@ -239,3 +241,15 @@ def test_lightning_info_lines_are_hidden_and_each_warning_shows_once_per_search(
     text = done.stdout + done.stderr
     assert "GPU available" not in text and "`Trainer.fit` stopped" not in text  # Lightning's per-trial info lines
     assert text.count("a warning every trial raises") == 1, done.stderr
+
+
+def test_resuming_with_another_sampler_names_the_runners_opt_in(tmp_path):
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    space = {"lr": [0.01, 0.1, 0.3]}
+    runner(tmp_path, sampler=RandomSampler(seed=0), n_trials=2, storage=db).fit(Regression, space, datamodule=LineData)
+    with pytest.raises(StudyMismatchError, match=r"SearchRunner\(\.\.\., allow_sampler_change=True\)"):
+        runner(tmp_path, sampler=GridSampler(), n_trials=None, storage=db).fit(Regression, space, datamodule=LineData)
+    result = runner(tmp_path, sampler=GridSampler(), n_trials=None, storage=db, allow_sampler_change=True).fit(
+        Regression, space, datamodule=LineData)
+    # Opted in: the grid goes on in the same study, whose budget (the grid's size) counts the stored trials.
+    assert len(result.trials) == 3 and result.trials[-1].claim_key == "grid:0"
