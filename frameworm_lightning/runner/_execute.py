@@ -26,6 +26,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
@@ -102,6 +103,14 @@ class TrialCheckpoint(ModelCheckpoint):
     A class of its own so that its ``state_key`` differs from any ``ModelCheckpoint`` the
     user adds: Lightning refuses two stateful callbacks with one key.
     """
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # A promoted trial resumes its parent's pause checkpoint in a folder of its own: the
+        # parent's best file is the parent's, so this trial's best starts afresh here rather
+        # than Lightning warning, at every promotion, that the folder changed.
+        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            super().load_state_dict(state_dict)
 
 
 def checkpointing(trainer_kwargs: Mapping[str, Any]) -> bool:

@@ -66,6 +66,9 @@ def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: P
     assert sorted(child.intermediate_values)[-1] == 24 and min(child.intermediate_values) > 8
     shown = [str(w.message) for w in caught]
     assert not [m for m in shown if "ended before the epoch ended" in m or "ModelCheckpoint" in m], shown
+    assert not [m for m in shown if "dirpath has changed" in m], shown  # the trial checkpoint restarts in its folder
+    best = Path(child.system_attrs["checkpoint_path"])
+    assert best.is_file() and best.parent.parent == Path(child.system_attrs["trial_dir"])  # its own best, its own folder
 
 
 def test_paused_checkpoints_are_removed_once_no_trial_resumes_from_them(tmp_path: Path) -> None:
