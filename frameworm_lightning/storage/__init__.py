@@ -2,6 +2,7 @@
 
 from frameworm_lightning.storage._sql import (
     MAX_NAME_LENGTH,
+    MAX_PROCESS_DEATHS,
     DuplicateClaimError,
     Storage,
     StudyRecord,
@@ -13,6 +14,7 @@ from frameworm_lightning.storage._url import masked_url
 
 __all__ = [
     "MAX_NAME_LENGTH",
+    "MAX_PROCESS_DEATHS",
     "DuplicateClaimError",
     "Storage",
     "StudyRecord",

@@ -39,7 +39,7 @@ from frameworm_lightning.exceptions import StorageError, StudyMismatchError
 from frameworm_lightning.storage._url import SUPPORTED, masked_url, normalise_url
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["MAX_NAME_LENGTH", "DuplicateClaimError", "Storage", "StudyRecord", "TrialHistory", "check_name", "current_owner", "open_storage"]
+__all__ = ["MAX_NAME_LENGTH", "MAX_PROCESS_DEATHS", "DuplicateClaimError", "Storage", "StudyRecord", "TrialHistory", "check_name", "current_owner", "open_storage"]
 
 _SCHEMA_VERSION = 1
 
@@ -48,6 +48,9 @@ _log = logging.getLogger("frameworm_lightning.storage")
 # Study names and metrics are ``VARCHAR(255)`` columns: the same limit on every backend,
 # checked before anything is written (SQLite would store longer text, PostgreSQL refuse it).
 MAX_NAME_LENGTH = 255
+# A trial whose process died this many times (a segfault, an out-of-memory kill: it never
+# stored an outcome) is failed instead of re-run first again: a crash loop ends.
+MAX_PROCESS_DEATHS = 3
 
 _metadata = sa.MetaData()
 
@@ -134,7 +137,7 @@ def _json_default(obj: Any) -> Any:
 # bracket and rungs, the checkpoint it continues from) travel to a re-run of it; the ones
 # that describe *a run* (its directory, its outcome) do not.
 _CARRIED_PREFIXES = ("fw_",)
-_CARRIED_KEYS = ("grid_index", "resume_checkpoint", "enqueued", "sampler")
+_CARRIED_KEYS = ("grid_index", "resume_checkpoint", "enqueued", "sampler", "process_deaths")
 
 
 def _carried_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
@@ -810,17 +813,34 @@ class Storage:
                 if alive is True or (alive is None and not stale):
                     continue
                 why = "its process is gone" if alive is False else f"no heartbeat for {now - (row['heartbeat_at'] or now):.0f}s"
-                if self._interrupt_row(conn, study_id, row, f"{why} (owner {row['owner']})"):
+                if self._interrupt_row(conn, study_id, row, f"{why} (owner {row['owner']})", died=True):
                     done.append(row["number"])
         return done
 
-    def _interrupt_row(self, conn: Connection, study_id: int, row: Mapping[str, Any], why: str) -> bool:
+    def _interrupt_row(self, conn: Connection, study_id: int, row: Mapping[str, Any], why: str,
+                       died: bool = False) -> bool:
+        """Store ``row`` interrupted and requeue its params; ``died``: its process is gone
+        without a word (counted: the :data:`MAX_PROCESS_DEATHS`-th death fails it instead)."""
         attrs = json.loads(row["system_attrs"] or "{}")
         if not row["params"]:
             # Reserved but never sampled: nothing ran, nothing to keep.
             conn.execute(trial_values.delete().where(trial_values.c.trial_id == row["trial_id"]))
             conn.execute(trials.delete().where(trials.c.trial_id == row["trial_id"]))
             return False
+        deaths = [*attrs.get("process_deaths", []), row["number"]] if died else attrs.get("process_deaths", [])
+        attrs["process_deaths"] = deaths
+        if len(deaths) >= MAX_PROCESS_DEATHS:
+            numbers = ", ".join(str(n) for n in deaths)
+            conn.execute(
+                trials.update().where(trials.c.trial_id == row["trial_id"]).values(
+                    state=TrialState.FAILED.value, completed_at=time.time(),
+                    reason=f"its process died {len(deaths)} times (trials {numbers}); not re-run",
+                    error=_storable_text(f"its process died {len(deaths)} times (trials {numbers}), the last time: "
+                                         f"{why}; run it again with retry_failed=True"),
+                    system_attrs=_dumps(attrs),
+                )
+            )
+            return True
         new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
         attrs.update(interrupted=True, requeued_as=new_number, interrupted_by=current_owner())
         conn.execute(
@@ -852,7 +872,8 @@ class Storage:
                 attrs = json.loads(row["system_attrs"] or "{}")
                 if attrs.get("interrupted") or attrs.get("requeued_as") is not None:
                     continue
-                new_number = self._requeue(conn, study_id, row, attrs, "retry_of")
+                fresh = {k: v for k, v in attrs.items() if k != "process_deaths"}  # a retry counts deaths anew
+                new_number = self._requeue(conn, study_id, row, fresh, "retry_of")
                 if new_number is None:
                     continue
                 attrs["requeued_as"] = new_number

@@ -18,7 +18,8 @@ from frameworm_lightning import (
     TrialState,
     open_storage,
 )
-from frameworm_lightning.storage import DuplicateClaimError
+from frameworm_lightning.storage import MAX_PROCESS_DEATHS, DuplicateClaimError
+from frameworm_lightning.storage import _sql as sql
 
 from . import _workers
 
@@ -141,6 +142,28 @@ def test_killed_process_trial_is_interrupted_and_rerun(backend, study_name, tmp_
         t.complete(1.0)
     assert ran[0] == lost.params, "the interrupted params run first"
     assert len(study.trials_in(TrialState.COMPLETE)) == 10, "the budget of completed trials is met"
+
+
+def test_a_trial_whose_process_keeps_dying_is_failed_after_three_runs(storage_url, study_name, monkeypatch):
+    # A trial that crashes the interpreter (a segfault in the default inline mode) leaves it RUNNING;
+    # each recover() used to requeue it first, so every re-run of the search died on it again.
+    monkeypatch.setattr(sql, "_owner_alive", lambda owner: False)  # every claimed trial's process "died"
+    study = make_study(storage_url, study_name, GridSampler(), {"a": [1, 2]})
+    for run in range(1, MAX_PROCESS_DEATHS + 1):
+        t = study.ask(budget=None)
+        assert t.params == {"a": 1}, f"run {run} re-runs the interrupted params first"
+        assert study.recover() == [t.number]
+    dead = study.trials[-1]
+    assert dead.state is TrialState.FAILED and not dead.interrupted
+    assert dead.reason == f"its process died {MAX_PROCESS_DEATHS} times (trials 0, 1, 2); not re-run"
+    t = study.ask(budget=None)
+    assert t.params == {"a": 2}, "the search goes on with the rest of the grid"
+    t.complete(1.0)
+    assert study.ask(budget=None) is None
+    assert study.recover(retry_failed=True) == [dead.number], "retry_failed runs it again, with a fresh count"
+    t = study.ask(budget=None)
+    assert t.params == {"a": 1} and study.recover() == [t.number]
+    assert study.trials[-1].state is TrialState.WAITING
 
 
 def test_failed_trials_rerun_only_when_asked(storage_url, study_name):
