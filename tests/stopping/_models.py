@@ -97,3 +97,11 @@ class ScheduledModule(CurveModule):
 
 def nan() -> float:
     return math.nan
+
+
+def fit(policy: pl.Callback, model: CurveModule, **trainer_kwargs: Any) -> pl.Trainer:
+    """Fit ``model`` for 3 quiet epochs (or as ``trainer_kwargs`` say) with ``policy`` first among the callbacks."""
+    kwargs = {**QUIET, "max_epochs": 3, **trainer_kwargs}
+    trainer = pl.Trainer(callbacks=[policy, *kwargs.pop("callbacks", [])], **kwargs)
+    trainer.fit(model)
+    return trainer

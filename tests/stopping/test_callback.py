@@ -24,16 +24,9 @@ from frameworm_lightning.stopping import (
     trained_steps,
 )
 
-from ._models import QUIET, CurveModule
+from ._models import QUIET, CurveModule, fit
 
 NAN = math.nan
-
-
-def fit(policy: pl.Callback, model: CurveModule, **trainer_kwargs: Any) -> pl.Trainer:
-    kwargs = {**QUIET, "max_epochs": 3, **trainer_kwargs}
-    trainer = pl.Trainer(callbacks=[policy, *kwargs.pop("callbacks", [])], **kwargs)
-    trainer.fit(model)
-    return trainer
 
 
 def trials(url: str, study: str) -> list[Any]:

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.callbacks import EarlyStopping
 
@@ -27,16 +26,9 @@ from frameworm_lightning.stopping import (
     ThresholdStopping,
 )
 
-from ._models import QUIET, CurveModule
+from ._models import CurveModule, fit
 
 NAN = math.nan
-
-
-def fit(policy: pl.Callback, model: CurveModule, **trainer_kwargs: Any) -> pl.Trainer:
-    kwargs = {**QUIET, "max_epochs": 3, **trainer_kwargs}
-    trainer = pl.Trainer(callbacks=[policy, *kwargs.pop("callbacks", [])], **kwargs)
-    trainer.fit(model)
-    return trainer
 
 
 def test_positional_arguments_follow_early_stopping() -> None:
