@@ -42,9 +42,57 @@ def test_optuna_and_ray_rows_spend_exactly_the_budget(table) -> None:
     pytest.importorskip("optuna")
     budget = 3 * table.max_epochs
     for pruner in ("Median", "SHA", "Hyperband"):
-        s = compare.optuna_search(table, 0, budget, "random", pruner)
+        s = compare.drive(compare.OptunaRow(table, 0, "random", pruner), budget)
         assert s.spent == budget and s.trace
     if compare.ray_available() is None:
         for scheduler in ("ASHA", "HyperBand"):
-            s = compare.ray_search(table, 0, budget, scheduler)
+            s = compare.drive(compare.RayRow(table, 0, scheduler), budget)
             assert s.spent == budget and s.trace
+
+
+def test_best_so_far_regret_is_monotone_and_never_above_the_answers(table) -> None:
+    for seed in range(3):
+        search = compare.ours(table, seed, 5 * table.max_epochs, compare.our_rows(table)["ASHA"])
+        best, answer = search.curve(), search.answer_curve()
+        assert np.all(np.diff(best) <= 0)
+        assert np.all(best <= answer) and best[0] == answer[0]
+        assert best[-1] == pytest.approx(answer.min())
+
+
+def test_asynchronous_workers_train_side_by_side(table) -> None:
+    # Four workers, one time unit an epoch: in 27 units each trains one whole configuration.
+    budget = table.max_epochs
+    search = compare.drive(compare.OursRow(table, 0, None), budget, workers=4)
+    assert search.epochs == 4 * budget and search.trials == 4
+    order = compare.stream(table, 0)
+    picked = [next(order) for _ in range(4)]
+    assert search.curve()[-1] == pytest.approx(min(table.quality(table.curves[i].final) for i in picked)
+                                               - table.best_final)
+    # With recorded seconds the budget is wall time: no epoch ends after it.
+    timed = compare.drive(compare.OursRow(table, 0, compare.our_rows(table)["ASHA"]), 2.0, workers=4, seconds=True)
+    assert 0 < max(t for t, _ in timed.trace) <= 2.0
+
+
+def test_model_based_rows_start_with_the_random_order_then_follow_the_rungs(table) -> None:
+    pytest.importorskip("gpytorch")
+    budget = 3 * table.max_epochs
+    row = compare.make_row(table, 0, "ASHA+BO")
+    search = compare.drive(row, budget)
+    assert search.spent == budget
+    random_row = compare.make_row(table, 0, "ASHA")
+    compare.drive(random_row, budget)
+    numbers = sorted(row.index)
+    assert [row.index[n] for n in numbers[:10]] == [random_row.index[n] for n in numbers[:10]]
+    rungs = [t.system_attrs.get("mf_rung") for t in sorted(row.done, key=lambda t: t.number)]
+    assert rungs[:10] == [None] * 10 and "1" in rungs[10:]
+    assert len({row.index[n] for n in numbers}) == len(numbers)  # a proposal trains an untried configuration
+
+
+@pytest.mark.parametrize("row", ["ray:ASHA", "ray:HyperBand", "optuna:random:SHA", "Hyperband+BO"])
+def test_rows_run_on_four_asynchronous_workers(table, row: str) -> None:
+    if row.startswith("ray:") and compare.ray_available() is not None:
+        pytest.skip("ray.tune does not import")
+    pytest.importorskip("optuna" if row.startswith("optuna") else "gpytorch")
+    budget = compare.budget_of(table, 2, workers=4)
+    search = compare.drive(compare.make_row(table, 1, row), budget, workers=4, seconds=True)
+    assert search.epochs >= 4 and search.trials >= 1 and max(t for t, _ in search.trace) <= budget
