@@ -107,11 +107,12 @@ class MultiFidelitySampler(Sampler):
     * a configuration with a value recorded at ``r`` is a complete trial with that value
       (even while it trains on beyond ``r``); a diverged one (a non-finite value) is a
       pruned trial;
-    * a configuration still training (or enqueued) below ``r`` is pending, so parallel
-      workers spread out as they do with the base sampler (``n_jobs > 1``);
-    * a configuration stopped or paused below ``r`` is a pruned trial (the base's rule
-      for pruned trials applies: :class:`BayesianSampler` enters it with the worst value
-      by default, or ignores it with ``pruned="exclude"``);
+    * a configuration still training (or enqueued) below ``r``, or paused below ``r``
+      with a checkpoint it may be promoted from, is pending, so parallel workers spread
+      out as they do with the base sampler (``n_jobs > 1``);
+    * a configuration stopped below ``r`` is a pruned trial (the base's rule for pruned
+      trials applies: :class:`BayesianSampler` enters it with the worst value by
+      default, or ignores it with ``pruned="exclude"``);
     * trials no halving policy manages (no ``fw_rungs``) are tried points without a value.
 
     Until some rung has ``min_points`` results, the base sees no values and makes its
@@ -205,8 +206,8 @@ class MultiFidelitySampler(Sampler):
                 state, value_ = TrialState.COMPLETE, value
             elif value is not None:
                 state, value_ = TrialState.PRUNED, None  # diverged at the rung
-            elif latest.state in _ACTIVE:
-                state, value_ = latest.state, None  # still on its way to the rung: pending
+            elif latest.state in _ACTIVE or _waits_for_promotion(latest):
+                state, value_ = TrialState.RUNNING, None  # may still reach the rung: pending
             elif key is None or latest.state is TrialState.FAILED:
                 state, value_ = TrialState.FAILED, None  # tried, nothing the model can use
             else:
@@ -223,6 +224,13 @@ class MultiFidelitySampler(Sampler):
             return None
         attrs = {**suggestion.system_attrs, "mf_rung": key, "mf_points": count}
         return replace(suggestion, system_attrs=attrs)
+
+
+def _waits_for_promotion(trial: FrozenTrial) -> bool:
+    """Paused at a rung with a checkpoint to resume from, not promoted yet (ASHA in a runner)."""
+    attrs = trial.system_attrs
+    return (trial.state is TrialState.PRUNED and "fw_paused_at" in attrs and "promoted_to" not in attrs
+            and bool(attrs.get("fw_checkpoint")))
 
 
 def _as(trial: FrozenTrial, state: TrialState) -> FrozenTrial:

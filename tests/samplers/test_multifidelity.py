@@ -120,12 +120,17 @@ def test_pending_trials_are_those_still_below_the_rung() -> None:
         FrozenTrial(7, TrialState.WAITING, {"x": 0.75}),  # enqueued
         FrozenTrial(8, TrialState.FAILED, {"x": 0.85}),
         FrozenTrial(9, TrialState.COMPLETE, {"x": 0.95}, 0.0),  # not managed by a halving policy
+        # Paused at rung 1 with a checkpoint: it may still be promoted to rung 3.
+        _trial(10, 0.05, {"1": 0.3}, fw_paused_at="1", fw_checkpoint="paused-1.ckpt"),
+        # Paused, but its checkpoint is gone (the search it ran in ended): stopped for good.
+        _trial(11, 0.15, {"1": 0.3}, fw_paused_at="1", fw_checkpoint=None),
     ]
     base = Recorder()
-    MultiFidelitySampler(base, min_points=4).ask(AskContext(SPACE, "min", trials, number=10))
+    MultiFidelitySampler(base, min_points=4).ask(AskContext(SPACE, "min", trials, number=12))
     assert base.seen is not None
     view = _by_number(base.seen)
-    assert {t.number for t in base.seen.pending} == {4, 6, 7}
+    assert {t.number for t in base.seen.pending} == {4, 6, 7, 10}
+    assert view[11].state is TrialState.PRUNED
     assert view[5].state is TrialState.COMPLETE and view[5].value == 0.15
     assert view[8].state is view[9].state is TrialState.FAILED  # tried, without a value at rung 3
     assert view[9].value is None
@@ -260,3 +265,23 @@ def test_identity_names_the_base() -> None:
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         MultiFidelitySampler(**kwargs)
+
+
+def test_a_parallel_search_runner_with_asha(tmp_path: Any) -> None:
+    """Two worker processes, ASHA pausing and promoting, the sampler reading it all from SQLite."""
+    from frameworm_lightning import SearchRunner
+    from tests.stopping._models import QUIET, CurveModule
+
+    sampler = MultiFidelitySampler(BayesianSampler(seed=0, n_initial_points=4, n_candidates=256, n_starts=2))
+    runner = SearchRunner(metric="val_loss", n_trials=12, n_jobs=2, root_dir=tmp_path / "runs", quiet=True,
+                          storage=f"sqlite:///{tmp_path / 'study.db'}", sampler=sampler,
+                          callbacks=[ASHA(monitor="val_loss", min_resource=1, max_resource=9)],
+                          trainer_kwargs={k: v for k, v in QUIET.items() if k != "enable_checkpointing"})
+    trials = runner.fit(CurveModule, {"x": Real(0.0, 1.0)}, model_kwargs={"batches": 2}).trials
+    fresh = [t for t in trials if "promoted_from" not in t.system_attrs]
+    assert len(fresh) == 12 and all(t.state.is_finished for t in trials)
+    assert len({t.system_attrs["worker"]["pid"] for t in trials}) > 1
+    rungs = [t.system_attrs["mf_rung"] for t in fresh]
+    assert rungs[:4] == [None] * 4 and {"1", "3"} & set(rungs[4:])
+    assert any(t.state is TrialState.COMPLETE for t in trials)  # promoted up to max_resource
+    assert len({t.params["x"] for t in fresh}) == 12
