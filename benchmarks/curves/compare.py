@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import math
 import statistics
 import sys
@@ -53,7 +54,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,10 @@ import numpy as np
 
 from benchmarks.curves.problems import PROBLEMS
 from benchmarks.curves.table import Table, load_table
-from frameworm_lightning.samplers import AskContext
+from frameworm_lightning.samplers import AskContext, Sampler, Suggestion
 from frameworm_lightning.stopping import (
     ASHA,
+    Check,
     Decision,
     History,
     Hyperband,
@@ -71,6 +73,7 @@ from frameworm_lightning.stopping import (
     MedianStopping,
     SuccessiveHalving,
 )
+from frameworm_lightning.stopping._callback import enqueue_promotion
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 TABLES = ["digits-mlp", "cancer-mlp", "digits-vae"]
@@ -94,6 +97,7 @@ class Search:
     trials: int = 0  # trials ended
     epochs: int = 0  # epochs trained, on all workers
     trace: list[tuple[float, float]] = field(default_factory=list)
+    finished: list[tuple[float, float]] = field(default_factory=list)  # (time, best finished regret so far)
 
     @property
     def left(self) -> float:
@@ -115,6 +119,8 @@ class Search:
         self.trials += ended
         if finished is None:
             finished = len(values) >= self.table.max_epochs
+        if finished and (not self.finished or self.regret(index) < self.finished[-1][1]):
+            self.finished.append((self.now, self.regret(index)))
         key = (0 if finished else 1, 0 if finished else -len(values), self.table.quality(values[-1]))
         if self.best is None or key < self.best:
             self.best, self.answer = key, index
@@ -142,27 +148,32 @@ class Search:
             return np.arange(1, int(self.budget) + 1, dtype=float)
         return self.budget * np.arange(1, points + 1) / points
 
+    def _read(self, trace: list[tuple[float, float]], grid: np.ndarray | None) -> np.ndarray:
+        """The last value of ``trace`` at or before each time of ``grid`` (the table's worst before any)."""
+        grid = self.grid() if grid is None else grid
+        out = np.full(len(grid), self.worst)
+        times = np.array([t for t, _ in trace])
+        values = np.array([r for _, r in trace])
+        if len(times):
+            last = np.searchsorted(times, grid + 1e-9, side="right") - 1
+            out[last >= 0] = values[last[last >= 0]]
+        return out
+
     def answer_curve(self, grid: np.ndarray | None = None) -> np.ndarray:
-        """The regret of the search's answer at each time of ``grid`` (the table's worst before any).
+        """The regret of the search's answer at each time of ``grid``.
 
         Not monotone: a configuration named the answer after a few epochs can be replaced
         by a worse one that finished.
         """
-        grid = self.grid() if grid is None else grid
-        out = np.full(len(grid), self.worst)
-        times = np.array([t for t, _ in self.trace])
-        regrets = np.array([r for _, r in self.trace])
-        if len(times):
-            last = np.searchsorted(times, grid + 1e-9, side="right") - 1  # the last report at or before
-            out[last >= 0] = regrets[last[last >= 0]]
-        return out
+        return self._read(self.trace, grid)
 
     def curve(self, grid: np.ndarray | None = None) -> np.ndarray:
-        """Best-so-far regret: the best fully trained quality among the answers given so far.
+        """Best-so-far regret: the regret of the best configuration trained to the end so far
+        (``max_epochs``, or judged converged by its policy); the table's worst before any.
 
-        Monotone (never increases): the running minimum of :meth:`answer_curve`.
+        Monotone (never increases), and it credits a search only with what it trained fully.
         """
-        return np.minimum.accumulate(self.answer_curve(grid))
+        return self._read(self.finished, grid)
 
 
 def stream(table: Table, seed: int) -> Iterator[int]:
@@ -213,59 +224,82 @@ class Row:
         """Trial ``h`` stopped (``finished``: it reached the last epoch or its policy finished it)."""
 
 
+class TableSampler(Sampler):
+    """Proposes configurations of a table: the seeded random order (:func:`stream`), or, with a
+    ``model`` sampler, the table's configuration nearest to the model's proposal among those
+    not tried yet. The model's initial design (``bo == "initial"``) takes the random order's
+    configurations, so that rows differ only by the model's proposals (the configuration
+    nearest to a Sobol point favours isolated, often extreme, ones)."""
+
+    def __init__(self, table: Table, seed: int, model: Sampler | None = None) -> None:
+        super().__init__(seed)
+        self.table, self.model = table, model
+        self.order = stream(table, seed)
+        self.space = PROBLEMS[table.name].space
+        self.nearest = _nearest(table)
+        self._index = {_key(c.params): i for i, c in enumerate(table.curves)}
+
+    def index(self, params: dict[str, Any]) -> int:
+        return self._index[_key(params)]
+
+    def ask(self, context: AskContext) -> Suggestion:
+        tried = {self.index(t.params) for t in context.trials if t.has_params}
+        attrs: dict[str, Any] = {}
+        if self.model is not None:
+            suggestion = self.model.ask(context)
+            assert suggestion is not None  # an unbounded space
+            attrs = dict(suggestion.system_attrs)
+            if attrs.get("bo") != "initial":
+                i = self.nearest(self.space.encode(suggestion.params), tried)
+                return Suggestion(dict(self.table.curves[i].params), system_attrs=attrs)
+        i = next(i for i in self.order if i not in tried or len(tried) >= len(self.table))
+        return Suggestion(dict(self.table.curves[i].params), system_attrs=attrs)
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def table_sampler(table: Table, seed: int, model_based: bool) -> TableSampler:
+    """Random proposals, or ``MultiFidelitySampler(BayesianSampler(seed))``'s (default settings)."""
+    if not model_based:
+        return TableSampler(table, seed)
+    from frameworm_lightning import BayesianSampler, MultiFidelitySampler  # noqa: PLC0415 - torch on first use
+
+    return TableSampler(table, seed, MultiFidelitySampler(BayesianSampler(seed=seed)))
+
+
 class OursRow(Row):
     """Our policies through their pure ``decide(History)``, every other trial of the search in
     ``History.others`` (running ones too) with the system attributes the decisions store;
-    ``proposals``: configurations from :class:`MultiFidelitySampler` instead of the seeded order."""
+    ``model_based``: configurations from :class:`MultiFidelitySampler` instead of the seeded order."""
 
-    def __init__(self, table: Table, seed: int, make: Callable[[], Any] | None, proposals: bool = False) -> None:
+    def __init__(self, table: Table, seed: int, make: Callable[[], Any] | None, model_based: bool = False) -> None:
         super().__init__(table, seed)
         self.policy = make() if make is not None else None
         self.done: list[FrozenTrial] = []
         self.running: dict[int, dict[str, Any]] = {}  # number -> attrs
         self.values: dict[int, dict[int, float]] = {}
-        self.sampler = None
-        if proposals:
-            from frameworm_lightning import BayesianSampler, MultiFidelitySampler  # noqa: PLC0415 - torch on use
+        self.sampler = table_sampler(table, seed, model_based)
+        self.space = self.sampler.space
 
-            self.sampler = MultiFidelitySampler(BayesianSampler(seed=seed))
-            self.space = PROBLEMS[table.name].space
-            self.nearest = _nearest(table)
-
-    def _others(self, number: int | None, params: Callable[[int], dict[str, Any]]) -> tuple[FrozenTrial, ...]:
-        live = tuple(FrozenTrial(n, TrialState.RUNNING, params(n), None, dict(self.values[n]),
+    def _others(self, number: int | None) -> tuple[FrozenTrial, ...]:
+        live = tuple(FrozenTrial(n, TrialState.RUNNING, self._params(n), None, dict(self.values[n]),
                                  system_attrs=dict(attrs)) for n, attrs in self.running.items() if n != number)
         return (*self.done, *live)
 
-    def _propose(self, number: int) -> tuple[int, dict[str, Any]]:
-        """The configuration trial ``number`` trains, and what its sampler stores with it."""
-        if self.sampler is None:
-            return next(self.order), {}
-        curves = self.table.curves
-        others = self._others(None, self._config)
-        trials = [replace(t, params=curves[t.params["config"]].params) for t in others]
-        suggestion = self.sampler.ask(AskContext(self.space, "min", trials, number))
-        assert suggestion is not None  # an unbounded space
-        tried = {int(t.params["config"]) for t in others}
-        if suggestion.system_attrs.get("bo") == "initial":
-            # The sampler's initial design is a (quasi-)random one: take the random rows' configurations,
-            # so that rows differ only by the model's proposals (the table configuration nearest to a
-            # Sobol point favours isolated, often extreme, configurations).
-            index = next(i for i in self.order if i not in tried or len(tried) >= len(curves))
-        else:
-            index = self.nearest(self.space.encode(suggestion.params), tried)
-        return index, dict(suggestion.system_attrs)
-
-    def _config(self, number: int) -> dict[str, Any]:
-        return {"config": self.index[number]}
+    def _params(self, number: int) -> dict[str, Any]:
+        return self.table.curves[self.index[number]].params
 
     def start(self) -> int:
         number = len(self.index)
-        self.index[number], attrs = self._propose(number)  # the sampler's records, as a Study stores them
+        suggestion = self.sampler.ask(AskContext(self.space, "min", self._others(None), number))
+        self.index[number] = self.sampler.index(suggestion.params)
+        attrs = dict(suggestion.system_attrs)  # the sampler's records, as a Study stores them
         self.seen[number], self.values[number] = [], {}
         start = getattr(self.policy, "start_attrs", None)
         if start is not None:
-            attrs.update(start(History(mode="min", number=number, others=self._others(number, self._config))))
+            attrs.update(start(History(mode="min", number=number, others=self._others(number))))
         self.running[number] = attrs
         return number
 
@@ -277,7 +311,7 @@ class OursRow(Row):
         attrs = self.running[h]
         # Asked at the last epoch too, as the callback is: the halving policies record the top rung there.
         decision = self.policy.decide(History(dict(self.values[h]), mode="min", step=epoch, epoch=float(epoch),
-                                              number=h, attrs=attrs, others=self._others(h, self._config)))
+                                              number=h, attrs=attrs, others=self._others(h)))
         attrs.update(decision.attrs)
         if last or decision.stops:
             return False, last or decision.decision is not Decision.PRUNE
@@ -285,8 +319,66 @@ class OursRow(Row):
 
     def end(self, h: int, finished: bool) -> None:
         values = self.values[h]
-        self.done.append(FrozenTrial(h, TrialState.COMPLETE if finished else TrialState.PRUNED, self._config(h),
+        self.done.append(FrozenTrial(h, TrialState.COMPLETE if finished else TrialState.PRUNED, self._params(h),
                                      values[max(values)], dict(values), system_attrs=self.running.pop(h)))
+
+
+class PausingRow(Row):
+    """Our halving policies *with promotions*, as in a ``SearchRunner``: a trial not (yet) in the
+    top pauses, and a promotion enqueues a trial that resumes its configuration at the epoch it
+    paused at. A real :class:`Study` (in memory) holds the trials; the policy is driven as the
+    callback and the runner drive it (``start_attrs``, ``decide`` with ``can_pause``, the
+    decisions' promotions enqueued, ``trial_budget`` before every claim)."""
+
+    def __init__(self, table: Table, seed: int, make: Callable[[], Any], model_based: bool = False) -> None:
+        from frameworm_lightning import Study  # noqa: PLC0415
+
+        super().__init__(table, seed)
+        self.policy = make()
+        self.policy.promotion = True
+        self.sampler = table_sampler(table, seed, model_based)
+        self.study = Study.create(f"{table.name}-{seed}", self.sampler.space, metric=table.metric, mode="min",
+                                  sampler=self.sampler, storage="memory")
+        self.values: dict[Any, dict[int, float]] = {}
+
+    def _others(self, trial: Any) -> list[FrozenTrial]:
+        return [t for t in self.study.trials if t.number != trial.number]
+
+    def start(self) -> Any:
+        trial = self.study.ask(budget=self.policy.trial_budget(self.study, 10**9))
+        assert trial is not None
+        history = History(mode="min", number=trial.number, attrs=trial.system_attrs, others=self._others(trial),
+                          check=Check.START)
+        for key, value in self.policy.start_attrs(history).items():
+            trial.set_system_attr(key, value)
+        index = self.sampler.index(trial.params)
+        resumed = int(float(trial.system_attrs.get("fw_promoted_at", 0)))  # a promotion resumes there
+        self.index[trial], self.seen[trial] = index, list(self.table.curves[index].values[:resumed])
+        self.values[trial] = {}
+        return trial
+
+    def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
+        self.values[h][epoch] = value
+        h.report(epoch, value)
+        decision = self.policy.decide(History(dict(self.values[h]), mode="min", step=epoch, epoch=float(epoch),
+                                              number=h.number, attrs=h.system_attrs, others=self._others(h),
+                                              can_pause=True))
+        for key, attr in decision.attrs.items():
+            h.set_system_attr(key, attr)
+        if decision.decision is Decision.PAUSE:
+            h.set_system_attr("fw_checkpoint", f"paused-{h.number}.ckpt")  # nothing to save: the curve is known
+        for promotion in decision.promotions:
+            enqueue_promotion(self.study.storage, self.study.study_id, promotion)
+        if decision.stops or epoch == self.table.max_epochs:
+            return False, decision.decision is Decision.FINISH or epoch == self.table.max_epochs
+        return True, False
+
+    def end(self, h: Any, finished: bool) -> None:
+        values = self.values[h]
+        if finished:
+            h.complete(values[max(values)])
+        else:
+            h.prune(value=values[max(values)] if math.isfinite(values[max(values)]) else None)
 
 
 def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
@@ -304,6 +396,10 @@ def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
 
 #: Our halving policies with configurations proposed by MultiFidelitySampler(BayesianSampler()).
 MODEL_BASED = {"ASHA+BO": "ASHA", "Hyperband+BO": "Hyperband"}
+#: Our halving policies with promotions (pause and resume, a SearchRunner's default), random or model-based.
+PAUSING = {"SuccessiveHalving+pause": ("SuccessiveHalving", False), "ASHA+pause": ("ASHA", False),
+           "Hyperband+pause": ("Hyperband", False), "ASHA+BO+pause": ("ASHA", True),
+           "Hyperband+BO+pause": ("Hyperband", True)}
 
 
 # --- Optuna ---------------------------------------------------------------------------------------
@@ -479,7 +575,10 @@ def drive(row: Row, budget: float, workers: int = 1, seconds: bool = False) -> S
 
 def make_row(table: Table, seed: int, row: str) -> Row:
     if row in MODEL_BASED:
-        return OursRow(table, seed, our_rows(table)[MODEL_BASED[row]], proposals=True)
+        return OursRow(table, seed, our_rows(table)[MODEL_BASED[row]], model_based=True)
+    if row in PAUSING:
+        policy, model_based = PAUSING[row]
+        return PausingRow(table, seed, our_rows(table)[policy], model_based)
     if row.startswith("ray:"):
         return RayRow(table, seed, row.split(":")[1])
     if row.startswith("optuna:"):
@@ -597,7 +696,7 @@ def render(table: Table, results: list[Result], budget: float, workers: int = 1)
 
 
 def all_rows(table: Table, optuna: bool = True) -> list[str]:
-    rows = [*our_rows(table), *MODEL_BASED]
+    rows = [*our_rows(table), *MODEL_BASED, *PAUSING]
     if optuna:
         rows += [f"optuna:{s}:{p}" for s in ("TPE", "random") for p in ("Median", "SHA", "Hyperband")]
     if ray_available() is None:
