@@ -101,3 +101,45 @@ def test_rows_run_on_four_asynchronous_workers(table, row: str) -> None:
     budget = compare.budget_of(table, 2, workers=4)
     search = compare.drive(compare.make_row(table, 1, row), budget, workers=4, seconds=True)
     assert search.epochs >= 4 and search.trials >= 1 and max(t for t, _ in search.trace) <= budget
+
+
+def test_pausing_rows_promote_and_resume_configurations_where_they_paused(table) -> None:
+    budget = 4 * table.max_epochs
+    row = compare.make_row(table, 0, "ASHA+pause")
+    search = compare.drive(row, budget)
+    assert search.epochs == budget
+    trials = row.study.trials
+    promoted = [t for t in trials if "promoted_from" in t.system_attrs]
+    assert promoted and any(t.system_attrs.get("fw_paused_at") for t in trials)
+    by_number = {t.number: t for t in trials}
+    for t in promoted:
+        parent = by_number[t.system_attrs["promoted_from"]]
+        assert t.params == parent.params and parent.system_attrs["promoted_to"] == t.number
+        # The promoted trial reports from the epoch after its parent's pause, never again before.
+        assert min(t.intermediate_values) == int(t.system_attrs["fw_promoted_at"]) + 1
+    # Every epoch is trained once: per configuration, its trials' epochs do not overlap.
+    epochs: dict[int, list[int]] = {}
+    for t in trials:
+        epochs.setdefault(t.system_attrs["fw_root"], []).extend(t.intermediate_values)
+    assert all(len(e) == len(set(e)) for e in epochs.values())
+    assert sum(len(e) for e in epochs.values()) == budget
+
+
+def test_table_sampler_proposes_the_random_order_and_maps_model_proposals_to_untried_configurations(table) -> None:
+    from frameworm_lightning.samplers import AskContext
+
+    sampler = compare.TableSampler(table, 3)
+    order = compare.stream(table, 3)
+    space = sampler.space
+    first = sampler.ask(AskContext(space, "min", [], 0))
+    assert sampler.index(first.params) == next(order)
+
+    class Fixed(compare.Sampler):
+        def ask(self, context):
+            return compare.Suggestion(dict(table.curves[5].params), system_attrs={"bo": "gp"})
+
+    model_based = compare.TableSampler(table, 3, Fixed())
+    assert model_based.index(model_based.ask(AskContext(space, "min", [], 0)).params) == 5
+    tried = [compare.FrozenTrial(0, compare.TrialState.COMPLETE, dict(table.curves[5].params), 0.1)]
+    again = model_based.ask(AskContext(space, "min", tried, 1))
+    assert model_based.index(again.params) != 5 and again.system_attrs == {"bo": "gp"}
