@@ -397,9 +397,7 @@ def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
 #: Our halving policies with configurations proposed by MultiFidelitySampler(BayesianSampler()).
 MODEL_BASED = {"ASHA+BO": "ASHA", "Hyperband+BO": "Hyperband"}
 #: Our halving policies with promotions (pause and resume, a SearchRunner's default), random or model-based.
-PAUSING = {"SuccessiveHalving+pause": ("SuccessiveHalving", False), "ASHA+pause": ("ASHA", False),
-           "Hyperband+pause": ("Hyperband", False), "ASHA+BO+pause": ("ASHA", True),
-           "Hyperband+BO+pause": ("Hyperband", True)}
+PAUSING = {"ASHA+pause": ("ASHA", False), "Hyperband+pause": ("Hyperband", False), "ASHA+BO+pause": ("ASHA", True)}
 
 
 # --- Optuna ---------------------------------------------------------------------------------------
