@@ -26,17 +26,21 @@ reports reach the policy in the order their epochs end.
   ``MultiFidelitySampler(BayesianSampler(seed))`` (the sampler's default settings), whose
   model is fitted on the values of the highest rung with enough results; the sampler's
   initial design takes the random rows' configurations.
+- ``ASHA+pause``, ``Hyperband+pause``, ``ASHA+BO+pause``: the halving policies *with
+  promotions* (a ``SearchRunner``'s default): a trial not in the top pauses and a promotion
+  resumes its configuration where it paused, in a memory ``Study`` driven as the runner does.
 - Optuna: ``TPESampler`` and ``RandomSampler`` with ``MedianPruner``,
   ``SuccessiveHalvingPruner`` and ``HyperbandPruner`` (min 1, max ``max_epochs``, eta 3).
 - Ray Tune's ``ASHAScheduler`` and ``HyperBandScheduler``, when ``ray.tune`` imports.
 - ``runner:ASHA``, ``runner:Hyperband`` (``--runner-seeds``): ours with promotions in
-  the real ``SearchRunner`` on the replay (one worker).
+  the real ``SearchRunner`` on the replay (one worker; the seeded order is enqueued first, so
+  promotions wait behind it).
 
-The search's answer at any time is its best configuration trained to ``max_epochs``, else
-the configuration trained the furthest with the best value there; its regret is that
-configuration's fully trained value minus the best fully trained value of the table. The
-*best-so-far regret* at time ``t`` is the smallest regret of the answers given up to ``t``
-(monotone). The table prints, per row, the best-so-far regret at the end of the budget,
+The *best-so-far regret* at time ``t`` is the fully trained value of the best configuration
+the search has trained to ``max_epochs`` by ``t`` (or its policy judged converged), minus the
+best fully trained value of the table (the table's worst before any): monotone.
+(``Search.answer_curve`` gives the regret of the search's current answer, the best finished
+configuration else the one trained furthest with the best value there; not monotone.) The table prints, per row, the best-so-far regret at the end of the budget,
 its area under the curve (its mean over the budget), the time needed to reach the final
 regret of the search without stopping on the same seed, and the mean rank by area across
 tables.
