@@ -30,6 +30,7 @@ import multiprocessing.forkserver
 import os
 import pickle
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,9 +50,14 @@ _LOG_TAIL_LINES = 30
 # Imported once by the forkserver, so no trial pays for them. Imports alone never touch
 # CUDA, threads or files; a module that is not installed is skipped by multiprocessing.
 PRELOAD = (
-    "torch", "lightning.pytorch", ENTRY_MODULE, "frameworm_lightning.runner._execute",
-    "frameworm_lightning.search._function", "frameworm_lightning.stopping", "lightning.pytorch.loggers.csv_logs",
-    "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg", "torch.profiler",
+    ENTRY_MODULE, "frameworm_lightning.search._function", "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql", "psycopg",
+)
+# Only when the search process has Lightning loaded (a Lightning search, or a script that
+# uses it): a plain train_fn's workers then start without its seconds of imports.
+LIGHTNING_PRELOAD = (
+    "torch", "lightning.pytorch", "frameworm_lightning.runner._execute", "frameworm_lightning.stopping",
+    "lightning.pytorch.loggers.csv_logs", "torch.profiler",
     "frameworm_lightning.runner._warm",  # last: one tiny fit fills Lightning's caches (see there)
 )
 
@@ -60,11 +66,13 @@ def start_forkserver() -> multiprocessing.context.BaseContext:
     """The forkserver context, its server started now (it imports :data:`PRELOAD` in the background).
 
     Called as soon as a search knows it will need worker processes, so the server's
-    imports overlap the search's own set-up. The preload list only counts for the
+    imports overlap the search's own set-up. The preload list, with
+    :data:`LIGHTNING_PRELOAD` if this process has loaded Lightning, only counts for the
     first start in a process (multiprocessing keeps one forkserver per process).
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(list(PRELOAD))
+    lightning = "lightning.pytorch" in sys.modules
+    ctx.set_forkserver_preload([*(LIGHTNING_PRELOAD if lightning else ()), *PRELOAD])
     # The forkserver inherits this environment when it starts (trials get their own).
     previous = os.environ.get(WARM_UP_ENV)
     os.environ[WARM_UP_ENV] = "0" if previous == "0" else "1"

@@ -36,10 +36,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from frameworm_lightning.runner._payload import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
-from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search
+from frameworm_lightning.runner._signals import SIGTERM_EXIT, is_sigterm, sigterm_stops_search
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
@@ -165,11 +163,11 @@ def _run(payload: Mapping[str, Any], rank: int) -> int:
         trial = FollowerTrial(study, frozen, rank=rank, directory=Path(payload["directory"]))
     try:
         evaluate(trial)
-    except SIGTERMException:
-        # Lightning's SIGTERM path (or ours, outside a fit): the trial runs again on resume.
-        trial.interrupt("the trial's worker got signal SIGTERM")
-        raise
     except SystemExit as stop:
+        if is_sigterm(stop):
+            # Lightning's SIGTERM path (or ours, outside a fit): the trial runs again on resume.
+            trial.interrupt("the trial's worker got signal SIGTERM")
+            raise
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         trial.fail(f"the trial called sys.exit({stop.code!r})\n{traceback.format_exc()}",
                    reason=f"the trial called sys.exit({stop.code!r})")
@@ -254,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"payload version {payload.get('version')!r} is not {PAYLOAD_VERSION}", file=sys.stderr)
                 return 2
             return _run(payload, rank)
-    except SIGTERMException:
-        return SIGTERM_EXIT
+    except SystemExit as stop:
+        if is_sigterm(stop):
+            return SIGTERM_EXIT
+        raise
 
 
 def run_forked(payload_path: str, log_path: str, env: Mapping[str, str]) -> None:

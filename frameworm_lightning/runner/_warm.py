@@ -2,9 +2,10 @@
 
 A process's first Lightning ``fit`` spends about half a second filling caches (mostly
 Python's ABC subclass checks). The forkserver (``runner/_processes.py``) imports this
-module among its preloads; the import runs one tiny CPU fit there, before anything is
-forked. It does so only in the forkserver (``FRAMEWORM_FORKSERVER_WARM_UP=1`` in the
-environment it was started with) and only with a CPU-only torch: on a CUDA build a
+module among its Lightning preloads; the import runs one tiny CPU fit there, before
+anything is forked. It does so only in the forkserver (``FRAMEWORM_FORKSERVER_WARM_UP=1``
+in the environment it was started with), only once Lightning is loaded, and only with a
+CPU-only torch: on a CUDA build a
 Lightning fit initialises the CUDA driver (seen on an H100: the forked trials then found
 no GPU), which a process that forks must never do. The fit runs on one thread with
 tensors too small for an OpenMP team, so the forkserver stays safe to fork; if threads
@@ -87,5 +88,7 @@ def warm_up() -> None:
         print(f"forkserver warm-up left {_threads() - before} thread(s) running", file=sys.stderr)
 
 
-if os.environ.get(ENV) == "1" and _cpu_only_torch():
+# In the forkserver, after its Lightning preloads; a forkserver without them (a function
+# search's) imports this module too (through the run loop) and must not load Lightning here.
+if os.environ.get(ENV) == "1" and "lightning.pytorch" in sys.modules and _cpu_only_torch():
     warm_up()

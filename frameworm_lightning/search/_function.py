@@ -15,13 +15,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._loop import run_search
 from frameworm_lightning.runner._rules import FATAL_ATTR
+from frameworm_lightning.runner._signals import is_sigterm
 from frameworm_lightning.samplers import GridSampler, RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage
@@ -70,10 +69,10 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
     except KeyboardInterrupt:
         trial.interrupt("KeyboardInterrupt")
         raise
-    except SIGTERMException:
-        trial.interrupt("SIGTERM")
-        raise
     except SystemExit as exit_:
+        if is_sigterm(exit_):
+            trial.interrupt("SIGTERM")
+            raise
         # sys.exit() in train_fn ends this trial, not the search (as in a Lightning trial).
         trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
     except Exception as err:  # noqa: BLE001 - a failing configuration fails its trial only

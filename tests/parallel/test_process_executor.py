@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -161,3 +163,25 @@ def test_a_trial_process_is_forked_by_the_preloaded_forkserver_and_runs_its_exit
         assert f["pgid"] == f["pid"]  # its own process group
         assert f["lightning_before_trial"]  # preloaded: imported before the trial began
         assert f["main"] == "frameworm_lightning.runner._trial_entry"  # what DDP relaunches re-run
+
+
+LIGHT_SEARCH = """
+import sys
+from frameworm_lightning.search import GridSearch
+
+def lightning_loaded(config):
+    return float("lightning.pytorch" in sys.modules)
+
+if __name__ == "__main__":
+    _, worst = GridSearch({{}}, {{"x": [1, 2]}}, metric="loss", mode="max", verbose=False).run(lightning_loaded, n_jobs=2)
+    print(worst, "lightning.pytorch" in sys.modules)
+"""
+
+
+def test_a_plain_function_search_never_imports_lightning(tmp_path: Path) -> None:
+    script = tmp_path / "light.py"
+    script.write_text(LIGHT_SEARCH.format())
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # Neither the search process nor its workers (forked by a forkserver without Lightning) loaded it.
+    assert out.stdout.split() == ["0.0", "False"]
