@@ -33,6 +33,7 @@ from frameworm_lightning._gp.acquisition import (
 from frameworm_lightning._gp.encoding import ModelEncoding, sobol_points
 from frameworm_lightning._gp.gp import (
     DTYPE,
+    HIGH_DIM,
     NOISE_FLOOR,
     GPModel,
     GPNumericalError,
@@ -77,7 +78,7 @@ _DUPLICATE_TOL = 1e-6
 _PENDING_GAP = 1e-3
 # Past this many ordered columns, a perturbation of an incumbent moves a random subset of
 # about this many of them (see _perturbations).
-_PERTURB_DIMS = 20
+_PERTURB_DIMS = HIGH_DIM
 
 
 class BayesianSampler(Sampler):
