@@ -20,6 +20,8 @@ problem names or the sets ``public`` (default) and ``highdim`` (20 to 50 dimensi
   the optimiser asked whenever one frees up with the others pending (:func:`run_async`);
   ranked by regret at equal simulated time, with the time ``k = 4`` needs to reach the
   final regret of ``k = 1``.
+* ``--acq-check hartmann6,levy30,hartmann6_in_50``: the acquisition optimiser's default
+  effort against four and eight times more raw points and starts (:func:`_acq_check_task`).
 * ``--no-suite`` skips the sequential suite.
 """
 
@@ -532,6 +534,51 @@ def _scaling_task(optimizer: str, n: int, seed: int, k: int) -> tuple[str, int, 
     return optimizer, n, seconds
 
 
+def _acq_check_task(problem_name: str, seed: int, trials: list[int]) -> list[str]:
+    """Is the acquisition optimiser's default effort enough? Rows of a markdown table.
+
+    Runs ``bo-logei`` on ``problem_name``; at each trial in ``trials`` the acquisition the
+    sampler optimised is captured and optimised again with the default effort (1,024 raw
+    points, 4 starts) and with more raw points and starts, from the same raw-candidate seed.
+    Each cell is the best log-EI found and the CPU seconds of the optimiser alone.
+    """
+    import torch
+
+    import frameworm_lightning.samplers._bayes as bayes
+    from frameworm_lightning import Study
+    from frameworm_lightning._gp.optim import optimize_acquisition
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    captured: list[tuple[Any, Any, dict[str, Any]]] = []
+
+    def spy(acqf: Any, encoding: Any, raw_seed: Any, **kwargs: Any) -> Any:
+        captured.append((acqf, encoding, kwargs))
+        return optimize_acquisition(acqf, encoding, raw_seed, **kwargs)
+
+    bayes.optimize_acquisition = spy  # type: ignore[assignment]  # this worker process only
+    problem = PROBLEMS[problem_name]
+    study = Study.create(f"acq-{problem_name}", problem.space, metric="f", mode="min",
+                         sampler=bayes.BayesianSampler(seed=seed, n_initial_points=N_INITIAL))
+    noise = np.random.default_rng([seed, 7])
+    rows = []
+    for i in range(max(trials) + 1):
+        captured.clear()
+        trial = study.ask()
+        trial.complete(problem.observe(trial.params, noise))  # type: ignore[union-attr]
+        if i not in trials or not captured:
+            continue
+        acqf, encoding, kwargs = captured[0]
+        cells = []
+        for n_raw, n_starts in ((1024, 4), (4096, 4), (1024, 16), (8192, 32)):
+            t0 = time.process_time()
+            result = optimize_acquisition(acqf, encoding, np.random.default_rng([seed, i]), n_raw=n_raw,
+                                          n_starts=n_starts, extra_starts=kwargs.get("extra_starts"))
+            cells.append(f"{result.values[0]:.3f} ({time.process_time() - t0:.3f} s)")
+        rows.append(f"| {problem_name} | {encoding.dim} | {i} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _timing_task(optimizer: str, trials: int, seed: int) -> tuple[str, list[float]]:
     warnings.simplefilter("ignore")
     _, _, seconds = OPTIMIZERS[optimizer](PROBLEMS["hartmann6"], seed, trials)
@@ -564,6 +611,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="e.g. 1,4,8: also simulate that many asynchronous workers (see run_async)")
     parser.add_argument("--async-problems", default="", help="problems of the asynchronous runs (default: --problems)")
     parser.add_argument("--async-optimizers", default=",".join(ASYNC_OPTIMIZERS))
+    parser.add_argument("--acq-check", default="",
+                        help="e.g. hartmann6,levy30,hartmann6_in_50: re-optimise the acquisition of a bo-logei run with "
+                             "more raw points and starts (:func:`_acq_check_task`)")
+    parser.add_argument("--acq-check-trials", default="40,80", help="trials at which --acq-check captures it")
     parser.add_argument("--no-suite", action="store_true", help="skip the sequential suite")
     parser.add_argument("--out", default="", help="write the raw results as JSON here")
     args = parser.parse_args(argv)
@@ -593,6 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         scaling_futures = [pool.submit(_scaling_task, o, n, 0, args.scaling_k)
                            for n in scaling_sizes for o in ("bo-logei", "optuna-gp")
                            if o == "bo-logei" or not args.scaling_peer_max or n <= args.scaling_peer_max]
+        acq_trials = [int(t) for t in args.acq_check_trials.split(",") if t]
+        acq_futures = [pool.submit(_acq_check_task, p, 0, acq_trials) for p in _expand(args.acq_check)]
         worker_counts = [int(k) for k in args.async_workers.split(",") if k]
         async_problems = _expand(args.async_problems or args.problems)
         async_optimizers = [o for o in args.async_optimizers.split(",") if o]
@@ -635,6 +688,14 @@ def main(argv: list[str] | None = None) -> int:
                 steady = np.array(secs[1:])
                 print(f"| {n} | {name} | {secs[0]:.3f} | {np.median(steady):.3f} | {steady.mean():.3f} | "
                       f"{steady.max():.3f} |")
+        if acq_futures:
+            print("\n### The acquisition optimiser's default effort against more (seed 0): best log-EI found "
+                  "(CPU seconds of the optimiser alone)\n")
+            print("| problem | d | trial | 1,024 raw, 4 starts (default) | 4,096 raw, 4 starts | "
+                  "1,024 raw, 16 starts | 8,192 raw, 32 starts |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for fut in acq_futures:
+                print("\n".join(fut.result()))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump([asdict(r) for r in results], fh)
