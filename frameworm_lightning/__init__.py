@@ -21,7 +21,7 @@ from frameworm_lightning.samplers import AskContext, GridSampler, RandomSampler,
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
 from frameworm_lightning.storage import Storage, open_storage
 from frameworm_lightning.study import Study, Trial
-from frameworm_lightning.trial import FrozenTrial, TrialState
+from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 
 __version__ = "0.1.0"
 
@@ -75,6 +75,7 @@ __all__ = [
     "Dimension",
     "FramewormError",
     "FrozenTrial",
+    "LiveTrial",
     "GridSampler",
     "History",
     "Hyperband",
