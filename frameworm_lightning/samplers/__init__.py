@@ -5,13 +5,30 @@ from frameworm_lightning.samplers._grid import GridSampler
 from frameworm_lightning.samplers._random import RandomSampler
 from frameworm_lightning.samplers._sobol import SobolSampler
 
-__all__ = ["AskContext", "BayesianSampler", "GridSampler", "RandomSampler", "Sampler", "SobolSampler", "Suggestion"]
+__all__ = [
+    "AskContext",
+    "BayesianSampler",
+    "GridSampler",
+    "MultiFidelitySampler",
+    "RandomSampler",
+    "Sampler",
+    "SobolSampler",
+    "Suggestion",
+]
+
+# PEP 562: these import torch and GPyTorch on first use only.
+_LAZY = {
+    "BayesianSampler": "frameworm_lightning.samplers._bayes",
+    "MultiFidelitySampler": "frameworm_lightning.samplers._multifidelity",
+}
 
 
-def __getattr__(name: str):  # PEP 562: BayesianSampler imports torch and GPyTorch on first use only
-    if name == "BayesianSampler":
-        from frameworm_lightning.samplers._bayes import BayesianSampler
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'frameworm_lightning.samplers' has no attribute {name!r}")
+    import importlib
 
-        globals()[name] = BayesianSampler
-        return BayesianSampler
-    raise AttributeError(f"module 'frameworm_lightning.samplers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -20,7 +20,8 @@ Two ways to run, chosen by where the policy runs:
   and Hyperband (Li et al., 2018).
 * In a plain script, or with ``promotion=False``: nothing can be resumed, so a trial not
   in the top ``max(1, floor(n / eta))`` of the ``n`` values recorded at a rung so far is
-  pruned, and the others simply go on (the stopping variant of ASHA).
+  pruned, and the others simply go on (the stopping variant of ASHA). A value tied with the
+  last of the top is in it: a trial is never pruned for having started later.
 
 Bookkeeping lives in each trial's system attributes: ``fw_bracket``, ``fw_root`` (the
 first trial of the config), ``fw_rungs`` (``{rung: [value, promoted]}``), and for a
@@ -300,6 +301,9 @@ class _RungPolicy(StoppingCallback):
         ranked = sorted(peers, key=lambda c: (sort_key(c.value(key), history.mode), c.root))
         position = [c.root for c in ranked].index(root) + 1
         pause = history.can_pause
+        if not pause:  # nothing caps how many go on: a value tied with the k-th best is in the top k
+            mine = sort_key(records[key][0], history.mode)
+            position = 1 + sum(1 for c in peers if c.root != root and sort_key(c.value(key), history.mode) < mine)
         if pause and self.synchronous and not self._complete(configs, bracket, level):
             return self._stop(Decision.PAUSE, Reason.RUNG_PAUSE,
                               f"paused at {self._unit(r)}: waiting for the rest of its bracket",
