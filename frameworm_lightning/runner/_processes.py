@@ -62,16 +62,18 @@ LIGHTNING_PRELOAD = (
 )
 
 
-def start_forkserver() -> multiprocessing.context.BaseContext:
+def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.BaseContext:
     """The forkserver context, its server started now (it imports :data:`PRELOAD` in the background).
 
     Called as soon as a search knows it will need worker processes, so the server's
     imports overlap the search's own set-up. The preload list, with
-    :data:`LIGHTNING_PRELOAD` if this process has loaded Lightning, only counts for the
-    first start in a process (multiprocessing keeps one forkserver per process).
+    :data:`LIGHTNING_PRELOAD` if ``lightning`` (default: this process has loaded
+    Lightning), only counts for the first start in a process (multiprocessing keeps one
+    forkserver per process).
     """
     ctx = multiprocessing.get_context("forkserver")
-    lightning = "lightning.pytorch" in sys.modules
+    if lightning is None:
+        lightning = "lightning.pytorch" in sys.modules
     ctx.set_forkserver_preload([*(LIGHTNING_PRELOAD if lightning else ()), *PRELOAD])
     # The forkserver inherits this environment when it starts (trials get their own).
     previous = os.environ.get(WARM_UP_ENV)
@@ -155,7 +157,8 @@ class ProcessLauncher:
         self.storage_url = storage_url
         self.directory_of = directory_of
         self.n_jobs = n_jobs
-        self.context = start_forkserver()
+        # A Ray worker never loads the search's classes itself: the payload says what trials need.
+        self.context = start_forkserver(self.payload.get("lightning"))
 
     def start(self, trial: Trial, env: Mapping[str, str]) -> ProcessHandle:
         directory = self.directory_of(trial.number)
