@@ -7,6 +7,7 @@ Three ways in:
 * the ``frameworm-search`` command with a LightningCLI-style YAML file.
 """
 
+from frameworm_lightning._lazy import lazy_attributes
 from frameworm_lightning.exceptions import (
     ConfigKeyError,
     FramewormError,
@@ -49,15 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # PEP 562
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frameworm_lightning' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
