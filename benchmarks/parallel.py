@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frameworm_lightning import RandomSampler, Real, SearchRunner  # noqa: E402
-from frameworm_lightning.runner._processes import start_forkserver  # noqa: E402
+from frameworm_lightning.runner._forkserver import start_forkserver  # noqa: E402
 
 
 class CpuMLP(pl.LightningModule):

@@ -21,7 +21,7 @@ from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._loop import run_search, schedulers_in
-from frameworm_lightning.runner._processes import start_forkserver
+from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys, search_targets
 from frameworm_lightning.samplers import RandomSampler, Sampler

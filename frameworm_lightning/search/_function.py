@@ -19,7 +19,7 @@ from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._loop import run_search
-from frameworm_lightning.runner._processes import start_forkserver
+from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._signals import is_sigterm
 from frameworm_lightning.samplers import GridSampler, RandomSampler, Sampler
