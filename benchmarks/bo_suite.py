@@ -11,14 +11,17 @@ known minimum), the mean rank among optimisers (over seeds, ties averaged) and t
 median seconds per suggestion after the 10-trial initial design. ``--problems`` takes
 problem names or the sets ``public`` (default) and ``highdim`` (20 to 50 dimensions).
 
-* ``--timing N``: seconds per suggestion at trial ``N`` (ours vs Optuna's GPSampler,
-  side by side in the pool).
+* ``--timing 20,100``: seconds per suggestion around trial ``N`` of a sequential
+  Hartmann-6 search (ours vs Optuna's GPSampler, side by side in the pool).
 * ``--scaling 20,100,300,1000,2000``: seconds per suggestion of ours and Optuna's
-  GPSampler after that many random Hartmann-6 trials (:func:`_scaling_task`).
+  GPSampler after that many random Hartmann-6 trials (:func:`_scaling_task`);
+  ``--scaling-peer-max`` leaves Optuna out past a size.
 * ``--async-workers 1,4,8``: ``k`` simulated asynchronous workers with random durations,
   the optimiser asked whenever one frees up with the others pending (:func:`run_async`);
   ranked by regret at equal simulated time, with the time ``k = 4`` needs to reach the
   final regret of ``k = 1``.
+* ``--acq-check hartmann6,levy30,hartmann6_in_50``: the acquisition optimiser's default
+  effort against four and eight times more raw points and starts (:func:`_acq_check_task`).
 * ``--no-suite`` skips the sequential suite.
 """
 
@@ -531,6 +534,51 @@ def _scaling_task(optimizer: str, n: int, seed: int, k: int) -> tuple[str, int, 
     return optimizer, n, seconds
 
 
+def _acq_check_task(problem_name: str, seed: int, trials: list[int]) -> list[str]:
+    """Is the acquisition optimiser's default effort enough? Rows of a markdown table.
+
+    Runs ``bo-logei`` on ``problem_name``; at each trial in ``trials`` the acquisition the
+    sampler optimised is captured and optimised again with the default effort (1,024 raw
+    points, 4 starts) and with more raw points and starts, from the same raw-candidate seed.
+    Each cell is the best log-EI found and the CPU seconds of the optimiser alone.
+    """
+    import torch
+
+    import frameworm_lightning.samplers._bayes as bayes
+    from frameworm_lightning import Study
+    from frameworm_lightning._gp.optim import optimize_acquisition
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    captured: list[tuple[Any, Any, dict[str, Any]]] = []
+
+    def spy(acqf: Any, encoding: Any, raw_seed: Any, **kwargs: Any) -> Any:
+        captured.append((acqf, encoding, kwargs))
+        return optimize_acquisition(acqf, encoding, raw_seed, **kwargs)
+
+    bayes.optimize_acquisition = spy  # type: ignore[assignment]  # this worker process only
+    problem = PROBLEMS[problem_name]
+    study = Study.create(f"acq-{problem_name}", problem.space, metric="f", mode="min",
+                         sampler=bayes.BayesianSampler(seed=seed, n_initial_points=N_INITIAL))
+    noise = np.random.default_rng([seed, 7])
+    rows = []
+    for i in range(max(trials) + 1):
+        captured.clear()
+        trial = study.ask()
+        trial.complete(problem.observe(trial.params, noise))  # type: ignore[union-attr]
+        if i not in trials or not captured:
+            continue
+        acqf, encoding, kwargs = captured[0]
+        cells = []
+        for n_raw, n_starts in ((1024, 4), (4096, 4), (1024, 16), (8192, 32)):
+            t0 = time.process_time()
+            result = optimize_acquisition(acqf, encoding, np.random.default_rng([seed, i]), n_raw=n_raw,
+                                          n_starts=n_starts, extra_starts=kwargs.get("extra_starts"))
+            cells.append(f"{result.values[0]:.3f} ({time.process_time() - t0:.3f} s)")
+        rows.append(f"| {problem_name} | {encoding.dim} | {i} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def _timing_task(optimizer: str, trials: int, seed: int) -> tuple[str, list[float]]:
     warnings.simplefilter("ignore")
     _, _, seconds = OPTIMIZERS[optimizer](PROBLEMS["hartmann6"], seed, trials)
@@ -550,16 +598,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
-    parser.add_argument("--timing", type=int, default=100,
-                        help="also time BayesianSampler and Optuna GPSampler up to this many trials (0: skip)")
+    parser.add_argument("--timing", default="100",
+                        help="e.g. 20,100: also time BayesianSampler and Optuna GPSampler at these trial counts "
+                             "of a sequential search (0: skip)")
     parser.add_argument("--timing-seeds", type=int, default=3, help="seeds of the --timing runs")
     parser.add_argument("--scaling", default="",
                         help="e.g. 20,100,300,1000: seconds per suggestion (ours and Optuna GP) after that many trials")
     parser.add_argument("--scaling-k", type=int, default=10, help="suggestions timed at each --scaling size")
+    parser.add_argument("--scaling-peer-max", type=int, default=0,
+                        help="time Optuna's GPSampler only up to this --scaling size (0: every size)")
     parser.add_argument("--async-workers", default="",
                         help="e.g. 1,4,8: also simulate that many asynchronous workers (see run_async)")
     parser.add_argument("--async-problems", default="", help="problems of the asynchronous runs (default: --problems)")
     parser.add_argument("--async-optimizers", default=",".join(ASYNC_OPTIMIZERS))
+    parser.add_argument("--acq-check", default="",
+                        help="e.g. hartmann6,levy30,hartmann6_in_50: re-optimise the acquisition of a bo-logei run with "
+                             "more raw points and starts (:func:`_acq_check_task`)")
+    parser.add_argument("--acq-check-trials", default="40,80", help="trials at which --acq-check captures it")
     parser.add_argument("--no-suite", action="store_true", help="skip the sequential suite")
     parser.add_argument("--out", default="", help="write the raw results as JSON here")
     args = parser.parse_args(argv)
@@ -580,15 +635,17 @@ def main(argv: list[str] | None = None) -> int:
     results: list[RunResult] = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_one, *t) for t in tasks]
-        timing_futures = []
-        if args.timing:
-            # Pairs run side by side (one per worker), so both see the same machine load.
-            timing_futures = [pool.submit(_timing_task, o, args.timing, seed)
-                              for seed in range(args.timing_seeds) for o in ("bo-logei", "optuna-gp")]
+        # Pairs run side by side (one per worker), so both see the same machine load.
+        timing_sizes = [int(n) for n in args.timing.split(",") if n and int(n) > 0]
+        timing_futures = [pool.submit(_timing_task, o, n, seed) for n in timing_sizes
+                          for seed in range(args.timing_seeds) for o in ("bo-logei", "optuna-gp")]
         scaling_sizes = [int(n) for n in args.scaling.split(",") if n]
         # Pairs side by side again: ours and Optuna's GPSampler on the same history.
         scaling_futures = [pool.submit(_scaling_task, o, n, 0, args.scaling_k)
-                           for n in scaling_sizes for o in ("bo-logei", "optuna-gp")]
+                           for n in scaling_sizes for o in ("bo-logei", "optuna-gp")
+                           if o == "bo-logei" or not args.scaling_peer_max or n <= args.scaling_peer_max]
+        acq_trials = [int(t) for t in args.acq_check_trials.split(",") if t]
+        acq_futures = [pool.submit(_acq_check_task, p, 0, acq_trials) for p in _expand(args.acq_check)]
         worker_counts = [int(k) for k in args.async_workers.split(",") if k]
         async_problems = _expand(args.async_problems or args.problems)
         async_optimizers = [o for o in args.async_optimizers.split(",") if o]
@@ -610,17 +667,17 @@ def main(argv: list[str] | None = None) -> int:
             print(summarise_async(async_results, args.budget, async_optimizers, async_problems, seeds,
                                  sorted(worker_counts)))
         if timing_futures:
-            print(f"\n### Seconds per suggestion at trial {args.timing} (Hartmann-6, median of the last 10 "
-                  f"suggestions over {args.timing_seeds} seeds)\n")
-            print("| optimiser | s/suggestion | per seed |")
-            print("|---|---:|---|")
-            timed: dict[str, list[list[float]]] = {}
+            print(f"\n### Seconds per suggestion at trial N of a sequential search (Hartmann-6, median of the "
+                  f"last 10 suggestions over {args.timing_seeds} seeds)\n")
+            print("| trials | optimiser | s/suggestion | per seed |")
+            print("|---:|---|---:|---|")
+            timed: dict[tuple[int, str], list[list[float]]] = {}
             for fut in timing_futures:
                 name, secs = fut.result()
-                timed.setdefault(name, []).append(secs[-10:])
-            for name, runs in timed.items():
+                timed.setdefault((len(secs), name), []).append(secs[-10:])
+            for (n, name), runs in timed.items():
                 per_seed = ", ".join(f"{np.median(r):.3f}" for r in runs)
-                print(f"| {name} | {np.median(np.concatenate(runs)):.3f} | {per_seed} |")
+                print(f"| {n} | {name} | {np.median(np.concatenate(runs)):.3f} | {per_seed} |")
         if scaling_futures:
             print(f"\n### Seconds per suggestion after n random trials (Hartmann-6): the first suggestion "
                   f"(cold) and the median / mean of the next {args.scaling_k} (each told before the next)\n")
@@ -631,6 +688,14 @@ def main(argv: list[str] | None = None) -> int:
                 steady = np.array(secs[1:])
                 print(f"| {n} | {name} | {secs[0]:.3f} | {np.median(steady):.3f} | {steady.mean():.3f} | "
                       f"{steady.max():.3f} |")
+        if acq_futures:
+            print("\n### The acquisition optimiser's default effort against more (seed 0): best log-EI found "
+                  "(CPU seconds of the optimiser alone)\n")
+            print("| problem | d | trial | 1,024 raw, 4 starts (default) | 4,096 raw, 4 starts | "
+                  "1,024 raw, 16 starts | 8,192 raw, 32 starts |")
+            print("|---|---:|---:|---:|---:|---:|---:|")
+            for fut in acq_futures:
+                print("\n".join(fut.result()))
     if args.out:
         with open(args.out, "w") as fh:
             json.dump([asdict(r) for r in results], fh)

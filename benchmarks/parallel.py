@@ -11,7 +11,7 @@ Two tables, printed side by side:
   matrix products per trial) with ``n_jobs=1`` (trials in the search process, with
   torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
   one thread each): trials per minute of wall time, the median of rotated rounds
-  (the machine is shared, so its load changes under us). The zygote is started
+  (the machine is shared, so its load changes under us). The forkserver is started
   before, and its start shown in the other table. Each round also measures the
   machine itself without frameworm — matrix products in one process, then in two at
   once — so the ``n_jobs=2`` figure can be read against the parallel capacity the
@@ -19,7 +19,10 @@ Two tables, printed side by side:
 * **Empty-trial cost** — a trial of one training step on one sample, run with each
   executor, ``n_jobs=1``: the median time a trial is held (claim to stored outcome,
   from storage), the first trial's, the overhead over in-process, and the one-off
-  start of the executor (the zygote's imports, a local Ray cluster).
+  start of the executor (the forkserver's imports, a local Ray cluster).
+* **Cold starts** — each in a fresh interpreter running a search script, as a user
+  does: the time from ``fit()`` to the first trial running in a worker (``n_jobs=2``),
+  and ``GridSearch(...).run(fn, n_jobs=2)`` on four trials of a 1.5 s function.
 
 Worker processes import this script (its classes are defined here, in ``__main__``),
 as they would a user's search script. The machine is shared; its load average is
@@ -49,7 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frameworm_lightning import RandomSampler, Real, SearchRunner  # noqa: E402
-from frameworm_lightning.runner._parallel import shared_zygote  # noqa: E402
+from frameworm_lightning.runner._forkserver import start_forkserver  # noqa: E402
 
 
 class CpuMLP(pl.LightningModule):
@@ -189,22 +192,14 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
     return rows
 
 
-def empty_trials(root: Path, n_trials: int, zygote_start: float, with_ray: bool) -> list[dict[str, Any]]:
+def empty_trials(root: Path, n_trials: int, forkserver_start: float, with_ray: bool) -> list[dict[str, Any]]:
     rows = []
     row = search(root, "empty-inline", EmptyModule, n_trials, 1, "inline", max_steps=1)
     row.update(executor="in-process", start_s=0.0)
     rows.append(row)
 
-    row = search(root, "empty-zygote", EmptyModule, n_trials, 1, "process", max_steps=1)
-    row.update(executor="worker process (zygote fork)", start_s=zygote_start)
-    rows.append(row)
-
-    os.environ["FRAMEWORM_WORKER_START"] = "spawn"
-    try:
-        row = search(root, "empty-spawn", EmptyModule, max(2, n_trials // 2), 1, "process", max_steps=1)
-    finally:
-        del os.environ["FRAMEWORM_WORKER_START"]
-    row.update(executor="worker process (spawn)", start_s=0.0)
+    row = search(root, "empty-process", EmptyModule, n_trials, 1, "process", max_steps=1)
+    row.update(executor="worker process (forkserver)", start_s=forkserver_start)
     rows.append(row)
 
     if with_ray:
@@ -226,6 +221,62 @@ def empty_trials(root: Path, n_trials: int, zygote_start: float, with_ray: bool)
         r["overhead_s"] = r["median_trial_s"] - rows[0]["median_trial_s"]
         print(f"  {r['executor']}: {r['median_trial_s']:.2f} s per empty trial", flush=True)
     return rows
+
+
+FIRST_TRIAL = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from benchmarks.parallel import EmptyModule
+from frameworm_lightning import GridSampler, SearchRunner
+if __name__ == "__main__":
+    runner = SearchRunner(metric="loss", sampler=GridSampler(), n_trials=None, n_jobs=2, quiet=True,
+                          root_dir={folder!r}, storage="sqlite:///{folder}/fw.db", save_checkpoints=False,
+                          trainer_kwargs=dict(max_steps=1, logger=False, enable_checkpointing=False))
+    t0 = time.time()
+    result = runner.fit(EmptyModule, {{"lr": [0.1, 0.2]}})
+    first = min(t.system_attrs["worker"]["started_at"] for t in result.trials)
+    print(json.dumps({{"first_s": first - t0, "total_s": time.time() - t0}}))
+"""
+
+GRID_FN = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from frameworm_lightning.search import GridSearch
+
+def train(config):
+    time.sleep(1.5)
+    return config["x"]
+
+if __name__ == "__main__":
+    t0 = time.time()
+    GridSearch({{}}, {{"x": [1.0, 2.0, 3.0, 4.0]}}, metric="loss", verbose=False).run(train, n_jobs=2)
+    print(json.dumps({{"total_s": time.time() - t0}}))
+"""
+
+
+def _fresh(code: str) -> dict[str, float]:
+    """Run ``code`` as a script in a fresh interpreter (a user's search); its last line of JSON."""
+    folder = Path(tempfile.mkdtemp(prefix="fw-bench-cold-"))
+    try:
+        script = folder / "search.py"
+        script.write_text(code.format(root=str(ROOT), folder=str(folder)))
+        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, cwd=folder)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def cold_starts(runs: int = 3) -> dict[str, float]:
+    """The issue's targets, each measured from a cold process: first trial in a worker, a 4-trial grid."""
+    first = [_fresh(FIRST_TRIAL) for _ in range(runs)]
+    grid = [_fresh(GRID_FN) for _ in range(runs)]
+    out = {
+        "fit() to first trial running in a worker": statistics.median(r["first_s"] for r in first),
+        "GridSearch n_jobs=2, 4 x 1.5 s trials": statistics.median(r["total_s"] for r in grid),
+    }
+    for k, v in out.items():
+        print(f"  {k}: {v:.2f} s", flush=True)
+    return out
 
 
 def side_by_side(left: list[str], right: list[str]) -> str:
@@ -251,14 +302,19 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="fw-bench-parallel-"))
     load_before = os.getloadavg()
     try:
+        print("cold starts, each in a fresh process as a user's script:", flush=True)
+        cold = cold_starts()
         t = time.perf_counter()
-        shared_zygote().wait_ready()  # the worker processes' one-off start, paid by a process's first search
-        zygote_start = time.perf_counter() - t
-        print(f"zygote started in {zygote_start:.1f} s", flush=True)
+        context = start_forkserver()  # the worker processes' one-off start, paid by a process's first search
+        probe = context.Process(target=time.sleep, args=(0,))
+        probe.start()
+        probe.join()
+        forkserver_start = time.perf_counter() - t
+        print(f"forkserver started (its imports) in {forkserver_start:.1f} s", flush=True)
         print(f"throughput: {rounds} rounds of {n_mlp} trials of CpuMLP ({epochs} epochs of 32 batches)", flush=True)
         tput = throughput(root, n_mlp, epochs, rounds)
         print(f"empty trials: {n_empty} per executor, n_jobs=1", flush=True)
-        empty = empty_trials(root, n_empty, zygote_start, with_ray=not args.no_ray)
+        empty = empty_trials(root, n_empty, forkserver_start, with_ray=not args.no_ray)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
@@ -275,6 +331,8 @@ def main() -> None:
              f"{'executor':<30}{'median s':>9}{'first s':>8}{'overhead s':>11}{'start s':>8}"]
     right += [f"{r['executor']:<30}{r['median_trial_s']:>9.2f}{r['first_trial_s']:>8.2f}{r['overhead_s']:>11.2f}"
               f"{r['start_s']:>8.1f}" for r in empty]
+    right += ["", "Cold starts (a fresh process, median of runs)", ""]
+    right += [f"{k:<44}{v:>6.2f} s" for k, v in cold.items()]
     print()
     print(side_by_side(left, right))
     print(f"\nload average (1 min) {load_before[0]:.1f} before, {load_after[0]:.1f} after (the machine is shared)")

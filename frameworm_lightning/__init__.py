@@ -7,6 +7,7 @@ Three ways in:
 * the ``frameworm-search`` command with a LightningCLI-style YAML file.
 """
 
+from frameworm_lightning._lazy import lazy_attributes
 from frameworm_lightning.exceptions import (
     ConfigKeyError,
     FramewormError,
@@ -21,7 +22,7 @@ from frameworm_lightning.samplers import AskContext, GridSampler, RandomSampler,
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
 from frameworm_lightning.storage import Storage, open_storage
 from frameworm_lightning.study import Study, Trial
-from frameworm_lightning.trial import FrozenTrial, TrialState
+from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 
 __version__ = "0.1.0"
 
@@ -49,15 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # PEP 562
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frameworm_lightning' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
@@ -76,6 +69,7 @@ __all__ = [
     "Dimension",
     "FramewormError",
     "FrozenTrial",
+    "LiveTrial",
     "GridSampler",
     "History",
     "Hyperband",

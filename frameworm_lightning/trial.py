@@ -1,8 +1,9 @@
-"""Trials: the record of one evaluated configuration.
+"""Trials: the record of one evaluated configuration, and the trial being run.
 
 A :class:`FrozenTrial` is a read-only snapshot of a stored trial. Its
 ``intermediate_values`` are keyed by the trainer's global step, so several validations
-within one epoch are all kept.
+within one epoch are all kept. :class:`LiveTrial` is what the code running a trial
+(the runner, stopping callbacks, a ``train_fn``) sees of it.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FrozenTrial", "TrialState"]
+__all__ = ["FrozenTrial", "LiveTrial", "TrialState"]
 
 
 class TrialState(str, Enum):
@@ -104,3 +105,57 @@ class FrozenTrial:
         if not finite:
             return None
         return min(finite) if mode == "min" else max(finite)
+
+
+class StudyView(Protocol):
+    """What a running trial knows of its study."""
+
+    name: str
+    metric: str
+    mode: str
+
+
+@runtime_checkable
+class LiveTrial(Protocol):
+    """A trial being run: what the runner, stopping callbacks and a ``train_fn`` use of it.
+
+    Three kinds implement it: a search's trial (:class:`frameworm_lightning.study.Trial`),
+    its view on DDP ranks above 0 (``runner._trial_entry.FollowerTrial``, which never
+    writes to storage), and the run of a user's own training script that a stopping
+    callback records (``stopping._callback._ScriptTrial``). Reports are keyed by global
+    step; the outcome is stored once, by whichever of ``complete``, ``prune``, ``fail``
+    or ``interrupt`` comes first (they return whether this call stored it).
+    """
+
+    number: int
+    trial_id: int | None
+    system_attrs: dict[str, Any]
+    intermediate_values: dict[int, float]
+    prune_reason: str | None
+
+    @property
+    def study(self) -> StudyView: ...
+
+    def report(self, step: int, value: float) -> None:
+        """Store the monitored value at ``step``."""
+
+    def set_system_attr(self, key: str, value: Any) -> None:
+        """Attach an attribute the library uses (checkpoint path, resources...)."""
+
+    def request_prune(self, reason: str) -> None:
+        """Ask for the trial to be stored ``PRUNED`` when it ends (first reason wins)."""
+
+    def should_prune(self) -> bool:
+        """Whether a stopping policy asked the trial to stop."""
+
+    def complete(self, value: float) -> bool:
+        """Store the objective (a non-finite one fails the trial)."""
+
+    def prune(self, reason: str | None = None, value: float | None = None) -> bool:
+        """Store the trial ``PRUNED`` with its last finite value (or ``value``)."""
+
+    def fail(self, error: str, reason: str | None = None) -> bool:
+        """Store the trial ``FAILED`` with the error text."""
+
+    def interrupt(self, why: str) -> bool:
+        """Store the trial as interrupted: its params run again first on resume."""

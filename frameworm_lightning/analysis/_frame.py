@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any, Union
 
 import pandas as pd
 
+from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 if TYPE_CHECKING:
     from frameworm_lightning.result import SearchResult
-    from frameworm_lightning.study import Study
 
 __all__ = ["StudyLike", "best_trial", "complete_trials", "param_keys", "params_of", "resolve", "top_k", "top_trials",
            "trials_dataframe"]
@@ -46,13 +46,10 @@ def resolve(source: StudyLike) -> tuple[Study, list[FrozenTrial]]:
     A :class:`SearchResult` gives its own snapshot of trials; a :class:`Study` is read
     from storage now.
     """
-    from frameworm_lightning.result import SearchResult  # noqa: PLC0415 - result imports analysis lazily
-    from frameworm_lightning.study import Study  # noqa: PLC0415
-
-    if isinstance(source, SearchResult):
-        return source.study, list(source.trials)
     if isinstance(source, Study):
         return source, source.trials
+    if isinstance(getattr(source, "study", None), Study):  # a SearchResult (which imports this module lazily)
+        return source.study, list(source.trials)
     raise TypeError(f"expected a Study or a SearchResult, but got {type(source).__name__} ({source!r}).")
 
 

@@ -1,9 +1,12 @@
-"""The Lightning search runner: one Trainer per trial, trials stored as they run."""
+"""The Lightning search runner: one Trainer per trial, trials stored as they run.
 
-from frameworm_lightning.runner._execute import TrialReporter, TrialSpec, execute_trial, read_metric, trial_dir
+The names that need Lightning load on first use, so that the run loop and the trial
+entry point (``runner/_loop.py``, ``runner/_trial_entry.py``) serve a function search's
+worker processes without the seconds Lightning takes to import.
+"""
+
+from frameworm_lightning._lazy import lazy_attributes
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_keys, route_params
-from frameworm_lightning.runner._runner import SearchRunner
 
 __all__ = [
     "SearchRunner",
@@ -16,3 +19,17 @@ __all__ = [
     "route_params",
     "trial_dir",
 ]
+
+_LAZY = {
+    "SearchRunner": "frameworm_lightning.runner._runner",
+    "TrialReporter": "frameworm_lightning.runner._execute",
+    "TrialSpec": "frameworm_lightning.runner._execute",
+    "execute_trial": "frameworm_lightning.runner._execute",
+    "read_metric": "frameworm_lightning.runner._execute",
+    "trial_dir": "frameworm_lightning.runner._execute",
+    "check_keys": "frameworm_lightning.runner._routing",
+    "route_params": "frameworm_lightning.runner._routing",
+}
+
+
+__getattr__ = lazy_attributes(__name__, _LAZY)

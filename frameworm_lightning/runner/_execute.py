@@ -43,7 +43,6 @@ __all__ = [
     "execute_trial",
     "read_metric",
     "resume_checkpoint",
-    "trial_budget",
     "trial_dir",
 ]
 
@@ -247,19 +246,6 @@ def _objective(trial: Trial, trainer: pl.Trainer, spec: TrialSpec) -> float:
         if trial.intermediate_values:
             return float("nan")
     return read_metric(trainer, spec.metric)
-
-
-def trial_budget(callbacks: Sequence[Any], study: Any, n_trials: int) -> int:
-    """The trial budget for the next claim, after each callback's ``trial_budget(study, n)`` hook.
-
-    Halving schedulers enqueue their promotions here and add them to ``n_trials`` (which
-    counts fresh configurations); a spent search budget returns ``0``, ending the search.
-    """
-    for cb in callbacks:
-        hook = getattr(cb, "trial_budget", None)
-        if callable(hook):
-            n_trials = hook(study, n_trials)
-    return n_trials
 
 
 def resume_checkpoint(trial: Trial) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import logging
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,13 +16,14 @@ from lightning.pytorch.callbacks import Callback
 from frameworm_lightning.exceptions import SamplerError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
-from frameworm_lightning.runner._execute import TrialSpec, checkpointing
+from frameworm_lightning.runner._execute import TrialSpec, checkpointing, execute_trial, trial_dir
 from frameworm_lightning.runner._gpus import validate_gpus_per_trial
-from frameworm_lightning.runner._parallel import resolve_executor, run_parallel, validate_executor
+from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
+from frameworm_lightning.runner._loop import run_search, schedulers_in
+from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys, search_targets
-from frameworm_lightning.runner._serial import run_serial
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage, masked_url
@@ -247,27 +250,35 @@ class SearchRunner:
             printer: shown each finished trial (``printer(frozen)``) and each stored one
                 (``printer.observe(frozen)``); default a :class:`TrialPrinter` (none if ``quiet``).
         """
+        return self._run(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue, printer, linger=False)
+
+    def _run(self, module_cls: type[pl.LightningModule], space: Mapping[str, Any] | SearchSpace, datamodule: Any,
+             model_kwargs: Mapping[str, Any] | None, datamodule_kwargs: Mapping[str, Any] | None,
+             enqueue: Iterable[Mapping[str, Any]], printer: TrialPrinter | None, *, linger: bool) -> SearchResult:
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
+        executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,
+                                    gpus_per_trial=self.gpus_per_trial, trainer_kwargs=self.trainer_kwargs, space=space)
+        if executor == "process":
+            start_forkserver()  # its imports overlap the set-up below
         study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
-        executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,
-                                    gpus_per_trial=self.gpus_per_trial, trainer_kwargs=self.trainer_kwargs,
-                                    space=study.space)
-        if executor != "inline":
-            run_parallel(study, spec, budget, self.n_jobs, printer=printer, stop_on_error=self.stop_on_error,
-                         executor=executor, gpus_per_trial=self.gpus_per_trial, trial_timeout=self.trial_timeout,
-                         ray_address=self.ray_address)
-        else:
-            run_serial(study, spec, budget, printer, stop_on_error=self.stop_on_error,
-                       keep_best=self.keep_checkpoints == "best")
-        for cb in spec.callbacks:  # e.g. halving removes the paused checkpoints no trial resumes from
-            hook = getattr(cb, "on_search_end", None)
-            if callable(hook):
-                hook(study)
-        if self.keep_checkpoints == "best":
+        root = Path(spec.root_dir)
+        if executor != "inline":  # workers may start in another folder
+            root = root.resolve()
+            spec = dataclasses.replace(spec, root_dir=str(root))
+        keep_best = self.keep_checkpoints == "best"
+        run_search(
+            study, functools.partial(execute_trial, spec), executor=executor, budget=budget,
+            what="the LightningModule, datamodule and callbacks",
+            directory_of=lambda n: trial_dir(root, spec.study_name, n), run_dir=root / spec.study_name / ".frameworm",
+            n_jobs=self.n_jobs, schedulers=schedulers_in(spec.callbacks), printer=printer,
+            stop_on_error=self.stop_on_error, trial_timeout=self.trial_timeout, gpus_per_trial=self.gpus_per_trial,
+            ray_address=self.ray_address, linger=linger, after_trial=remove_checkpoints if keep_best else None,
+        )
+        if keep_best:
             remove_checkpoints(study)
         return SearchResult(study, module_cls=module_cls, datamodule=datamodule)
 
@@ -284,13 +295,26 @@ class SearchRunner:
     ) -> SearchResult:
         """Join this search as one of many pull workers (SLURM, Kubernetes...) sharing its storage.
 
-        Arguments are those of :meth:`fit`. The worker claims trials through the storage
-        (PostgreSQL across machines) until none is left to claim; with ``wait`` it then
-        waits for the other workers' trials, re-running any whose worker died. Returns
-        the study's :class:`SearchResult`. See ``docs/parallel.md``.
+        A worker is the same program as the search (the same settings, module and space),
+        started any number of times by a scheduler with a storage every worker can reach,
+        usually PostgreSQL. There is no coordinator: each worker claims trials atomically
+        through the database, runs them (``n_jobs`` at a time) and stores their reports,
+        so samplers and stopping policies decide with everyone's history. Workers can join
+        and leave at any time. With ``wait``, a worker with nothing left to claim waits for
+        the others' trials and re-runs those whose worker died (same host: the process is
+        gone; other hosts: no heartbeat for ``heartbeat_timeout``). Arguments are those of
+        :meth:`fit`; returns the study's :class:`SearchResult` (every worker's trials).
+        See ``docs/parallel.md``.
+
+        Raises:
+            ValueError: the storage is in memory, which no other process can join.
         """
-        from frameworm_lightning.runner._worker import run_worker  # noqa: PLC0415 - imports this module
-
-        return run_worker(self, module_cls, space, datamodule, model_kwargs=model_kwargs,
-                          datamodule_kwargs=datamodule_kwargs, printer=printer, wait=wait)
-
+        storage = self._storage_url()
+        memory = storage.is_memory if isinstance(storage, Storage) else storage in (
+            "memory", ":memory:", "sqlite://", "sqlite:///:memory:")
+        if memory:
+            raise ValueError(
+                "a pull worker joins a study other processes share, but storage is in memory; use "
+                "storage='postgresql://user@host/db' (many machines) or 'sqlite:///path/study.db' (one machine)."
+            )
+        return self._run(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, (), printer, linger=wait)

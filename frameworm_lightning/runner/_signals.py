@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-__all__ = ["SIGTERM_EXIT", "StopRequest", "sigterm_stops_search", "stopped"]
+__all__ = ["SIGTERM_EXIT", "StopRequest", "is_sigterm", "sigterm_exception", "sigterm_stops_search", "stopped"]
 
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143
 
@@ -48,11 +47,28 @@ class StopRequest:
     signum: int | None = None
 
 
-def stopped(what: str = "search") -> SIGTERMException:
+def sigterm_exception(*args: Any) -> SystemExit:
+    """Lightning's ``SIGTERMException(*args)``.
+
+    Imported when first needed: ``lightning.pytorch`` takes seconds to import, and a
+    function search's worker (``GridSearch(...).run(fn, n_jobs=2)``) never needs it otherwise.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: PLC0415 - see above
+
+    return SIGTERMException(*args)
+
+
+def is_sigterm(exc: BaseException) -> bool:
+    """Whether ``exc`` is Lightning's ``SIGTERMException`` (never, while Lightning is not loaded)."""
+    module = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return module is not None and isinstance(exc, module.SIGTERMException)
+
+
+def stopped(what: str = "search") -> SystemExit:
     """The exception that ends a search (or a trial's worker) stopped by SIGTERM: exit status 143."""
     _log.warning("%s stopped by SIGTERM: running trials were stored interrupted and run first when the search "
                  "is resumed (run it again).", what)
-    return SIGTERMException(SIGTERM_EXIT)
+    return sigterm_exception(SIGTERM_EXIT)
 
 
 @contextmanager
@@ -74,12 +90,14 @@ def sigterm_stops_search(what: str = "search") -> Iterator[StopRequest]:
         # Called through Lightning's composed handler (it is installed, not us): Lightning
         # raises SIGTERMException itself, at a point every DDP rank agrees on.
         if signal.getsignal(signal.SIGTERM) is handler:
-            raise SIGTERMException
+            raise sigterm_exception()
 
     signal.signal(signal.SIGTERM, handler)
     try:
         yield request
-    except SIGTERMException as exc:
+    except SystemExit as exc:
+        if not is_sigterm(exc):
+            raise
         request.signum = request.signum or int(signal.SIGTERM)
         if exc.code == SIGTERM_EXIT:
             raise

@@ -1,41 +1,30 @@
-"""The trial entry point: ``python -m frameworm_lightning.runner._trial_entry <trial.pkl>``.
+"""A trial's own process: :func:`run_forked` (forked by the forkserver) and ``python -m`` (DDP ranks).
 
-Every trial a worker process runs starts here, in a fresh interpreter, with the
-already-claimed trial named in its payload file. The process attaches to that trial
-in storage, runs it (:func:`~frameworm_lightning.runner._execute.execute_trial` for a
-Lightning search, :func:`~frameworm_lightning.search._function.evaluate_function` for
-the function API), stores the outcome and exits.
+Every trial a worker process runs starts here, with the already-claimed trial named in
+its payload file (:mod:`._payload`). The process attaches to that trial in storage,
+runs the pickled evaluation (``evaluate(trial)``: a Lightning trial or a function trial),
+stores the outcome and exits.
 
 Why a module of its own: Lightning's DDP launcher starts ranks 1..n-1 by re-running
-the command line of rank 0 (``python -m <__main__'s module> <argv>``). Here that
-command line is this module and this trial's payload, so the extra ranks re-run only
-this trial — never the search — and attach to it as *followers*: they train, and
-their stopping callbacks agree with rank 0 through the strategy, but only rank 0
-writes to storage.
+the command line of rank 0 (``python -m <__main__'s module> <argv>``). A trial's process
+makes this module its ``__main__`` and its payload file its ``argv``, so the extra ranks
+run ``python -m frameworm_lightning.runner._trial_entry <trial.pkl>``: only this trial,
+never the search, attached as *followers* — they train, and their stopping callbacks
+agree with rank 0 through the strategy, but only rank 0 writes to storage.
 
-The process watches its parent: if the search process (or the Ray worker) dies, the
-trial's whole process group (DDP ranks, DataLoader workers) is killed, so nothing is
-left behind.
-
-``python -m frameworm_lightning.runner._trial_entry --zygote`` is the *zygote*: a clean
-process that imports torch and Lightning once, then forks one fresh process per trial
-on request (one JSON line on stdin: payload, log, the trial's whole environment). It never initialises
-CUDA, opens a database or starts a thread of its own, so each forked trial starts as a
-new interpreter would — its own CUDA context, its own process group — without paying
-the seconds of imports. Its ``__main__`` is this module, so DDP relaunches still re-run
-only the trial. It reports ``{"started": pid}`` and ``{"exit": pid, "code": c}`` lines
-on stdout, and kills its trials when its stdin closes (the search process is gone).
+The process watches the process that launched it: if the search process (or the Ray
+worker) dies, the trial's whole process group (DDP ranks, DataLoader
+workers) is killed, so nothing is left behind.
 """
 
 from __future__ import annotations
 
 import atexit
 import faulthandler
-import json
 import os
-import select
 import pickle
 import runpy
+import select
 import signal
 import socket
 import sys
@@ -43,33 +32,57 @@ import threading
 import time
 import traceback
 import types
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-from frameworm_lightning.runner._parallel import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
-from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search
+from frameworm_lightning.runner._payload import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
+from frameworm_lightning.runner._signals import SIGTERM_EXIT, is_sigterm, sigterm_stops_search
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
-from frameworm_lightning.trial import TrialState
+from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["ENTRY_MODULE", "PAYLOAD_VERSION", "FollowerTrial", "load_target", "main"]
+__all__ = ["FollowerTrial", "load_evaluate", "main", "run_forked"]
 
 # Environment variable naming the process group of the trial (set by rank 0 when it leads one).
 _PGID_ENV = "FRAMEWORM_TRIAL_PGID"
 _PARENT_POLL_S = 0.5
 
 
-def _watch_parent() -> None:
-    """Kill this trial's process group as soon as the process that started us is gone."""
+def _watch(pid: int | None) -> None:
+    """Kill this trial's process group as soon as process ``pid`` (default: our parent) is gone.
+
+    Rank 0 watches the process that launched it (the search process, or the Ray task),
+    not its parent: that is the forkserver, which lives on while any trial does. On
+    Linux a pidfd wakes the watcher when the process exits; elsewhere it polls.
+    """
     parent = os.getppid()
     pgid = os.environ.get(_PGID_ENV)
+    pidfd: int | None = None
+    if pid is not None and hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:  # already gone (the first check below ends us) or no pidfds here: poll
+            pidfd = None
+
+    def gone() -> bool:
+        if pid is None:
+            return os.getppid() != parent
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
 
     def loop() -> None:
         while True:
-            time.sleep(_PARENT_POLL_S)
-            if os.getppid() != parent:
+            if pidfd is not None:
+                select.select([pidfd], [], [])
+            else:
+                time.sleep(_PARENT_POLL_S)
+            if pidfd is not None or gone():
                 try:
                     if pgid and int(pgid) == os.getpgid(0):
                         os.killpg(int(pgid), signal.SIGKILL)
@@ -93,25 +106,42 @@ def _load_main(main: tuple[str, str] | None) -> types.ModuleType | None:
     return module
 
 
-def load_target(payload: dict[str, Any], target_bytes: bytes | None = None) -> tuple[Any, ...]:
+def _is_script(module: types.ModuleType | None, main: tuple[str, str]) -> bool:
+    """Whether ``module`` is the search script ``main`` names (``("path", file)`` or ``("module", name)``)."""
+    if module is None:
+        return False
+    kind, ref = main
+    if kind == "path":
+        path = getattr(module, "__file__", None)
+        return path is not None and os.path.abspath(path) == ref
+    return getattr(getattr(module, "__spec__", None), "name", None) == ref
+
+
+def load_evaluate(payload: Mapping[str, Any], evaluate_bytes: bytes | None = None) -> Callable[[Trial], None]:
     """Unpickle what the trial runs, with the search script standing in for ``__main__``.
 
-    ``__main__`` is put back afterwards: Lightning's DDP launcher reads it to re-launch
-    this module, not the search script.
+    In a trial forked for the search process, multiprocessing already imported the
+    search script as ``__mp_main__``; a DDP rank started by ``python -m``, or a trial
+    forked for a Ray worker (whose ``__mp_main__`` is Ray's), imports it here. ``__main__``
+    is this module afterwards: Lightning's DDP launcher reads it to re-launch this
+    module, not the search script.
     """
     for entry in reversed(payload.get("sys_path", [])):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    if target_bytes is None:
-        target_bytes = Path(payload["target_path"]).read_bytes()
-    this_main = sys.modules["__main__"]
-    fake_main = _load_main(payload.get("main"))
+    if evaluate_bytes is None:
+        evaluate_bytes = Path(payload["evaluate_path"]).read_bytes()
+    this = sys.modules[ENTRY_MODULE] if ENTRY_MODULE in sys.modules else sys.modules["__main__"]
+    main = payload.get("main")
+    script = sys.modules.get("__mp_main__")
+    if main is not None and not _is_script(script, main):
+        script = _load_main(main)  # a DDP rank, or a Ray worker (whose __mp_main__ is Ray's own)
     try:
-        if fake_main is not None:
-            sys.modules["__main__"] = fake_main
-        return pickle.loads(target_bytes)
+        if script is not None:
+            sys.modules["__main__"] = script
+        return pickle.loads(evaluate_bytes)
     finally:
-        sys.modules["__main__"] = this_main
+        sys.modules["__main__"] = this
 
 
 def _follower_rank() -> int:
@@ -122,11 +152,11 @@ def _follower_rank() -> int:
         return 0
 
 
-def _run(payload: dict[str, Any], rank: int) -> int:
+def _run(payload: Mapping[str, Any], rank: int) -> int:
     cwd = payload.get("cwd")
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
-    target = load_target(payload)
+    evaluate = load_evaluate(payload)
     storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
     study = Study.load(payload["study_name"], storage)
     frozen = storage.get_trial(payload["trial_id"])
@@ -134,7 +164,7 @@ def _run(payload: dict[str, Any], rank: int) -> int:
         # Interrupted or failed (a timeout) by the search process before we got here.
         print(f"trial {frozen.number} is {frozen.state.value}, not RUNNING: nothing to do", file=sys.stderr)
         return 0
-    trial: Trial | FollowerTrial
+    trial: Trial
     if rank == 0:
         trial = Trial(study, frozen)
         trial.set_system_attr("worker", {
@@ -145,12 +175,12 @@ def _run(payload: dict[str, Any], rank: int) -> int:
     else:
         trial = FollowerTrial(study, frozen, rank=rank, directory=Path(payload["directory"]))
     try:
-        _execute(target, trial)
-    except SIGTERMException:
-        # Lightning's SIGTERM path (or ours, outside a fit): the trial runs again on resume.
-        trial.interrupt("the trial's worker got signal SIGTERM")
-        raise
+        evaluate(trial)
     except SystemExit as stop:
+        if is_sigterm(stop):
+            # Lightning's SIGTERM path (or ours, outside a fit): the trial runs again on resume.
+            trial.interrupt("the trial's worker got signal SIGTERM")
+            raise
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         trial.fail(f"the trial called sys.exit({stop.code!r})\n{traceback.format_exc()}",
                    reason=f"the trial called sys.exit({stop.code!r})")
@@ -160,25 +190,9 @@ def _run(payload: dict[str, Any], rank: int) -> int:
         return 128 + signal.SIGINT
     finally:
         storage.close()
-    failed = getattr(trial, "failed_here", False)
     # A follower rank that failed exits non-zero: Lightning's launcher then stops the others,
     # instead of rank 0 waiting for it in a collective forever.
-    return 1 if failed else 0
-
-
-def _execute(target: tuple[Any, ...], trial: Any) -> None:
-    kind = target[0]
-    if kind == "lightning":
-        from frameworm_lightning.runner._execute import execute_trial  # noqa: PLC0415
-
-        execute_trial(target[1], trial)
-    elif kind == "function":
-        from frameworm_lightning.search._function import evaluate_function  # noqa: PLC0415
-
-        _, train_fn, base_config, metric = target
-        evaluate_function(train_fn, trial, base_config, metric)
-    else:
-        raise ValueError(f"unknown trial target kind {kind!r}")
+    return 1 if isinstance(trial, FollowerTrial) and trial.failed_here else 0
 
 
 class FollowerTrial(Trial):
@@ -188,7 +202,7 @@ class FollowerTrial(Trial):
     ``rank<r>.error`` in the trial's folder, where the search process picks it up.
     """
 
-    def __init__(self, study: Study, frozen: Any, *, rank: int, directory: Path) -> None:
+    def __init__(self, study: Study, frozen: FrozenTrial, *, rank: int, directory: Path) -> None:
         self.rank = rank
         self.directory = directory
         self.failed_here = False
@@ -233,212 +247,61 @@ class FollowerTrial(Trial):
 def main(argv: list[str] | None = None) -> int:
     """Run the trial described by the payload file ``argv[0]``; return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv == ["--zygote"]:
-        return zygote()
     if len(argv) != 1:
-        print(f"usage: python -m {ENTRY_MODULE} <trial.pkl> | --zygote", file=sys.stderr)
+        print(f"usage: python -m {ENTRY_MODULE} <trial.pkl>", file=sys.stderr)
         return 2
     faulthandler.enable()  # a segfault prints every thread's Python stack into the trial's log
     rank = _follower_rank()
     if rank == 0 and os.getpgid(0) == os.getpid():
         os.environ[_PGID_ENV] = str(os.getpid())  # inherited by the DDP ranks Lightning starts
-    _watch_parent()
     try:
         # SIGTERM (the search stopping, or a scheduler preempting this worker): Lightning's own
         # handler runs inside the fit, synchronised across DDP ranks; see runner/_signals.py.
         with sigterm_stops_search("trial worker"):
             with open(argv[0], "rb") as f:
                 payload = pickle.load(f)
+            _watch(payload.get("watch_pid") if rank == 0 else None)  # DDP ranks watch rank 0
             if payload.get("version") != PAYLOAD_VERSION:
                 print(f"payload version {payload.get('version')!r} is not {PAYLOAD_VERSION}", file=sys.stderr)
                 return 2
             return _run(payload, rank)
-    except SIGTERMException:
-        return SIGTERM_EXIT
+    except SystemExit as stop:
+        if is_sigterm(stop):
+            return SIGTERM_EXIT
+        raise
 
 
-# The zygote -------------------------------------------------------------------------------
-_protocol_fd = 1  # the zygote's channel to the search process (its original stdout)
-
-
-def _send(message: dict[str, Any]) -> None:
-    os.write(_protocol_fd, (json.dumps(message) + "\n").encode())
-
-
-def _forked_trial(command: dict[str, Any]) -> None:
-    """In the forked child: become the trial's process, run it, never return."""
+def run_forked(payload_path: str, log_path: str, env: Mapping[str, str]) -> None:
+    """The body of a trial's process forked by the forkserver: become the trial's process, run it, exit."""
     code = 1
     try:
-        os.close(_protocol_fd)  # only the zygote speaks to the search process
         os.setpgid(0, 0)  # its own process group: killed as one, deaf to the terminal's Ctrl-C
-        log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
-        if "env" in command:  # the trial's whole environment, as a spawned process would get it
-            os.environ.clear()
-            os.environ.update(command["env"])
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.environ.clear()  # the trial's whole environment, as a fresh interpreter would get it
+        os.environ.update(env)
         threads = os.environ.get("OMP_NUM_THREADS", "")
-        if threads.isdigit() and int(threads) > 0:
-            import torch  # noqa: PLC0415 - already imported by the zygote
-
-            torch.set_num_threads(int(threads))  # OpenMP read the variable when the zygote started
-        sys.argv = [sys.argv[0], command["payload"]]  # what Lightning re-runs for DDP ranks 1..n-1
-        code = main([command["payload"]])
+        if threads.isdigit() and int(threads) > 0 and "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(int(threads))  # OpenMP read the variable in the forkserver
+        # What Lightning's DDP launcher re-runs for ranks 1..n-1: this module and the payload.
+        sys.modules["__main__"] = sys.modules[ENTRY_MODULE]
+        sys.argv = [sys.modules[ENTRY_MODULE].__file__ or "", payload_path]
+        code = main([payload_path])
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:  # noqa: BLE001 - report anything, then leave
         traceback.print_exc()
     finally:
-        try:
-            atexit._run_exitfuncs()
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
-# Imported lazily by a trial's first steps; imports alone never touch CUDA, threads or files.
-_PRELOAD = (
-    "frameworm_lightning.search._function", "frameworm_lightning.stopping", "lightning.pytorch.loggers.csv_logs",
-    "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg", "torch.profiler",
-)
-
-
-def _preload() -> None:
-    import importlib  # noqa: PLC0415
-
-    for name in _PRELOAD:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - an optional module missing only costs its trials the import
-            pass
-
-
-def _cpu_only_torch() -> bool:
-    """Whether torch was built without CUDA: only then can a warm-up fit never reach a GPU driver."""
-    import torch  # noqa: PLC0415
-
-    return torch.version.cuda is None and not torch.backends.cuda.is_built()
-
-
-def _warm_up() -> None:
-    """Run one tiny CPU fit, so forked trials find Lightning's caches (ABC checks...) filled.
-
-    A trial's first fit in a fresh process spends about half a second filling them.
-    Only with a CPU-only torch: on a CUDA build a Lightning fit initialises the CUDA
-    driver (seen on an H100: the forked trials then found no GPU), which a zygote must
-    never do. The fit runs on one thread with tensors too small for an OpenMP team, so
-    the zygote stays safe to fork; if threads were left behind anyway, the log says so.
-    """
-    import tempfile  # noqa: PLC0415
-    import warnings  # noqa: PLC0415
-
-    import lightning.pytorch as pl  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-    from torch.utils.data import DataLoader, TensorDataset  # noqa: PLC0415
-
-    class Tiny(pl.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.layer = torch.nn.Linear(2, 1)
-
-        def training_step(self, batch: Any, batch_idx: int) -> Any:
-            loss = self.layer(batch[0]).pow(2).mean()
-            self.log("loss", loss)
-            return loss
-
-        def validation_step(self, batch: Any, batch_idx: int) -> None:
-            self.log("val_loss", self.layer(batch[0]).pow(2).mean())
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.Adam(self.parameters())
-
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    threads = torch.get_num_threads()
-    before = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
-    torch.set_num_threads(1)
-    import logging  # noqa: PLC0415
-
-    quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.WARNING)
-    try:
-        loader = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
-        with tempfile.TemporaryDirectory(prefix="fw-zygote-") as root, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, default_root_dir=root,
-                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-            trainer.fit(Tiny(), loader, loader)
-    except Exception as err:  # noqa: BLE001 - a warm-up that fails only costs the trials their warm caches
-        print(f"zygote warm-up skipped: {type(err).__name__}: {err}", file=sys.stderr)
-    finally:
-        for lg, level in zip(quiet, levels):
-            lg.setLevel(level)
-        torch.set_num_threads(threads)
-        if visible is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible
-    after = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
-    if after > before:
-        print(f"zygote warm-up left {after - before} thread(s) running", file=sys.stderr)
-
-
-def zygote() -> int:
-    """Fork one trial process per command read from stdin; report starts and exits on stdout."""
-    global _protocol_fd
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping is the search process's decision
-    # Keep stdout for the protocol alone: anything printed goes to stderr (the zygote's log).
-    _protocol_fd = os.dup(1)
-    os.dup2(2, 1)
-    _preload()
-    if os.environ.get("FRAMEWORM_ZYGOTE_WARM_UP", "1") != "0" and _cpu_only_torch():
-        _warm_up()
-    children: set[int] = set()
-    buffer = b""
-    _send({"ready": os.getpid()})
-    while True:
-        readable, _, _ = select.select([0], [], [], 0.05)
-        if readable:
-            data = os.read(0, 65536)
-            if not data:  # the search process is gone: so are its trials
-                for pid in children:
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
-                return 0
-            buffer += data
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                command = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    _forked_trial(command)
-                try:
-                    os.setpgid(pid, pid)  # also here, so the group exists before we report the pid
-                except OSError:
-                    pass
-                children.add(pid)
-                _send({"started": pid, "id": command.get("id")})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            children.discard(pid)
-            _send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+        # multiprocessing ends its children with os._exit, skipping atexit: loggers (W&B,
+        # MLflow) flush there. _run_exitfuncs is private; tests/parallel checks it runs.
+        atexit._run_exitfuncs()  # noqa: SLF001
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Samplers: propose configurations through one ``ask(context) -> Suggestion`` method."""
 
+from frameworm_lightning._lazy import lazy_attributes
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
 from frameworm_lightning.samplers._grid import GridSampler
 from frameworm_lightning.samplers._random import RandomSampler
@@ -23,12 +24,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frameworm_lightning.samplers' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -33,6 +33,7 @@ from frameworm_lightning._gp.acquisition import (
 from frameworm_lightning._gp.encoding import ModelEncoding, sobol_points
 from frameworm_lightning._gp.gp import (
     DTYPE,
+    HIGH_DIM,
     NOISE_FLOOR,
     GPModel,
     GPNumericalError,
@@ -75,6 +76,9 @@ _DUPLICATE_TOL = 1e-6
 # with equal discrete columns) from every pending trial, so that parallel workers never
 # evaluate the same point twice, whatever the acquisition's landscape.
 _PENDING_GAP = 1e-3
+# Past this many ordered columns, a perturbation of an incumbent moves a random subset of
+# about this many of them (see _perturbations).
+_PERTURB_DIMS = HIGH_DIM
 
 
 class BayesianSampler(Sampler):
@@ -430,12 +434,22 @@ def _perturbations(encoding: ModelEncoding, X: np.ndarray, rng: np.random.Genera
     """``per_point`` Gaussian perturbations (std 0.05 in the unit cube) of each model point ``(m, d)``.
 
     Categorical columns keep their choice; integer columns move to a nearby admissible value.
+    With more than ``_PERTURB_DIMS`` ordered columns, each perturbation moves a random
+    subset of them (each column with probability ``_PERTURB_DIMS / d``, at least one), as
+    BoTorch's ``sample_perturbed_subset_dims`` does: a move of every one of 50 coordinates
+    leaves the incumbent's neighbourhood (its length grows like ``sqrt(d)``), while a move
+    of a few coordinates stays where the model predicts well.
     """
     if len(X) == 0:
         return X
     U = np.repeat(encoding.to_unit(X), per_point, axis=0)
     ordered = ~encoding.categorical_mask
-    U[:, ordered] += rng.normal(0.0, 0.05, size=(len(U), int(ordered.sum())))
+    step = rng.normal(0.0, 0.05, size=(len(U), int(ordered.sum())))
+    if step.shape[1] > _PERTURB_DIMS:
+        moved = rng.random(step.shape) < _PERTURB_DIMS / step.shape[1]
+        moved[np.arange(len(U)), rng.integers(step.shape[1], size=len(U))] = True
+        step = np.where(moved, step, 0.0)
+    U[:, ordered] += step
     return encoding.to_model(np.clip(U, 0.0, 1.0))
 
 

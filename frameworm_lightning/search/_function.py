@@ -7,19 +7,21 @@ and returns a float or a dict of metrics holding ``metric``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import traceback
+import types
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning.pytorch.utilities.exceptions import SIGTERMException
-
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._rules import FATAL_ATTR, search_error
-from frameworm_lightning.runner._signals import sigterm_stops_search, stopped
+from frameworm_lightning.runner._loop import run_search
+from frameworm_lightning.runner._forkserver import start_forkserver
+from frameworm_lightning.runner._rules import FATAL_ATTR
+from frameworm_lightning.runner._signals import is_sigterm
 from frameworm_lightning.samplers import GridSampler, RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage
@@ -68,10 +70,10 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
     except KeyboardInterrupt:
         trial.interrupt("KeyboardInterrupt")
         raise
-    except SIGTERMException:
-        trial.interrupt("SIGTERM")
-        raise
     except SystemExit as exit_:
+        if is_sigterm(exit_):
+            trial.interrupt("SIGTERM")
+            raise
         # sys.exit() in train_fn ends this trial, not the search (as in a Lightning trial).
         trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
     except Exception as err:  # noqa: BLE001 - a failing configuration fails its trial only
@@ -164,28 +166,26 @@ class FunctionSearch:
         """
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
+        if n_jobs > 1 and isinstance(train_fn, types.FunctionType) and (
+                "<locals>" in train_fn.__qualname__ or train_fn.__name__ == "<lambda>"):
+            raise ValueError(
+                "n_jobs > 1 runs train_fn in worker processes, which import it by name, so it must be a "
+                f"function defined at module level; {train_fn.__qualname__!r} is a lambda or a nested function."
+            )
         budget = self._budget()  # a grid too large to finish fails here, before the study is stored
+        if n_jobs > 1:
+            start_forkserver()  # its imports overlap the set-up below
         study = self.open_study()
         study.recover(retry_failed=self.retry_failed)
         printer = TrialPrinter(self.metric, self.mode, enabled=self.verbose)
         for t in study.trials:
             printer.observe(t)
-        if n_jobs > 1:
-            from frameworm_lightning.runner._parallel import run_function_parallel  # noqa: PLC0415
-
-            run_function_parallel(study, train_fn, self.base_config, budget, n_jobs, printer=printer,
-                                  stop_on_error=self.stop_on_error)
-        else:
-            with sigterm_stops_search() as stop:
-                while stop.signum is None and (trial := study.ask(budget=budget)) is not None:
-                    evaluate_function(train_fn, trial, self.base_config, self.metric)
-                    frozen = trial.snapshot()
-                    printer(frozen)
-                    error = search_error(study, frozen, self.stop_on_error)
-                    if error is not None:
-                        raise error
-                if stop.signum is not None:
-                    raise stopped()
+        run_search(
+            study, functools.partial(evaluate_function, train_fn, base_config=self.base_config, metric=self.metric),
+            executor="process" if n_jobs > 1 else "inline", budget=budget, what="train_fn and base_config",
+            n_jobs=n_jobs, printer=printer,
+            stop_on_error=self.stop_on_error,
+        )
         self.result = SearchResult(study)
         if self.result.best_trial is None:
             failed = [t for t in self.result.trials if t.error]

@@ -60,7 +60,7 @@ from frameworm_lightning.stopping._base import (
 )
 from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, masked_url, open_storage
 from frameworm_lightning.study import validate_mode
-from frameworm_lightning.trial import FrozenTrial, TrialState
+from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 
 __all__ = ["StoppingCallback", "enqueue_promotion"]
 
@@ -133,8 +133,8 @@ class _ScriptTrial:
     def should_prune(self) -> bool:
         return self.prune_reason is not None
 
-    def finish(self, state: TrialState, value: float | None = None, reason: str | None = None,
-               error: str | None = None) -> bool:
+    def _finish(self, state: TrialState, value: float | None = None, reason: str | None = None,
+                error: str | None = None) -> bool:
         """Store the outcome and close the storage (once, whichever policy of the run comes first)."""
         if self.finished:
             return False
@@ -145,6 +145,20 @@ class _ScriptTrial:
             return self.study.storage.finish_trial(self.trial_id, state, value=value, reason=reason, error=error)
         finally:
             self.study.storage.close()
+
+    def complete(self, value: float, reason: str | None = None) -> bool:
+        if not math.isfinite(value):
+            return self.fail(f"{self.study.metric!r} is {value} (diverged)", reason="diverged")
+        return self._finish(TrialState.COMPLETE, value=value, reason=reason)
+
+    def prune(self, reason: str | None = None, value: float | None = None) -> bool:
+        return self._finish(TrialState.PRUNED, value=value, reason=reason or self.prune_reason or "pruned")
+
+    def fail(self, error: str, reason: str | None = None) -> bool:
+        return self._finish(TrialState.FAILED, error=error, reason=reason or error.strip().splitlines()[-1][:500])
+
+    def interrupt(self, why: str) -> bool:
+        return self.fail(f"interrupted ({why})", reason="interrupted")
 
 
 def _flat_params(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -284,7 +298,7 @@ class StoppingCallback(Callback, ABC):
         self.storage = storage
         self.study = study
         self.every_n_train_steps = every_n_train_steps
-        self._trial: Any = None
+        self._trial: LiveTrial | None = None
         self._in_runner = False
         self._reset_run()
 
@@ -361,7 +375,7 @@ class StoppingCallback(Callback, ABC):
         return best_of(self._values.values(), self._mode())
 
     # Runner integration ----------------------------------------------------------------
-    def bind_trial(self, trial: Any) -> None:
+    def bind_trial(self, trial: LiveTrial) -> None:
         """Called by ``SearchRunner`` with the live trial this copy of the callback judges."""
         metric, mode = trial.study.metric, trial.study.mode
         if self.mode is not None and self.mode != mode:
@@ -377,7 +391,7 @@ class StoppingCallback(Callback, ABC):
         self._in_runner = True
 
     @property
-    def trial(self) -> Any:
+    def trial(self) -> LiveTrial | None:
         """The trial this callback reports to (``None`` without storage, or off rank 0)."""
         return self._trial
 
@@ -472,15 +486,15 @@ class StoppingCallback(Callback, ABC):
         _SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
         stopped = trial.stop
         if stopped is not None and stopped.decision in (Decision.PRUNE, Decision.PAUSE):
-            trial.finish(TrialState.PRUNED, value=self._last_finite(), reason=stopped.describe())
+            trial.prune(stopped.describe(), value=self._last_finite())
             return
         value = self._last_value(trainer)
         if value is None:
-            trial.finish(TrialState.FAILED, error=f"{self.monitor!r} was never reported", reason="no value")
+            trial.fail(f"{self.monitor!r} was never reported", reason="no value")
         elif not math.isfinite(value):
-            trial.finish(TrialState.FAILED, error=f"{self.monitor!r} is {value} (diverged)", reason="diverged")
+            trial.fail(f"{self.monitor!r} is {value} (diverged)", reason="diverged")
         else:
-            trial.finish(TrialState.COMPLETE, value=value, reason=None if stopped is None else stopped.describe())
+            trial.complete(value, reason=None if stopped is None else stopped.describe())
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -488,10 +502,10 @@ class StoppingCallback(Callback, ABC):
             return
         _SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
         if isinstance(exception, KeyboardInterrupt):
-            self._trial.finish(TrialState.FAILED, error="interrupted (KeyboardInterrupt)", reason="interrupted")
+            self._trial.interrupt("KeyboardInterrupt")
         else:
             text = "".join(traceback.format_exception(type(exception), exception, exception.__traceback__))
-            self._trial.finish(TrialState.FAILED, error=text, reason=f"{type(exception).__name__}: {exception}"[:500])
+            self._trial.fail(text, reason=f"{type(exception).__name__}: {exception}"[:500])
 
     @override
     def state_dict(self) -> dict[str, Any]:

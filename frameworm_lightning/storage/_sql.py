@@ -21,7 +21,10 @@ import json
 import logging
 import math
 import os
+import shutil
 import socket
+import sqlite3
+import tempfile
 import threading
 import time
 import uuid
@@ -382,6 +385,42 @@ class Storage:
 
     def __repr__(self) -> str:
         return f"Storage({self.url!r})"
+
+    @contextmanager
+    def shareable(self) -> Iterator[Storage]:
+        """This storage, or for an in-memory one a copy other processes can open.
+
+        The in-memory database is copied whole to a temporary SQLite file (SQLite's backup
+        API) for the block, then copied back, so this storage sees every trial the other
+        processes stored.
+        """
+        if not self.is_memory:
+            yield self
+            return
+        folder = Path(tempfile.mkdtemp(prefix="frameworm-shared-"))
+        path = folder / "study.db"
+        with self._lock:  # no transaction may run while the database is copied
+            raw = self.engine.raw_connection()
+            try:
+                dst = sqlite3.connect(path)
+                raw.driver_connection.backup(dst)  # type: ignore[union-attr]
+                dst.close()
+            finally:
+                raw.close()
+        shared = Storage(f"sqlite:///{path}", heartbeat_timeout=self.heartbeat_timeout)
+        try:
+            yield shared
+        finally:
+            shared.close()
+            with self._lock:
+                src = sqlite3.connect(path)
+                raw = self.engine.raw_connection()
+                try:
+                    src.backup(raw.driver_connection)  # type: ignore[arg-type]
+                finally:
+                    raw.close()
+                    src.close()
+            shutil.rmtree(folder, ignore_errors=True)
 
     # Studies --------------------------------------------------------------------------
     def create_or_load_study(

@@ -94,6 +94,25 @@ def test_loss_is_the_negative_log_marginal_likelihood_plus_priors_per_point() ->
     assert ours == pytest.approx(-(log_lik + log_prior) / 15, rel=1e-7)
 
 
+@pytest.mark.parametrize(("d", "median", "sigma"), [
+    (1, 0.7, 0.7),
+    (6, 0.7 * math.sqrt(6), 0.7),
+    (20, 0.7 * math.sqrt(20), 0.7),
+    # Past HIGH_DIM, Hvarfner et al.'s prior: LogNormal(sqrt(2) + log(d) / 2, sqrt(3)).
+    (21, math.exp(math.sqrt(2)) * math.sqrt(21), math.sqrt(3)),
+    (50, math.exp(math.sqrt(2)) * math.sqrt(50), math.sqrt(3)),
+])
+def test_lengthscale_prior_scales_with_the_dimension(d: int, median: float, sigma: float) -> None:
+    prior = dim_scaled_lengthscale_prior(d)
+    assert math.exp(float(prior.loc)) == pytest.approx(median, rel=1e-6)
+    assert float(prior.scale) == pytest.approx(sigma, rel=1e-6)
+    # The model registers it on the kernel's lengthscales, and its default start is the prior's mode.
+    model = GPModel(torch.rand(4, d, dtype=D), torch.randn(4, dtype=D), torch.zeros(d, dtype=torch.bool))
+    registered = dict((name, p) for name, _, p, _, _ in model.named_priors())
+    assert float(registered["covar_module.base_kernel.lengthscale_prior"].loc) == float(prior.loc)
+    assert model.lengthscale[0].item() == pytest.approx(math.exp(float(prior.loc) - sigma**2), rel=1e-6)
+
+
 def test_fit_improves_the_loss_and_respects_the_floors() -> None:
     X, y = _data()
     model = GPModel(X, y, torch.tensor([False, False]))

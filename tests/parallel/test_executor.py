@@ -10,15 +10,12 @@ from pathlib import Path
 import pytest
 
 from frameworm_lightning import GridSampler, Real, SearchRunner, Study
-from frameworm_lightning.runner._parallel import (
-    WorkerExit,
-    describe_exit,
-    dump_target,
-    log_tail,
-    resolve_executor,
-    run_function_parallel,
-    shareable_study,
-)
+from frameworm_lightning.runner._launcher import WorkerExit, describe_exit, resolve_executor
+from frameworm_lightning.runner._payload import dump_evaluate
+from frameworm_lightning.runner._processes import log_tail
+from frameworm_lightning.runner._trial_entry import load_evaluate
+from frameworm_lightning.search import RandomSearch
+from frameworm_lightning.study import Study as _Study
 from frameworm_lightning.space import Categorical, SearchSpace
 from frameworm_lightning.trial import TrialState
 
@@ -73,13 +70,13 @@ def test_inline_cannot_time_out_or_place_gpus(kwargs: dict) -> None:
 
 def test_unpicklable_targets_are_explained() -> None:
     with pytest.raises(ValueError, match="module level"):
-        dump_target(("function", lambda c: 0.0), "train_fn")
+        dump_evaluate(lambda c: 0.0, "train_fn")
 
     class Local(SleepyModule):
         pass
 
     with pytest.raises(ValueError, match="module level"):
-        dump_target(("lightning", Local), "the LightningModule")
+        dump_evaluate(Local, "the LightningModule")
 
 
 def test_classes_of_an_interactive_session_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,7 +85,7 @@ def test_classes_of_an_interactive_session_are_refused(monkeypatch: pytest.Monke
     cls = type("NotebookModel", (), {"__module__": "__main__"})
     interactive.NotebookModel = cls  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="interactive session"):
-        dump_target(("lightning", cls), "the LightningModule")
+        dump_evaluate(cls, "the LightningModule")
 
 
 def test_script_classes_are_re_imported_from_the_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -97,21 +94,21 @@ def test_script_classes_are_re_imported_from_the_script(monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "__main__", script)
     cls = type("ScriptModel", (), {"__module__": "__main__"})
     script.ScriptModel = cls  # type: ignore[attr-defined]
-    _, main = dump_target(("lightning", cls), "the LightningModule")
+    _, main = dump_evaluate(cls, "the LightningModule")
     assert main == ("path", str(tmp_path / "search.py"))
-    _, main = dump_target(("lightning", SleepyModule), "the LightningModule")
+    _, main = dump_evaluate(SleepyModule, "the LightningModule")
     assert main is None
 
 
 def test_nested_train_fn_is_refused_before_any_work() -> None:
-    study = Study.create("nested", {"x": Real(0, 1)}, metric="loss")
+    search = RandomSearch({}, {"x": Real(0, 1)}, metric="loss", n_trials=2, verbose=False)
 
     def local_fn(config: dict) -> float:
         return 0.0
 
     with pytest.raises(ValueError, match="module level"):
-        run_function_parallel(study, local_fn, {}, 2, 2)
-    assert study.trials == []
+        search.run(local_fn, n_jobs=2)
+    assert search.open_study().trials == []
 
 
 @pytest.mark.parametrize(
@@ -149,8 +146,9 @@ def test_an_in_memory_study_is_shared_through_a_file_and_copied_back() -> None:
     study = Study.create("mem", {"x": Real(0, 1)}, metric="loss", sampler=GridSampler(grid_points=3))
     first = study.ask()
     first.complete(1.0)
-    with shareable_study(study) as shared:
-        assert shared is not study and not shared.storage.is_memory
+    with study.storage.shareable() as storage:
+        assert storage is not study.storage and not storage.is_memory
+        shared = _Study.load("mem", storage)
         assert [t.value for t in shared.trials] == [1.0]
         t = shared.ask()
         t.report(3, 0.5)
@@ -167,3 +165,29 @@ def test_function_api_needs_no_storage_for_n_jobs() -> None:
     with pytest.raises(ValueError, match="module level"):
         search.run(lambda c: c["x"], n_jobs=2)
     assert square({"x": 1.0}) == 0.0
+
+
+SCRIPT = """
+class ScriptModel:
+    tag = "from the search script"
+"""
+
+
+def test_a_trial_loads_the_search_script_its_payload_names_not_another_main(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A trial forked for a Ray worker finds Ray's worker script as __mp_main__: the
+    # evaluation pickled by the search process must still find the search script's classes.
+    script = tmp_path / "search.py"
+    script.write_text(SCRIPT)
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    exec(compile(SCRIPT, str(script), "exec"), main.__dict__)  # noqa: S102 - the test's own script
+    main.ScriptModel.__module__ = "__main__"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    evaluate_bytes, ref = dump_evaluate(main.ScriptModel, "the LightningModule")
+    other = types.ModuleType("__mp_main__")
+    other.__file__ = str(tmp_path / "default_worker.py")
+    monkeypatch.setitem(sys.modules, "__mp_main__", other)
+    loaded = load_evaluate({"main": ref, "sys_path": []}, evaluate_bytes)
+    assert loaded.tag == "from the search script"
+    assert sys.modules["__mp_main__"].__file__ == str(script)

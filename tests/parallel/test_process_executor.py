@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from frameworm_lightning.trial import TrialState
 from parallel._models import (
     SleepyModule,
     alive,
+    exit_marker,
     metrics_dict,
     overlap,
     rank_reports,
@@ -147,3 +150,38 @@ def test_a_wrong_metric_name_stops_the_function_api(tmp_path: Path) -> None:
         with pytest.raises(MetricNotFoundError, match=r"metric 'los' was never logged; logged metrics: loss"):
             search.run(metrics_dict, n_jobs=n_jobs)
         assert len(search.study.trials) <= n_jobs + 1
+
+
+def test_a_trial_process_is_forked_by_the_preloaded_forkserver_and_runs_its_exit_handlers(tmp_path: Path) -> None:
+    search = GridSearch(base_config={"x": 0.0, "path": str(tmp_path / "exit")}, search_space={"x": [1.0, 2.0]},
+                        metric="loss", verbose=False)
+    search.run(exit_marker, n_jobs=2)
+    facts = [eval(p.read_text()) for p in sorted(tmp_path.glob("exit.*"))]  # noqa: S307 - our own repr
+    assert len(facts) == 2  # atexit ran although multiprocessing ends its children with os._exit
+    for f in facts:
+        assert f["ppid"] != os.getpid()  # forked by the forkserver, never by the search process
+        assert f["pgid"] == f["pid"]  # its own process group
+        assert f["lightning_before_trial"]  # preloaded: imported before the trial began
+        assert f["main"] == "frameworm_lightning.runner._trial_entry"  # what DDP relaunches re-run
+
+
+LIGHT_SEARCH = """
+import sys
+from frameworm_lightning.search import GridSearch
+
+def lightning_loaded(config):
+    return float("lightning.pytorch" in sys.modules)
+
+if __name__ == "__main__":
+    _, worst = GridSearch({{}}, {{"x": [1, 2]}}, metric="loss", mode="max", verbose=False).run(lightning_loaded, n_jobs=2)
+    print(worst, "lightning.pytorch" in sys.modules)
+"""
+
+
+def test_a_plain_function_search_never_imports_lightning(tmp_path: Path) -> None:
+    script = tmp_path / "light.py"
+    script.write_text(LIGHT_SEARCH.format())
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # Neither the search process nor its workers (forked by a forkserver without Lightning) loaded it.
+    assert out.stdout.split() == ["0.0", "False"]

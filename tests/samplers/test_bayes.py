@@ -277,3 +277,22 @@ def test_categorical_and_log_dimensions_stay_valid_in_a_mixed_space() -> None:
     for t in study.trials:
         space.validate(t.params)
     assert study.best_trial.value < 1.0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("d", "moved_low", "moved_high"), [(6, 6, 6), (20, 20, 20), (50, 15, 25)])
+def test_incumbent_perturbations_move_a_subset_of_coordinates_in_high_dimension(
+    d: int, moved_low: float, moved_high: float
+) -> None:
+    from frameworm_lightning._gp.encoding import ModelEncoding
+    from frameworm_lightning.samplers._bayes import _perturbations
+
+    encoding = ModelEncoding(SearchSpace({f"x{i}": Real(0.0, 1.0) for i in range(d)}))
+    X = encoding.to_model(np.full((2, d), 0.5))
+    out = _perturbations(encoding, X, np.random.default_rng(0), per_point=200)
+    moved = (np.abs(encoding.to_unit(out) - 0.5) > 0).sum(axis=1)
+    assert out.shape == (400, d)
+    assert moved.min() >= 1  # every perturbation moves something
+    # Up to 20 columns every coordinate moves; past that about 20 of them (each with probability 20/d).
+    assert moved_low <= moved.mean() <= moved_high, moved.mean()
+    if d > 20:
+        assert moved.max() < d

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from frameworm_lightning import SearchRunner, StorageError, Study, TrialState, open_storage
-from frameworm_lightning.runner._parallel import write_private
+from frameworm_lightning.runner._payload import write_private
 from frameworm_lightning.storage import masked_url
 
 from ._models import QUIET, PayloadProbe, TinyData

@@ -1,0 +1,177 @@
+"""Trials in local processes: one process per trial, forked by the standard library's forkserver.
+
+The first trial of a process starts multiprocessing's forkserver with
+``set_forkserver_preload``: a clean parent that imported torch, Lightning and this
+package once, never touched CUDA, a database or a thread, and forks one fresh process
+per trial. Each trial process:
+
+* is a ``multiprocessing.Process`` of its own (not a pool: a trial that crashes takes
+  only itself down); the loop waits on the processes' sentinels
+  (``multiprocessing.connection.wait``), not by polling;
+* leads its own process group (its DDP ranks, DataLoader workers), so stopping a trial
+  stops all of them;
+* logs to ``<trial folder>/worker.log`` and gets the trial's whole environment
+  (``CUDA_VISIBLE_DEVICES`` of its GPU lease, the storage URL, ``OMP_NUM_THREADS``);
+* runs :func:`~._trial_entry.run_forked`, which makes the trial entry module its
+  ``__main__`` and its payload its ``argv``: Lightning's DDP launcher then re-runs
+  ``python -m frameworm_lightning.runner._trial_entry <trial.pkl>`` for the other ranks,
+  never the search script;
+* kills its process group if the process that launched it (the search) is gone.
+
+The forkserver is shared by every search of the process and started once; its preload
+list is fixed then (``runner/_forkserver.py``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from frameworm_lightning.runner._forkserver import start_forkserver
+from frameworm_lightning.runner._launcher import WorkerExit
+from frameworm_lightning.runner._payload import PAYLOAD_FILE, STORAGE_URL_ENV, worker_env, write_private
+from frameworm_lightning.runner._trial_entry import run_forked
+from frameworm_lightning.study import Trial
+
+__all__ = ["ProcessLauncher", "kill_group", "log_tail", "rank_errors"]
+
+_KILL_GRACE_S = 5.0     # SIGTERM to SIGKILL
+_LOG_TAIL_LINES = 30
+def kill_group(pgid: int, sig: int) -> None:
+    """Signal a worker's process group (its DDP ranks, DataLoader workers); gone groups are ignored."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a worker's log ('' if there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 64_000))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    all_lines = text.rstrip().splitlines()
+    # A segfault's faulthandler dump lists the innermost frame first: keep its top.
+    fatal = [i for i, line in enumerate(all_lines) if line.startswith("Fatal Python error")]
+    if fatal:
+        return "\n".join(all_lines[fatal[-1]: fatal[-1] + lines])
+    return "\n".join(all_lines[-lines:])
+
+
+def rank_errors(directory: Path) -> list[str]:
+    """Errors that DDP ranks above 0 left in the trial folder."""
+    out = []
+    for path in sorted(directory.glob("rank*.error")):
+        try:
+            out.append(f"{path.stem}: " + "\n".join(path.read_text().rstrip().splitlines()[-_LOG_TAIL_LINES:]))
+        except OSError:
+            continue
+    return out
+
+
+@dataclass
+class ProcessHandle:
+    """One trial's process."""
+
+    process: multiprocessing.process.BaseProcess
+    log_path: Path
+    directory: Path
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+
+class ProcessLauncher:
+    """Each trial in a process of its own on this machine.
+
+    Args:
+        payload: what every trial's payload holds (:func:`~._payload.base_payload`).
+        storage_url: the study's storage, given to each worker in its environment.
+        directory_of: the folder of trial ``n``.
+        n_jobs: trials at once (sets each worker's thread count).
+    """
+
+    blocking = False
+
+    def __init__(self, payload: Mapping[str, Any], storage_url: str, directory_of: Callable[[int], Path],
+                 n_jobs: int) -> None:
+        self.payload = dict(payload)
+        self.storage_url = storage_url
+        self.directory_of = directory_of
+        self.n_jobs = n_jobs
+        # A Ray worker never loads the search's classes itself: the payload says what trials need.
+        self.context = start_forkserver(self.payload.get("lightning"))
+
+    def start(self, trial: Trial, env: Mapping[str, str]) -> ProcessHandle:
+        directory = self.directory_of(trial.number)
+        payload = {**self.payload, "trial_id": trial.trial_id, "number": trial.number,
+                   "directory": str(directory)}
+        return self.launch(payload, directory, env)
+
+    def launch(self, payload: dict[str, Any], directory: Path, env: Mapping[str, str]) -> ProcessHandle:
+        """Start the process of the trial ``payload`` describes (also the body of a Ray task)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {**payload, "watch_pid": os.getpid()}  # the trial dies with this process
+        path = write_private(directory / PAYLOAD_FILE, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        log_path = directory / "worker.log"
+        env = worker_env({STORAGE_URL_ENV: self.storage_url, **env}, self.n_jobs)
+        process = self.context.Process(target=run_forked, args=(str(path), str(log_path), env),
+                                       name=f"frameworm-trial-{payload['number']}")
+        process.start()
+        return ProcessHandle(process, log_path, directory)
+
+    def poll(self, handle: ProcessHandle) -> WorkerExit | None:
+        rc = handle.process.exitcode
+        if rc is None:
+            return None
+        kill_group(handle.pid, signal.SIGKILL)  # ranks or loader workers it left behind
+        handle.process.join()
+        handle.process.close()
+        (handle.directory / PAYLOAD_FILE).unlink(missing_ok=True)  # the trial is over: so is its payload
+        return WorkerExit(rc, log_tail(handle.log_path), extra=rank_errors(handle.directory),
+                          log_path=str(handle.log_path))
+
+    def wait(self, handles: Sequence[ProcessHandle], timeout: float, wake_fd: int) -> None:
+        multiprocessing.connection.wait([h.process.sentinel for h in handles] + [wake_fd], timeout)
+
+    def kill(self, handles: Sequence[ProcessHandle]) -> None:
+        """SIGTERM to each trial's own process, SIGKILL to its whole group after a grace period.
+
+        Only the trial's process (DDP rank 0) gets SIGTERM: Lightning passes it on to the
+        other ranks itself and stops them all at one step. A rank that got it twice (from
+        us and from rank 0) would enter Lightning's handler, and its collective, twice and
+        hang until the SIGKILL.
+        """
+        for h in handles:
+            try:
+                os.kill(h.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        self._join(handles)
+        for h in handles:
+            kill_group(h.pid, signal.SIGKILL)
+        self._join(handles)
+
+    @staticmethod
+    def _join(handles: Sequence[ProcessHandle]) -> None:
+        deadline = time.monotonic() + _KILL_GRACE_S
+        for h in handles:
+            h.process.join(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        pass  # the forkserver stays for the next search of this process
