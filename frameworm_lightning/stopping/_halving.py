@@ -521,18 +521,9 @@ class SuccessiveHalving(_RungPolicy):
         resource: str = "epochs",
         promotion: bool = True,
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, **options)
 
     def bracket(self, index: int) -> Bracket:
         rungs = self.rungs
@@ -575,18 +566,9 @@ class ASHA(_RungPolicy):
         resource: str = "epochs",
         promotion: bool = True,
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, **options)
 
     def bracket(self, index: int) -> Bracket:
         return Bracket(index, self.rungs, None)

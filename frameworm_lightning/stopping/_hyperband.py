@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from frameworm_lightning.stopping._halving import Bracket, _levels, _RungPolicy, _tidy
 
@@ -51,18 +52,9 @@ class Hyperband(_RungPolicy):
         resource: str = "epochs",
         promotion: bool = True,
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, **options)
 
     @property
     def s_max(self) -> int:
