@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from frameworm_lightning.stopping._halving import Bracket, _levels, _RungPolicy, _tidy
 
@@ -42,19 +41,6 @@ class Hyperband(_RungPolicy):
     """
 
     synchronous = True
-
-    def __init__(
-        self,
-        monitor: str | None = None,
-        min_resource: float = 1,
-        max_resource: float = 27,
-        eta: int = 3,
-        resource: str = "epochs",
-        promotion: bool = True,
-        mode: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, **options)
 
     @property
     def s_max(self) -> int:
