@@ -11,7 +11,7 @@ Two tables, printed side by side:
   matrix products per trial) with ``n_jobs=1`` (trials in the search process, with
   torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
   one thread each): trials per minute of wall time, the median of rotated rounds
-  (the machine is shared, so its load changes under us). The zygote is started
+  (the machine is shared, so its load changes under us). The forkserver is started
   before, and its start shown in the other table. Each round also measures the
   machine itself without frameworm — matrix products in one process, then in two at
   once — so the ``n_jobs=2`` figure can be read against the parallel capacity the
@@ -19,7 +19,10 @@ Two tables, printed side by side:
 * **Empty-trial cost** — a trial of one training step on one sample, run with each
   executor, ``n_jobs=1``: the median time a trial is held (claim to stored outcome,
   from storage), the first trial's, the overhead over in-process, and the one-off
-  start of the executor (the zygote's imports, a local Ray cluster).
+  start of the executor (the forkserver's imports, a local Ray cluster).
+* **Cold starts** — each in a fresh interpreter running a search script, as a user
+  does: the time from ``fit()`` to the first trial running in a worker (``n_jobs=2``),
+  and ``GridSearch(...).run(fn, n_jobs=2)`` on four trials of a 1.5 s function.
 
 Worker processes import this script (its classes are defined here, in ``__main__``),
 as they would a user's search script. The machine is shared; its load average is
@@ -49,7 +52,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frameworm_lightning import RandomSampler, Real, SearchRunner  # noqa: E402
-from frameworm_lightning.runner._processes import start_forkserver  # noqa: E402
+from frameworm_lightning.runner._forkserver import start_forkserver  # noqa: E402
 
 
 class CpuMLP(pl.LightningModule):
@@ -189,14 +192,14 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
     return rows
 
 
-def empty_trials(root: Path, n_trials: int, zygote_start: float, with_ray: bool) -> list[dict[str, Any]]:
+def empty_trials(root: Path, n_trials: int, forkserver_start: float, with_ray: bool) -> list[dict[str, Any]]:
     rows = []
     row = search(root, "empty-inline", EmptyModule, n_trials, 1, "inline", max_steps=1)
     row.update(executor="in-process", start_s=0.0)
     rows.append(row)
 
     row = search(root, "empty-process", EmptyModule, n_trials, 1, "process", max_steps=1)
-    row.update(executor="worker process (forkserver)", start_s=zygote_start)
+    row.update(executor="worker process (forkserver)", start_s=forkserver_start)
     rows.append(row)
 
     if with_ray:
@@ -306,12 +309,12 @@ def main() -> None:
         probe = context.Process(target=time.sleep, args=(0,))
         probe.start()
         probe.join()
-        zygote_start = time.perf_counter() - t
-        print(f"forkserver started (its imports) in {zygote_start:.1f} s", flush=True)
+        forkserver_start = time.perf_counter() - t
+        print(f"forkserver started (its imports) in {forkserver_start:.1f} s", flush=True)
         print(f"throughput: {rounds} rounds of {n_mlp} trials of CpuMLP ({epochs} epochs of 32 batches)", flush=True)
         tput = throughput(root, n_mlp, epochs, rounds)
         print(f"empty trials: {n_empty} per executor, n_jobs=1", flush=True)
-        empty = empty_trials(root, n_empty, zygote_start, with_ray=not args.no_ray)
+        empty = empty_trials(root, n_empty, forkserver_start, with_ray=not args.no_ray)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()

@@ -7,6 +7,7 @@ Three ways in:
 * the ``frameworm-search`` command with a LightningCLI-style YAML file.
 """
 
+from frameworm_lightning._lazy import lazy_attributes
 from frameworm_lightning.exceptions import (
     ConfigKeyError,
     FramewormError,
@@ -38,6 +39,7 @@ _LAZY = {
     "Decision": "frameworm_lightning.stopping",
     "History": "frameworm_lightning.stopping",
     "Hyperband": "frameworm_lightning.stopping",
+    "MultiFidelitySampler": "frameworm_lightning.samplers",
     "ImprovementStopping": "frameworm_lightning.stopping",
     "MedianStopping": "frameworm_lightning.stopping",
     "Reason": "frameworm_lightning.stopping",
@@ -48,15 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):  # PEP 562
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frameworm_lightning' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:
@@ -83,6 +77,7 @@ __all__ = [
     "Integer",
     "MedianStopping",
     "MetricNotFoundError",
+    "MultiFidelitySampler",
     "RandomSampler",
     "Real",
     "Reason",

@@ -2,38 +2,51 @@
 
 Run from the repository root::
 
-    python -m benchmarks.curves.compare --seeds 20 --budget 10
+    python -m benchmarks.curves.compare --seeds 20 --budget 10              # one worker
+    python -m benchmarks.curves.compare --seeds 20 --budget 10 --workers 4  # 4 asynchronous workers
 
-Every search on a table gets the same total budget of epochs, ``--budget`` full
-trainings (``budget * max_epochs`` epochs), and runs serially (one worker). A search
-draws configurations from the table (a seeded permutation of it, repeated when
-exhausted; TPE proposes a point of the unit cube of the space and trains the table's
-nearest configuration) and "trains" them epoch by epoch on their recorded curves,
-asking its policy after each epoch whether to go on.
+Every search on a table gets the same budget: on one worker, ``--budget`` full trainings
+(``budget * max_epochs`` epochs, each epoch one unit of time); on ``--workers`` simulated
+asynchronous workers, the wall time those workers need to train ``--budget`` configurations
+of the table's mean recorded duration, each epoch taking its recorded seconds. A search
+draws configurations from the table (a seeded permutation of it, repeated when exhausted;
+a model-based sampler proposes a point of the space's unit cube and trains the table's
+nearest configuration not yet tried) and "trains" them epoch by epoch on their recorded
+curves, asking its policy after each epoch whether to go on; on several workers the
+reports reach the policy in the order their epochs end.
 
 - ``none``: every configuration trains ``max_epochs``.
 - ours: ``MedianStopping``, ``ImprovementStopping`` (patience 3), ``SuccessiveHalving``,
   ``ASHA``, ``Hyperband`` (1 to ``max_epochs`` epochs, eta 3), through their pure
-  ``decide(History)``, the trials of the search passed as ``History.others`` with the
-  system attributes the decisions store: the logic the callbacks run. Without a runner
-  to pause and resume trials, the halving policies *prune* at the rungs (their
-  ``promotion=False`` variant, as Ray Tune's ASHA does), which is what they are here.
+  ``decide(History)``, the other trials of the search (running ones too) passed as
+  ``History.others`` with the system attributes the decisions store: the logic the
+  callbacks run. Without a runner to pause and resume trials, the halving policies
+  *prune* at the rungs (their ``promotion=False`` variant, as Ray Tune's ASHA does).
+- ``ASHA+BO``, ``Hyperband+BO``: the same policies, the configurations proposed by
+  ``MultiFidelitySampler(BayesianSampler(seed))`` (the sampler's default settings), whose
+  model is fitted on the values of the highest rung with enough results; the sampler's
+  initial design takes the random rows' configurations.
 - Optuna: ``TPESampler`` and ``RandomSampler`` with ``MedianPruner``,
   ``SuccessiveHalvingPruner`` and ``HyperbandPruner`` (min 1, max ``max_epochs``, eta 3).
-- Ray Tune's schedulers, when ``ray.tune`` imports.
+- Ray Tune's ``ASHAScheduler`` and ``HyperBandScheduler``, when ``ray.tune`` imports.
+- ``runner:ASHA``, ``runner:Hyperband`` (``--runner-seeds``): ours with promotions in
+  the real ``SearchRunner`` on the replay (one worker).
 
-The search's answer at any time is the configuration trained the furthest with the best
-value there (a halving search returns the best of its top rung); its *regret* is that
-configuration's fully trained value minus the best fully trained value of the table.
-The table prints, per row, the regret after the whole budget, the area under the
-best-so-far regret curve (the mean regret over the budget's epochs), the epochs needed
-to reach the final regret of the search without stopping on the same seed, and the mean
-rank by area across tables.
+The search's answer at any time is its best configuration trained to ``max_epochs``, else
+the configuration trained the furthest with the best value there; its regret is that
+configuration's fully trained value minus the best fully trained value of the table. The
+*best-so-far regret* at time ``t`` is the smallest regret of the answers given up to ``t``
+(monotone). The table prints, per row, the best-so-far regret at the end of the budget,
+its area under the curve (its mean over the budget), the time needed to reach the final
+regret of the search without stopping on the same seed, and the mean rank by area across
+tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import json
 import math
 import statistics
 import sys
@@ -49,8 +62,10 @@ import numpy as np
 
 from benchmarks.curves.problems import PROBLEMS
 from benchmarks.curves.table import Table, load_table
+from frameworm_lightning.samplers import AskContext, Sampler, Suggestion
 from frameworm_lightning.stopping import (
     ASHA,
+    Check,
     Decision,
     History,
     Hyperband,
@@ -58,6 +73,7 @@ from frameworm_lightning.stopping import (
     MedianStopping,
     SuccessiveHalving,
 )
+from frameworm_lightning.stopping._callback import enqueue_promotion
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 TABLES = ["digits-mlp", "cancer-mlp", "digits-vae"]
@@ -67,22 +83,32 @@ ETA = 3
 # --- the record of one search ----------------------------------------------------------------
 @dataclass
 class Search:
-    """What a search trained, in order: ``(cumulative epochs, regret of its answer)``."""
+    """What a search trained, in order: ``(time, regret of its answer)`` at every report.
+
+    Time is in epochs for a serial search (each epoch one unit) and in recorded seconds
+    for a search on several simulated workers; ``budget`` is in the same unit.
+    """
 
     table: Table
-    budget: int
-    spent: int = 0
+    budget: float
+    now: float = 0.0
     best: tuple[int, int, float] | None = None  # (not finished, -epochs trained, value) of the answer
     answer: int | None = None
     trials: int = 0  # trials ended
-    trace: list[tuple[int, float]] = field(default_factory=list)
+    epochs: int = 0  # epochs trained, on all workers
+    trace: list[tuple[float, float]] = field(default_factory=list)
+    finished: list[tuple[float, float]] = field(default_factory=list)  # (time, best finished regret so far)
 
     @property
-    def left(self) -> int:
-        return self.budget - self.spent
+    def left(self) -> float:
+        return self.budget - self.now
+
+    @property
+    def spent(self) -> float:
+        return self.now
 
     def trained(self, index: int, values: list[float], finished: bool | None = None, ended: bool = True) -> None:
-        """Configuration ``index`` trained ``len(values)`` epochs (already counted by ``epoch``).
+        """Configuration ``index`` has trained ``len(values)`` epochs.
 
         ``finished``: the search counts it as fully trained (it reached ``max_epochs``, or a
         policy such as ``ImprovementStopping`` judged it converged); by default, whether it
@@ -93,13 +119,17 @@ class Search:
         self.trials += ended
         if finished is None:
             finished = len(values) >= self.table.max_epochs
+        if finished and (not self.finished or self.regret(index) < self.finished[-1][1]):
+            self.finished.append((self.now, self.regret(index)))
         key = (0 if finished else 1, 0 if finished else -len(values), self.table.quality(values[-1]))
         if self.best is None or key < self.best:
             self.best, self.answer = key, index
-        self.trace.append((self.spent, self.regret(self.answer)))
+        self.trace.append((self.now, self.regret(self.answer)))
 
-    def epoch(self) -> None:
-        self.spent += 1
+    def epoch(self, seconds: float = 1.0) -> None:
+        """One more epoch trained, ending ``seconds`` later (serial searches)."""
+        self.now += seconds
+        self.epochs += 1
 
     def regret(self, index: int | None) -> float:
         if index is None:
@@ -112,12 +142,38 @@ class Search:
         finals = [self.table.quality(c.final) for c in self.table.curves]
         return max(f for f in finals if math.isfinite(f)) - self.table.best_final
 
-    def curve(self) -> np.ndarray:
-        """Regret of the answer after each epoch ``1..budget`` (the table's worst before any)."""
-        out = np.full(self.budget, self.worst)
-        for spent, regret in self.trace:
-            out[spent - 1:] = regret
+    def grid(self, points: int | None = None) -> np.ndarray:
+        """Times the curves are read at: every epoch ``1..budget``, or ``points`` even steps."""
+        if points is None:
+            return np.arange(1, int(self.budget) + 1, dtype=float)
+        return self.budget * np.arange(1, points + 1) / points
+
+    def _read(self, trace: list[tuple[float, float]], grid: np.ndarray | None) -> np.ndarray:
+        """The last value of ``trace`` at or before each time of ``grid`` (the table's worst before any)."""
+        grid = self.grid() if grid is None else grid
+        out = np.full(len(grid), self.worst)
+        times = np.array([t for t, _ in trace])
+        values = np.array([r for _, r in trace])
+        if len(times):
+            last = np.searchsorted(times, grid + 1e-9, side="right") - 1
+            out[last >= 0] = values[last[last >= 0]]
         return out
+
+    def answer_curve(self, grid: np.ndarray | None = None) -> np.ndarray:
+        """The regret of the search's answer at each time of ``grid``.
+
+        Not monotone: a configuration named the answer after a few epochs can be replaced
+        by a worse one that finished.
+        """
+        return self._read(self.trace, grid)
+
+    def curve(self, grid: np.ndarray | None = None) -> np.ndarray:
+        """Best-so-far regret: the regret of the best configuration trained to the end so far
+        (``max_epochs``, or judged converged by its policy); the table's worst before any.
+
+        Monotone (never increases), and it credits a search only with what it trained fully.
+        """
+        return self._read(self.finished, grid)
 
 
 def stream(table: Table, seed: int) -> Iterator[int]:
@@ -127,41 +183,202 @@ def stream(table: Table, seed: int) -> Iterator[int]:
         yield from (int(i) for i in rng.permutation(len(table)))
 
 
-# --- our policies, through decide() -------------------------------------------------------------
-def ours(table: Table, seed: int, budget: int, make: Callable[[], Any] | None) -> Search:
-    search = Search(table, budget)
-    policy = make() if make is not None else None
-    done: list[FrozenTrial] = []
-    for number, index in enumerate(stream(table, seed)):
-        if search.left <= 0:
-            break
-        curve = table.curves[index].values
+def _nearest(table: Table) -> Callable[[np.ndarray, set[int]], int]:
+    """The table's configuration nearest (in the space's unit cube) to a point, skipping ``tried``
+    ones while any is left: a real search would train a new configuration near its proposal."""
+    space = PROBLEMS[table.name].space
+    points = np.array([space.encode(c.params) for c in table.curves])
+
+    def nearest(u: np.ndarray, tried: set[int]) -> int:
+        order = np.argsort(((points - u) ** 2).sum(1), kind="stable")
+        fresh = [int(i) for i in order if int(i) not in tried]
+        return fresh[0] if fresh else int(order[0])
+
+    return nearest
+
+
+# --- one row: which configuration to train next, and whether to go on --------------------------
+class Row:
+    """A search strategy, driven one epoch at a time by :func:`drive` on one or more workers.
+
+    ``start()`` returns a handle of the trial to train next: a new configuration, or (Ray's
+    HyperBand) a paused one to resume; ``report`` says after each epoch whether it goes on;
+    ``end`` is called once it stops. ``index[h]`` is the table configuration of handle ``h``
+    and ``seen[h]`` the values it trained so far.
+    """
+
+    def __init__(self, table: Table, seed: int) -> None:
+        self.table, self.seed = table, seed
+        self.order = stream(table, seed)
+        self.index: dict[Any, int] = {}
+        self.seen: dict[Any, list[float]] = {}
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
+        """``(go on, finished)`` after epoch ``epoch`` (from 1) of trial ``h`` with ``value`` (to minimise)."""
+        raise NotImplementedError
+
+    def end(self, h: Any, finished: bool) -> None:
+        """Trial ``h`` stopped (``finished``: it reached the last epoch or its policy finished it)."""
+
+
+class TableSampler(Sampler):
+    """Proposes configurations of a table: the seeded random order (:func:`stream`), or, with a
+    ``model`` sampler, the table's configuration nearest to the model's proposal among those
+    not tried yet. The model's initial design (``bo == "initial"``) takes the random order's
+    configurations, so that rows differ only by the model's proposals (the configuration
+    nearest to a Sobol point favours isolated, often extreme, ones)."""
+
+    def __init__(self, table: Table, seed: int, model: Sampler | None = None) -> None:
+        super().__init__(seed)
+        self.table, self.model = table, model
+        self.order = stream(table, seed)
+        self.space = PROBLEMS[table.name].space
+        self.nearest = _nearest(table)
+        self._index = {_key(c.params): i for i, c in enumerate(table.curves)}
+
+    def index(self, params: dict[str, Any]) -> int:
+        return self._index[_key(params)]
+
+    def ask(self, context: AskContext) -> Suggestion:
+        tried = {self.index(t.params) for t in context.trials if t.has_params}
         attrs: dict[str, Any] = {}
-        start = getattr(policy, "start_attrs", None)
+        if self.model is not None:
+            suggestion = self.model.ask(context)
+            assert suggestion is not None  # an unbounded space
+            attrs = dict(suggestion.system_attrs)
+            if attrs.get("bo") != "initial":
+                i = self.nearest(self.space.encode(suggestion.params), tried)
+                return Suggestion(dict(self.table.curves[i].params), system_attrs=attrs)
+        i = next(i for i in self.order if i not in tried or len(tried) >= len(self.table))
+        return Suggestion(dict(self.table.curves[i].params), system_attrs=attrs)
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def table_sampler(table: Table, seed: int, model_based: bool) -> TableSampler:
+    """Random proposals, or ``MultiFidelitySampler(BayesianSampler(seed))``'s (default settings)."""
+    if not model_based:
+        return TableSampler(table, seed)
+    from frameworm_lightning import BayesianSampler, MultiFidelitySampler  # noqa: PLC0415 - torch on first use
+
+    return TableSampler(table, seed, MultiFidelitySampler(BayesianSampler(seed=seed)))
+
+
+class OursRow(Row):
+    """Our policies through their pure ``decide(History)``, every other trial of the search in
+    ``History.others`` (running ones too) with the system attributes the decisions store;
+    ``model_based``: configurations from :class:`MultiFidelitySampler` instead of the seeded order."""
+
+    def __init__(self, table: Table, seed: int, make: Callable[[], Any] | None, model_based: bool = False) -> None:
+        super().__init__(table, seed)
+        self.policy = make() if make is not None else None
+        self.done: list[FrozenTrial] = []
+        self.running: dict[int, dict[str, Any]] = {}  # number -> attrs
+        self.values: dict[int, dict[int, float]] = {}
+        self.sampler = table_sampler(table, seed, model_based)
+        self.space = self.sampler.space
+
+    def _others(self, number: int | None) -> tuple[FrozenTrial, ...]:
+        live = tuple(FrozenTrial(n, TrialState.RUNNING, self._params(n), None, dict(self.values[n]),
+                                 system_attrs=dict(attrs)) for n, attrs in self.running.items() if n != number)
+        return (*self.done, *live)
+
+    def _params(self, number: int) -> dict[str, Any]:
+        return self.table.curves[self.index[number]].params
+
+    def start(self) -> int:
+        number = len(self.index)
+        suggestion = self.sampler.ask(AskContext(self.space, "min", self._others(None), number))
+        self.index[number] = self.sampler.index(suggestion.params)
+        attrs = dict(suggestion.system_attrs)  # the sampler's records, as a Study stores them
+        self.seen[number], self.values[number] = [], {}
+        start = getattr(self.policy, "start_attrs", None)
         if start is not None:
-            attrs.update(start(History(mode="min", number=number, others=tuple(done))))
-        values: dict[int, float] = {}
-        state = TrialState.PRUNED  # unless it reaches max_epochs or a policy finishes it
-        for e in range(table.max_epochs):
-            if search.left <= 0:
-                break
-            search.epoch()
-            values[e + 1] = table.quality(curve[e])
-            search.trained(index, curve[:e + 1], finished=False, ended=False)
-            if e + 1 == table.max_epochs:
-                state = TrialState.COMPLETE
-            if policy is None:
-                continue
-            decision = policy.decide(History(values, mode="min", step=e + 1, epoch=float(e + 1), number=number,
-                                             attrs=attrs, others=tuple(done)))
-            attrs.update(decision.attrs)
-            if decision.stops:
-                state = TrialState.PRUNED if decision.decision is Decision.PRUNE else TrialState.COMPLETE
-                break
-        done.append(FrozenTrial(number, state, {"config": index}, values[max(values)], dict(values),
-                                system_attrs=dict(attrs)))
-        search.trained(index, [curve[e - 1] for e in values], finished=state is TrialState.COMPLETE)
-    return search
+            attrs.update(start(History(mode="min", number=number, others=self._others(number))))
+        self.running[number] = attrs
+        return number
+
+    def report(self, h: int, epoch: int, value: float) -> tuple[bool, bool]:
+        self.values[h][epoch] = value
+        last = epoch == self.table.max_epochs
+        if self.policy is None:
+            return not last, last
+        attrs = self.running[h]
+        # Asked at the last epoch too, as the callback is: the halving policies record the top rung there.
+        decision = self.policy.decide(History(dict(self.values[h]), mode="min", step=epoch, epoch=float(epoch),
+                                              number=h, attrs=attrs, others=self._others(h)))
+        attrs.update(decision.attrs)
+        if last or decision.stops:
+            return False, last or decision.decision is not Decision.PRUNE
+        return True, False
+
+    def end(self, h: int, finished: bool) -> None:
+        values = self.values[h]
+        self.done.append(FrozenTrial(h, TrialState.COMPLETE if finished else TrialState.PRUNED, self._params(h),
+                                     values[max(values)], dict(values), system_attrs=self.running.pop(h)))
+
+
+class PausingRow(Row):
+    """Our halving policies *with promotions*, as in a ``SearchRunner``: a trial not (yet) in the
+    top pauses, and a promotion enqueues a trial that resumes its configuration at the epoch it
+    paused at. A real :class:`Study` (in memory) holds the trials; the policy is driven as the
+    callback and the runner drive it (``start_attrs``, ``decide`` with ``can_pause``, the
+    decisions' promotions enqueued, ``trial_budget`` before every claim)."""
+
+    def __init__(self, table: Table, seed: int, make: Callable[[], Any], model_based: bool = False) -> None:
+        from frameworm_lightning import Study  # noqa: PLC0415
+
+        super().__init__(table, seed)
+        self.policy = make()
+        self.policy.promotion = True
+        self.sampler = table_sampler(table, seed, model_based)
+        self.study = Study.create(f"{table.name}-{seed}", self.sampler.space, metric=table.metric, mode="min",
+                                  sampler=self.sampler, storage="memory")
+        self.values: dict[Any, dict[int, float]] = {}
+
+    def _others(self, trial: Any) -> list[FrozenTrial]:
+        return [t for t in self.study.trials if t.number != trial.number]
+
+    def start(self) -> Any:
+        trial = self.study.ask(budget=self.policy.trial_budget(self.study, 10**9))
+        assert trial is not None
+        history = History(mode="min", number=trial.number, attrs=trial.system_attrs, others=self._others(trial),
+                          check=Check.START)
+        for key, value in self.policy.start_attrs(history).items():
+            trial.set_system_attr(key, value)
+        index = self.sampler.index(trial.params)
+        resumed = int(float(trial.system_attrs.get("fw_promoted_at", 0)))  # a promotion resumes there
+        self.index[trial], self.seen[trial] = index, list(self.table.curves[index].values[:resumed])
+        self.values[trial] = {}
+        return trial
+
+    def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
+        self.values[h][epoch] = value
+        h.report(epoch, value)
+        decision = self.policy.decide(History(dict(self.values[h]), mode="min", step=epoch, epoch=float(epoch),
+                                              number=h.number, attrs=h.system_attrs, others=self._others(h),
+                                              can_pause=True))
+        for key, attr in decision.attrs.items():
+            h.set_system_attr(key, attr)
+        if decision.decision is Decision.PAUSE:
+            h.set_system_attr("fw_checkpoint", f"paused-{h.number}.ckpt")  # nothing to save: the curve is known
+        for promotion in decision.promotions:
+            enqueue_promotion(self.study.storage, self.study.study_id, promotion)
+        if decision.stops or epoch == self.table.max_epochs:
+            return False, decision.decision is Decision.FINISH or epoch == self.table.max_epochs
+        return True, False
+
+    def end(self, h: Any, finished: bool) -> None:
+        values = self.values[h]
+        if finished:
+            h.complete(values[max(values)])
+        else:
+            h.prune(value=values[max(values)] if math.isfinite(values[max(values)]) else None)
 
 
 def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
@@ -177,61 +394,60 @@ def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
     }
 
 
+#: Our halving policies with configurations proposed by MultiFidelitySampler(BayesianSampler()).
+MODEL_BASED = {"ASHA+BO": "ASHA", "Hyperband+BO": "Hyperband"}
+#: Our halving policies with promotions (pause and resume, a SearchRunner's default), random or model-based.
+PAUSING = {"SuccessiveHalving+pause": ("SuccessiveHalving", False), "ASHA+pause": ("ASHA", False),
+           "Hyperband+pause": ("Hyperband", False), "ASHA+BO+pause": ("ASHA", True),
+           "Hyperband+BO+pause": ("Hyperband", True)}
+
+
 # --- Optuna ---------------------------------------------------------------------------------------
-def _nearest(table: Table) -> Callable[[np.ndarray], int]:
-    space = PROBLEMS[table.name].space
-    points = np.array([space.encode(c.params) for c in table.curves])
+class OptunaRow(Row):
+    """Optuna's ask-and-tell: ``TPESampler`` (its proposal's nearest untried configuration) or
+    random search in the seeded order ours use, under one of its pruners."""
 
-    def nearest(u: np.ndarray) -> int:
-        return int(np.argmin(((points - u) ** 2).sum(1)))
+    def __init__(self, table: Table, seed: int, sampler: str, pruner: str) -> None:
+        import optuna  # noqa: PLC0415 - a benchmark extra
 
-    return nearest
+        super().__init__(table, seed)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        self.optuna = optuna
+        top = table.max_epochs
+        pruners = {
+            "Median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+            "SHA": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA),
+            "Hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top,
+                                                                reduction_factor=ETA),
+        }
+        chosen = optuna.samplers.TPESampler(seed=seed) if sampler == "TPE" else optuna.samplers.RandomSampler(seed)
+        self.study = optuna.create_study(direction="minimize", sampler=chosen, pruner=pruners[pruner]())
+        self.tpe = sampler == "TPE"
+        self.nearest = _nearest(table)
+        self.dim = len(PROBLEMS[table.name].space)
 
+    def start(self) -> Any:
+        trial = self.study.ask()
+        if self.tpe:
+            u = np.array([trial.suggest_float(f"u{i}", 0.0, 1.0) for i in range(self.dim)])
+            self.index[trial] = self.nearest(u, set(self.index.values()))
+        else:  # the same seeded order as ours: only the pruner differs
+            self.index[trial] = next(self.order)
+        self.seen[trial] = []
+        return trial
 
-def optuna_search(table: Table, seed: int, budget: int, sampler: str, pruner: str) -> Search:
-    import optuna  # noqa: PLC0415 - a benchmark extra
+    def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
+        h.report(value if math.isfinite(value) else 1e12, epoch)
+        if epoch == self.table.max_epochs:
+            return False, True
+        return not h.should_prune(), False
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    top = table.max_epochs
-    pruners = {
-        "Median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-        "SHA": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=ETA),
-        "Hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=top, reduction_factor=ETA),
-    }
-    samplers = {"TPE": lambda: optuna.samplers.TPESampler(seed=seed), "random": None}
-    study = optuna.create_study(direction="minimize", sampler=samplers[sampler]() if samplers[sampler] else
-                                optuna.samplers.RandomSampler(seed=seed), pruner=pruners[pruner]())
-    search = Search(table, budget)
-    nearest = _nearest(table)
-    order = stream(table, seed)
-    dim = len(PROBLEMS[table.name].space)
-    while search.left > 0:
-        trial = study.ask()
-        if sampler == "random":  # the same seeded order as ours: only the pruner differs
-            index = next(order)
+    def end(self, h: Any, finished: bool) -> None:
+        last = self.table.quality(self.seen[h][-1])
+        if finished:
+            self.study.tell(h, last if math.isfinite(last) else 1e12)
         else:
-            index = nearest(np.array([trial.suggest_float(f"u{i}", 0.0, 1.0) for i in range(dim)]))
-        curve = table.curves[index].values
-        seen: list[float] = []
-        pruned = False
-        for e in range(top):
-            if search.left <= 0:
-                break
-            search.epoch()
-            value = table.quality(curve[e])
-            seen.append(curve[e])
-            search.trained(index, seen, finished=False, ended=False)
-            trial.report(value if math.isfinite(value) else 1e12, e + 1)
-            if trial.should_prune():
-                pruned = True
-                break
-        last = table.quality(seen[-1])
-        if pruned or len(seen) < top:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:
-            study.tell(trial, last if math.isfinite(last) else 1e12)
-        search.trained(index, seen)
-    return search
+            self.study.tell(h, state=self.optuna.trial.TrialState.PRUNED)
 
 
 # --- Ray Tune's schedulers, driven through on_trial_result -----------------------------------------
@@ -245,7 +461,7 @@ def ray_available() -> str | None:
 
 
 class _Controller:
-    """The calls a Tune scheduler makes on its ``TuneController`` in a serial search."""
+    """The calls a Tune scheduler makes on its ``TuneController``."""
 
     def __init__(self, scheduler: Any) -> None:
         self.scheduler = scheduler
@@ -261,48 +477,119 @@ class _Controller:
         self.scheduler.on_trial_remove(self, trial)
 
 
-def ray_search(table: Table, seed: int, budget: int, scheduler: str) -> Search:
+class RayRow(Row):
     """Random search (the seeded order ours use) under Ray Tune's ``ASHAScheduler`` or
-    ``HyperBandScheduler``, one trial at a time, with no cluster: the scheduler's
-    ``on_trial_add``/``on_trial_result``/``choose_trial_to_run`` are called as Tune's
-    controller calls them, and a paused trial resumes at the epoch it paused at."""
-    from ray.tune.experiment import Trial  # noqa: PLC0415 - a benchmark extra
-    from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, TrialScheduler  # noqa: PLC0415
+    ``HyperBandScheduler``, with no cluster: the scheduler's ``on_trial_add``,
+    ``on_trial_result``, ``choose_trial_to_run`` and ``on_trial_complete`` are called as
+    Tune's controller calls them, and a paused trial resumes at the epoch it paused at."""
 
-    top = table.max_epochs
-    common = {"metric": "loss", "mode": "min", "max_t": top, "reduction_factor": ETA,
-              "time_attr": "training_iteration"}
-    sched = ASHAScheduler(grace_period=1, **common) if scheduler == "ASHA" else HyperBandScheduler(**common)
-    ctl = _Controller(sched)
-    search = Search(table, budget)
-    order = stream(table, seed)
-    index_of: dict[Any, int] = {}
-    seen: dict[Any, list[float]] = {}
-    while search.left > 0:
-        trial = sched.choose_trial_to_run(ctl)
+    def __init__(self, table: Table, seed: int, scheduler: str) -> None:
+        from ray.tune.experiment import Trial  # noqa: PLC0415 - a benchmark extra
+        from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler, TrialScheduler  # noqa: PLC0415
+
+        super().__init__(table, seed)
+        self.Trial, self.TrialScheduler = Trial, TrialScheduler
+        common = {"metric": "loss", "mode": "min", "max_t": table.max_epochs, "reduction_factor": ETA,
+                  "time_attr": "training_iteration"}
+        self.sched = ASHAScheduler(grace_period=1, **common) if scheduler == "ASHA" else HyperBandScheduler(**common)
+        self.ctl = _Controller(self.sched)
+        self.last: dict[Any, dict[str, Any]] = {}
+
+    def start(self) -> Any:
+        trial = self.sched.choose_trial_to_run(self.ctl)
         if trial is None:
-            trial = Trial("__fake", stub=True, trial_id=str(len(index_of)))
-            index_of[trial], seen[trial] = next(order), []
-            ctl.trials.append(trial)
-            sched.on_trial_add(ctl, trial)
-            trial = sched.choose_trial_to_run(ctl) or trial
-        trial.set_status(Trial.RUNNING)
-        curve = table.curves[index_of[trial]].values
-        decision = TrialScheduler.CONTINUE
-        while decision == TrialScheduler.CONTINUE and search.left > 0 and len(seen[trial]) < top:
-            search.epoch()
-            seen[trial].append(curve[len(seen[trial])])
-            search.trained(index_of[trial], seen[trial], finished=False, ended=False)
-            value = table.quality(seen[trial][-1])
-            result = {"training_iteration": len(seen[trial]), "loss": value if math.isfinite(value) else 1e12}
-            decision = sched.on_trial_result(ctl, trial, result)
-        search.trained(index_of[trial], seen[trial])
-        if decision == TrialScheduler.PAUSE:
-            trial.set_status(Trial.PAUSED)
-        elif trial.status == Trial.RUNNING:
-            trial.set_status(Trial.TERMINATED)
-            sched.on_trial_complete(ctl, trial, result)
+            trial = self.Trial("__fake", stub=True, trial_id=str(len(self.index)))
+            self.index[trial], self.seen[trial] = next(self.order), []
+            self.ctl.trials.append(trial)
+            self.sched.on_trial_add(self.ctl, trial)
+            trial = self.sched.choose_trial_to_run(self.ctl) or trial
+        trial.set_status(self.Trial.RUNNING)
+        return trial
+
+    def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
+        if h.status == self.Trial.TERMINATED:  # stopped by the scheduler while it trained
+            return False, False
+        result = {"training_iteration": epoch, "loss": value if math.isfinite(value) else 1e12}
+        self.last[h] = result
+        decision = self.sched.on_trial_result(self.ctl, h, result)
+        if decision == self.TrialScheduler.PAUSE:
+            h.set_status(self.Trial.PAUSED)
+            return False, False
+        if decision == self.TrialScheduler.STOP or epoch == self.table.max_epochs:
+            return False, epoch == self.table.max_epochs
+        return True, False
+
+    def end(self, h: Any, finished: bool) -> None:
+        if h.status == self.Trial.RUNNING:
+            h.set_status(self.Trial.TERMINATED)
+            self.sched.on_trial_complete(self.ctl, h, self.last[h])
+
+
+# --- the driver -----------------------------------------------------------------------------------
+def drive(row: Row, budget: float, workers: int = 1, seconds: bool = False) -> Search:
+    """Run ``row`` on ``workers`` simulated workers until ``budget`` runs out.
+
+    Each worker trains one trial at a time, epoch by epoch; an epoch takes one unit of time
+    (``seconds=False``: the budget is in epochs) or its recorded seconds. A free worker
+    takes ``row.start()`` at once; the reports of all workers reach the row in the order
+    their epochs end (asynchronous, as a ``SearchRunner`` with ``n_jobs`` workers). An
+    epoch that would end after the budget is not trained.
+    """
+    table = row.table
+    search = Search(table, budget)
+    events: list[tuple[float, int, int, Any]] = []  # (end time, tie-break, worker, handle)
+    tick = 0
+
+    def launch(worker: int, now: float) -> None:
+        nonlocal tick
+        h = row.start()
+        epoch = len(row.seen[h])
+        duration = table.curves[row.index[h]].seconds[epoch] if seconds else 1.0
+        heapq.heappush(events, (now + duration, tick, worker, h))
+        tick += 1
+
+    for w in range(workers):
+        launch(w, 0.0)
+    while events:
+        end, _, worker, h = heapq.heappop(events)
+        if end > budget + 1e-9:
+            break
+        search.now = end
+        search.epochs += 1
+        index = row.index[h]
+        curve = table.curves[index].values
+        row.seen[h].append(curve[len(row.seen[h])])
+        go_on, finished = row.report(h, len(row.seen[h]), table.quality(row.seen[h][-1]))
+        search.trained(index, row.seen[h], finished=False, ended=False)
+        if go_on:
+            duration = table.curves[index].seconds[len(row.seen[h])] if seconds else 1.0
+            heapq.heappush(events, (end + duration, tick, worker, h))
+            tick += 1
+            continue
+        row.end(h, finished)
+        search.trained(index, row.seen[h], finished=finished)
+        launch(worker, end)
+    search.now = budget
     return search
+
+
+def make_row(table: Table, seed: int, row: str) -> Row:
+    if row in MODEL_BASED:
+        return OursRow(table, seed, our_rows(table)[MODEL_BASED[row]], model_based=True)
+    if row in PAUSING:
+        policy, model_based = PAUSING[row]
+        return PausingRow(table, seed, our_rows(table)[policy], model_based)
+    if row.startswith("ray:"):
+        return RayRow(table, seed, row.split(":")[1])
+    if row.startswith("optuna:"):
+        _, sampler, pruner = row.split(":")
+        return OptunaRow(table, seed, sampler, pruner)
+    return OursRow(table, seed, our_rows(table)[row])
+
+
+def ours(table: Table, seed: int, budget: int, make: Callable[[], Any] | None) -> Search:
+    """One serial search of ours (``make``: the policy, ``None``: no stopping) over ``budget`` epochs."""
+    return drive(OursRow(table, seed, make), budget)
 
 
 # --- our halving policies in the real SearchRunner, on the replay ---------------------------------
@@ -351,44 +638,50 @@ class Result:
     to_target: list[float]
 
 
+def budget_of(table: Table, trainings: int, workers: int) -> float:
+    """The budget of a search: ``trainings * max_epochs`` epochs on one worker; on ``workers``
+    simulated workers, the wall time they need to train ``trainings`` configurations of mean
+    recorded duration fully (equal compute on average)."""
+    if workers == 1:
+        return float(trainings * table.max_epochs)
+    return trainings * statistics.mean(sum(c.seconds) for c in table.curves) / workers
+
+
 def run_rows(table: Table, seeds: list[int], budget_trainings: int, rows: list[str],
-             runner_seeds: int = 0, runner_root: Path | None = None) -> list[Result]:
-    budget = budget_trainings * table.max_epochs
+             runner_seeds: int = 0, runner_root: Path | None = None, workers: int = 1) -> list[Result]:
+    budget = budget_of(table, budget_trainings, workers)
+    points = None if workers == 1 else budget_trainings * table.max_epochs
     results: dict[str, Result] = {}
     targets: dict[int, float] = {}
-    makers = our_rows(table)
     for row in rows:
         res = Result(row, [], [], [])
         for seed in seeds[:runner_seeds] if row.startswith("runner:") else seeds:
-            if row in makers:
-                s = ours(table, seed, budget, makers[row])
-            elif row.startswith("runner:"):
-                s = runner_search(table, seed, budget, row.split(":")[1], runner_root)
-            elif row.startswith("ray:"):
-                s = ray_search(table, seed, budget, row.split(":")[1])
+            if row.startswith("runner:"):
+                s = runner_search(table, seed, int(budget), row.split(":")[1], runner_root)
             else:
-                _, sampler, pruner = row.split(":")
-                s = optuna_search(table, seed, budget, sampler, pruner)
-            c = s.curve()
+                s = drive(make_row(table, seed, row), budget, workers, seconds=workers > 1)
+            grid = s.grid(points)
+            c = s.curve(grid)
             if row == "none":
                 targets[seed] = c[-1]
             res.finals.append(float(c[-1]))
             res.aucs.append(float(c.mean()))
             reached = np.nonzero(c <= targets[seed] + 1e-12)[0]
-            res.to_target.append(float(reached[0] + 1) if len(reached) else math.inf)
-        if not res.finals:
-            continue
-        results[row] = res
+            res.to_target.append(float(grid[reached[0]]) if len(reached) else math.inf)
+        if res.finals:
+            results[row] = res
     return list(results.values())
 
 
-def render(table: Table, results: list[Result], budget: int) -> str:
+def render(table: Table, results: list[Result], budget: float, workers: int = 1) -> str:
     none = results[0]
-    lines = [f"### {table.name}: {len(table)} configurations, {table.metric} after {table.max_epochs} epochs "
-             f"(best {table.best_final:.4g}), budget {budget} epochs",
+    unit = "epochs" if workers == 1 else "s"
+    where = "one worker" if workers == 1 else f"{workers} asynchronous workers, recorded epoch times"
+    lines = [f"**{table.name}: {len(table)} configurations, {table.metric} after {table.max_epochs} epochs "
+             f"(best {table.best_final:.4g}), budget {budget:.0f} {unit}, {where}**",
              "",
-             "| search | final regret | AUC of regret | epochs to none's final regret (median) | reached | "
-             "x fewer epochs than none |",
+             "| search | final regret | AUC of regret | " + ("epochs" if workers == 1 else "wall time (s)")
+             + " to none's final regret (median) | reached | x less than none |",
              "|---|---|---|---|---|---|"]
     base = statistics.median(none.to_target)
     for r in results:
@@ -396,9 +689,19 @@ def render(table: Table, results: list[Result], budget: int) -> str:
         reached = sum(math.isfinite(t) for t in r.to_target)
         ratio = f"{base / med:.1f}x" if math.isfinite(med) else "-"
         label = r.row if len(r.finals) == len(none.finals) else f"{r.row} ({len(r.finals)} seeds)"
+        shown = f"{med:.0f}" if workers == 1 or not math.isfinite(med) else f"{med:.3g}"
         lines.append(f"| {label} | {statistics.mean(r.finals):.4g} | {statistics.mean(r.aucs):.4g} | "
-                     f"{med:.0f} | {reached}/{len(r.to_target)} | {ratio} |")
+                     f"{shown} | {reached}/{len(r.to_target)} | {ratio} |")
     return "\n".join(lines)
+
+
+def all_rows(table: Table, optuna: bool = True) -> list[str]:
+    rows = [*our_rows(table), *MODEL_BASED, *PAUSING]
+    if optuna:
+        rows += [f"optuna:{s}:{p}" for s in ("TPE", "random") for p in ("Median", "SHA", "Hyperband")]
+    if ray_available() is None:
+        rows += ["ray:ASHA", "ray:HyperBand"]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -406,34 +709,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budget", type=int, default=10, help="total epochs, in full trainings of max_epochs")
     parser.add_argument("--tables", default=",".join(TABLES))
+    parser.add_argument("--rows", default=None, help="comma-separated rows to run (default: all; 'none' always runs)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="simulated asynchronous workers; above 1, epochs take their recorded seconds and the "
+                             "budget is the wall time of --budget full trainings over the workers")
     parser.add_argument("--no-optuna", action="store_true")
     parser.add_argument("--runner-seeds", type=int, default=0,
                         help="also run ASHA and Hyperband with promotions in the real SearchRunner on the replay, "
-                             "for this many seeds (about 20 s a search on 2 shared cores)")
+                             "for this many seeds (about 20 s a search on 2 shared cores; one worker only)")
     args = parser.parse_args(argv)
-    if args.seeds < 1 or args.budget < 1:
-        parser.error(f"--seeds and --budget must be >= 1, got {args.seeds} and {args.budget}")
+    if args.seeds < 1 or args.budget < 1 or args.workers < 1:
+        parser.error(f"--seeds, --budget and --workers must be >= 1, got {args.seeds}, {args.budget}, {args.workers}")
     warnings.filterwarnings("ignore")
     names = [t.strip() for t in args.tables.split(",") if t.strip()]
     if not names:
         parser.error(f"--tables must name at least one table, got {args.tables!r}")
-    rows = list(our_rows(load_table(names[0])))  # the row names; each table builds its own policies
-    if not args.no_optuna:
-        rows += [f"optuna:{s}:{p}" for s in ("TPE", "random") for p in ("Median", "SHA", "Hyperband")]
+    known = all_rows(load_table(names[0]), optuna=not args.no_optuna)  # the names; each table builds its own
+    rows = known
+    if args.rows:
+        wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
+        unknown = [r for r in wanted if r not in known]
+        if unknown:
+            parser.error(f"unknown --rows {unknown}; rows: {', '.join(known)}")
+        rows = ["none", *[r for r in wanted if r != "none"]]
     why = ray_available()
-    if why is None:
-        rows += ["ray:ASHA", "ray:HyperBand"]
     print(f"Ray Tune schedulers: {'driven' if why is None else 'not run, ray.tune does not import (' + why + ')'}")
-    if args.runner_seeds:
+    if args.runner_seeds and args.workers == 1:
         rows += ["runner:ASHA", "runner:Hyperband"]
     ranks: dict[str, list[float]] = {r: [] for r in rows if not r.startswith("runner:")}
     for name in names:
         table = load_table(name)
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as root:
-            results = run_rows(table, list(range(args.seeds)), args.budget, rows, args.runner_seeds, Path(root))
+            results = run_rows(table, list(range(args.seeds)), args.budget, rows, args.runner_seeds, Path(root),
+                               args.workers)
         print()
-        print(render(table, results, args.budget * table.max_epochs))
+        print(render(table, results, budget_of(table, args.budget, args.workers), args.workers))
         print(f"\n({time.perf_counter() - start:.0f} s)")
         # Rows run on fewer seeds (the real runner) are shown, not ranked.
         order = sorted((r for r in results if len(r.aucs) == args.seeds), key=lambda r: statistics.mean(r.aucs))

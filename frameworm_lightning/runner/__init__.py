@@ -5,9 +5,7 @@ entry point (``runner/_loop.py``, ``runner/_trial_entry.py``) serve a function s
 worker processes without the seconds Lightning takes to import.
 """
 
-import importlib
-from typing import Any
-
+from frameworm_lightning._lazy import lazy_attributes
 from frameworm_lightning.runner._progress import TrialPrinter
 
 __all__ = [
@@ -34,10 +32,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:  # PEP 562
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'frameworm_lightning.runner' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

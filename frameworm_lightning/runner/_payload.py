@@ -121,7 +121,7 @@ def base_payload(study: Study, evaluate_path: str, main: tuple[str, str] | None,
     return {
         "version": PAYLOAD_VERSION, "heartbeat_timeout": study.storage.heartbeat_timeout, "study_name": study.name,
         "evaluate_path": evaluate_path, "main": main, "sys_path": [p for p in sys.path if p], "cwd": os.getcwd(),
-        "executor": executor,
+        "executor": executor, "lightning": "lightning.pytorch" in sys.modules,
     }
 
 

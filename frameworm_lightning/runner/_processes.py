@@ -19,73 +19,32 @@ per trial. Each trial process:
 * kills its process group if the process that launched it (the search) is gone.
 
 The forkserver is shared by every search of the process and started once; its preload
-list is fixed then (:func:`start_forkserver`).
+list is fixed then (``runner/_forkserver.py``).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.forkserver
 import os
 import pickle
 import signal
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._launcher import WorkerExit
-from frameworm_lightning.runner._payload import ENTRY_MODULE, PAYLOAD_FILE, STORAGE_URL_ENV, worker_env, write_private
+from frameworm_lightning.runner._payload import PAYLOAD_FILE, STORAGE_URL_ENV, worker_env, write_private
 from frameworm_lightning.runner._trial_entry import run_forked
-from frameworm_lightning.runner._warm import ENV as WARM_UP_ENV
 from frameworm_lightning.study import Trial
 
-__all__ = ["ProcessLauncher", "kill_group", "log_tail", "rank_errors", "start_forkserver"]
+__all__ = ["ProcessLauncher", "kill_group", "log_tail", "rank_errors"]
 
 _KILL_GRACE_S = 5.0     # SIGTERM to SIGKILL
 _LOG_TAIL_LINES = 30
-# Imported once by the forkserver, so no trial pays for them. Imports alone never touch
-# CUDA, threads or files; a module that is not installed is skipped by multiprocessing.
-PRELOAD = (
-    ENTRY_MODULE, "frameworm_lightning.search._function", "sqlalchemy.dialects.sqlite",
-    "sqlalchemy.dialects.postgresql", "psycopg",
-)
-# Only when the search process has Lightning loaded (a Lightning search, or a script that
-# uses it): a plain train_fn's workers then start without its seconds of imports.
-LIGHTNING_PRELOAD = (
-    "torch", "lightning.pytorch", "frameworm_lightning.runner._execute", "frameworm_lightning.stopping",
-    "lightning.pytorch.loggers.csv_logs", "torch.profiler",
-    "frameworm_lightning.runner._warm",  # last: one tiny fit fills Lightning's caches (see there)
-)
-
-
-def start_forkserver() -> multiprocessing.context.BaseContext:
-    """The forkserver context, its server started now (it imports :data:`PRELOAD` in the background).
-
-    Called as soon as a search knows it will need worker processes, so the server's
-    imports overlap the search's own set-up. The preload list, with
-    :data:`LIGHTNING_PRELOAD` if this process has loaded Lightning, only counts for the
-    first start in a process (multiprocessing keeps one forkserver per process).
-    """
-    ctx = multiprocessing.get_context("forkserver")
-    lightning = "lightning.pytorch" in sys.modules
-    ctx.set_forkserver_preload([*(LIGHTNING_PRELOAD if lightning else ()), *PRELOAD])
-    # The forkserver inherits this environment when it starts (trials get their own).
-    previous = os.environ.get(WARM_UP_ENV)
-    os.environ[WARM_UP_ENV] = "0" if previous == "0" else "1"
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        if previous is None:
-            del os.environ[WARM_UP_ENV]
-        else:
-            os.environ[WARM_UP_ENV] = previous
-    return ctx
-
-
 def kill_group(pgid: int, sig: int) -> None:
     """Signal a worker's process group (its DDP ranks, DataLoader workers); gone groups are ignored."""
     try:
@@ -155,7 +114,8 @@ class ProcessLauncher:
         self.storage_url = storage_url
         self.directory_of = directory_of
         self.n_jobs = n_jobs
-        self.context = start_forkserver()
+        # A Ray worker never loads the search's classes itself: the payload says what trials need.
+        self.context = start_forkserver(self.payload.get("lightning"))
 
     def start(self, trial: Trial, env: Mapping[str, str]) -> ProcessHandle:
         directory = self.directory_of(trial.number)

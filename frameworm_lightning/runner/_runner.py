@@ -21,6 +21,7 @@ from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._loop import run_search, schedulers_in
+from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys, search_targets
 from frameworm_lightning.samplers import RandomSampler, Sampler
@@ -256,13 +257,14 @@ class SearchRunner:
              enqueue: Iterable[Mapping[str, Any]], printer: TrialPrinter | None, *, linger: bool) -> SearchResult:
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
+        executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,
+                                    gpus_per_trial=self.gpus_per_trial, trainer_kwargs=self.trainer_kwargs, space=space)
+        if executor == "process":
+            start_forkserver()  # its imports overlap the set-up below
         study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
-        executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,
-                                    gpus_per_trial=self.gpus_per_trial, trainer_kwargs=self.trainer_kwargs,
-                                    space=study.space)
         root = Path(spec.root_dir)
         if executor != "inline":  # workers may start in another folder
             root = root.resolve()

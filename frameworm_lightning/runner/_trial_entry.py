@@ -106,11 +106,23 @@ def _load_main(main: tuple[str, str] | None) -> types.ModuleType | None:
     return module
 
 
+def _is_script(module: types.ModuleType | None, main: tuple[str, str]) -> bool:
+    """Whether ``module`` is the search script ``main`` names (``("path", file)`` or ``("module", name)``)."""
+    if module is None:
+        return False
+    kind, ref = main
+    if kind == "path":
+        path = getattr(module, "__file__", None)
+        return path is not None and os.path.abspath(path) == ref
+    return getattr(getattr(module, "__spec__", None), "name", None) == ref
+
+
 def load_evaluate(payload: Mapping[str, Any], evaluate_bytes: bytes | None = None) -> Callable[[Trial], None]:
     """Unpickle what the trial runs, with the search script standing in for ``__main__``.
 
-    In a forked trial, multiprocessing already imported the search script as
-    ``__mp_main__``; a DDP rank started by ``python -m`` imports it here. ``__main__``
+    In a trial forked for the search process, multiprocessing already imported the
+    search script as ``__mp_main__``; a DDP rank started by ``python -m``, or a trial
+    forked for a Ray worker (whose ``__mp_main__`` is Ray's), imports it here. ``__main__``
     is this module afterwards: Lightning's DDP launcher reads it to re-launch this
     module, not the search script.
     """
@@ -120,9 +132,10 @@ def load_evaluate(payload: Mapping[str, Any], evaluate_bytes: bytes | None = Non
     if evaluate_bytes is None:
         evaluate_bytes = Path(payload["evaluate_path"]).read_bytes()
     this = sys.modules[ENTRY_MODULE] if ENTRY_MODULE in sys.modules else sys.modules["__main__"]
+    main = payload.get("main")
     script = sys.modules.get("__mp_main__")
-    if script is None and payload.get("main") is not None:
-        script = _load_main(payload.get("main"))
+    if main is not None and not _is_script(script, main):
+        script = _load_main(main)  # a DDP rank, or a Ray worker (whose __mp_main__ is Ray's own)
     try:
         if script is not None:
             sys.modules["__main__"] = script

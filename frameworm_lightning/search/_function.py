@@ -19,6 +19,7 @@ from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._loop import run_search
+from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._signals import is_sigterm
 from frameworm_lightning.samplers import GridSampler, RandomSampler, Sampler
@@ -165,18 +166,20 @@ class FunctionSearch:
         """
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
-        budget = self._budget()  # a grid too large to finish fails here, before the study is stored
-        study = self.open_study()
-        study.recover(retry_failed=self.retry_failed)
-        printer = TrialPrinter(self.metric, self.mode, enabled=self.verbose)
-        for t in study.trials:
-            printer.observe(t)
         if n_jobs > 1 and isinstance(train_fn, types.FunctionType) and (
                 "<locals>" in train_fn.__qualname__ or train_fn.__name__ == "<lambda>"):
             raise ValueError(
                 "n_jobs > 1 runs train_fn in worker processes, which import it by name, so it must be a "
                 f"function defined at module level; {train_fn.__qualname__!r} is a lambda or a nested function."
             )
+        budget = self._budget()  # a grid too large to finish fails here, before the study is stored
+        if n_jobs > 1:
+            start_forkserver()  # its imports overlap the set-up below
+        study = self.open_study()
+        study.recover(retry_failed=self.retry_failed)
+        printer = TrialPrinter(self.metric, self.mode, enabled=self.verbose)
+        for t in study.trials:
+            printer.observe(t)
         run_search(
             study, functools.partial(evaluate_function, train_fn, base_config=self.base_config, metric=self.metric),
             executor="process" if n_jobs > 1 else "inline", budget=budget, what="train_fn and base_config",

@@ -20,7 +20,8 @@ Two ways to run, chosen by where the policy runs:
   and Hyperband (Li et al., 2018).
 * In a plain script, or with ``promotion=False``: nothing can be resumed, so a trial not
   in the top ``max(1, floor(n / eta))`` of the ``n`` values recorded at a rung so far is
-  pruned, and the others simply go on (the stopping variant of ASHA).
+  pruned, and the others simply go on (the stopping variant of ASHA). A value tied with the
+  last of the top is in it: a trial is never pruned for having started later.
 
 Bookkeeping lives in each trial's system attributes: ``fw_bracket``, ``fw_root`` (the
 first trial of the config), ``fw_rungs`` (``{rung: [value, promoted]}``), and for a
@@ -183,16 +184,16 @@ class _RungPolicy(StoppingCallback):
 
     def __init__(
         self,
-        monitor: str | None,
-        min_resource: float,
-        max_resource: float,
-        eta: int,
-        resource: str,
-        promotion: bool,
-        mode: str | None,
-        **common: Any,
+        monitor: str | None = None,
+        min_resource: float = 1,
+        max_resource: float = 27,
+        eta: int = 3,
+        resource: str = "epochs",
+        promotion: bool = True,
+        mode: str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, mode, **common)
+        super().__init__(monitor, mode, **options)
         check_number("min_resource", min_resource, minimum=0, strict=True)
         check_number("max_resource", max_resource, minimum=0, strict=True)
         if max_resource <= min_resource:
@@ -300,6 +301,9 @@ class _RungPolicy(StoppingCallback):
         ranked = sorted(peers, key=lambda c: (sort_key(c.value(key), history.mode), c.root))
         position = [c.root for c in ranked].index(root) + 1
         pause = history.can_pause
+        if not pause:  # nothing caps how many go on: a value tied with the k-th best is in the top k
+            mine = sort_key(records[key][0], history.mode)
+            position = 1 + sum(1 for c in peers if c.root != root and sort_key(c.value(key), history.mode) < mine)
         if pause and self.synchronous and not self._complete(configs, bracket, level):
             return self._stop(Decision.PAUSE, Reason.RUNG_PAUSE,
                               f"paused at {self._unit(r)}: waiting for the rest of its bracket",
@@ -508,28 +512,6 @@ class SuccessiveHalving(_RungPolicy):
 
     synchronous = True
 
-    def __init__(
-        self,
-        monitor: str | None = None,
-        min_resource: float = 1,
-        max_resource: float = 27,
-        eta: int = 3,
-        resource: str = "epochs",
-        promotion: bool = True,
-        mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
-    ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
-
     def bracket(self, index: int) -> Bracket:
         rungs = self.rungs
         return Bracket(index, rungs, self.eta ** (len(rungs) - 1))
@@ -561,28 +543,6 @@ class ASHA(_RungPolicy):
         >>> ASHA(monitor="val_loss", min_resource=1, max_resource=27).rungs
         (1, 3, 9, 27)
     """
-
-    def __init__(
-        self,
-        monitor: str | None = None,
-        min_resource: float = 1,
-        max_resource: float = 27,
-        eta: int = 3,
-        resource: str = "epochs",
-        promotion: bool = True,
-        mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
-    ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
 
     def bracket(self, index: int) -> Bracket:
         return Bracket(index, self.rungs, None)

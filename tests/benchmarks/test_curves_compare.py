@@ -24,8 +24,9 @@ def test_no_stopping_trains_whole_configurations_and_its_regret_is_their_best(ta
     finals = [table.quality(table.curves[i].final) for i in picked]
     # The answer is the best value after the full budget, i.e. the best final of the four.
     assert search.curve()[-1] == pytest.approx(min(finals) - table.best_final)
-    # After one epoch the answer is the first configuration, trained furthest so far.
-    assert search.curve()[0] == pytest.approx(table.quality(table.curves[picked[0]].final) - table.best_final)
+    # After one epoch the answer is the first configuration, trained furthest so far; nothing has finished.
+    assert search.curve()[0] == search.worst
+    assert search.answer_curve()[0] == pytest.approx(table.quality(table.curves[picked[0]].final) - table.best_final)
 
 
 @pytest.mark.parametrize("row", ["Median", "SuccessiveHalving", "ASHA", "Hyperband"])
@@ -42,9 +43,103 @@ def test_optuna_and_ray_rows_spend_exactly_the_budget(table) -> None:
     pytest.importorskip("optuna")
     budget = 3 * table.max_epochs
     for pruner in ("Median", "SHA", "Hyperband"):
-        s = compare.optuna_search(table, 0, budget, "random", pruner)
+        s = compare.drive(compare.OptunaRow(table, 0, "random", pruner), budget)
         assert s.spent == budget and s.trace
     if compare.ray_available() is None:
         for scheduler in ("ASHA", "HyperBand"):
-            s = compare.ray_search(table, 0, budget, scheduler)
+            s = compare.drive(compare.RayRow(table, 0, scheduler), budget)
             assert s.spent == budget and s.trace
+
+
+def test_best_so_far_regret_is_monotone_and_counts_only_what_finished(table) -> None:
+    for seed in range(3):
+        row = compare.OursRow(table, seed, compare.our_rows(table)["ASHA"])
+        search = compare.drive(row, 5 * table.max_epochs)
+        best, answer = search.curve(), search.answer_curve()
+        assert np.all(np.diff(best) <= 0)
+        finished = [t for t in row.done if t.state is compare.TrialState.COMPLETE]
+        assert finished
+        assert best[-1] == pytest.approx(min(search.regret(row.index[t.number]) for t in finished))
+        assert np.all(best[:table.max_epochs - 1] == search.worst)  # nothing can finish before 27 epochs
+        assert answer[0] < search.worst  # while the answer is already a partly trained configuration
+
+
+def test_asynchronous_workers_train_side_by_side(table) -> None:
+    # Four workers, one time unit an epoch: in 27 units each trains one whole configuration.
+    budget = table.max_epochs
+    search = compare.drive(compare.OursRow(table, 0, None), budget, workers=4)
+    assert search.epochs == 4 * budget and search.trials == 4
+    order = compare.stream(table, 0)
+    picked = [next(order) for _ in range(4)]
+    assert search.curve()[-1] == pytest.approx(min(table.quality(table.curves[i].final) for i in picked)
+                                               - table.best_final)
+    # With recorded seconds the budget is wall time: no epoch ends after it.
+    timed = compare.drive(compare.OursRow(table, 0, compare.our_rows(table)["ASHA"]), 2.0, workers=4, seconds=True)
+    assert 0 < max(t for t, _ in timed.trace) <= 2.0
+
+
+def test_model_based_rows_start_with_the_random_order_then_follow_the_rungs(table) -> None:
+    pytest.importorskip("gpytorch")
+    budget = 3 * table.max_epochs
+    row = compare.make_row(table, 0, "ASHA+BO")
+    search = compare.drive(row, budget)
+    assert search.spent == budget
+    random_row = compare.make_row(table, 0, "ASHA")
+    compare.drive(random_row, budget)
+    numbers = sorted(row.index)
+    assert [row.index[n] for n in numbers[:10]] == [random_row.index[n] for n in numbers[:10]]
+    rungs = [t.system_attrs.get("mf_rung") for t in sorted(row.done, key=lambda t: t.number)]
+    assert rungs[:10] == [None] * 10 and "1" in rungs[10:]
+    assert len({row.index[n] for n in numbers}) == len(numbers)  # a proposal trains an untried configuration
+
+
+@pytest.mark.parametrize("row", ["ray:ASHA", "ray:HyperBand", "optuna:random:SHA", "Hyperband+BO"])
+def test_rows_run_on_four_asynchronous_workers(table, row: str) -> None:
+    if row.startswith("ray:") and compare.ray_available() is not None:
+        pytest.skip("ray.tune does not import")
+    pytest.importorskip("optuna" if row.startswith("optuna") else "gpytorch")
+    budget = compare.budget_of(table, 2, workers=4)
+    search = compare.drive(compare.make_row(table, 1, row), budget, workers=4, seconds=True)
+    assert search.epochs >= 4 and search.trials >= 1 and max(t for t, _ in search.trace) <= budget
+
+
+def test_pausing_rows_promote_and_resume_configurations_where_they_paused(table) -> None:
+    budget = 4 * table.max_epochs
+    row = compare.make_row(table, 0, "ASHA+pause")
+    search = compare.drive(row, budget)
+    assert search.epochs == budget
+    trials = row.study.trials
+    promoted = [t for t in trials if "promoted_from" in t.system_attrs]
+    assert promoted and any(t.system_attrs.get("fw_paused_at") for t in trials)
+    by_number = {t.number: t for t in trials}
+    for t in promoted:
+        parent = by_number[t.system_attrs["promoted_from"]]
+        assert t.params == parent.params and parent.system_attrs["promoted_to"] == t.number
+        # The promoted trial reports from the epoch after its parent's pause, never again before.
+        assert min(t.intermediate_values) == int(t.system_attrs["fw_promoted_at"]) + 1
+    # Every epoch is trained once: per configuration, its trials' epochs do not overlap.
+    epochs: dict[int, list[int]] = {}
+    for t in trials:
+        epochs.setdefault(t.system_attrs["fw_root"], []).extend(t.intermediate_values)
+    assert all(len(e) == len(set(e)) for e in epochs.values())
+    assert sum(len(e) for e in epochs.values()) == budget
+
+
+def test_table_sampler_proposes_the_random_order_and_maps_model_proposals_to_untried_configurations(table) -> None:
+    from frameworm_lightning.samplers import AskContext
+
+    sampler = compare.TableSampler(table, 3)
+    order = compare.stream(table, 3)
+    space = sampler.space
+    first = sampler.ask(AskContext(space, "min", [], 0))
+    assert sampler.index(first.params) == next(order)
+
+    class Fixed(compare.Sampler):
+        def ask(self, context):
+            return compare.Suggestion(dict(table.curves[5].params), system_attrs={"bo": "gp"})
+
+    model_based = compare.TableSampler(table, 3, Fixed())
+    assert model_based.index(model_based.ask(AskContext(space, "min", [], 0)).params) == 5
+    tried = [compare.FrozenTrial(0, compare.TrialState.COMPLETE, dict(table.curves[5].params), 0.1)]
+    again = model_based.ask(AskContext(space, "min", tried, 1))
+    assert model_based.index(again.params) != 5 and again.system_attrs == {"bo": "gp"}

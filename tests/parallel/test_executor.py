@@ -13,6 +13,7 @@ from frameworm_lightning import GridSampler, Real, SearchRunner, Study
 from frameworm_lightning.runner._launcher import WorkerExit, describe_exit, resolve_executor
 from frameworm_lightning.runner._payload import dump_evaluate
 from frameworm_lightning.runner._processes import log_tail
+from frameworm_lightning.runner._trial_entry import load_evaluate
 from frameworm_lightning.search import RandomSearch
 from frameworm_lightning.study import Study as _Study
 from frameworm_lightning.space import Categorical, SearchSpace
@@ -164,3 +165,29 @@ def test_function_api_needs_no_storage_for_n_jobs() -> None:
     with pytest.raises(ValueError, match="module level"):
         search.run(lambda c: c["x"], n_jobs=2)
     assert square({"x": 1.0}) == 0.0
+
+
+SCRIPT = """
+class ScriptModel:
+    tag = "from the search script"
+"""
+
+
+def test_a_trial_loads_the_search_script_its_payload_names_not_another_main(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A trial forked for a Ray worker finds Ray's worker script as __mp_main__: the
+    # evaluation pickled by the search process must still find the search script's classes.
+    script = tmp_path / "search.py"
+    script.write_text(SCRIPT)
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    exec(compile(SCRIPT, str(script), "exec"), main.__dict__)  # noqa: S102 - the test's own script
+    main.ScriptModel.__module__ = "__main__"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    evaluate_bytes, ref = dump_evaluate(main.ScriptModel, "the LightningModule")
+    other = types.ModuleType("__mp_main__")
+    other.__file__ = str(tmp_path / "default_worker.py")
+    monkeypatch.setitem(sys.modules, "__mp_main__", other)
+    loaded = load_evaluate({"main": ref, "sys_path": []}, evaluate_bytes)
+    assert loaded.tag == "from the search script"
+    assert sys.modules["__mp_main__"].__file__ == str(script)

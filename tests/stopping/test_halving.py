@@ -199,6 +199,28 @@ def test_stopping_variant_without_a_runner() -> None:
     assert len(study.trials) == 9 and epochs == 9 + 6 * 1 + 2 * 3
 
 
+@pytest.mark.parametrize("cls", [SuccessiveHalving, ASHA, Hyperband])
+def test_stopping_variant_keeps_a_config_tied_with_the_last_one_kept(cls: type) -> None:
+    # Without promotions nothing caps how many go on, so a value tied with the k-th best is
+    # in the top k: an equal val_error must not be pruned for having started later.
+    from frameworm_lightning.trial import FrozenTrial
+
+    policy = cls(min_resource=1, max_resource=9, eta=3)
+    first = FrozenTrial(0, TrialState.PRUNED, {"x": 0}, 0.5, {1: 0.5},
+                        system_attrs={"fw_bracket": 0, "fw_root": 0, "fw_rungs": {"1": [0.5, False]}})
+
+    def decide(value: float, can_pause: bool = False) -> Decision:
+        history = History({1: value}, epoch=1.0, number=1, attrs={"fw_bracket": 0, "fw_root": 1, "fw_rungs": {}},
+                          others=[first], can_pause=can_pause)
+        return policy.decide(history).decision
+
+    assert decide(0.5) is Decision.CONTINUE
+    assert decide(0.4) is Decision.CONTINUE
+    assert decide(0.6) is Decision.PRUNE
+    # With promotions the top 1/eta is a capacity: ties still go by trial order there.
+    assert decide(0.5, can_pause=True) is Decision.PAUSE
+
+
 def test_decisions_carry_reasons() -> None:
     policy = ASHA("loss", min_resource=1, max_resource=3, eta=3)
     history = History({5: 0.4}, epoch=3.0, number=0, attrs={"fw_bracket": 0, "fw_root": 0, "fw_rungs": {"1": [0.5, True]}})

@@ -1,0 +1,145 @@
+"""The forkserver that forks every trial process: its start, its preloads, and what it does first.
+
+``start_forkserver`` starts multiprocessing's forkserver (one per process, shared by
+every search of the process) with ``set_forkserver_preload``: this package's light
+modules, and torch and Lightning when the search's trials need them. The forkserver
+imports this module last among its preloads; the import then (and only there: the
+environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone):
+
+* makes the forkserver ignore SIGTERM. A scheduler preempting a job signals all of its
+  processes (SLURM), or its whole process group (``timeout``, a shell's job control):
+  stopping is the search process's decision, which stores running trials interrupted
+  and stops their processes; a forkserver killed first would fail the next trial's
+  start. It exits on its own when the search process and its trials are gone;
+* runs one tiny CPU fit, so no forked trial pays the half second a process's first
+  Lightning ``fit`` spends filling caches (mostly Python's ABC subclass checks). Only
+  once Lightning is preloaded, and only with a CPU-only torch: on a CUDA build a
+  Lightning fit initialises the CUDA driver (seen on an H100: the forked trials then
+  found no GPU), which a process that forks must never do. The fit runs on one thread
+  with tensors too small for an OpenMP team, so the forkserver stays safe to fork; if
+  threads were left behind anyway, its log says so. ``FRAMEWORM_FORKSERVER_WARM_UP=0``
+  turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import signal
+import sys
+import tempfile
+import warnings
+from typing import Any
+
+__all__ = ["LIGHTNING_PRELOAD", "PRELOAD", "start_forkserver", "warm_up"]
+
+_SERVER_ENV = "FRAMEWORM_FORKSERVER"
+_WARM_UP_ENV = "FRAMEWORM_FORKSERVER_WARM_UP"
+# Imported once by the forkserver, so no trial pays for them. Imports alone never touch
+# CUDA, threads or files; a module that is not installed is skipped by multiprocessing.
+PRELOAD = (
+    "frameworm_lightning.runner._trial_entry", "frameworm_lightning.search._function", "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql", "psycopg",
+    __name__,  # last: what the forkserver does first (see above)
+)
+# First, when the search's trials need Lightning (a plain train_fn's workers then start
+# without its seconds of imports).
+LIGHTNING_PRELOAD = (
+    "torch", "lightning.pytorch", "frameworm_lightning.runner._execute", "frameworm_lightning.stopping",
+    "lightning.pytorch.loggers.csv_logs", "torch.profiler",
+)
+
+
+def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.BaseContext:
+    """The forkserver context, its server started now (its imports run in the background).
+
+    Called as soon as a search knows it will need worker processes, so the server's
+    imports overlap the search's own set-up. The preload list, with
+    :data:`LIGHTNING_PRELOAD` if ``lightning`` (default: this process has loaded
+    Lightning), only counts for the first start in a process.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    if lightning is None:
+        lightning = "lightning.pytorch" in sys.modules
+    ctx.set_forkserver_preload([*(LIGHTNING_PRELOAD if lightning else ()), *PRELOAD])
+    # The forkserver inherits this environment when it starts (trials get their own).
+    previous = os.environ.get(_SERVER_ENV)
+    os.environ[_SERVER_ENV] = "1"
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ[_SERVER_ENV]
+        else:
+            os.environ[_SERVER_ENV] = previous
+    return ctx
+
+
+def _cpu_only_torch() -> bool:
+    import torch  # noqa: PLC0415 - preloaded by the forkserver before this module
+
+    return torch.version.cuda is None and not torch.backends.cuda.is_built()
+
+
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 0
+
+
+def warm_up() -> None:
+    """Run one tiny CPU fit with Lightning's info logs and warnings silenced."""
+    import lightning.pytorch as pl  # noqa: PLC0415 - preloaded by the forkserver before this module
+    import torch  # noqa: PLC0415
+    from torch.utils.data import DataLoader, TensorDataset  # noqa: PLC0415
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            loss = self.layer(batch[0]).pow(2).mean()
+            self.log("loss", loss)
+            return loss
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self.log("val_loss", self.layer(batch[0]).pow(2).mean())
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.Adam(self.parameters())
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    threads, before = torch.get_num_threads(), _threads()
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    torch.set_num_threads(1)
+    quiet = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:
+        lg.setLevel(logging.WARNING)
+    try:
+        loader = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
+        with tempfile.TemporaryDirectory(prefix="fw-forkserver-") as root, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, default_root_dir=root,
+                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+            trainer.fit(Tiny(), loader, loader)
+    except Exception as err:  # noqa: BLE001 - a warm-up that fails only costs the trials their warm caches
+        print(f"forkserver warm-up skipped: {type(err).__name__}: {err}", file=sys.stderr)
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
+        torch.set_num_threads(threads)
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+    if _threads() > before:
+        print(f"forkserver warm-up left {_threads() - before} thread(s) running", file=sys.stderr)
+
+
+
+if os.environ.get(_SERVER_ENV) == "1":  # imported by the forkserver, as its last preload
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a trial's process restores the default
+    if os.environ.get(_WARM_UP_ENV) != "0" and "lightning.pytorch" in sys.modules and _cpu_only_torch():
+        warm_up()

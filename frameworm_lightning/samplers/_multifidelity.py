@@ -1,0 +1,237 @@
+"""Model-based multi-fidelity: a sampler whose model learns from the rungs of ASHA or Hyperband.
+
+Successive halving stops most configurations after a fraction of the budget, so the final
+values a plain Bayesian sampler learns from arrive late and few. BOHB (Falkner et al., 2018)
+fits its model instead on the values recorded at one rung: the highest rung with enough
+results. This module does that for any base sampler, by showing it the history as seen
+at that rung.
+
+Notations:
+    rung ``r``: a resource at which a halving policy (``ASHA``, ``SuccessiveHalving``,
+        ``Hyperband``) records each configuration's value, stored in the trials'
+        ``fw_rungs`` attribute as ``{"3": [value, promoted], ...}``.
+    config: one configuration across the trials that trained it (a promoted trial
+        continues its parent's and carries ``fw_root``, the config's first trial).
+    ``n_r``: the configs with a finite value recorded at rung ``r``.
+    ``min_points``: ``n_r`` needed for rung ``r`` to feed the model.
+
+Everything is read from the trials of :class:`~frameworm_lightning.samplers.AskContext`
+(the stored history), so any worker, or a resumed search, makes the same suggestion.
+
+``system_attrs`` written on each trial (besides the base sampler's):
+    ``mf_rung``: the rung whose values the model saw (``None``: no rung had ``min_points``
+    results, the base sampler's initial design); ``mf_points``: ``n_r`` of that rung.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
+from frameworm_lightning.samplers._bayes import BayesianSampler
+from frameworm_lightning.space import SearchSpace
+from frameworm_lightning.trial import FrozenTrial, TrialState
+
+__all__ = ["MultiFidelitySampler"]
+
+_ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+
+
+@dataclass
+class _Config:
+    """One configuration across its trials: rung values merged in trial order."""
+
+    first: FrozenTrial
+    latest: FrozenTrial
+    values: dict[str, float] = field(default_factory=dict)
+
+
+def _rung_values(trial: FrozenTrial) -> dict[str, float]:
+    """The trial's ``fw_rungs`` as ``{rung: value}`` (a missing or malformed value is NaN)."""
+    raw = trial.system_attrs.get("fw_rungs")
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for key, record in raw.items():
+        value = record[0] if isinstance(record, (list, tuple)) and record else record
+        try:
+            out[str(key)] = math.nan if value is None else float(value)
+        except (TypeError, ValueError):
+            out[str(key)] = math.nan  # data, not code: an unreadable value is no observation
+    return out
+
+
+def _group(trials: Sequence[FrozenTrial]) -> tuple[dict[int, _Config], list[FrozenTrial]]:
+    """Trials managed by a halving policy grouped by config (``fw_root``), and the others."""
+    configs: dict[int, _Config] = {}
+    others: list[FrozenTrial] = []
+    for t in sorted(trials, key=lambda t: t.number):
+        if not t.has_params:
+            continue
+        if "fw_bracket" not in t.system_attrs and "fw_rungs" not in t.system_attrs:
+            others.append(t)
+            continue
+        try:
+            root = int(t.system_attrs.get("fw_root", t.number))
+        except (TypeError, ValueError):
+            root = t.number
+        config = configs.get(root)
+        if config is None:
+            config = configs[root] = _Config(t, t)
+        config.latest = t
+        config.values.update(_rung_values(t))
+    return configs, others
+
+
+def _resource(key: str) -> float:
+    try:
+        return float(key)
+    except ValueError:
+        return -math.inf
+
+
+class MultiFidelitySampler(Sampler):
+    """BO-guided brackets: the base sampler's model sees the values of the highest rung with enough results.
+
+    Use it with :class:`~frameworm_lightning.stopping.ASHA`,
+    :class:`~frameworm_lightning.stopping.SuccessiveHalving` or
+    :class:`~frameworm_lightning.stopping.Hyperband`: the halving policy decides how long
+    each configuration trains, this sampler decides which configurations enter the
+    brackets. Before each suggestion it rebuilds the history as seen at rung ``r``, the
+    highest rung with at least ``min_points`` configurations recorded there (BOHB's
+    rule), and asks ``base`` with it:
+
+    * a configuration with a value recorded at ``r`` is a complete trial with that value
+      (even while it trains on beyond ``r``); a diverged one (a non-finite value) is a
+      pruned trial;
+    * a configuration still training (or enqueued) below ``r``, or paused below ``r``
+      with a checkpoint it may be promoted from, is pending, so parallel workers spread
+      out as they do with the base sampler (``n_jobs > 1``);
+    * a configuration stopped below ``r`` is a pruned trial (the base's rule for pruned
+      trials applies: :class:`BayesianSampler` enters it with the worst value by
+      default, or ignores it with ``pruned="exclude"``);
+    * trials no halving policy manages (no ``fw_rungs``) are tried points without a value.
+
+    Until some rung has ``min_points`` results, the base sees no values and makes its
+    initial design (a Sobol sequence for :class:`BayesianSampler`). In a study without
+    any rung records (no halving policy), every trial is passed through unchanged: the
+    sampler is its base. The promoted trials of a configuration count once, as that
+    configuration.
+
+    Args:
+        base: the sampler whose model is fitted on the rung values (default:
+            ``BayesianSampler(seed=seed)``). Any sampler works; one that ignores the
+            history (``RandomSampler``) is unchanged by the wrapper.
+        seed: the seed of the default base; pass a ``base`` *or* a seed, not both.
+        min_points: results a rung needs to feed the model (default: the space's
+            dimension + 2, as BOHB, and at least the base's ``n_initial_points``, so a
+            chosen rung never sends the base back to its initial design).
+
+    Example:
+        >>> from frameworm_lightning import BayesianSampler, Real, Study
+        >>> from frameworm_lightning.samplers import MultiFidelitySampler
+        >>> sampler = MultiFidelitySampler(BayesianSampler(seed=0, n_initial_points=4))
+        >>> study = Study.create("mf-demo", {"x": Real(0.0, 1.0)}, metric="loss", sampler=sampler)
+        >>> trial = study.ask()
+        >>> trial.system_attrs["mf_rung"] is None  # no rung results yet: the initial design
+        True
+    """
+
+    def __init__(self, base: Sampler | None = None, *, seed: int | None = None, min_points: int | None = None) -> None:
+        if base is not None and not isinstance(base, Sampler):
+            raise ValueError(f"base must be a frameworm_lightning Sampler, but got base={base!r}.")
+        if isinstance(base, MultiFidelitySampler):
+            raise ValueError("base must not itself be a MultiFidelitySampler; pass its base instead.")
+        if base is not None and seed is not None:
+            raise ValueError(f"pass the seed to the base sampler, not to MultiFidelitySampler (got seed={seed!r} "
+                             f"and base={base!r}).")
+        if min_points is not None and (isinstance(min_points, bool) or not isinstance(min_points, int)
+                                       or min_points < 1):
+            raise ValueError(f"min_points must be a positive integer or None, but got min_points={min_points!r}.")
+        self.base = base if base is not None else BayesianSampler(seed=seed)
+        super().__init__(seed=self.base.seed)
+        self.min_points = min_points
+
+    def __repr__(self) -> str:
+        return f"MultiFidelitySampler(base={self.base!r}, min_points={self.min_points!r})"
+
+    def identity(self) -> dict[str, Any]:
+        return {"sampler": type(self).__name__, "base": self.base.identity()}
+
+    def max_trials(self, space: SearchSpace) -> int | None:
+        return self.base.max_trials(space)
+
+    def points_needed(self, space: SearchSpace) -> int:
+        """Results a rung needs to feed the model (see ``min_points``)."""
+        if self.min_points is not None:
+            return self.min_points
+        return max(space.dim + 2, int(getattr(self.base, "n_initial_points", 0) or 0))
+
+    def rung(self, context: AskContext) -> tuple[str | None, int]:
+        """The rung the model is fitted on (``None``: none has enough results) and its result count.
+
+        The count is that of the chosen rung, or, when none qualifies, of the rung with
+        the most results (0 without any).
+        """
+        configs, _ = _group(context.trials)
+        counts: dict[str, int] = {}
+        for config in configs.values():
+            for key, value in config.values.items():
+                if math.isfinite(value):
+                    counts[key] = counts.get(key, 0) + 1
+        needed = self.points_needed(context.space)
+        for key in sorted(counts, key=_resource, reverse=True):
+            if counts[key] >= needed:
+                return key, counts[key]
+        return None, max(counts.values(), default=0)
+
+    def view(self, context: AskContext) -> AskContext:
+        """The context the base sampler is asked with: the history as seen at :meth:`rung`."""
+        configs, others = _group(context.trials)
+        if not any(config.values for config in configs.values()):
+            return context  # no halving policy recorded anything: the base sees the study as it is
+        key, _ = self.rung(context)
+        trials = [t if t.state in _ACTIVE else _as(t, TrialState.FAILED) for t in others]
+        for config in configs.values():
+            latest = config.latest
+            value = config.values.get(key) if key is not None else None
+            # The base's own records (warm-started GP hyperparameters, hedge history) carry
+            # over only between suggestions made on the same rung's data.
+            attrs = dict(config.first.system_attrs) if key is not None and config.first.system_attrs.get(
+                "mf_rung") == key else {}
+            if value is not None and math.isfinite(value):
+                state, value_ = TrialState.COMPLETE, value
+            elif value is not None:
+                state, value_ = TrialState.PRUNED, None  # diverged at the rung
+            elif latest.state in _ACTIVE or _waits_for_promotion(latest):
+                state, value_ = TrialState.RUNNING, None  # may still reach the rung: pending
+            elif key is None or latest.state is TrialState.FAILED:
+                state, value_ = TrialState.FAILED, None  # tried, nothing the model can use
+            else:
+                state, value_ = TrialState.PRUNED, None  # stopped or paused below the rung
+            trials.append(FrozenTrial(config.first.number, state, dict(latest.params), value_,
+                                      system_attrs=attrs))
+        trials.sort(key=lambda t: t.number)
+        return replace(context, trials=trials)
+
+    def ask(self, context: AskContext) -> Suggestion | None:
+        key, count = self.rung(context)
+        suggestion = self.base.ask(self.view(context))
+        if suggestion is None:
+            return None
+        attrs = {**suggestion.system_attrs, "mf_rung": key, "mf_points": count}
+        return replace(suggestion, system_attrs=attrs)
+
+
+def _waits_for_promotion(trial: FrozenTrial) -> bool:
+    """Paused at a rung with a checkpoint to resume from, not promoted yet (ASHA in a runner)."""
+    attrs = trial.system_attrs
+    return (trial.state is TrialState.PRUNED and "fw_paused_at" in attrs and "promoted_to" not in attrs
+            and bool(attrs.get("fw_checkpoint")))
+
+
+def _as(trial: FrozenTrial, state: TrialState) -> FrozenTrial:
+    return FrozenTrial(trial.number, state, dict(trial.params))
