@@ -22,7 +22,8 @@ problem names or the sets ``public`` (default) and ``highdim`` (20 to 50 dimensi
   final regret of ``k = 1``.
 * ``--acq-check hartmann6,levy30,hartmann6_in_50``: the acquisition optimiser's default
   effort against four and eight times more raw points and starts (:func:`_acq_check_task`).
-* ``--no-suite`` skips the sequential suite.
+* ``--no-suite`` skips the sequential suite; ``--merge a.json,b.json`` summarises runs saved
+  with ``--out`` (e.g. one optimiser re-run after a change, the peers from an earlier run).
 """
 
 from __future__ import annotations
@@ -617,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acq-check-trials", default="40,80", help="trials at which --acq-check captures it")
     parser.add_argument("--no-suite", action="store_true", help="skip the sequential suite")
     parser.add_argument("--out", default="", help="write the raw results as JSON here")
+    parser.add_argument("--merge", default="",
+                        help="a,b.json: summarise these --out files instead of running (a later file's run of "
+                             "the same optimiser, problem and seed replaces an earlier one's)")
     args = parser.parse_args(argv)
     problems = _expand(args.problems)
     optimizers = [o for o in args.optimizers.split(",") if o]
@@ -627,6 +631,16 @@ def main(argv: list[str] | None = None) -> int:
         if name not in OPTIMIZERS:
             parser.error(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     seeds = list(range(args.seeds))
+    if args.merge:
+        merged: dict[tuple[str, str, int], RunResult] = {}
+        for path in args.merge.split(","):
+            with open(path) as fh:
+                for row in json.load(fh):
+                    run = RunResult(**row)
+                    merged[(run.optimizer, run.problem, run.seed)] = run
+        print(f"BO benchmark: {args.merge} merged")
+        print(summarise(list(merged.values()), optimizers, problems, seeds))
+        return 0
     started = time.time()
     tasks = [] if args.no_suite else [(o, p, s, args.budget) for p in problems for s in seeds for o in optimizers]
     # Slow optimisers first so the pool stays busy to the end.

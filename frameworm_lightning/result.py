@@ -213,7 +213,7 @@ class SearchResult:
             FramewormError: no complete trial, no checkpoint, no or another
                 ``module_cls``, or a checkpoint that is not a plain weights file.
         """
-        from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
+        from frameworm_lightning.runner._routing import CALLBACK_TARGETS, route_params  # noqa: PLC0415
 
         best = self._require_best()
         record = self.runner_record()
@@ -263,8 +263,9 @@ class SearchResult:
             The trained module; ``model.trainer`` is the Trainer that trained it.
 
         Raises:
-            FramewormError: no complete trial, or a class missing or different from
-                the recorded one.
+            FramewormError: no complete trial, a class missing or different from the
+                recorded one, or best params (``optimizer.*``, ``lr_scheduler.*``) that
+                only the search's trial callback could apply (before any training).
         """
         import inspect  # noqa: PLC0415
 
@@ -272,9 +273,17 @@ class SearchResult:
         from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
         from lightning.pytorch.loggers import CSVLogger  # noqa: PLC0415
 
-        from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
+        from frameworm_lightning.runner._routing import CALLBACK_TARGETS, route_params  # noqa: PLC0415
 
         best = self._require_best()
+        applied_by_callbacks = sorted(k for k in best.params if k.split(".", 1)[0] in CALLBACK_TARGETS)
+        if applied_by_callbacks:
+            raise FramewormError(
+                f"the best params hold {', '.join(applied_by_callbacks)}, which the search's own trial callback "
+                "applied (a frameworm-search LightningCLI run); retrain_best cannot apply them. Write the best "
+                "trial's config with frameworm-search best -c <config> --output best.yaml and train it with "
+                "frameworm-search fit -c best.yaml."
+            )
         record: Mapping[str, Any] = self.runner_record() or {}
         cls = self._module_cls(module_cls, record or None)
         routed = route_params(

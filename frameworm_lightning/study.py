@@ -188,6 +188,7 @@ class Study:
         self.storage = storage
         self.study_id = study_id
         # What the sampler is shown, read incrementally: ask() stays cheap as trials accumulate.
+        self._known_values: dict[int, dict[int, float]] = {}  # finished trials' reports, read once
         self._history = TrialHistory(study_id)
 
     @property
@@ -243,10 +244,10 @@ class Study:
     @property
     def trials(self) -> list[FrozenTrial]:
         """Every stored trial, ordered by number."""
-        return self.storage.get_trials(self.study_id)
+        return self.storage.get_trials(self.study_id, known_values=self._known_values)
 
     def trials_in(self, *states: TrialState) -> list[FrozenTrial]:
-        return self.storage.get_trials(self.study_id, states)
+        return self.storage.get_trials(self.study_id, states, known_values=self._known_values)
 
     def is_better(self, a: float, b: float) -> bool:
         """Whether ``a`` is strictly better than ``b`` under the study's mode."""

@@ -80,18 +80,9 @@ class BudgetStopping(StoppingCallback):
         search_max_steps: int | None = None,
         monitor: str | None = None,
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, **options)
         self.max_time = check_number("max_time", max_time, minimum=0, strict=True, allow_none=True)
         self.max_steps = check_int("max_steps", max_steps, minimum=1, allow_none=True)
         self.max_epochs = check_number("max_epochs", max_epochs, minimum=0, strict=True, allow_none=True)

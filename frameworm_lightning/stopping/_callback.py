@@ -298,6 +298,7 @@ class StoppingCallback(Callback, ABC):
         self.storage = storage
         self.study = study
         self.every_n_train_steps = every_n_train_steps
+        self._known_values: dict[int, dict[int, float]] = {}  # other trials' finished reports, read once
         self._trial: LiveTrial | None = None
         self._in_runner = False
         self._reset_run()
@@ -575,7 +576,8 @@ class StoppingCallback(Callback, ABC):
         trial = self._trial
         if trial is None:
             return []
-        return [t for t in trial.study.storage.get_trials(trial.study.study_id) if t.trial_id != trial.trial_id]
+        others = trial.study.storage.get_trials(trial.study.study_id, known_values=self._known_values)
+        return [t for t in others if t.trial_id != trial.trial_id]
 
     def _epochs(self, trainer: pl.Trainer) -> float:
         """Epochs trained so far, with the fraction of the current epoch (from the batch hooks)."""

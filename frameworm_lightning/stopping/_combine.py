@@ -23,14 +23,7 @@ class _Combined(StoppingCallback):
         policies: Sequence[StoppingCallback],
         monitor: str | None = None,
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
         name = type(self).__name__
         if isinstance(policies, (str, bytes)) or not isinstance(policies, Sequence) or not policies:
@@ -48,9 +41,7 @@ class _Combined(StoppingCallback):
             modes.add(mode)
         if len(modes) > 1:
             raise ValueError(f"{name}: the policies disagree on the mode {sorted(modes)}.")
-        super().__init__(next(iter(monitors), None), next(iter(modes), None), verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(next(iter(monitors), None), next(iter(modes), None), **options)
         self.policies = list(policies)
         for p in self.policies:
             if isinstance(p, StoppingCallback) and p.monitor is None:

@@ -184,16 +184,16 @@ class _RungPolicy(StoppingCallback):
 
     def __init__(
         self,
-        monitor: str | None,
-        min_resource: float,
-        max_resource: float,
-        eta: int,
-        resource: str,
-        promotion: bool,
-        mode: str | None,
-        **common: Any,
+        monitor: str | None = None,
+        min_resource: float = 1,
+        max_resource: float = 27,
+        eta: int = 3,
+        resource: str = "epochs",
+        promotion: bool = True,
+        mode: str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, mode, **common)
+        super().__init__(monitor, mode, **options)
         check_number("min_resource", min_resource, minimum=0, strict=True)
         check_number("max_resource", max_resource, minimum=0, strict=True)
         if max_resource <= min_resource:
@@ -512,28 +512,6 @@ class SuccessiveHalving(_RungPolicy):
 
     synchronous = True
 
-    def __init__(
-        self,
-        monitor: str | None = None,
-        min_resource: float = 1,
-        max_resource: float = 27,
-        eta: int = 3,
-        resource: str = "epochs",
-        promotion: bool = True,
-        mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
-    ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
-
     def bracket(self, index: int) -> Bracket:
         rungs = self.rungs
         return Bracket(index, rungs, self.eta ** (len(rungs) - 1))
@@ -565,28 +543,6 @@ class ASHA(_RungPolicy):
         >>> ASHA(monitor="val_loss", min_resource=1, max_resource=27).rungs
         (1, 3, 9, 27)
     """
-
-    def __init__(
-        self,
-        monitor: str | None = None,
-        min_resource: float = 1,
-        max_resource: float = 27,
-        eta: int = 3,
-        resource: str = "epochs",
-        promotion: bool = True,
-        mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
-    ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
 
     def bracket(self, index: int) -> Bracket:
         return Bracket(index, self.rungs, None)

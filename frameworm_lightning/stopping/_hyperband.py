@@ -42,28 +42,6 @@ class Hyperband(_RungPolicy):
 
     synchronous = True
 
-    def __init__(
-        self,
-        monitor: str | None = None,
-        min_resource: float = 1,
-        max_resource: float = 27,
-        eta: int = 3,
-        resource: str = "epochs",
-        promotion: bool = True,
-        mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
-    ) -> None:
-        super().__init__(monitor, min_resource, max_resource, eta, resource, promotion, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
-
     @property
     def s_max(self) -> int:
         return _levels(self.min_resource, self.max_resource, self.eta)

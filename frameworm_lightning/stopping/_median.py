@@ -73,18 +73,9 @@ class MedianStopping(StoppingCallback):
         min_trials: int = 3,
         statistic: str = "best",
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, **options)
         self.grace_steps = check_int("grace_steps", grace_steps, minimum=0)
         self.min_trials = check_int("min_trials", min_trials, minimum=1)
         if statistic not in _STATISTICS:

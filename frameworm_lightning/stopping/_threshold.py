@@ -53,18 +53,9 @@ class ThresholdStopping(StoppingCallback):
         schedule: Mapping[int, float] | None = None,
         grace_steps: int = 0,
         mode: str | None = None,
-        *,
-        verbose: bool = False,
-        strict: bool = True,
-        check_finite: bool = True,
-        check_on_train_epoch_end: bool | None = None,
-        storage: str | None = None,
-        study: str | None = None,
-        every_n_train_steps: int | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(monitor, mode, verbose=verbose, strict=strict, check_finite=check_finite,
-                         check_on_train_epoch_end=check_on_train_epoch_end, storage=storage, study=study,
-                         every_n_train_steps=every_n_train_steps)
+        super().__init__(monitor, mode, **options)
         if threshold is not None and schedule is not None:
             raise ValueError(
                 f"give threshold or schedule, not both, but got threshold={threshold!r} and schedule={schedule!r}."

@@ -523,23 +523,43 @@ class Storage:
             conn.execute(studies.update().where(studies.c.study_id == study_id).values(user_attrs=_dumps(attrs)))
 
     # Reading trials -------------------------------------------------------------------
-    def get_trials(self, study_id: int, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
-        """Every trial of the study, ordered by number, with its intermediate values."""
+    def get_trials(self, study_id: int, states: tuple[TrialState, ...] | None = None, *,
+                   known_values: dict[int, dict[int, float]] | None = None) -> list[FrozenTrial]:
+        """Every trial of the study, ordered by number, with its intermediate values.
+
+        Rows (states, attributes) are always read afresh. With ``known_values``, the
+        intermediate values of trials that were finished at an earlier call with the same
+        dict are taken from it (a finished trial's reports never change) and only the
+        others' are read; this call's finished trials are added to it. Stopping policies
+        and a study's ``trials`` read this way at every check, so their cost no longer
+        grows with every value every trial ever reported.
+        """
+        known = known_values if known_values is not None else {}
         with self._tx() as conn:
             q = sa.select(trials).where(trials.c.study_id == study_id).order_by(trials.c.number)
             if states:
                 q = q.where(trials.c.state.in_([s.value for s in states]))
             rows = conn.execute(q).mappings().all()
-            ids = [r["trial_id"] for r in rows]
-            values: dict[int, dict[int, float]] = {i: {} for i in ids}
-            if ids:
-                vq = sa.select(trial_values).join(trials, trials.c.trial_id == trial_values.c.trial_id).where(
-                    trials.c.study_id == study_id
-                ).order_by(trial_values.c.step)
-                for v in conn.execute(vq).mappings():
+            missing = [r["trial_id"] for r in rows if r["trial_id"] not in known]
+            values: dict[int, dict[int, float]] = {i: {} for i in missing}
+            if len(missing) > 500 or (missing and len(missing) == len(rows)):  # most of the study: one join
+                queries = [sa.select(trial_values).join(trials, trials.c.trial_id == trial_values.c.trial_id)
+                           .where(trials.c.study_id == study_id)]
+            else:  # bounded IN lists: SQLite caps bound parameters
+                queries = [sa.select(trial_values).where(trial_values.c.trial_id.in_(missing[i:i + 500]))
+                           for i in range(0, len(missing), 500)]
+            for vq in queries:
+                for v in conn.execute(vq.order_by(trial_values.c.step)).mappings():
                     if v["trial_id"] in values:
                         values[v["trial_id"]][v["step"]] = math.nan if v["value"] is None else v["value"]
-        return [self._frozen(r, values[r["trial_id"]]) for r in rows]
+        out = []
+        for r in rows:
+            tid = r["trial_id"]
+            trial = self._frozen(r, dict(known[tid]) if tid in known else values[tid])
+            if known_values is not None and tid not in known and trial.state.is_finished:
+                known_values[tid] = values[tid]
+            out.append(trial)
+        return out
 
     def read_history(self, history: TrialHistory) -> list[FrozenTrial]:
         """Every trial of ``history``'s study, ordered by number, reading only what may have changed.

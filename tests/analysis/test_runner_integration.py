@@ -186,3 +186,15 @@ def test_remove_checkpoints_keeps_the_best_and_what_a_pending_trial_resumes_from
     removed = study.trials[1].system_attrs
     assert removed["checkpoint_path"] is None and removed["checkpoint_removed"] == str(files[1])
     pending.complete(1.0)
+
+
+def test_retrain_best_refuses_params_only_a_trial_callback_could_apply(tmp_path: Path) -> None:
+    # A LightningCLI search (frameworm-search) searches optimizer.* and lr_scheduler.*, which its
+    # own trial callback applies; retraining without it would silently use the defaults.
+    study = Study.create("cli", {"lr": Real(1e-3, 0.5, log=True), "optimizer.init_args.lr": Real(1e-3, 0.1)},
+                         metric="val_loss", storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    trial = study.ask()
+    trial.complete(0.5)
+    with pytest.raises(FramewormError, match=r"optimizer\.init_args\.lr.*frameworm-search best"):
+        SearchResult(study).retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData, root_dir=tmp_path)
+    assert not (tmp_path / "cli").exists()  # nothing trained

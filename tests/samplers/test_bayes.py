@@ -296,3 +296,11 @@ def test_incumbent_perturbations_move_a_subset_of_coordinates_in_high_dimension(
     assert moved_low <= moved.mean() <= moved_high, moved.mean()
     if d > 20:
         assert moved.max() < d
+
+
+def test_hyperparameters_are_reused_every_other_suggestion_from_the_initial_design_on() -> None:
+    # After the 10-point design: a full fit at 10 observations, then every other suggestion
+    # reuses the stored fit (the data have grown by one point only) and the next one refits.
+    study = _run(BayesianSampler(seed=0), QUADRATIC_SPACE, _quadratic, 15)
+    fitted_on = [t.system_attrs["bo_gp"]["n"] for t in study.trials[10:15]]
+    assert fitted_on == [10, 10, 12, 12, 14]

@@ -249,3 +249,25 @@ def test_index_added_to_a_database_created_without_it(tmp_path):
     reopened = open_storage(url)
     names = {ix["name"] for ix in sa.inspect(reopened.engine).get_indexes("fw_trials")}
     assert "ix_fw_trials_study_state" in names
+
+
+def test_finished_trials_reports_are_read_once_and_everything_else_afresh(storage_url, study_name):
+    study = make_study(storage_url, study_name)
+    done, running = study.ask(budget=5), study.ask(budget=5)
+    done.report(1, 0.5)
+    done.complete(0.4)
+    running.report(1, 0.9)
+    known: dict[int, dict[int, float]] = {}
+    storage = study.storage
+    first = storage.get_trials(study.study_id, known_values=known)
+    assert [t.intermediate_values for t in first] == [{1: 0.5}, {1: 0.9}]
+    assert set(known) == {done.trial_id}  # only the finished trial's reports are kept
+    with storage._tx() as conn:  # noqa: SLF001 - remove the stored reports behind the reader's back
+        conn.execute(sql.trial_values.delete().where(sql.trial_values.c.trial_id == done.trial_id))
+    running.report(2, 0.8)
+    storage.set_trial_attr(done.trial_id, "promoted_to", 7, system=True)  # attributes written after the finish
+    second = storage.get_trials(study.study_id, known_values=known)
+    assert second[0].intermediate_values == {1: 0.5}  # not read again
+    assert second[0].system_attrs["promoted_to"] == 7  # rows are read afresh
+    assert second[1].intermediate_values == {1: 0.9, 2: 0.8}  # a running trial's reports are
+    assert storage.get_trials(study.study_id)[0].intermediate_values == {}  # without the dict: all read
