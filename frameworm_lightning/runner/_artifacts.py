@@ -69,7 +69,7 @@ def jsonable(value: Any, where: str, dropped: list[str]) -> Any:
     return None
 
 
-def runner_record(spec: TrialSpec) -> dict[str, Any]:
+def runner_record(spec: TrialSpec, study: Study) -> dict[str, Any]:
     """The JSON-able description of a search that ``SearchResult`` needs to rebuild its models."""
     dropped: list[str] = []
     dm = spec.datamodule
@@ -87,8 +87,8 @@ def runner_record(spec: TrialSpec) -> dict[str, Any]:
         "data_kwargs": jsonable(spec.data_kwargs, "data_kwargs", dropped),
         "trainer_kwargs": jsonable(spec.trainer_kwargs, "trainer_kwargs", dropped),
         "not_recorded": dropped,
-        "metric": spec.metric,
-        "mode": spec.mode,
+        "metric": study.metric,
+        "mode": study.mode,
         "objective": spec.objective,
         "save_checkpoint": spec.save_checkpoint,
         "seed": spec.seed,
@@ -119,8 +119,8 @@ def write_trial_config(directory: Path, spec: TrialSpec, trial: Trial, routed: R
     config = {
         "study": spec.study_name,
         "trial": trial.number,
-        "metric": spec.metric,
-        "mode": spec.mode,
+        "metric": trial.study.metric,
+        "mode": trial.study.mode,
         "seed": None if spec.seed is None else spec.seed + trial.number,
         "params": trial.params,
         "module": import_path(spec.module_cls),

@@ -33,7 +33,7 @@ from frameworm_lightning.runner._artifacts import write_trial_config
 from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
 from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._routing import route_params
-from frameworm_lightning.study import Trial
+from frameworm_lightning.study import Study, Trial
 
 __all__ = [
     "TrialCheckpoint",
@@ -117,7 +117,7 @@ def checkpointing(trainer_kwargs: Mapping[str, Any]) -> bool:
     return trainer_kwargs.get("enable_checkpointing", True) is not False
 
 
-def _best_checkpoint(spec: TrialSpec, directory: Path, trainer_kwargs: Mapping[str, Any],
+def _best_checkpoint(spec: TrialSpec, study: Study, directory: Path, trainer_kwargs: Mapping[str, Any],
                      user_callbacks: Sequence[Callback]) -> tuple[ModelCheckpoint | None, bool]:
     """The callback whose best checkpoint is the trial's, and whether the runner must add it.
 
@@ -129,11 +129,11 @@ def _best_checkpoint(spec: TrialSpec, directory: Path, trainer_kwargs: Mapping[s
     if not spec.save_checkpoint or not checkpointing(trainer_kwargs):
         return None, False
     for cb in user_callbacks:
-        if (isinstance(cb, ModelCheckpoint) and cb.monitor == spec.metric and cb.mode == spec.mode
+        if (isinstance(cb, ModelCheckpoint) and cb.monitor == study.metric and cb.mode == study.mode
                 and cb.save_top_k != 0 and cb.dirpath is None):
             return cb, False
     return TrialCheckpoint(
-        dirpath=directory / "checkpoints", filename="best", monitor=spec.metric, mode=spec.mode,
+        dirpath=directory / "checkpoints", filename="best", monitor=study.metric, mode=study.mode,
         save_top_k=1, auto_insert_metric_name=False,
     ), True
 
@@ -162,8 +162,9 @@ class TrialSpec:
             instance, or ``None`` when the module supplies its own dataloaders.
         model_kwargs / data_kwargs / trainer_kwargs: the base arguments trial params
             are applied onto.
-        metric / mode / objective: what is optimised; ``objective`` is ``"last"`` (the
-            value at the end of training) or ``"best"`` (the best reported value).
+        objective: ``"last"`` (the value at the end of training) or ``"best"`` (the best
+            reported value) of the study's metric (the trial's ``study.metric`` and
+            ``study.mode``: the study holds them, the spec does not).
         callbacks: extra callbacks, deep-copied for each trial; a callback with a
             ``bind_trial(trial)`` method is given the live trial (stopping policies).
         callback_factories: callables ``f(trial) -> Callback`` run for each trial.
@@ -179,8 +180,6 @@ class TrialSpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     trainer_kwargs: dict[str, Any] = field(default_factory=dict)
-    metric: str = "val_loss"
-    mode: str = "min"
     objective: str = "last"
     root_dir: str = "runs"
     study_name: str = "study"
@@ -242,10 +241,10 @@ def _objective(trial: Trial, trainer: pl.Trainer, spec: TrialSpec) -> float:
     if spec.objective == "best":
         finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
         if finite:
-            return min(finite) if spec.mode == "min" else max(finite)
+            return min(finite) if trial.study.mode == "min" else max(finite)
         if trial.intermediate_values:
             return float("nan")
-    return read_metric(trainer, spec.metric)
+    return read_metric(trainer, trial.study.metric)
 
 
 def resume_checkpoint(trial: Trial) -> str | None:
@@ -301,8 +300,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             user_callbacks = [copy.deepcopy(cb) for cb in spec.callbacks]
             user_callbacks += [factory(trial) for factory in spec.callback_factories]
             user_callbacks += [copy.deepcopy(c) for c in trainer_kwargs.pop("callbacks", None) or []]
-            reporter = TrialReporter(trial, spec.metric)
-            checkpoint, ours = _best_checkpoint(spec, directory, trainer_kwargs, user_callbacks)
+            reporter = TrialReporter(trial, trial.study.metric)
+            checkpoint, ours = _best_checkpoint(spec, trial.study, directory, trainer_kwargs, user_callbacks)
             callbacks: list[Callback] = [reporter, *([checkpoint] if ours and checkpoint else []), *user_callbacks]
             for cb in callbacks:
                 bind = getattr(cb, "bind_trial", None)

@@ -206,11 +206,11 @@ class SearchRunner:
         spec = TrialSpec(
             module_cls=module_cls, datamodule=datamodule, model_kwargs=dict(model_kwargs or {}),
             data_kwargs=dict(datamodule_kwargs or {}), trainer_kwargs=dict(self.trainer_kwargs),
-            metric=self.metric, mode=self.mode, objective=self.objective, root_dir=root_dir,
+            objective=self.objective, root_dir=root_dir,
             study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
             save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers,
         )
-        study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec))
+        study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study))
         return study, spec
 
     def _check_checkpointing(self) -> None:
