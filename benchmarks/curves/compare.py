@@ -48,6 +48,7 @@ tables.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import heapq
 import json
@@ -202,7 +203,7 @@ def _nearest(table: Table) -> Callable[[np.ndarray, set[int]], int]:
 
 
 # --- one row: which configuration to train next, and whether to go on --------------------------
-class Row:
+class Row(abc.ABC):
     """A search strategy, driven one epoch at a time by :func:`drive` on one or more workers.
 
     ``start()`` returns a handle of the trial to train next: a new configuration, or (Ray's
@@ -217,12 +218,13 @@ class Row:
         self.index: dict[Any, int] = {}
         self.seen: dict[Any, list[float]] = {}
 
+    @abc.abstractmethod
     def start(self) -> Any:
-        raise NotImplementedError
+        """The handle of the trial to train next."""
 
+    @abc.abstractmethod
     def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
         """``(go on, finished)`` after epoch ``epoch`` (from 1) of trial ``h`` with ``value`` (to minimise)."""
-        raise NotImplementedError
 
     def end(self, h: Any, finished: bool) -> None:
         """Trial ``h`` stopped (``finished``: it reached the last epoch or its policy finished it)."""
