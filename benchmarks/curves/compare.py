@@ -36,9 +36,10 @@ reports reach the policy in the order their epochs end.
   the real ``SearchRunner`` on the replay (one worker; the seeded order is enqueued first, so
   promotions wait behind it).
 
-The *best-so-far regret* at time ``t`` is the fully trained value of the best configuration
-the search has trained to ``max_epochs`` by ``t`` (or its policy judged converged), minus the
-best fully trained value of the table (the table's worst before any): monotone.
+The *best-so-far regret* at time ``t`` is the value of the best run the search has finished
+by ``t`` (trained to ``max_epochs``; or judged converged by its policy, which delivers the
+model it stopped with: its value at that epoch, not the ``max_epochs`` value it did not pay
+for), minus the best fully trained value of the table (the table's worst before any): monotone.
 (``Search.answer_curve`` gives the regret of the search's current answer, the best finished
 configuration else the one trained furthest with the best value there; not monotone.) The table prints, per row, the best-so-far regret at the end of the budget,
 its area under the curve (its mean over the budget), the time needed to reach the final
@@ -124,8 +125,12 @@ class Search:
         self.trials += ended
         if finished is None:
             finished = len(values) >= self.table.max_epochs
-        if finished and (not self.finished or self.regret(index) < self.finished[-1][1]):
-            self.finished.append((self.now, self.regret(index)))
+        if finished:
+            # A run judged converged before max_epochs delivers the model it stopped with: it is
+            # credited with its value there, not with the recorded max_epochs value it never paid for.
+            regret = self.regret(index) if len(values) >= self.table.max_epochs else self._regret_of(values[-1])
+            if not self.finished or regret < self.finished[-1][1]:
+                self.finished.append((self.now, regret))
         key = (0 if finished else 1, 0 if finished else -len(values), self.table.quality(values[-1]))
         if self.best is None or key < self.best:
             self.best, self.answer = key, index
@@ -137,10 +142,14 @@ class Search:
         self.epochs += 1
 
     def regret(self, index: int | None) -> float:
+        """The regret of configuration ``index`` fully trained (``max_epochs``)."""
         if index is None:
             return self.worst
-        final = self.table.quality(self.table.curves[index].final)
-        return final - self.table.best_final if math.isfinite(final) else self.worst
+        return self._regret_of(self.table.curves[index].final)
+
+    def _regret_of(self, value: float) -> float:
+        quality = self.table.quality(value)
+        return quality - self.table.best_final if math.isfinite(quality) else self.worst
 
     @property
     def worst(self) -> float:
@@ -173,8 +182,9 @@ class Search:
         return self._read(self.trace, grid)
 
     def curve(self, grid: np.ndarray | None = None) -> np.ndarray:
-        """Best-so-far regret: the regret of the best configuration trained to the end so far
-        (``max_epochs``, or judged converged by its policy); the table's worst before any.
+        """Best-so-far regret: the regret of the best run finished so far (trained to
+        ``max_epochs``; or judged converged by its policy, at the value it stopped with); the
+        table's worst before any.
 
         Monotone (never increases), and it credits a search only with what it trained fully.
         """

@@ -143,3 +143,25 @@ def test_table_sampler_proposes_the_random_order_and_maps_model_proposals_to_unt
     tried = [compare.FrozenTrial(0, compare.TrialState.COMPLETE, dict(table.curves[5].params), 0.1)]
     again = model_based.ask(AskContext(space, "min", tried, 1))
     assert model_based.index(again.params) != 5 and again.system_attrs == {"bo": "gp"}
+
+
+def test_a_run_judged_converged_counts_with_the_value_it_stopped_at_not_its_unpaid_final(table) -> None:
+    # A configuration whose value after 5 epochs differs from its 27-epoch value.
+    index = next(i for i, c in enumerate(table.curves) if c.values[4] != c.final)
+    curve = table.curves[index].values
+    search = compare.Search(table, budget=10.0)
+    search.epoch()
+    search.trained(index, curve[:5], finished=True)
+    assert search.curve()[-1] == pytest.approx(table.quality(curve[4]) - table.best_final)
+    assert search.curve()[-1] != pytest.approx(search.regret(index))
+
+
+def test_improvement_stopping_is_credited_only_with_what_it_trained(table) -> None:
+    row = compare.make_row(table, 0, "Improvement")
+    search = compare.drive(row, 10 * table.max_epochs)
+    early = [t for t in row.done if t.state is compare.TrialState.COMPLETE and len(t.intermediate_values) < 27]
+    assert early  # patience 3 judges some runs converged before 27 epochs
+    stopped_at = {row.index[t.number]: table.quality(t.intermediate_values[max(t.intermediate_values)])
+                  for t in row.done if t.state is compare.TrialState.COMPLETE}
+    best = min(stopped_at.values()) - table.best_final
+    assert search.curve()[-1] == pytest.approx(best)
