@@ -243,7 +243,8 @@ class Row(abc.ABC):
 class TableSampler(Sampler):
     """Proposes configurations of a table: the seeded random order (:func:`stream`), or, with a
     ``model`` sampler, the table's configuration nearest to the model's proposal among those
-    not tried yet. The model's initial design (``bo == "initial"``) takes the random order's
+    not tried yet. The model's initial design (``bo == "initial"``) and its random draws
+    (``mf_random``, ``MultiFidelitySampler``'s ``random_fraction``) take the random order's
     configurations, so that rows differ only by the model's proposals (the configuration
     nearest to a Sobol point favours isolated, often extreme, ones)."""
 
@@ -265,7 +266,7 @@ class TableSampler(Sampler):
             suggestion = self.model.ask(context)
             assert suggestion is not None  # an unbounded space
             attrs = dict(suggestion.system_attrs)
-            if attrs.get("bo") != "initial":
+            if attrs.get("bo") != "initial" and not attrs.get("mf_random"):
                 i = self.nearest(self.space.encode(suggestion.params), tried)
                 return Suggestion(dict(self.table.curves[i].params), system_attrs=attrs)
         i = next(i for i in self.order if i not in tried or len(tried) >= len(self.table))

@@ -20,7 +20,8 @@ Everything is read from the trials of :class:`~frameworm_lightning.samplers.AskC
 
 ``system_attrs`` written on each trial (besides the base sampler's):
     ``mf_rung``: the rung whose values the model saw (``None``: no rung had ``min_points``
-    results, the base sampler's initial design); ``mf_points``: ``n_r`` of that rung.
+    results, the base sampler's initial design); ``mf_points``: ``n_r`` of that rung;
+    ``mf_random``: ``True`` on a random draw made instead of asking the base (``random_fraction``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,15 @@ from typing import Any
 
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
 from frameworm_lightning.samplers._bayes import BayesianSampler
+from frameworm_lightning.samplers._random import RandomSampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["MultiFidelitySampler"]
 
 _ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+# Salt of the draw deciding whether a suggestion is random (independent of the random point's own draw).
+_SALT_RANDOM_PICK = 7919
 
 
 @dataclass
@@ -116,7 +120,10 @@ class MultiFidelitySampler(Sampler):
     * trials no halving policy manages (no ``fw_rungs``) are tried points without a value.
 
     Until some rung has ``min_points`` results, the base sees no values and makes its
-    initial design (a Sobol sequence for :class:`BayesianSampler`). In a study without
+    initial design (a Sobol sequence for :class:`BayesianSampler`). Once one has, a share
+    ``random_fraction`` of the suggestions are random draws instead (BOHB's
+    ``random_fraction``), so that a model misled by early rungs still leaves room for
+    configurations it would rule out. In a study without
     any rung records (no halving policy), every trial is passed through unchanged: the
     sampler is its base. The promoted trials of a configuration count once, as that
     configuration.
@@ -129,6 +136,10 @@ class MultiFidelitySampler(Sampler):
         min_points: results a rung needs to feed the model (default: the space's
             dimension + 2, as BOHB, and at least the base's ``n_initial_points``, so a
             chosen rung never sends the base back to its initial design).
+        random_fraction: the share of suggestions, once a rung feeds the model, drawn at
+            random (:class:`RandomSampler`'s draw for that trial number) rather than asked
+            of the base; in ``[0, 1)``. Whether suggestion ``n`` is random depends only on
+            the seed and ``n``, so a resumed search or another worker decides the same.
 
     Example:
         >>> from frameworm_lightning import BayesianSampler, Real, Study
@@ -140,7 +151,8 @@ class MultiFidelitySampler(Sampler):
         True
     """
 
-    def __init__(self, base: Sampler | None = None, *, seed: int | None = None, min_points: int | None = None) -> None:
+    def __init__(self, base: Sampler | None = None, *, seed: int | None = None, min_points: int | None = None,
+                 random_fraction: float = 0.0) -> None:
         if base is not None and not isinstance(base, Sampler):
             raise ValueError(f"base must be a frameworm_lightning Sampler, but got base={base!r}.")
         if isinstance(base, MultiFidelitySampler):
@@ -151,15 +163,21 @@ class MultiFidelitySampler(Sampler):
         if min_points is not None and (isinstance(min_points, bool) or not isinstance(min_points, int)
                                        or min_points < 1):
             raise ValueError(f"min_points must be a positive integer or None, but got min_points={min_points!r}.")
+        if (isinstance(random_fraction, bool) or not isinstance(random_fraction, (int, float))
+                or not 0.0 <= random_fraction < 1.0):
+            raise ValueError(f"random_fraction must be a number in [0, 1), but got random_fraction={random_fraction!r}.")
         self.base = base if base is not None else BayesianSampler(seed=seed)
         super().__init__(seed=self.base.seed)
         self.min_points = min_points
+        self.random_fraction = float(random_fraction)
+        self._random = RandomSampler(seed=self.base.seed)
 
     def __repr__(self) -> str:
-        return f"MultiFidelitySampler(base={self.base!r}, min_points={self.min_points!r})"
+        return (f"MultiFidelitySampler(base={self.base!r}, min_points={self.min_points!r}, "
+                f"random_fraction={self.random_fraction!r})")
 
     def identity(self) -> dict[str, Any]:
-        return {"sampler": type(self).__name__, "base": self.base.identity()}
+        return {"sampler": type(self).__name__, "base": self.base.identity()}  # random_fraction only changes draws
 
     def max_trials(self, space: SearchSpace) -> int | None:
         return self.base.max_trials(space)
@@ -219,6 +237,10 @@ class MultiFidelitySampler(Sampler):
 
     def ask(self, context: AskContext) -> Suggestion | None:
         key, count = self.rung(context)
+        if key is not None and self.rng(context.number, salt=_SALT_RANDOM_PICK).random() < self.random_fraction:
+            suggestion = self._random.ask(context)
+            return replace(suggestion, system_attrs={**suggestion.system_attrs, "mf_rung": key, "mf_points": count,
+                                                     "mf_random": True})
         suggestion = self.base.ask(self.view(context))
         if suggestion is None:
             return None

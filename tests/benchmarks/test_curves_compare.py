@@ -165,3 +165,16 @@ def test_improvement_stopping_is_credited_only_with_what_it_trained(table) -> No
                   for t in row.done if t.state is compare.TrialState.COMPLETE}
     best = min(stopped_at.values()) - table.best_final
     assert search.curve()[-1] == pytest.approx(best)
+
+
+def test_table_sampler_takes_the_random_order_for_a_models_random_draws(table) -> None:
+    from frameworm_lightning.samplers import AskContext
+
+    class RandomDraw(compare.Sampler):
+        def ask(self, context):
+            return compare.Suggestion(dict(table.curves[5].params), system_attrs={"mf_random": True})
+
+    sampler = compare.TableSampler(table, 3, RandomDraw())
+    suggestion = sampler.ask(AskContext(sampler.space, "min", [], 0))
+    assert sampler.index(suggestion.params) == next(compare.stream(table, 3))
+    assert suggestion.system_attrs == {"mf_random": True}

@@ -285,3 +285,41 @@ def test_a_parallel_search_runner_with_asha(tmp_path: Any) -> None:
     assert rungs[:4] == [None] * 4 and {"1", "3"} & set(rungs[4:])
     assert any(t.state is TrialState.COMPLETE for t in trials)  # promoted up to max_resource
     assert len({t.params["x"] for t in fresh}) == 12
+
+
+def _rung_history(n: int) -> list[FrozenTrial]:
+    return [_trial(i, i / n, {"1": (i / n - 0.3) ** 2}) for i in range(n)]
+
+
+def test_random_fraction_mixes_in_random_draws_once_a_model_is_fitted() -> None:
+    # BOHB's random_fraction: a share of the suggestions ignore the model.
+    trials = _rung_history(6)
+    sampler = MultiFidelitySampler(Recorder(), min_points=3, random_fraction=1 / 3)
+    picks = [sampler.ask(AskContext(SPACE, "min", trials, number=n)) for n in range(6, 306)]
+    random_picks = [s for s in picks if s.system_attrs.get("mf_random")]
+    assert 70 <= len(random_picks) <= 130  # a third of 300, give or take
+    assert all(s.params == {"x": 0.5} and "mf_random" not in s.system_attrs
+               for s in picks if s not in random_picks)  # the rest are the base's (Recorder's 0.5)
+    # A random pick is RandomSampler's draw for that trial number: reproducible on resume, on any worker.
+    number = next(n for n, s in zip(range(6, 306), picks) if s.system_attrs.get("mf_random"))
+    again = MultiFidelitySampler(Recorder(), min_points=3, random_fraction=1 / 3).ask(
+        AskContext(SPACE, "min", trials, number=number))
+    assert again.system_attrs.get("mf_random") and again.params == picks[number - 6].params
+    assert again.params == RandomSampler(seed=0).ask(AskContext(SPACE, "min", trials, number=number)).params
+    assert again.system_attrs["mf_rung"] == "1"
+
+
+def test_no_random_draws_before_a_rung_has_enough_results_or_with_random_fraction_zero() -> None:
+    trials = _rung_history(6)
+    early = MultiFidelitySampler(Recorder(), min_points=10, random_fraction=1 / 3)
+    assert not any(early.ask(AskContext(SPACE, "min", trials, number=n)).system_attrs.get("mf_random")
+                   for n in range(6, 60))  # the base's initial design decides
+    never = MultiFidelitySampler(Recorder(), min_points=3, random_fraction=0.0)
+    assert not any(never.ask(AskContext(SPACE, "min", trials, number=n)).system_attrs.get("mf_random")
+                   for n in range(6, 60))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, math.nan, "0.3", True])
+def test_random_fraction_must_be_a_share_below_one(bad: Any) -> None:
+    with pytest.raises(ValueError, match="random_fraction"):
+        MultiFidelitySampler(Recorder(), random_fraction=bad)
