@@ -178,3 +178,14 @@ def test_table_sampler_takes_the_random_order_for_a_models_random_draws(table) -
     suggestion = sampler.ask(AskContext(sampler.space, "min", [], 0))
     assert sampler.index(suggestion.params) == next(compare.stream(table, 3))
     assert suggestion.system_attrs == {"mf_random": True}
+
+
+def test_mean_curve_speedup_compares_the_times_the_mean_curves_reach_no_stoppings_final_value() -> None:
+    grid = np.arange(1.0, 11.0)
+    # No stopping: its mean curve falls until the end (one seed's best came at 3, the other's at 10).
+    none = compare.Result("none", [], [], [], curves=[np.r_[[9.0] * 2, [2.0] * 8], np.r_[[9.0] * 9, 0.0]], grid=grid)
+    assert compare.mean_curve_speedup(none, none) == 1.0
+    fast = compare.Result("fast", [], [], [], curves=[np.r_[9.0, [1.0] * 9], np.r_[9.0, [0.0] * 9]], grid=grid)
+    assert compare.mean_curve_speedup(none, fast) == 5.0  # reaches the mean final 1.0 at 2 instead of 10
+    never = compare.Result("never", [], [], [], curves=[np.full(10, 3.0), np.full(10, 3.0)], grid=grid)
+    assert compare.mean_curve_speedup(none, never) == 0.0
