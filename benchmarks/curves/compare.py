@@ -33,8 +33,8 @@ reports reach the policy in the order their epochs end.
   ``SuccessiveHalvingPruner`` and ``HyperbandPruner`` (min 1, max ``max_epochs``, eta 3).
 - Ray Tune's ``ASHAScheduler`` and ``HyperBandScheduler``, when ``ray.tune`` imports.
 - ``runner:ASHA``, ``runner:Hyperband`` (``--runner-seeds``): ours with promotions in
-  the real ``SearchRunner`` on the replay (one worker; the seeded order is enqueued first, so
-  promotions wait behind it).
+  the real ``SearchRunner`` on the replay (one worker; the seeded order proposed by its
+  sampler, so they train what ``ASHA+pause`` and ``Hyperband+pause`` train).
 
 The *best-so-far regret* at time ``t`` is the value of the best run the search has finished
 by ``t`` (trained to ``max_epochs``; or judged converged by its policy, which delivers the
@@ -608,10 +608,25 @@ def ours(table: Table, seed: int, budget: int, make: Callable[[], Any] | None) -
 
 
 # --- our halving policies in the real SearchRunner, on the replay ---------------------------------
+class OrderSampler(Sampler):
+    """The replay's configurations (``{"config": index}``) in the seeded random order of
+    :func:`stream`, skipping those tried: the proposals of the ``+pause`` rows' random order."""
+
+    def __init__(self, table: Table, seed: int) -> None:
+        super().__init__(seed)
+        self.table, self.order = table, stream(table, seed)
+
+    def ask(self, context: AskContext) -> Suggestion:
+        tried = {int(t.params["config"]) for t in context.trials if t.has_params}
+        return Suggestion({"config": next(i for i in self.order if i not in tried or len(tried) >= len(self.table))})
+
+
 def runner_search(table: Table, seed: int, budget: int, policy: str, root: Path) -> Search:
     """``ASHA``/``Hyperband`` *with promotions* (pause, checkpoint, resume) in a real
-    ``SearchRunner`` on :class:`ReplayModule`, the seeded order enqueued, ended by
-    ``BudgetStopping(search_max_steps=budget)`` (one step is one epoch in the replay)."""
+    ``SearchRunner`` on :class:`ReplayModule`, the seeded order proposed by its sampler
+    (:class:`OrderSampler`), ended by ``BudgetStopping(search_max_steps=budget)`` (one step is
+    one epoch in the replay). The order is proposed, not enqueued: the runner claims waiting
+    trials lowest number first, so promotions would wait behind every enqueued configuration."""
     import logging  # noqa: PLC0415
 
     from benchmarks.curves.replay import REPLAY_TRAINER, ReplayModule, replay_space  # noqa: PLC0415
@@ -621,14 +636,11 @@ def runner_search(table: Table, seed: int, budget: int, policy: str, root: Path)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     top = table.max_epochs
     halving = {"ASHA": ASHA, "Hyperband": Hyperband}[policy](min_resource=1, max_resource=top, eta=ETA)
-    order = stream(table, seed)
-    enqueue = [{"config": next(order)} for _ in range(len(table))]
     path = str(Path(root) / f"{table.name}-{policy}-{seed}")
     runner = SearchRunner(metric=table.metric, mode=table.mode, n_trials=len(table), seed=seed, root_dir=path,
                           quiet=True, callbacks=[halving, BudgetStopping(search_max_steps=budget)],
-                          trainer_kwargs=dict(REPLAY_TRAINER))
-    trials = runner.fit(ReplayModule, replay_space(table.name), model_kwargs={"table": table.name},
-                        enqueue=enqueue).trials
+                          sampler=OrderSampler(table, seed), trainer_kwargs=dict(REPLAY_TRAINER))
+    trials = runner.fit(ReplayModule, replay_space(table.name), model_kwargs={"table": table.name}).trials
     search = Search(table, budget)
     curve_of = {i: table.curves[i].values for i in range(len(table))}
     for t in sorted(trials, key=lambda t: (t.completed_at or 0.0, t.number)):

@@ -189,3 +189,16 @@ def test_mean_curve_speedup_compares_the_times_the_mean_curves_reach_no_stopping
     assert compare.mean_curve_speedup(none, fast) == 5.0  # reaches the mean final 1.0 at 2 instead of 10
     never = compare.Result("never", [], [], [], curves=[np.full(10, 3.0), np.full(10, 3.0)], grid=grid)
     assert compare.mean_curve_speedup(none, never) == 0.0
+
+
+def test_the_pausing_row_trains_what_the_real_search_runner_trains(table, tmp_path) -> None:
+    # ASHA with promotions, the same seeded order: the in-memory driver and a SearchRunner on the
+    # replay (checkpoints, resumes, storage) train the same configurations for the same epochs.
+    budget = 2 * table.max_epochs
+    row = compare.make_row(table, 0, "ASHA+pause")
+    driven = compare.drive(row, budget)
+    real = compare.runner_search(table, 0, budget, "ASHA", tmp_path)
+    assert real.epochs == driven.epochs == budget
+    # The same configurations reach the same epochs in the same order: the same answers, epoch by epoch.
+    assert np.array_equal(real.answer_curve(), driven.answer_curve())
+    assert np.array_equal(real.curve(), driven.curve())
