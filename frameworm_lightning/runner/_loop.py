@@ -61,7 +61,7 @@ _LINGER_S = 5.0        # how often a pull worker with nothing to claim looks aga
 
 
 class Scheduler(Protocol):
-    """What the loop asks of a search's scheduler (successive halving and its family)."""
+    """What the loop asks of a search's scheduler (halving's promotions, a search budget)."""
 
     def trial_budget(self, study: Study, n_trials: int) -> int:
         """The budget for the next claim: ``n_trials`` plus what the scheduler queued (promotions)."""
@@ -70,9 +70,19 @@ class Scheduler(Protocol):
         """The search has ended (remove what no trial will resume from)."""
 
 
-def schedulers_in(objects: Sequence[Any]) -> list[Scheduler]:
-    """The objects among ``objects`` (a search's callbacks) that act as schedulers."""
-    return [o for o in objects if callable(getattr(o, "trial_budget", None))]
+def schedulers_in(callbacks: Sequence[Any]) -> list[Scheduler]:
+    """The schedulers of a search's callbacks: what each one's ``scheduler()`` returns, if anything.
+
+    The scheduler is an object of its own: the callback given to ``SearchRunner`` is
+    asked for it once, and each trial's Trainer runs a copy of the callback.
+    """
+    out = []
+    for callback in callbacks:
+        make = getattr(callback, "scheduler", None)
+        scheduler = make() if callable(make) else None
+        if scheduler is not None:
+            out.append(scheduler)
+    return out
 
 
 @dataclass

@@ -218,12 +218,12 @@ class SearchRunner:
         if checkpointing(self.trainer_kwargs):
             return
         for cb in [*self.callbacks, *(self.trainer_kwargs.get("callbacks") or [])]:
-            if getattr(cb, "promotion", False) is True:  # halving policies resume promoted trials from a checkpoint
+            if getattr(cb, "pauses_trials", False) is True:  # halving resumes promoted trials from a checkpoint
                 name = type(cb).__name__
                 raise ValueError(
-                    f"{name}(promotion=True) pauses trials and resumes the promoted ones from a checkpoint, but "
-                    f"trainer_kwargs has enable_checkpointing=False; pass {name}(..., promotion=False) to prune at "
-                    "the rungs instead, or remove enable_checkpointing=False."
+                    f"{name} pauses trials (halving with promotion=True) and resumes the promoted ones from a "
+                    "checkpoint, but trainer_kwargs has enable_checkpointing=False; pass promotion=False to the "
+                    "halving policy to prune at the rungs instead, or remove enable_checkpointing=False."
                 )
 
     # Running ----------------------------------------------------------------------------

@@ -188,6 +188,20 @@ def test_runner_successive_halving_continues_promoted_trials(tmp_path: Path) -> 
     assert max(final.intermediate_values) == 9 * 8  # SuccessiveHalving capped max_epochs=100 at 9
 
 
+def test_runner_promotes_for_a_halving_policy_inside_a_combinator(tmp_path: Path) -> None:
+    # The combinator's scheduler is ASHA's: paused configs are promoted and one reaches 9 epochs;
+    # the threshold (val_loss = x + 1 / (1 + epochs) > 1.25) prunes x=0.8 after its first epoch.
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    policy = AnyOf([ASHA(min_resource=1, max_resource=9, eta=3), ThresholdStopping(threshold=1.25)])
+    done = search(tmp_path, policy, xs, max_epochs=100)
+    promoted = [t for t in done if "promoted_from" in t.system_attrs]
+    assert promoted and all(done[t.system_attrs["promoted_from"]].params == t.params for t in promoted)
+    assert [t.params["x"] for t in done if t.state is TrialState.COMPLETE] == [0.0]
+    assert max(next(t for t in done if t.state is TrialState.COMPLETE).intermediate_values) == 9 * 8
+    cut = next(t for t in done if t.params["x"] == 0.8)
+    assert cut.state is TrialState.PRUNED and "bound 1.25" in cut.reason
+
+
 def test_runner_asha_on_steps_pauses_and_resumes_mid_epoch(tmp_path: Path) -> None:
     # Rungs at 4, 12 and 36 steps, a validation every 4: pauses land mid-epoch.
     xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
