@@ -54,7 +54,7 @@ from frameworm_lightning.stopping._base import (
     non_finite,
 )
 from frameworm_lightning.stopping._script import SCRIPT_TRIALS, ScriptTrial, flat_params
-from frameworm_lightning.storage import masked_url
+from frameworm_lightning.storage import TrialHistory, masked_url
 from frameworm_lightning.study import validate_mode
 from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 
@@ -164,7 +164,7 @@ class StoppingCallback(Callback, ABC):
         self.storage = storage
         self.study = study
         self.every_n_train_steps = every_n_train_steps
-        self._known_values: dict[int, dict[int, float]] = {}  # other trials' finished reports, read once
+        self._seen: TrialHistory | None = None  # the study as last read: each check reads what changed since
         self._trial: LiveTrial | None = None
         self._in_runner = False
         self._reset_run()
@@ -442,11 +442,18 @@ class StoppingCallback(Callback, ABC):
         )
 
     def _others(self) -> list[FrozenTrial]:
+        """The other trials of the study, reading only what changed since the last check.
+
+        Finished trials are read once (``Storage.read_history``, as samplers read): what a
+        policy judges of them (reports, rung records, bracket, steps) is stored before they
+        finish. A paused configuration's promotion is a new trial, read as such.
+        """
         trial = self._trial
         if trial is None:
             return []
-        others = trial.study.storage.get_trials(trial.study.study_id, known_values=self._known_values)
-        return [t for t in others if t.trial_id != trial.trial_id]
+        if self._seen is None or self._seen.study_id != trial.study.study_id:
+            self._seen = TrialHistory(trial.study.study_id)
+        return [t for t in trial.study.storage.read_history(self._seen) if t.trial_id != trial.trial_id]
 
     def _epochs(self, trainer: pl.Trainer) -> float:
         """Epochs trained so far, with the fraction of the current epoch (from the batch hooks)."""

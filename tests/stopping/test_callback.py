@@ -214,3 +214,27 @@ def test_runner_asha_on_steps_pauses_and_resumes_mid_epoch(tmp_path: Path) -> No
     paused = [t for t in done if t.state is TrialState.PRUNED]
     assert all(t.reason.startswith("paused") for t in paused)
     assert {t.system_attrs["fw_stop"]["decision"] for t in paused} == {Decision.PAUSE.value}
+
+
+def test_a_check_reads_only_what_changed_since_the_last_one(tmp_path: Path) -> None:
+    from frameworm_lightning import RandomSampler, Real, Study
+
+    study = Study.create("reads", {"x": Real(0, 1)}, metric="val_loss", sampler=RandomSampler(seed=0),
+                         storage=f"sqlite:///{tmp_path / 'reads.db'}")
+    done, running, me = study.ask(), study.ask(), study.ask()
+    done.report(1, 0.5)
+    done.complete(0.5)
+    running.report(1, 0.7)
+    policy = MedianStopping()
+    policy.bind_trial(me)
+    first = {t.number: t for t in policy._others()}  # the read each check makes (private: no public hook reads it)
+    assert set(first) == {done.number, running.number}
+    # After the first read, a finished trial's row is not read again; running and new trials are.
+    study.storage.set_trial_attr(done.trial_id, "touched", True, system=True)
+    running.report(2, 0.6)
+    new = study.ask()
+    again = {t.number: t for t in policy._others()}
+    assert set(again) == {done.number, running.number, new.number}
+    assert "touched" not in again[done.number].system_attrs
+    assert again[running.number].intermediate_values == {1: 0.7, 2: 0.6}
+    assert again[done.number].intermediate_values == {1: 0.5} and again[done.number].value == 0.5
