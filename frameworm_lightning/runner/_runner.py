@@ -21,6 +21,7 @@ from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._loop import run_search, schedulers_in
+from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys, search_targets
@@ -255,6 +256,7 @@ class SearchRunner:
     def _run(self, module_cls: type[pl.LightningModule], space: Mapping[str, Any] | SearchSpace, datamodule: Any,
              model_kwargs: Mapping[str, Any] | None, datamodule_kwargs: Mapping[str, Any] | None,
              enqueue: Iterable[Mapping[str, Any]], printer: TrialPrinter | None, *, linger: bool) -> SearchResult:
+        refuse_nested_search()
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
         executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,
