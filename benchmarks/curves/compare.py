@@ -434,7 +434,10 @@ class OptunaRow(Row):
                                                                 reduction_factor=ETA),
         }
         chosen = optuna.samplers.TPESampler(seed=seed) if sampler == "TPE" else optuna.samplers.RandomSampler(seed)
-        self.study = optuna.create_study(direction="minimize", sampler=chosen, pruner=pruners[pruner]())
+        # A fixed name: HyperbandPruner picks a trial's bracket from a hash of the study's name,
+        # a random UUID by default, which made its rows differ from run to run.
+        self.study = optuna.create_study(study_name=f"{table.name}-{sampler}-{pruner}-{seed}", direction="minimize",
+                                         sampler=chosen, pruner=pruners[pruner]())
         self.tpe = sampler == "TPE"
         self.nearest = _nearest(table)
         self.dim = len(PROBLEMS[table.name].space)

@@ -202,3 +202,12 @@ def test_the_pausing_row_trains_what_the_real_search_runner_trains(table, tmp_pa
     # The same configurations reach the same epochs in the same order: the same answers, epoch by epoch.
     assert np.array_equal(real.answer_curve(), driven.answer_curve())
     assert np.array_equal(real.curve(), driven.curve())
+
+
+def test_optuna_rows_are_reproducible_run_to_run(table) -> None:
+    # Optuna's HyperbandPruner puts a trial in a bracket by a hash of the study's name, which is a
+    # random UUID unless one is given: the rows must name their study from the table and the seed.
+    pytest.importorskip("optuna")
+    budget = 6 * table.max_epochs
+    runs = [compare.drive(compare.OptunaRow(table, 2, "random", "Hyperband"), budget) for _ in range(3)]
+    assert all(r.trace == runs[0].trace for r in runs[1:])
