@@ -17,8 +17,8 @@ then falls on every size alike). Three columns, measured in the same run:
   ``ask()`` read before the history was read incrementally, and what a stopping policy
   read at every check before it kept finished trials' reports;
 * **policy read** — what a stopping policy (``MedianStopping``, the halving family) reads
-  at each check now: every trial's row afresh, the reports of trials finished at its
-  earlier checks from memory (``get_trials(..., known_values=)``);
+  at each check now: the trials added or still running since its last check, the
+  finished ones from memory (``Storage.read_history``, as samplers read);
 * **Optuna ask()** — ``study.ask()`` plus ``suggest_float`` (Optuna samples lazily) on
   ``optuna.storages.RDBStorage`` over the same database server, random sampler.
 """
@@ -39,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from frameworm_lightning import RandomSampler, Real, Study  # noqa: E402
+from frameworm_lightning.storage import TrialHistory  # noqa: E402
 
 
 def _fill_frameworm(study: Study, n: int) -> None:
@@ -75,7 +76,7 @@ def optuna_study(url: str, n: int) -> Any:
     return study
 
 
-def time_asks(ours: Study, theirs: Any, known: dict[int, dict[int, float]]) -> tuple[float, float, float, float]:
+def time_asks(ours: Study, theirs: Any, seen: TrialHistory) -> tuple[float, float, float, float]:
     """One frameworm ``ask()``, a whole-study read, a policy's read and one Optuna ``ask()`` + ``suggest_float``."""
     start = time.perf_counter()
     trial = ours.ask(heartbeat_interval=3600)
@@ -85,7 +86,7 @@ def time_asks(ours: Study, theirs: Any, known: dict[int, dict[int, float]]) -> t
     ours.storage.get_trials(ours.study_id)
     full = time.perf_counter() - start
     start = time.perf_counter()
-    ours.storage.get_trials(ours.study_id, known_values=known)
+    ours.storage.read_history(seen)
     policy = time.perf_counter() - start
     start = time.perf_counter()
     optuna_trial = theirs.ask()
@@ -113,12 +114,12 @@ def main() -> None:
                         optuna_study(url or f"sqlite:///{Path(tmp) / f'optuna-{n}.db'}", n)) for n in args.sizes]
             # Sizes take turns, ask by ask, so that the shared machine's load falls on each alike.
             times: list[list[tuple[float, float, float, float]]] = [[] for _ in args.sizes]
-            known: list[dict[int, dict[int, float]]] = [{} for _ in args.sizes]
-            for i, (ours, _) in enumerate(studies):  # a policy's first check reads every report once
-                ours.storage.get_trials(ours.study_id, known_values=known[i])
+            seen = [TrialHistory(ours.study_id) for ours, _ in studies]
+            for i, (ours, _) in enumerate(studies):  # a policy's first check reads the whole study once
+                ours.storage.read_history(seen[i])
             for _ in range(args.asks):
                 for i, (ours, theirs) in enumerate(studies):
-                    times[i].append(time_asks(ours, theirs, known[i]))
+                    times[i].append(time_asks(ours, theirs, seen[i]))
             base = None
             for n, rows in zip(args.sizes, times):
                 ours_ms, full_ms, policy_ms, theirs_ms = (1000 * statistics.median(col) for col in zip(*rows))

@@ -15,7 +15,9 @@ Two tables, printed side by side:
   before, and its start shown in the other table. Each round also measures the
   machine itself without frameworm — matrix products in one process, then in two at
   once — so the ``n_jobs=2`` figure can be read against the parallel capacity the
-  machine had to give.
+  machine had to give, and the same CpuMLP fits in two bare processes (one thread each,
+  no frameworm) against one, so the ``n_jobs=2`` figure can be read against what this
+  workload itself can gain from a second process.
 * **Empty-trial cost** — a trial of one training step on one sample, run with each
   executor, ``n_jobs=1``: the median time a trial is held (claim to stored outcome,
   from storage), the first trial's, the overhead over in-process, and the one-off
@@ -135,6 +137,34 @@ print(n)
 """
 
 
+def bare_fits(n: int, epochs: int) -> None:
+    """``--bare-fits``: ``n`` CpuMLP fits one after another in this process, one thread, no frameworm."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    for i in range(n):
+        pl.seed_everything(i, verbose=False)
+        pl.Trainer(max_epochs=epochs, **TRAINER).fit(CpuMLP(lr=1e-2))
+    print(time.perf_counter() - start)
+
+
+def trial_capacity(n: int, epochs: int) -> float:
+    """How much more of *these trials'* work two bare processes do at once than one alone.
+
+    The same CpuMLP fits as the throughput table, ``n`` per process, each process one
+    thread and no frameworm: what two processes of this workload can give on this machine
+    (memory traffic included, which matrix products alone do not show).
+    """
+    def launch() -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, __file__, "--bare-fits", str(n), "--epochs", str(epochs)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
+
+    one = float(launch().communicate()[0].split()[-1])
+    pair = [launch(), launch()]
+    two = max(float(p.communicate()[0].split()[-1]) for p in pair)
+    return 2 * one / two
+
+
 def capacity(seconds: float = 4.0) -> float:
     """How much more work two single-thread processes do at once than one alone (2.0 on 2 free cores)."""
     def launch() -> subprocess.Popen[str]:
@@ -160,10 +190,12 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
     """
     default_threads = torch.get_num_threads()
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in SETTINGS}
-    ratios = []
+    ratios, trial_ratios = [], []
     for r in range(rounds):
         ratios.append(capacity())
-        print(f"  round {r + 1}: two processes do {ratios[-1]:.2f}x the work of one on this machine now", flush=True)
+        trial_ratios.append(trial_capacity(n_trials, epochs))
+        print(f"  round {r + 1}: two processes do {ratios[-1]:.2f}x the work of one on this machine now "
+              f"({trial_ratios[-1]:.2f}x of these trials' fits)", flush=True)
         for label, n_jobs, threads in SETTINGS[r % len(SETTINGS):] + SETTINGS[: r % len(SETTINGS)]:
             torch.set_num_threads(threads or default_threads)
             omp = os.environ.get("OMP_NUM_THREADS")
@@ -189,6 +221,8 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
                      "rounds": runs[label]})
     rows.append({"setting": "machine: 2 procs vs 1 (no frameworm)", "ratio": statistics.median(ratios),
                  "range": (min(ratios), max(ratios))})
+    rows.append({"setting": "these fits: 2 bare procs vs 1", "ratio": statistics.median(trial_ratios),
+                 "range": (min(trial_ratios), max(trial_ratios))})
     return rows
 
 
@@ -295,7 +329,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="rounds of the throughput settings (default 3)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures there")
+    parser.add_argument("--bare-fits", type=int, default=None, help=argparse.SUPPRESS)  # trial_capacity's processes
+    parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_fits is not None:
+        bare_fits(args.bare_fits, args.epochs or 1)
+        return
     n_mlp, epochs, n_empty, rounds = (2, 2, 4, 1) if args.quick else (4, 6, 8, 3)
     rounds = args.rounds or rounds
 
@@ -326,7 +365,10 @@ def main() -> None:
     left += ["", f"n_jobs=2 vs n_jobs=1: {tput[2]['per_min'] / tput[0]['per_min']:.2f}x "
                  f"({tput[2]['per_min'] / tput[1]['per_min']:.2f}x vs 1 thread)",
              f"the machine itself: 2 processes do {tput[3]['ratio']:.2f}x the work of 1",
-             f"  (rounds {tput[3]['range'][0]:.2f}-{tput[3]['range'][1]:.2f}; 2.00 with two free cores)"]
+             f"  (rounds {tput[3]['range'][0]:.2f}-{tput[3]['range'][1]:.2f}; 2.00 with two free cores)",
+             f"the same fits in 2 bare processes: {tput[4]['ratio']:.2f}x the work of 1",
+             f"  (rounds {tput[4]['range'][0]:.2f}-{tput[4]['range'][1]:.2f}); n_jobs=2 reaches "
+             f"{tput[2]['per_min'] / tput[1]['per_min'] / tput[4]['ratio']:.2f} of it"]
     right = ["Empty-trial cost (n_jobs=1)", "",
              f"{'executor':<30}{'median s':>9}{'first s':>8}{'overhead s':>11}{'start s':>8}"]
     right += [f"{r['executor']:<30}{r['median_trial_s']:>9.2f}{r['first_trial_s']:>8.2f}{r['overhead_s']:>11.2f}"

@@ -213,7 +213,7 @@ class SearchResult:
             FramewormError: no complete trial, no checkpoint, no or another
                 ``module_cls``, or a checkpoint that is not a plain weights file.
         """
-        from frameworm_lightning.runner._routing import CALLBACK_TARGETS, route_params  # noqa: PLC0415
+        from frameworm_lightning.runner._routing import route_params  # noqa: PLC0415
 
         best = self._require_best()
         record = self.runner_record()
@@ -273,7 +273,8 @@ class SearchResult:
         from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
         from lightning.pytorch.loggers import CSVLogger  # noqa: PLC0415
 
-        from frameworm_lightning.runner._routing import CALLBACK_TARGETS, route_params  # noqa: PLC0415
+        from frameworm_lightning.runner._execute import TrialSpec  # noqa: PLC0415
+        from frameworm_lightning.runner._routing import CALLBACK_TARGETS  # noqa: PLC0415
 
         best = self._require_best()
         applied_by_callbacks = sorted(k for k in best.params if k.split(".", 1)[0] in CALLBACK_TARGETS)
@@ -286,12 +287,6 @@ class SearchResult:
             )
         record: Mapping[str, Any] = self.runner_record() or {}
         cls = self._module_cls(module_cls, record or None)
-        routed = route_params(
-            self.study.space.canonical(best.params),
-            {**record.get("model_kwargs", {}), **dict(model_kwargs or {})},
-            {**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
-            {**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
-        )
         datamodule = datamodule if datamodule is not None else self.datamodule
         recorded_dm = record.get("datamodule")
         recorded_dm_name = recorded_dm.get("class") or recorded_dm.get("instance_of") \
@@ -303,12 +298,17 @@ class SearchResult:
         if datamodule is not None:
             _check_recorded("datamodule class", datamodule if inspect.isclass(datamodule) else type(datamodule),
                             recorded_dm_name)
-        if inspect.isclass(datamodule):
-            datamodule = datamodule(**routed.data)
+        spec = TrialSpec(  # the search's own recipe for a run, without its stopping callbacks
+            module_cls=cls, datamodule=datamodule,
+            model_kwargs={**record.get("model_kwargs", {}), **dict(model_kwargs or {})},
+            data_kwargs={**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
+            trainer_kwargs={**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
+        )
         if seed is None and record.get("seed") is not None:
             seed = record["seed"] + best.number
         if seed is not None:
             pl.seed_everything(seed, workers=True, verbose=False)
+        routed, model, datamodule = spec.build(self.study.space.canonical(best.params))
         root = Path(root_dir if root_dir is not None else record.get("root_dir", "runs"))
         out = root / self.study.name / "retrain_best"
         kwargs = dict(routed.trainer)
@@ -322,7 +322,6 @@ class SearchResult:
             callbacks.append(checkpoint)
         kwargs.setdefault("logger", CSVLogger(save_dir=str(root), name=self.study.name, version="retrain_best"))
         kwargs.setdefault("default_root_dir", str(out))
-        model = cls(**routed.model)
         trainer = pl.Trainer(callbacks=callbacks, **kwargs)
         for logger in trainer.loggers:
             logger.log_hyperparams({**best.params, "retrain_of_trial": best.number, "study": self.study.name})

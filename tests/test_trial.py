@@ -8,7 +8,7 @@ import pytest
 
 from frameworm_lightning import LiveTrial, Real, Study
 from frameworm_lightning.runner._trial_entry import FollowerTrial
-from frameworm_lightning.stopping._callback import _ScriptTrial
+from frameworm_lightning.stopping._script import ScriptTrial
 from frameworm_lightning.trial import TrialState
 
 
@@ -18,7 +18,7 @@ def _kinds(tmp_path: Path) -> dict[str, LiveTrial]:
     search_trial = study.ask()
     assert search_trial is not None
     follower = FollowerTrial(study, search_trial.snapshot(), rank=1, directory=tmp_path / "t")
-    script = _ScriptTrial.open(url, "script", "loss", "min", {"lr": 0.1})
+    script = ScriptTrial.open(url, "script", "loss", "min", {"lr": 0.1})
     return {"search": search_trial, "follower": follower, "script": script}
 
 

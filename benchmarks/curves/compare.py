@@ -78,7 +78,6 @@ from frameworm_lightning.stopping import (
     MedianStopping,
     SuccessiveHalving,
 )
-from frameworm_lightning.stopping._callback import enqueue_promotion
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 TABLES = ["digits-mlp", "cancer-mlp", "digits-vae"]
@@ -333,8 +332,8 @@ class PausingRow(Row):
     """Our halving policies *with promotions*, as in a ``SearchRunner``: a trial not (yet) in the
     top pauses, and a promotion enqueues a trial that resumes its configuration at the epoch it
     paused at. A real :class:`Study` (in memory) holds the trials; the policy is driven as the
-    callback and the runner drive it (``start_attrs``, ``decide`` with ``can_pause``, the
-    decisions' promotions enqueued, ``trial_budget`` before every claim)."""
+    callback and the runner drive it (``start_attrs``, ``decide`` with ``can_pause``, its
+    scheduler's ``trial_budget`` before every claim)."""
 
     def __init__(self, table: Table, seed: int, make: Callable[[], Any], model_based: bool = False) -> None:
         from frameworm_lightning import Study  # noqa: PLC0415
@@ -342,6 +341,7 @@ class PausingRow(Row):
         super().__init__(table, seed)
         self.policy = make()
         self.policy.promotion = True
+        self.scheduler = self.policy.scheduler()
         self.sampler = table_sampler(table, seed, model_based)
         self.study = Study.create(f"{table.name}-{seed}", self.sampler.space, metric=table.metric, mode="min",
                                   sampler=self.sampler, storage="memory")
@@ -351,7 +351,7 @@ class PausingRow(Row):
         return [t for t in self.study.trials if t.number != trial.number]
 
     def start(self) -> Any:
-        trial = self.study.ask(budget=self.policy.trial_budget(self.study, 10**9))
+        trial = self.study.ask(budget=self.scheduler.trial_budget(self.study, 10**9))
         assert trial is not None
         history = History(mode="min", number=trial.number, attrs=trial.system_attrs, others=self._others(trial),
                           check=Check.START)
@@ -373,8 +373,6 @@ class PausingRow(Row):
             h.set_system_attr(key, attr)
         if decision.decision is Decision.PAUSE:
             h.set_system_attr("fw_checkpoint", f"paused-{h.number}.ckpt")  # nothing to save: the curve is known
-        for promotion in decision.promotions:
-            enqueue_promotion(self.study.storage, self.study.study_id, promotion)
         if decision.stops or epoch == self.table.max_epochs:
             return False, decision.decision is Decision.FINISH or epoch == self.table.max_epochs
         return True, False

@@ -32,7 +32,7 @@ from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
 from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
 from frameworm_lightning.runner._rules import FATAL_ATTR
-from frameworm_lightning.runner._routing import route_params
+from frameworm_lightning.runner._routing import Routed, route_params
 from frameworm_lightning.study import Study, Trial
 
 __all__ = [
@@ -190,6 +190,13 @@ class TrialSpec:
     quiet: bool = False
     loggers: Any = None
 
+    def build(self, params: Mapping[str, Any]) -> tuple[Routed, pl.LightningModule, pl.LightningDataModule | None]:
+        """A run of ``params``: the routed arguments, the module and the datamodule (a trial's, or
+        ``SearchResult.retrain_best``'s). A datamodule class is built with the ``data.*`` params; an
+        instance is copied, so runs never share its state."""
+        routed = route_params(params, self.model_kwargs, self.data_kwargs, self.trainer_kwargs)
+        return routed, self.module_cls(**routed.model), _build_datamodule(self, routed.data)
+
 
 _shown_warnings: set[tuple[type[Warning], str]] = set()  # the distinct warnings trials of this process showed
 
@@ -293,9 +300,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
         with _trial_output(spec.quiet):
             if spec.seed is not None:
                 pl.seed_everything(spec.seed + trial.number, workers=True, verbose=False)
-            routed = route_params(trial.params, spec.model_kwargs, spec.data_kwargs, spec.trainer_kwargs)
-            model = spec.module_cls(**routed.model)
-            datamodule = _build_datamodule(spec, routed.data)
+            routed, model, datamodule = spec.build(trial.params)
             trainer_kwargs = dict(routed.trainer)
             user_callbacks = [copy.deepcopy(cb) for cb in spec.callbacks]
             user_callbacks += [factory(trial) for factory in spec.callback_factories]

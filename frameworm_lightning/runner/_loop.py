@@ -30,6 +30,7 @@ picks the launcher for an executor and runs the loop.
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import shutil
@@ -56,12 +57,14 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["Scheduler", "run_search", "run_study"]
 
+_log = logging.getLogger("frameworm_lightning")
+
 _WAIT_S = 1.0          # the longest a wait lasts before the loop looks again
 _LINGER_S = 5.0        # how often a pull worker with nothing to claim looks again
 
 
 class Scheduler(Protocol):
-    """What the loop asks of a search's scheduler (successive halving and its family)."""
+    """What the loop asks of a search's scheduler (halving's promotions, a search budget)."""
 
     def trial_budget(self, study: Study, n_trials: int) -> int:
         """The budget for the next claim: ``n_trials`` plus what the scheduler queued (promotions)."""
@@ -70,9 +73,19 @@ class Scheduler(Protocol):
         """The search has ended (remove what no trial will resume from)."""
 
 
-def schedulers_in(objects: Sequence[Any]) -> list[Scheduler]:
-    """The objects among ``objects`` (a search's callbacks) that act as schedulers."""
-    return [o for o in objects if callable(getattr(o, "trial_budget", None))]
+def schedulers_in(callbacks: Sequence[Any]) -> list[Scheduler]:
+    """The schedulers of a search's callbacks: what each one's ``scheduler()`` returns, if anything.
+
+    The scheduler is an object of its own: the callback given to ``SearchRunner`` is
+    asked for it once, and each trial's Trainer runs a copy of the callback.
+    """
+    out = []
+    for callback in callbacks:
+        make = getattr(callback, "scheduler", None)
+        scheduler = make() if callable(make) else None
+        if scheduler is not None:
+            out.append(scheduler)
+    return out
 
 
 @dataclass
@@ -252,7 +265,7 @@ class _Loop:
     def _finish(self, run: _Running, exit: WorkerExit) -> None:
         self.running.remove(run)
         self._release(run.lease)
-        if not self.launcher.blocking:
+        if not self.launcher.blocking or exit.returncode != 0:  # inline: an isolated trial's process died
             reason, error = describe_exit(exit)
             # No-ops when the worker stored the outcome itself (only RUNNING trials finish).
             if exit.returncode in (-int(signal.SIGTERM), SIGTERM_EXIT):
@@ -333,29 +346,30 @@ def run_search(
     """Run ``study`` with ``evaluate(trial)`` for each trial on ``executor``'s launcher (see :func:`run_study`).
 
     Args:
-        executor: ``"inline"``, ``"process"`` or ``"ray"`` (resolved already).
+        executor: ``"inline"``, ``"process"`` or ``"ray"`` (resolved already). Inline, a
+            trial that crashed the search process before runs in a process of its own
+            (``runner/_inline.py``).
         what: names what ``evaluate`` holds, for the error if it does not pickle.
         directory_of: the folder of trial ``n`` (a worker's payload and log go there;
             default: ``trial_<n>`` in ``run_dir``).
         run_dir: where the pickled evaluation is kept while the search runs (default: a
             temporary folder, removed at the end).
     """
-    if executor == "inline":
-        return run_study(study, InlineLauncher(evaluate), budget=budget, schedulers=schedulers, printer=printer,
-                         stop_on_error=stop_on_error, linger=linger, after_trial=after_trial)
-    if executor not in ("process", "ray"):
+    if executor not in ("inline", "process", "ray"):
         raise ValueError(f"executor must be 'inline', 'process' or 'ray', but got executor={executor!r}.")
-    validate_gpus_per_trial(gpus_per_trial)
-    if trial_timeout is not None and not trial_timeout > 0:
-        raise ValueError(f"trial_timeout must be a positive number of seconds, but got trial_timeout={trial_timeout!r}.")
-    evaluate_bytes, main = dump_evaluate(evaluate, what)
-    own_dir = run_dir is None
-    folder = Path(tempfile.mkdtemp(prefix=f"frameworm-{study.name}-")) if run_dir is None else run_dir
-    directory_of = directory_of or (lambda n: folder / f"trial_{n}")
-    pool: GpuPool | None = None
-    gpu_env: dict[str, str] = {}
-    evaluate_path: Path | None = None
+    workers = _Workers(evaluate, what, directory_of, run_dir)
     try:
+        if executor == "inline":
+            return run_study(study, InlineLauncher(evaluate, lambda: workers.isolated(study)), budget=budget,
+                             schedulers=schedulers, printer=printer, stop_on_error=stop_on_error, linger=linger,
+                             after_trial=after_trial)
+        validate_gpus_per_trial(gpus_per_trial)
+        if trial_timeout is not None and not trial_timeout > 0:
+            raise ValueError(
+                f"trial_timeout must be a positive number of seconds, but got trial_timeout={trial_timeout!r}.")
+        evaluate_bytes, main = dump_evaluate(evaluate, what)
+        pool: GpuPool | None = None
+        gpu_env: dict[str, str] = {}
         with study.storage.shareable() as storage:
             shared = study if storage is study.storage else Study(
                 study.name, study.space, study.metric, study.mode, study.sampler, storage, study.study_id)
@@ -363,22 +377,67 @@ def run_search(
             if executor == "ray":
                 from frameworm_lightning.runner._ray import RayLauncher  # noqa: PLC0415 - optional extra
 
-                launcher = RayLauncher(shared, evaluate_bytes, main, directory_of, address=ray_address,
+                launcher = RayLauncher(shared, evaluate_bytes, main, workers.directory_of, address=ray_address,
                                        num_cpus=cpus_per_trial, num_gpus=gpus_per_trial or 0, n_jobs=n_jobs)
             else:
                 if gpus_per_trial:
                     pool = GpuPool(gpus_per_trial)
                 elif gpus_per_trial == 0:
                     gpu_env = {"CUDA_VISIBLE_DEVICES": ""}
-                folder.mkdir(parents=True, exist_ok=True)
-                evaluate_path = write_private(folder / f"evaluate-{os.getpid()}-{time.time_ns()}.pkl", evaluate_bytes)
-                launcher = ProcessLauncher(base_payload(shared, str(evaluate_path), main, "process"),
-                                           portable_url(shared.storage.secret_url), directory_of, n_jobs)
+                launcher = workers.processes(shared, evaluate_bytes, main, n_jobs)
             return run_study(shared, launcher, budget=budget, schedulers=schedulers, n_jobs=n_jobs, printer=printer,
                              stop_on_error=stop_on_error, trial_timeout=trial_timeout, pool=pool, gpu_env=gpu_env,
                              linger=linger, after_trial=after_trial)
     finally:
-        if evaluate_path is not None:
-            evaluate_path.unlink(missing_ok=True)
-        if own_dir:
-            shutil.rmtree(folder, ignore_errors=True)
+        workers.close()
+
+
+class _Workers:
+    """The files a search's worker processes share: the pickled evaluation and its folder."""
+
+    def __init__(self, evaluate: Callable[[Trial], None], what: str, directory_of: Callable[[int], Path] | None,
+                 run_dir: Path | None) -> None:
+        self.evaluate = evaluate
+        self.what = what
+        self.run_dir = run_dir
+        self._folder: Path | None = run_dir
+        self._directory_of = directory_of
+        self._evaluate_path: Path | None = None
+
+    @property
+    def folder(self) -> Path:
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="frameworm-"))
+        return self._folder
+
+    def directory_of(self, number: int) -> Path:
+        if self._directory_of is not None:
+            return self._directory_of(number)
+        return self.folder / f"trial_{number}"
+
+    def processes(self, study: Study, evaluate_bytes: bytes, main: tuple[str, str] | None,
+                  n_jobs: int) -> ProcessLauncher:
+        """A process launcher for ``study`` (shareable storage) running the pickled evaluation."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"evaluate-{os.getpid()}-{time.time_ns()}.pkl"
+        self._evaluate_path = write_private(path, evaluate_bytes)
+        return ProcessLauncher(base_payload(study, str(path), main, "process"),
+                               portable_url(study.storage.secret_url), self.directory_of, n_jobs)
+
+    def isolated(self, study: Study) -> Launcher | None:
+        """For an inline search: one process for a trial that crashed the search process before,
+        or ``None`` when the evaluation cannot leave this process."""
+        if study.storage.is_memory:
+            return None
+        try:
+            evaluate_bytes, main = dump_evaluate(self.evaluate, self.what)
+        except ValueError as err:
+            _log.warning("%s", err)
+            return None
+        return self.processes(study, evaluate_bytes, main, 1)
+
+    def close(self) -> None:
+        if self._evaluate_path is not None:
+            self._evaluate_path.unlink(missing_ok=True)
+        if self.run_dir is None and self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)

@@ -16,12 +16,14 @@ import os
 import pickle
 import sys
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from frameworm_lightning.exceptions import FramewormError
 from frameworm_lightning.study import Study
 
 __all__ = [
@@ -31,7 +33,9 @@ __all__ = [
     "STORAGE_URL_ENV",
     "base_payload",
     "dump_evaluate",
+    "importing_search_script",
     "portable_url",
+    "refuse_nested_search",
     "worker_env",
     "write_private",
 ]
@@ -46,6 +50,34 @@ _LAUNCH_ENV = (
     "LOCAL_RANK", "RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
     "MASTER_PORT", "TORCHELASTIC_RUN_ID", "FRAMEWORM_TRIAL_PGID", STORAGE_URL_ENV,
 )
+
+
+_IMPORTING_SCRIPT: list[str] = []  # the search script a trial's process is importing, while it does
+
+
+@contextmanager
+def importing_search_script(path: str) -> Iterator[None]:
+    """A trial's process imports the search script (for classes its evaluation refers to)."""
+    _IMPORTING_SCRIPT.append(path)
+    try:
+        yield
+    finally:
+        _IMPORTING_SCRIPT.pop()
+
+
+def refuse_nested_search() -> None:
+    """Raise if a search starts while a trial's process imports the search script.
+
+    A script without an ``if __name__ == "__main__":`` guard runs its search again when a
+    trial's process imports it: that search would run inside the trial. Every front end
+    (``SearchRunner``, ``GridSearch.run`` and friends) calls this first.
+    """
+    if _IMPORTING_SCRIPT:
+        raise FramewormError(
+            f"the search script {_IMPORTING_SCRIPT[-1]} starts a search when a trial's process imports it (to load "
+            "the classes defined there): put the search under if __name__ == \"__main__\":, or move those classes "
+            "into a module."
+        )
 
 
 class _MainNotingPickler(pickle.Pickler):

@@ -29,8 +29,11 @@ import multiprocessing.connection
 import os
 import pickle
 import signal
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +83,27 @@ def rank_errors(directory: Path) -> list[str]:
         except OSError:
             continue
     return out
+
+
+@contextmanager
+def _search_script_hidden() -> Iterator[None]:
+    """Keep multiprocessing from running the search script again in the trial's process.
+
+    ``Process.start`` sends the child the ``__main__`` module's file or name to import as
+    ``__mp_main__`` (``multiprocessing.spawn.get_preparation_data`` reads
+    ``sys.modules["__main__"]``); a search script without an ``if __name__ == "__main__":``
+    guard would then run its whole search again in every trial. The trial needs the script
+    only when its evaluation refers to a class or function defined there, and then
+    :func:`~._trial_entry.load_evaluate` imports it itself (the payload's ``main``). So a
+    module with no file and no spec stands in for ``__main__`` while the child is started
+    (synchronously, in this thread); ``tests/runner/test_inline.py`` runs an unguarded script.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
 
 
 @dataclass
@@ -132,7 +156,8 @@ class ProcessLauncher:
         env = worker_env({STORAGE_URL_ENV: self.storage_url, **env}, self.n_jobs)
         process = self.context.Process(target=run_forked, args=(str(path), str(log_path), env),
                                        name=f"frameworm-trial-{payload['number']}")
-        process.start()
+        with _search_script_hidden():
+            process.start()
         return ProcessHandle(process, log_path, directory)
 
     def poll(self, handle: ProcessHandle) -> WorkerExit | None:

@@ -21,6 +21,7 @@ from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
 from frameworm_lightning.runner._loop import run_search, schedulers_in
+from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._routing import check_keys, search_targets
@@ -218,12 +219,12 @@ class SearchRunner:
         if checkpointing(self.trainer_kwargs):
             return
         for cb in [*self.callbacks, *(self.trainer_kwargs.get("callbacks") or [])]:
-            if getattr(cb, "promotion", False) is True:  # halving policies resume promoted trials from a checkpoint
+            if getattr(cb, "pauses_trials", False) is True:  # halving resumes promoted trials from a checkpoint
                 name = type(cb).__name__
                 raise ValueError(
-                    f"{name}(promotion=True) pauses trials and resumes the promoted ones from a checkpoint, but "
-                    f"trainer_kwargs has enable_checkpointing=False; pass {name}(..., promotion=False) to prune at "
-                    "the rungs instead, or remove enable_checkpointing=False."
+                    f"{name} pauses trials (halving with promotion=True) and resumes the promoted ones from a "
+                    "checkpoint, but trainer_kwargs has enable_checkpointing=False; pass promotion=False to the "
+                    "halving policy to prune at the rungs instead, or remove enable_checkpointing=False."
                 )
 
     # Running ----------------------------------------------------------------------------
@@ -255,6 +256,7 @@ class SearchRunner:
     def _run(self, module_cls: type[pl.LightningModule], space: Mapping[str, Any] | SearchSpace, datamodule: Any,
              model_kwargs: Mapping[str, Any] | None, datamodule_kwargs: Mapping[str, Any] | None,
              enqueue: Iterable[Mapping[str, Any]], printer: TrialPrinter | None, *, linger: bool) -> SearchResult:
+        refuse_nested_search()
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
         executor = resolve_executor(self.executor, self.n_jobs, trial_timeout=self.trial_timeout,

@@ -36,7 +36,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from frameworm_lightning.runner._payload import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV
+from frameworm_lightning.runner._payload import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV, importing_search_script
+from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._signals import SIGTERM_EXIT, is_sigterm, sigterm_stops_search
 from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
@@ -98,10 +99,11 @@ def _load_main(main: tuple[str, str] | None) -> types.ModuleType | None:
         return None
     kind, ref = main
     module = types.ModuleType("__mp_main__")
-    if kind == "path":
-        module.__dict__.update(runpy.run_path(ref, run_name="__mp_main__"))
-    else:
-        module.__dict__.update(runpy.run_module(ref, run_name="__mp_main__", alter_sys=False))
+    with importing_search_script(ref):
+        if kind == "path":
+            module.__dict__.update(runpy.run_path(ref, run_name="__mp_main__"))
+        else:
+            module.__dict__.update(runpy.run_module(ref, run_name="__mp_main__", alter_sys=False))
     sys.modules["__mp_main__"] = module
     return module
 
@@ -156,8 +158,17 @@ def _run(payload: Mapping[str, Any], rank: int) -> int:
     cwd = payload.get("cwd")
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
-    evaluate = load_evaluate(payload)
     storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
+    try:
+        evaluate = load_evaluate(payload)
+    except Exception as err:  # noqa: BLE001 - stored: every trial of the search would fail the same way
+        if rank == 0:
+            error = f"{type(err).__name__}: {err}"
+            storage.set_trial_attr(payload["trial_id"], FATAL_ATTR, {"kind": "config", "error": error}, system=True)
+            storage.finish_trial(payload["trial_id"], TrialState.FAILED, error=traceback.format_exc(),
+                                 reason=f"the trial could not load what it runs: {error}"[:500])
+        storage.close()
+        raise
     study = Study.load(payload["study_name"], storage)
     frozen = storage.get_trial(payload["trial_id"])
     if rank == 0 and frozen.state is not TrialState.RUNNING:

@@ -19,6 +19,7 @@ from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
 from frameworm_lightning.runner._loop import run_search
+from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._signals import is_sigterm
@@ -164,6 +165,7 @@ class FunctionSearch:
             FramewormError: no trial completed (the message holds the last error).
             SIGTERMException: (exit status 143) SIGTERM stopped the search.
         """
+        refuse_nested_search()
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ValueError(f"n_jobs must be a positive integer, but got n_jobs={n_jobs!r}.")
         if n_jobs > 1 and isinstance(train_fn, types.FunctionType) and (

@@ -13,7 +13,6 @@ from frameworm_lightning.stopping._base import (
     Check,
     Decision,
     History,
-    Promotion,
     Reason,
     StopDecision,
     StoppingPolicy,
@@ -22,10 +21,12 @@ from frameworm_lightning.stopping._base import (
 from frameworm_lightning.stopping._budget import BudgetStopping
 from frameworm_lightning.stopping._callback import StoppingCallback
 from frameworm_lightning.stopping._combine import AllOf, AnyOf
-from frameworm_lightning.stopping._halving import ASHA, Bracket, SuccessiveHalving, rung_resources
+from frameworm_lightning.stopping._halving import ASHA, SuccessiveHalving
 from frameworm_lightning.stopping._hyperband import Hyperband
 from frameworm_lightning.stopping._improvement import ImprovementStopping
 from frameworm_lightning.stopping._median import MedianStopping
+from frameworm_lightning.stopping._promotions import Promotion, Promotions
+from frameworm_lightning.stopping._rungs import Bracket, rung_resources
 from frameworm_lightning.stopping._threshold import ThresholdStopping
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ImprovementStopping",
     "MedianStopping",
     "Promotion",
+    "Promotions",
     "Reason",
     "StopDecision",
     "StoppingCallback",

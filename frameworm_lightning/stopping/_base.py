@@ -26,7 +26,6 @@ __all__ = [
     "Check",
     "Decision",
     "History",
-    "Promotion",
     "Reason",
     "StopDecision",
     "StoppingPolicy",
@@ -87,21 +86,8 @@ class Reason(Enum):
 
 
 @dataclass(frozen=True)
-class Promotion:
-    """A paused trial chosen to continue to the next rung.
-
-    The callback stores it as a new waiting trial with the same params that resumes
-    from the paused trial's checkpoint (``attrs`` are the new trial's system attrs).
-    """
-
-    trial: FrozenTrial
-    rung: str
-    attrs: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class StopDecision:
-    """A :class:`Decision`, the reason for it, and what the callback must store with it.
+    """A :class:`Decision`, the reason for it, and what the callback must store on the trial.
 
     Attributes:
         decision: see :class:`Decision`.
@@ -109,14 +95,12 @@ class StopDecision:
         message: the reason in a sentence for people (stored as the trial's ``reason``
             when it stops).
         attrs: system attributes to store on the trial (halving records its rungs there).
-        promotions: paused trials to continue (halving, inside a ``SearchRunner``).
     """
 
     decision: Decision = Decision.CONTINUE
     reason: Reason = Reason.NONE
     message: str = ""
     attrs: Mapping[str, Any] = field(default_factory=dict)
-    promotions: tuple[Promotion, ...] = ()
 
     @property
     def stops(self) -> bool:
@@ -161,6 +145,7 @@ class History:
             filled for policies whose ``needs_others`` is true.
         start_step: the global step this run started from (above 0 after a resume).
         can_pause: a ``SearchRunner`` will resume paused trials (halving may ``PAUSE``).
+        metric: the monitored metric's name, for the decisions' messages.
 
     Example:
         >>> h = History({10: 0.9, 20: 0.7})
@@ -179,6 +164,7 @@ class History:
     others: Sequence[FrozenTrial] = ()
     start_step: int = 0
     can_pause: bool = False
+    metric: str = "the metric"
 
     def __post_init__(self) -> None:
         ordered = dict(sorted((int(k), float(v)) for k, v in self.values.items()))
@@ -254,11 +240,12 @@ def trained_steps(trial: FrozenTrial) -> int:
     return max(0, int(last) - int(attrs.get("fw_start_step", 0)))
 
 
-def non_finite(history: History, name: str = "the metric") -> StopDecision | None:
+def non_finite(history: History) -> StopDecision | None:
     """``PRUNE`` when the newest value is NaN or infinite (the trial diverged), else ``None``."""
     value = history.value
     if history.fresh and value is not None and not math.isfinite(value):
-        return StopDecision(Decision.PRUNE, Reason.NON_FINITE, f"{name} is {value} at step {history.step} (diverged)")
+        return StopDecision(Decision.PRUNE, Reason.NON_FINITE,
+                            f"{history.metric!r} is {value} at step {history.step} (diverged)")
     return None
 
 

@@ -19,7 +19,7 @@ from frameworm_lightning.stopping._base import (
 from frameworm_lightning.stopping._callback import StoppingCallback
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["BudgetStopping", "search_usage"]
+__all__ = ["BudgetStopping", "SearchBudget", "search_usage"]
 
 
 def _trial_seconds(trial: FrozenTrial, now: float) -> float:
@@ -124,13 +124,27 @@ class BudgetStopping(StoppingCallback):
                 return StopDecision(Decision.PRUNE, Reason.SEARCH_BUDGET, spent)
         return CONTINUE
 
-    def trial_budget(self, study: Any, n_trials: int) -> int:
-        """``0`` once the search budget is spent, so the runner claims no more trials."""
-        if not self.searchwide or n_trials <= 0:
-            return n_trials
-        seconds, steps = search_usage(study.trials, History())
-        return 0 if self.search_spent(seconds, steps) is not None else n_trials
+    def scheduler(self) -> SearchBudget | None:
+        """With a search budget: what stops the search's claims once it is spent."""
+        return SearchBudget(self) if self.searchwide else None
 
     def _key_args(self) -> dict[str, Any]:
         return {"max_time": self.max_time, "max_steps": self.max_steps, "max_epochs": self.max_epochs,
                 "search_max_time": self.search_max_time, "search_max_steps": self.search_max_steps}
+
+
+class SearchBudget:
+    """The scheduler of a search budget (a ``runner._loop.Scheduler``): no claims once it is spent."""
+
+    def __init__(self, policy: BudgetStopping) -> None:
+        self.policy = policy
+
+    def trial_budget(self, study: Any, n_trials: int) -> int:
+        """``0`` once the search budget is spent, so the run loop claims no more trials."""
+        if n_trials <= 0:
+            return n_trials
+        seconds, steps = search_usage(study.trials, History())
+        return 0 if self.policy.search_spent(seconds, steps) is not None else n_trials
+
+    def on_search_end(self, study: Any) -> None:
+        """Nothing to tidy."""

@@ -34,167 +34,33 @@ import math
 import os
 import time
 import traceback
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from sqlalchemy.exc import IntegrityError
 from typing_extensions import override
 
-from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError, StorageError
+from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.stopping._base import (
     Check,
     Decision,
     History,
-    Promotion,
     Reason,
     StopDecision,
     best_of,
     non_finite,
 )
-from frameworm_lightning.storage import DuplicateClaimError, Storage, current_owner, masked_url, open_storage
+from frameworm_lightning.stopping._script import SCRIPT_TRIALS, ScriptTrial, flat_params
+from frameworm_lightning.storage import TrialHistory, masked_url
 from frameworm_lightning.study import validate_mode
 from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 
-__all__ = ["StoppingCallback", "enqueue_promotion"]
+__all__ = ["StoppingCallback"]
 
 log = logging.getLogger(__name__)
-
-# The trials that storage-backed policies of one Trainer record, keyed by (storage, study):
-# several policies in one Trainer store the run once.
-_SCRIPT_TRIALS: weakref.WeakKeyDictionary[pl.Trainer, dict[tuple[str, str], _ScriptTrial]] = weakref.WeakKeyDictionary()
-
-
-@dataclass(frozen=True)
-class _StudyRef:
-    """What the callback needs of a study: where it is stored and what it optimises."""
-
-    storage: Storage
-    study_id: int
-    name: str
-    metric: str
-    mode: str
-
-
-class _ScriptTrial:
-    """A run of a user's own training script, stored as a trial of a study.
-
-    The same surface as :class:`~frameworm_lightning.study.Trial` that the callback uses,
-    for the runs no ``SearchRunner`` started.
-    """
-
-    def __init__(self, study: _StudyRef, frozen: FrozenTrial) -> None:
-        self.study = study
-        self.number = frozen.number
-        self.trial_id: int = frozen.trial_id  # type: ignore[assignment]
-        self.system_attrs: dict[str, Any] = dict(frozen.system_attrs)
-        self.intermediate_values: dict[int, float] = dict(frozen.intermediate_values)
-        self.prune_reason: str | None = None
-        #: the first stop any policy of the run decided (they share this trial)
-        self.stop: StopDecision | None = None
-        self.finished = False
-
-    @classmethod
-    def open(cls, url: str, study_name: str, metric: str, mode: str, params: Mapping[str, Any]) -> _ScriptTrial:
-        store = open_storage(url)
-        record = store.create_or_load_study(study_name, metric, mode, {}, check_space=False)
-        if store.get_trials(record.study_id, (TrialState.WAITING,)):
-            raise StorageError(
-                f"study {study_name!r} in {masked_url(url)!r} has trials queued by a search; a training script "
-                "run on its own needs a study of its own: pass another study= name."
-            )
-        frozen, _ = store.claim_trial(record.study_id, current_owner(), None)
-        if frozen is None or frozen.trial_id is None:  # cannot happen without a budget; a clear error if it does
-            raise StorageError(f"could not create a trial in study {study_name!r} of {masked_url(url)!r}.")
-        store.set_trial_params(frozen.trial_id, dict(params), None, {"standalone": True})
-        ref = _StudyRef(store, record.study_id, study_name, metric, mode)
-        return cls(ref, store.get_trial(frozen.trial_id))
-
-    def report(self, step: int, value: float) -> None:
-        if self.intermediate_values.get(int(step)) == float(value):
-            return  # another policy of the same Trainer reported this check already
-        self.intermediate_values[int(step)] = float(value)
-        self.study.storage.report(self.trial_id, int(step), float(value))
-
-    def set_system_attr(self, key: str, value: Any) -> None:
-        self.system_attrs[key] = value
-        self.study.storage.set_trial_attr(self.trial_id, key, value, system=True)
-
-    def request_prune(self, reason: str) -> None:
-        if self.prune_reason is None:
-            self.prune_reason = reason
-
-    def should_prune(self) -> bool:
-        return self.prune_reason is not None
-
-    def _finish(self, state: TrialState, value: float | None = None, reason: str | None = None,
-                error: str | None = None) -> bool:
-        """Store the outcome and close the storage (once, whichever policy of the run comes first)."""
-        if self.finished:
-            return False
-        self.finished = True
-        if value is not None and not math.isfinite(value):
-            value = None
-        try:
-            return self.study.storage.finish_trial(self.trial_id, state, value=value, reason=reason, error=error)
-        finally:
-            self.study.storage.close()
-
-    def complete(self, value: float, reason: str | None = None) -> bool:
-        if not math.isfinite(value):
-            return self.fail(f"{self.study.metric!r} is {value} (diverged)", reason="diverged")
-        return self._finish(TrialState.COMPLETE, value=value, reason=reason)
-
-    def prune(self, reason: str | None = None, value: float | None = None) -> bool:
-        return self._finish(TrialState.PRUNED, value=value, reason=reason or self.prune_reason or "pruned")
-
-    def fail(self, error: str, reason: str | None = None) -> bool:
-        return self._finish(TrialState.FAILED, error=error, reason=reason or error.strip().splitlines()[-1][:500])
-
-    def interrupt(self, why: str) -> bool:
-        return self.fail(f"interrupted ({why})", reason="interrupted")
-
-
-def _flat_params(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A module's hyperparameters as dotted keys with JSON values (others as their repr)."""
-    out: dict[str, Any] = {}
-    for key, value in hparams.items():
-        if str(key).startswith("_"):
-            continue  # not a hyperparameter: LightningCLI's _instantiator and _class_path
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flat_params(value, f"{name}."))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            out[name] = value
-        elif isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (bool, int, float, str)) for v in value):
-            out[name] = list(value)
-        else:
-            out[name] = repr(value)
-    return out
-
-
-def enqueue_promotion(storage: Storage, study_id: int, promotion: Promotion) -> int | None:
-    """Store a promotion as a waiting trial that resumes the paused one; ``None`` if another
-    process promoted it first (the claim key ``promote:<number>:<rung>`` is unique)."""
-    parent = promotion.trial
-    try:
-        child = storage.enqueue(
-            study_id, parent.params, claim_key=f"promote:{parent.number}:{promotion.rung}",
-            skip_if_exists=False, system_attrs=dict(promotion.attrs),
-        )
-    except (DuplicateClaimError, IntegrityError):  # the unique claim key is taken: promoted already
-        return None
-    if child is None:
-        return None
-    storage.set_trial_attr(parent.trial_id, "promoted_to", child.number, system=True)  # type: ignore[arg-type]
-    return child.number
-
 
 class StoppingCallback(Callback, ABC):
     """Base class of the stopping policies: a Lightning callback around a pure ``decide``.
@@ -298,7 +164,7 @@ class StoppingCallback(Callback, ABC):
         self.storage = storage
         self.study = study
         self.every_n_train_steps = every_n_train_steps
-        self._known_values: dict[int, dict[int, float]] = {}  # other trials' finished reports, read once
+        self._seen: TrialHistory | None = None  # the study as last read: each check reads what changed since
         self._trial: LiveTrial | None = None
         self._in_runner = False
         self._reset_run()
@@ -329,14 +195,17 @@ class StoppingCallback(Callback, ABC):
         """System attributes a new trial gets when it starts (halving assigns brackets)."""
         return {}
 
-    def trial_budget(self, study: Any, n_trials: int) -> int:
-        """``SearchRunner`` hook, called before each trial is claimed: how many trials the
-        study may hold. Schedulers add their promotions; ``0`` ends the search."""
-        return n_trials
+    def scheduler(self) -> Any:
+        """What the search's run loop consults before each claim (a ``runner._loop.Scheduler``:
+        ``trial_budget(study, n)`` and ``on_search_end(study)``), or ``None``.
 
-    def on_search_end(self, study: Any) -> None:
-        """``SearchRunner`` hook, called once when the search has ended (halving removes the
-        paused checkpoints no trial will resume from)."""
+        A separate object from the callback: the runner asks the callback given to
+        ``SearchRunner(callbacks=[...])`` once, while each trial's Trainer runs its own
+        copy of the callback. Halving policies return their promotions
+        (:class:`~frameworm_lightning.stopping.Promotions`); ``BudgetStopping`` its
+        search-wide budget.
+        """
+        return None
 
     def trainer_limits(self) -> dict[str, Any]:
         """``Trainer`` arguments that bound how long a trial trains (``max_epochs``/``max_steps``).
@@ -358,7 +227,7 @@ class StoppingCallback(Callback, ABC):
         """``PRUNE`` for a NaN or infinite newest value when ``check_finite`` (every policy's first rule)."""
         if not self.check_finite:
             return None
-        return non_finite(history, repr(self.monitor or "the metric"))
+        return non_finite(history)
 
     def _needs_value_at(self, step: int) -> bool:
         """Whether the policy needs a value at global step ``step`` though no validation may be
@@ -483,8 +352,8 @@ class StoppingCallback(Callback, ABC):
             return  # the runner (or the policy that opened the trial) stores the outcome
         self._finish_script_trial(trainer, trial)
 
-    def _finish_script_trial(self, trainer: pl.Trainer, trial: _ScriptTrial) -> None:
-        _SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
+    def _finish_script_trial(self, trainer: pl.Trainer, trial: ScriptTrial) -> None:
+        SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
         stopped = trial.stop
         if stopped is not None and stopped.decision in (Decision.PRUNE, Decision.PAUSE):
             trial.prune(stopped.describe(), value=self._last_finite())
@@ -501,7 +370,7 @@ class StoppingCallback(Callback, ABC):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if self._trial is None or self._in_runner or not trainer.is_global_zero:
             return
-        _SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
+        SCRIPT_TRIALS.get(trainer, {}).pop((self.storage, self.study), None)  # type: ignore[arg-type]
         if isinstance(exception, KeyboardInterrupt):
             self._trial.interrupt("KeyboardInterrupt")
         else:
@@ -535,13 +404,13 @@ class StoppingCallback(Callback, ABC):
     def _open_script_trial(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Record this run as a trial of ``study``: the first storage-backed policy of the Trainer
         opens it, the others of the same study share it."""
-        shared = _SCRIPT_TRIALS.setdefault(trainer, {})
+        shared = SCRIPT_TRIALS.setdefault(trainer, {})
         key = (self.storage, self.study)
         if key in shared and not shared[key].finished:
             self._trial = shared[key]
             return
-        self._trial = _ScriptTrial.open(self.storage, self.study, self.monitor, self._mode(),  # type: ignore[arg-type]
-                                        _flat_params(getattr(pl_module, "hparams", {}) or {}))
+        self._trial = ScriptTrial.open(self.storage, self.study, self.monitor, self._mode(),  # type: ignore[arg-type]
+                                        flat_params(getattr(pl_module, "hparams", {}) or {}))
         shared[key] = self._trial  # type: ignore[index]
         self._owns_trial = True
         self._link_resumed_run()
@@ -573,11 +442,18 @@ class StoppingCallback(Callback, ABC):
         )
 
     def _others(self) -> list[FrozenTrial]:
+        """The other trials of the study, reading only what changed since the last check.
+
+        Finished trials are read once (``Storage.read_history``, as samplers read): what a
+        policy judges of them (reports, rung records, bracket, steps) is stored before they
+        finish. A paused configuration's promotion is a new trial, read as such.
+        """
         trial = self._trial
         if trial is None:
             return []
-        others = trial.study.storage.get_trials(trial.study.study_id, known_values=self._known_values)
-        return [t for t in others if t.trial_id != trial.trial_id]
+        if self._seen is None or self._seen.study_id != trial.study.study_id:
+            self._seen = TrialHistory(trial.study.study_id)
+        return [t for t in trial.study.storage.read_history(self._seen) if t.trial_id != trial.trial_id]
 
     def _epochs(self, trainer: pl.Trainer) -> float:
         """Epochs trained so far, with the fraction of the current epoch (from the batch hooks)."""
@@ -601,10 +477,14 @@ class StoppingCallback(Callback, ABC):
             attrs={} if trial is None else dict(trial.system_attrs),
             others=self._others() if load_others else (),
             start_step=self._start_step,
-            can_pause=self._in_runner and self._can_pause(),
+            can_pause=self._in_runner and self.pauses_trials,
+            metric=self.monitor or "the metric",
         )
 
-    def _can_pause(self) -> bool:
+    @property
+    def pauses_trials(self) -> bool:
+        """Whether, in a search, the policy pauses trials to resume them later from a checkpoint
+        (halving with ``promotion=True``): the search then needs checkpointing on."""
         return False
 
     def _read(self, trainer: pl.Trainer) -> float | None:
@@ -697,17 +577,14 @@ class StoppingCallback(Callback, ABC):
                 log.info(f"{type(self).__name__} stopped training at epoch {trainer.current_epoch}, step "
                          f"{trainer.global_step} ({decision.decision.value}): {decision.describe()}")
             if trial is not None:
-                first = not isinstance(trial, _ScriptTrial) or trial.stop is None  # policies sharing a run
+                first = not isinstance(trial, ScriptTrial) or trial.stop is None  # policies sharing a run
                 if first:
                     trial.set_system_attr("fw_stop", {"decision": decision.decision.value,
                                                       "reason": decision.reason.value, "step": trainer.global_step})
-                if isinstance(trial, _ScriptTrial) and first:
+                if isinstance(trial, ScriptTrial) and first:
                     trial.stop = decision
                 if decision.decision in (Decision.PRUNE, Decision.PAUSE):
                     trial.request_prune(decision.describe())
-        if trial is not None:
-            for promotion in decision.promotions:
-                enqueue_promotion(trial.study.storage, trial.study.study_id, promotion)
 
     def _at_epoch_end(self, trainer: pl.Trainer, check: Check) -> bool:
         """Whether this check comes at the end of a training epoch (its last batch is done)."""

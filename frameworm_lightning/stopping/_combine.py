@@ -1,4 +1,9 @@
-"""Combinators: stop when any, or all, of several policies say so."""
+"""Combinators: stop when any, or all, of several policies say so.
+
+A combinator is the one callback of its Trainer: it reads the metric and builds the
+history; its policies only ``decide`` on it (any object with ``decide(history)``, a pure
+policy or another stopping callback, whose own Trainer plumbing then goes unused).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 
-from frameworm_lightning.stopping._base import Decision, History, Promotion, StopDecision, StoppingPolicy
+from frameworm_lightning.stopping._base import Decision, History, StopDecision, StoppingPolicy
 from frameworm_lightning.stopping._callback import StoppingCallback
 
 __all__ = ["AllOf", "AnyOf"]
@@ -20,7 +25,7 @@ class _Combined(StoppingCallback):
 
     def __init__(
         self,
-        policies: Sequence[StoppingCallback],
+        policies: Sequence[StoppingPolicy],
         monitor: str | None = None,
         mode: str | None = None,
         **options: Any,
@@ -43,9 +48,6 @@ class _Combined(StoppingCallback):
             raise ValueError(f"{name}: the policies disagree on the mode {sorted(modes)}.")
         super().__init__(next(iter(monitors), None), next(iter(modes), None), **options)
         self.policies = list(policies)
-        for p in self.policies:
-            if isinstance(p, StoppingCallback) and p.monitor is None:
-                p.monitor = self.monitor  # for their messages; the history is this callback's
         self.needs_others = any(getattr(p, "needs_others", False) for p in self.policies)
         self.batch_checks = any(getattr(p, "batch_checks", False) for p in self.policies)
         self.requires_monitor = any(getattr(p, "requires_monitor", True) for p in self.policies)
@@ -59,12 +61,9 @@ class _Combined(StoppingCallback):
     @staticmethod
     def _merge(chosen: StopDecision, decisions: list[StopDecision], message: str | None = None) -> StopDecision:
         attrs: dict[str, Any] = {}
-        promotions: list[Promotion] = []
         for d in decisions:
             attrs.update(d.attrs)
-            promotions += d.promotions
-        return StopDecision(chosen.decision, chosen.reason, chosen.message if message is None else message,
-                            attrs, tuple(promotions))
+        return StopDecision(chosen.decision, chosen.reason, chosen.message if message is None else message, attrs)
 
     # Forward the optional parts of the policy interface to the members.
     def start_attrs(self, history: History) -> dict[str, Any]:
@@ -73,14 +72,11 @@ class _Combined(StoppingCallback):
             attrs.update(p.start_attrs(history))
         return attrs
 
-    def trial_budget(self, study: Any, n_trials: int) -> int:
-        for p in self._each("trial_budget"):
-            n_trials = p.trial_budget(study, n_trials)
-        return n_trials
-
-    def on_search_end(self, study: Any) -> None:
-        for p in self._each("on_search_end"):
-            p.on_search_end(study)
+    def scheduler(self) -> Any:
+        schedulers = [s for p in self._each("scheduler") if (s := p.scheduler()) is not None]
+        if len(schedulers) > 1:
+            return _Schedulers(schedulers)
+        return schedulers[0] if schedulers else None
 
     def trainer_limits(self) -> dict[str, Any]:
         limits: dict[str, Any] = {}
@@ -89,19 +85,30 @@ class _Combined(StoppingCallback):
         return limits
 
     def _needs_value_at(self, step: int) -> bool:
-        return any(p._needs_value_at(step) for p in self.policies if isinstance(p, StoppingCallback))
+        return any(p._needs_value_at(step) for p in self._each("_needs_value_at"))
 
-    def bind_trial(self, trial: Any) -> None:
-        super().bind_trial(trial)
-        for p in self.policies:
-            if isinstance(p, StoppingCallback):
-                p.monitor, p.mode = p.monitor or self.monitor, self.mode
-
-    def _can_pause(self) -> bool:
-        return any(p._can_pause() for p in self.policies if isinstance(p, StoppingCallback))
+    @property
+    def pauses_trials(self) -> bool:
+        return any(getattr(p, "pauses_trials", False) for p in self.policies)
 
     def _key_args(self) -> dict[str, Any]:
         return {"policies": [getattr(p, "state_key", type(p).__name__) for p in self.policies]}
+
+
+class _Schedulers:
+    """Several policies' schedulers as one: budgets pass through each in turn."""
+
+    def __init__(self, schedulers: Sequence[Any]) -> None:
+        self.schedulers = list(schedulers)
+
+    def trial_budget(self, study: Any, n_trials: int) -> int:
+        for scheduler in self.schedulers:
+            n_trials = scheduler.trial_budget(study, n_trials)
+        return n_trials
+
+    def on_search_end(self, study: Any) -> None:
+        for scheduler in self.schedulers:
+            scheduler.on_search_end(study)
 
 
 class AnyOf(_Combined):
@@ -135,14 +142,7 @@ class AllOf(_Combined):
     """Stops a trial only when every one of its policies says to stop.
 
     The trial is then stored as the mildest of their decisions asks (``FINISH`` over
-    ``PAUSE`` over ``PRUNE``), with all their reasons.
-
-    Args:
-        policies: the policies (any object with ``decide(history)``); their ``monitor``
-            and ``mode`` must agree, and are this callback's defaults.
-        monitor / mode / verbose / strict / check_finite / check_on_train_epoch_end /
-            storage / study / every_n_train_steps: see
-            :class:`~frameworm_lightning.stopping.StoppingCallback`.
+    ``PAUSE`` over ``PRUNE``), with all their reasons. Arguments as for :class:`AnyOf`.
 
     Example:
         >>> from frameworm_lightning.stopping import History, ImprovementStopping, ThresholdStopping

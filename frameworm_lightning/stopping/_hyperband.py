@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from frameworm_lightning.stopping._halving import Bracket, _levels, _RungPolicy, _tidy
+from frameworm_lightning.stopping._halving import _RungPolicy
+from frameworm_lightning.stopping._rungs import Bracket, levels, tidy
 
 __all__ = ["Hyperband"]
 
@@ -44,13 +45,13 @@ class Hyperband(_RungPolicy):
 
     @property
     def s_max(self) -> int:
-        return _levels(self.min_resource, self.max_resource, self.eta)
+        return levels(self.min_resource, self.max_resource, self.eta)
 
     def bracket(self, index: int) -> Bracket:
         k = self.s_max
         s = k - index % (k + 1)
         first = k - s
-        rungs = tuple(_tidy(self.min_resource * self.eta ** (first + i)) for i in range(s)) + (self.max_resource,)
+        rungs = tuple(tidy(self.min_resource * self.eta ** (first + i)) for i in range(s)) + (self.max_resource,)
         size = math.ceil((k + 1) / (s + 1) * self.eta**s - 1e-9)
         return Bracket(index, rungs, size)
 

@@ -101,7 +101,7 @@ class ImprovementStopping(StoppingCallback):
             return CONTINUE
         wait, best = self.stale_checks(history)
         if wait >= self.patience:
-            shown = "no finite value" if best is None else f"no improvement of {self.monitor or 'the metric'} over {best:.6g}"
+            shown = "no finite value" if best is None else f"no improvement of {history.metric} over {best:.6g}"
             return StopDecision(
                 Decision.PRUNE if self.prune else Decision.FINISH, Reason.NO_IMPROVEMENT,
                 f"{shown} in {wait} checks (patience {self.patience}, step {history.step})",

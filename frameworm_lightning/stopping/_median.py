@@ -96,7 +96,7 @@ class MedianStopping(StoppingCallback):
         return out
 
     def decide(self, history: History) -> StopDecision:
-        name = self.monitor or "the metric"
+        name = history.metric
         diverged = self._diverged(history)
         if diverged is not None:
             return diverged

@@ -96,7 +96,7 @@ class ThresholdStopping(StoppingCallback):
         if bound is not None and value is not None and worse(value, bound, history.mode):
             side = ">" if history.mode == "min" else "<"
             return StopDecision(Decision.PRUNE, Reason.THRESHOLD,
-                                f"{self.monitor or 'metric'}={value:.6g} {side} bound {bound:.6g} at step {history.step}")
+                                f"{history.metric}={value:.6g} {side} bound {bound:.6g} at step {history.step}")
         return CONTINUE
 
     def _key_args(self) -> dict[str, Any]:

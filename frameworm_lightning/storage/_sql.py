@@ -106,6 +106,15 @@ trial_values = sa.Table(
 )
 
 
+# Which waiting trial a claim takes first: re-runs (``retry_of``), then promotions
+# (``promoted_from``), then the rest. System attributes are JSON written by ``_dumps``
+# (``"key": value``; a quote inside a string value is escaped, so it cannot match).
+_CLAIM_ORDER = sa.case(
+    (trials.c.system_attrs.like('%"retry_of": %'), 0),
+    (trials.c.system_attrs.like('%"promoted_from": %'), 1),
+    else_=2,
+)
+
 # The study attribute that holds the identity of the sampler searching it.
 SAMPLER_ATTR = "fw_sampler"
 
@@ -657,6 +666,11 @@ class Storage:
     def claim_trial(self, study_id: int, owner: str, budget: int | None) -> tuple[FrozenTrial | None, bool]:
         """Atomically claim the next trial for ``owner``.
 
+        Waiting trials go first, in this order: re-runs of interrupted (or retried) trials,
+        then promotions a scheduler queued (ASHA promotes whenever one is due before it
+        starts a new configuration), then the others (enqueued configurations), each by
+        number.
+
         Returns ``(trial, from_queue)``: an enqueued (``WAITING``) trial switched to
         ``RUNNING`` with its params (``from_queue=True``), else a new ``RUNNING`` trial with
         a fresh number and no params yet, for the sampler to fill. ``(None, False)`` when
@@ -670,7 +684,7 @@ class Storage:
             waiting = conn.execute(
                 sa.select(trials.c.trial_id)
                 .where(trials.c.study_id == study_id, trials.c.state == TrialState.WAITING.value)
-                .order_by(trials.c.number)
+                .order_by(_CLAIM_ORDER, trials.c.number)
                 .limit(1)
             ).scalar()
             if waiting is not None:

@@ -185,3 +185,44 @@ def test_a_plain_function_search_never_imports_lightning(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr[-3000:]
     # Neither the search process nor its workers (forked by a forkserver without Lightning) loaded it.
     assert out.stdout.split() == ["0.0", "False"]
+
+
+_UNGUARDED = '''
+import torch, lightning.pytorch as pl
+from torch.utils.data import DataLoader, TensorDataset
+from frameworm_lightning import GridSampler, SearchRunner
+from parallel._models import trainer_kwargs
+
+class InScript(pl.LightningModule):  # defined in the script: a trial's process must import the script
+    def __init__(self, lr=0.1):
+        super().__init__(); self.save_hyperparameters(); self.l = torch.nn.Linear(2, 1)
+    def train_dataloader(self):
+        x = torch.randn(8, 2); return DataLoader(TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4)
+    val_dataloader = train_dataloader
+    def training_step(self, b, i):
+        return torch.nn.functional.mse_loss(self.l(b[0]), b[1])
+    def validation_step(self, b, i):
+        self.log("val_loss", torch.nn.functional.mse_loss(self.l(b[0]), b[1]))
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+# no if __name__ == "__main__": guard
+SearchRunner(metric="val_loss", sampler=GridSampler(), n_trials=None, n_jobs=2, root_dir="runs", quiet=True,
+             storage="sqlite:///study.db", trainer_kwargs=trainer_kwargs(max_steps=2)).fit(
+    InScript, {"lr": [0.1, 0.05, 0.01, 0.005]})
+'''
+
+
+def test_a_script_that_searches_when_imported_stops_with_a_clear_error_not_a_search_per_trial(tmp_path: Path) -> None:
+    tests = Path(__file__).resolve().parents[1]
+    (tmp_path / "search.py").write_text(_UNGUARDED)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore",
+           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "search.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert 'put the search under if __name__ == "__main__":' in proc.stderr.splitlines()[-1]
+    trials = Study.load("InScript", f"sqlite:///{tmp_path / 'study.db'}").trials
+    # The first failure stopped the search (every trial would fail alike); no trial ran a search of its own.
+    assert 1 <= len(trials) <= 2 and {t.state for t in trials} == {TrialState.FAILED}
+    assert all(t.reason.startswith("the trial could not load what it runs: FramewormError") for t in trials)

@@ -17,6 +17,7 @@ import pytest
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 from frameworm_lightning import ASHA, FramewormError, Hyperband, GridSampler, SearchRunner, Study, TrialState
+from frameworm_lightning.stopping import AnyOf, ThresholdStopping
 from frameworm_lightning.result import SearchResult
 
 from ._modules import LineData, Regression
@@ -161,7 +162,8 @@ def test_enable_checkpointing_false_with_a_model_checkpoint_stops_at_the_first_t
 @pytest.mark.parametrize("policy", [
     lambda: ASHA("val_loss", min_resource=1, max_resource=3),
     lambda: Hyperband("val_loss", min_resource=1, max_resource=3),
-], ids=["ASHA", "Hyperband"])
+    lambda: AnyOf([ASHA(min_resource=1, max_resource=3), ThresholdStopping(threshold=9.0)]),
+], ids=["ASHA", "Hyperband", "ASHA-in-AnyOf"])
 def test_promotions_refuse_enable_checkpointing_false_before_any_trial(tmp_path: Path, policy: Any) -> None:
     with pytest.raises(ValueError, match=r"enable_checkpointing=False.*promotion=False"):
         run(tmp_path, {"enable_checkpointing": False}, callbacks=[policy()])

@@ -1,43 +1,10 @@
-"""A tiny module and datamodule the security tests build (importable by path, for worker processes)."""
+"""What the security tests build: the tiny module and datamodule of ``tests/analysis``, and a probe."""
 
 from __future__ import annotations
 
-from typing import Any
+from analysis._tiny import Tiny, TinyData
 
-import lightning.pytorch as pl
-import torch
-from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
-from torch.utils.data import DataLoader
-
-
-class Tiny(BoringModel):
-    """BoringModel with a learning rate, logging ``val_loss``."""
-
-    def __init__(self, lr: float = 0.1) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-
-    def validation_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self.step(batch)
-        self.log("val_loss", loss)
-        return loss
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
-
-
-class TinyData(pl.LightningDataModule):
-    """Random 32-dimensional inputs, ``size`` samples per split."""
-
-    def __init__(self, size: int = 8) -> None:
-        super().__init__()
-        self.size = size
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(RandomDataset(32, self.size), batch_size=4)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(RandomDataset(32, self.size), batch_size=4)
+__all__ = ["QUIET", "PayloadProbe", "Tiny", "TinyData"]
 
 
 QUIET = {"max_epochs": 1, "limit_train_batches": 1, "limit_val_batches": 1, "enable_progress_bar": False,

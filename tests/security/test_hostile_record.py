@@ -43,9 +43,9 @@ def test_retrain_best_without_classes_names_the_stored_ones_and_runs_nothing(hos
 def test_a_class_other_than_the_stored_name_is_an_error_naming_both(hostile, marker, tmp_path):
     result, url = hostile
     before = _snapshot.state(url, tmp_path)
-    with pytest.raises(FramewormError, match=r"records module class 'subprocess:Popen', but '.*_models:Tiny' was passed"):
+    with pytest.raises(FramewormError, match=r"records module class 'subprocess:Popen', but '.*_tiny:Tiny' was passed"):
         result.retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData)
-    with pytest.raises(FramewormError, match=r"records module class 'subprocess:Popen', but '.*_models:Tiny' was passed"):
+    with pytest.raises(FramewormError, match=r"records module class 'subprocess:Popen', but '.*_tiny:Tiny' was passed"):
         result.load_best_model(Tiny)
     with pytest.raises(FramewormError, match=r"pass module_cls=.*'subprocess:Popen'"):
         result.load_best_model()
@@ -62,7 +62,7 @@ def test_a_datamodule_other_than_the_stored_name_is_an_error_naming_both(stored_
     before = _snapshot.state(url, tmp_path)
     with pytest.raises(FramewormError, match=r"pass datamodule=.*'subprocess:Popen'.*never imported"):
         result.retrain_best(max_epochs=1, module_cls=Tiny)
-    with pytest.raises(FramewormError, match=r"records datamodule class 'subprocess:Popen', but '.*_models:TinyData'"):
+    with pytest.raises(FramewormError, match=r"records datamodule class 'subprocess:Popen', but '.*_tiny:TinyData'"):
         result.retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData)
     assert not marker.exists()
     assert _snapshot.state(url, tmp_path) == before

@@ -188,6 +188,20 @@ def test_runner_successive_halving_continues_promoted_trials(tmp_path: Path) -> 
     assert max(final.intermediate_values) == 9 * 8  # SuccessiveHalving capped max_epochs=100 at 9
 
 
+def test_runner_promotes_for_a_halving_policy_inside_a_combinator(tmp_path: Path) -> None:
+    # The combinator's scheduler is ASHA's: paused configs are promoted and one reaches 9 epochs;
+    # the threshold (val_loss = x + 1 / (1 + epochs) > 1.25) prunes x=0.8 after its first epoch.
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    policy = AnyOf([ASHA(min_resource=1, max_resource=9, eta=3), ThresholdStopping(threshold=1.25)])
+    done = search(tmp_path, policy, xs, max_epochs=100)
+    promoted = [t for t in done if "promoted_from" in t.system_attrs]
+    assert promoted and all(done[t.system_attrs["promoted_from"]].params == t.params for t in promoted)
+    assert [t.params["x"] for t in done if t.state is TrialState.COMPLETE] == [0.0]
+    assert max(next(t for t in done if t.state is TrialState.COMPLETE).intermediate_values) == 9 * 8
+    cut = next(t for t in done if t.params["x"] == 0.8)
+    assert cut.state is TrialState.PRUNED and "bound 1.25" in cut.reason
+
+
 def test_runner_asha_on_steps_pauses_and_resumes_mid_epoch(tmp_path: Path) -> None:
     # Rungs at 4, 12 and 36 steps, a validation every 4: pauses land mid-epoch.
     xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
@@ -200,3 +214,27 @@ def test_runner_asha_on_steps_pauses_and_resumes_mid_epoch(tmp_path: Path) -> No
     paused = [t for t in done if t.state is TrialState.PRUNED]
     assert all(t.reason.startswith("paused") for t in paused)
     assert {t.system_attrs["fw_stop"]["decision"] for t in paused} == {Decision.PAUSE.value}
+
+
+def test_a_check_reads_only_what_changed_since_the_last_one(tmp_path: Path) -> None:
+    from frameworm_lightning import RandomSampler, Real, Study
+
+    study = Study.create("reads", {"x": Real(0, 1)}, metric="val_loss", sampler=RandomSampler(seed=0),
+                         storage=f"sqlite:///{tmp_path / 'reads.db'}")
+    done, running, me = study.ask(), study.ask(), study.ask()
+    done.report(1, 0.5)
+    done.complete(0.5)
+    running.report(1, 0.7)
+    policy = MedianStopping()
+    policy.bind_trial(me)
+    first = {t.number: t for t in policy._others()}  # the read each check makes (private: no public hook reads it)
+    assert set(first) == {done.number, running.number}
+    # After the first read, a finished trial's row is not read again; running and new trials are.
+    study.storage.set_trial_attr(done.trial_id, "touched", True, system=True)
+    running.report(2, 0.6)
+    new = study.ask()
+    again = {t.number: t for t in policy._others()}
+    assert set(again) == {done.number, running.number, new.number}
+    assert "touched" not in again[done.number].system_attrs
+    assert again[running.number].intermediate_values == {1: 0.7, 2: 0.6}
+    assert again[done.number].intermediate_values == {1: 0.5} and again[done.number].value == 0.5

@@ -4,8 +4,8 @@ The simulation below is a serial search without Lightning: trial ``x`` reports
 ``x + 1 / epoch`` after each epoch, so a smaller ``x`` ranks better at every rung and
 every promotion can be worked out by hand. It drives the policies exactly as the
 callback and the runner do: ``start_attrs`` when a trial starts, ``decide`` at each
-report, ``trial_budget`` before each claim, and a promoted trial resumes at the rung
-its parent paused at.
+report, the policy's scheduler's ``trial_budget`` before each claim, and a promoted trial
+resumes at the rung its parent paused at.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from frameworm_lightning.stopping import (
     SuccessiveHalving,
     rung_resources,
 )
-from frameworm_lightning.stopping._callback import enqueue_promotion
 from frameworm_lightning.stopping._halving import _RungPolicy
 
 
@@ -36,7 +35,8 @@ def simulate(policy: _RungPolicy, xs: Sequence[float], n_trials: int | None = No
                          storage="memory")
     budget = n_trials if n_trials is not None else len(xs)
     epochs = 0
-    while (trial := study.ask(budget=policy.trial_budget(study, budget) if can_pause else budget)) is not None:
+    scheduler = policy.scheduler() if can_pause else None
+    while (trial := study.ask(budget=scheduler.trial_budget(study, budget) if scheduler else budget)) is not None:
         x = trial.params["x"]
         others = [t for t in study.trials if t.trial_id != trial.trial_id]
         for key, value in policy.start_attrs(History(number=trial.number, attrs=trial.system_attrs, others=others,
@@ -56,8 +56,6 @@ def simulate(policy: _RungPolicy, xs: Sequence[float], n_trials: int | None = No
                 trial.set_system_attr(key, value)
             if decision.decision is Decision.PAUSE:
                 trial.set_system_attr("fw_checkpoint", f"checkpoint-of-trial-{trial.number}")
-            for promotion in decision.promotions:
-                enqueue_promotion(study.storage, study.study_id, promotion)
             if decision.stops:
                 break
         if decision.decision is Decision.FINISH:

@@ -10,6 +10,7 @@ import pytest
 
 import frameworm_lightning.stopping as stopping
 from frameworm_lightning.stopping import (
+    ASHA,
     AllOf,
     AnyOf,
     BudgetStopping,
@@ -165,9 +166,9 @@ def test_budget_counts_recorded_steps_and_seconds() -> None:
 
 def test_budget_ends_the_search_through_the_runner_hook() -> None:
     study = SimpleNamespace(trials=[done(0, [1.0] * 60), done(1, [1.0] * 30)])
-    assert BudgetStopping(search_max_steps=100).trial_budget(study, 20) == 20
-    assert BudgetStopping(search_max_steps=90).trial_budget(study, 20) == 0
-    assert BudgetStopping(max_steps=5).trial_budget(study, 20) == 20
+    assert BudgetStopping(search_max_steps=100).scheduler().trial_budget(study, 20) == 20
+    assert BudgetStopping(search_max_steps=90).scheduler().trial_budget(study, 20) == 0
+    assert BudgetStopping(max_steps=5).scheduler() is None  # no search budget: nothing to schedule
 
 
 def test_any_of_picks_the_strongest_decision_and_keeps_every_record() -> None:
@@ -204,6 +205,27 @@ def test_combinators_need_one_metric_and_one_mode() -> None:
     assert combined.monitor == "loss" and combined.needs_others and not combined.batch_checks
 
 
+def test_a_combinator_judges_with_its_own_metric_and_leaves_its_policies_as_they_are() -> None:
+    child = ThresholdStopping(threshold=2.0)
+    anyof = AnyOf([child], monitor="val_loss")
+    verdict = anyof.decide(History({1: 3.0}, metric="val_loss"))
+    assert verdict.reason is Reason.THRESHOLD and verdict.message.startswith("val_loss=3")
+    assert child.monitor is None  # never rewritten: the history names the metric
+
+
+def test_schedulers_are_objects_of_their_own_and_combinators_chain_them() -> None:
+    assert ImprovementStopping(patience=2).scheduler() is None
+    assert AnyOf([ImprovementStopping(patience=2), ThresholdStopping(threshold=1.0)], monitor="m").scheduler() is None
+    assert isinstance(ASHA().scheduler(), stopping.Promotions)
+    assert ASHA(promotion=False).scheduler() is None  # nothing to promote
+    steps_done = FrozenTrial(0, TrialState.COMPLETE, system_attrs={"fw_steps": 95})
+    study = SimpleNamespace(trials=[steps_done], mode="min")
+    both = AnyOf([ASHA(), BudgetStopping(search_max_steps=90)]).scheduler()
+    assert both is not None and both.trial_budget(study, 20) == 0  # the budget is spent: no more claims
+    roomy = AnyOf([ASHA(), BudgetStopping(search_max_steps=900)]).scheduler()
+    assert roomy.trial_budget(study, 20) == 20  # nothing paused to promote, budget left
+
+
 @pytest.mark.parametrize(
     ("make", "match"),
     [
@@ -235,7 +257,7 @@ def test_arguments_are_validated(make: Callable[[], object], match: str) -> None
 def test_exports_are_exactly_the_public_api() -> None:
     public = {name for name in dir(stopping) if not name.startswith("_")}
     modules = {"_base", "_budget", "_callback", "_combine", "_halving", "_hyperband", "_improvement", "_median",
-               "_threshold"}
+               "_promotions", "_rungs", "_script", "_threshold"}
     assert set(stopping.__all__) == public - modules
     import frameworm_lightning
 

@@ -144,6 +144,27 @@ def test_killed_process_trial_is_interrupted_and_rerun(backend, study_name, tmp_
     assert len(study.trials_in(TrialState.COMPLETE)) == 10, "the budget of completed trials is met"
 
 
+def test_reruns_then_promotions_are_claimed_before_other_waiting_trials(storage_url, study_name):
+    # A user enqueued three configs; the first is interrupted, and a scheduler enqueues a
+    # promotion after the user's configs. The interrupted config runs first, the promotion
+    # next (ASHA: promote when one is due, else start a new configuration), then the rest.
+    study = make_study(storage_url, study_name)
+    for x in (0.1, 0.2, 0.3):
+        study.enqueue({"x": x})
+    first = study.ask(budget=None)
+    assert first.params == {"x": 0.1}
+    first.interrupt("preempted")
+    study.storage.enqueue(study.study_id, {"x": 0.9}, claim_key="promote:7:1", skip_if_exists=False,
+                          system_attrs={"promoted_from": 7})
+    order = []
+    while (t := study.ask(budget=None)) is not None and t.params["x"] in (0.1, 0.2, 0.3, 0.9):
+        order.append(t.params["x"])
+        t.complete(t.params["x"])
+        if len(order) == 4:
+            break
+    assert order == [0.1, 0.9, 0.2, 0.3]
+
+
 def test_a_trial_whose_process_keeps_dying_is_failed_after_three_runs(storage_url, study_name, monkeypatch):
     # A trial that crashes the interpreter (a segfault in the default inline mode) leaves it RUNNING;
     # each recover() used to requeue it first, so every re-run of the search died on it again.
