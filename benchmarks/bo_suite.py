@@ -597,6 +597,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated problems or sets ({', '.join(PROBLEM_SETS)}); default: public")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="comma-separated; default: all")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1 (runs are deterministic per seed, so "
+                             "more seeds can be added to an earlier run)")
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--timing", default="100",
@@ -630,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in optimizers:
         if name not in OPTIMIZERS:
             parser.error(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     if args.merge:
         merged: dict[tuple[str, str, int], RunResult] = {}
         for path in args.merge.split(","):
@@ -671,12 +674,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\r{i + 1}/{len(futures)} runs", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
         if results:
-            print(f"BO benchmark: budget {args.budget}, seeds {args.seeds}, {args.jobs} worker processes, "
+            print(f"BO benchmark: budget {args.budget}, seeds {seeds[0]}-{seeds[-1]}, {args.jobs} worker processes, "
                   f"{time.time() - started:.0f} s")
             print(summarise(results, optimizers, problems, seeds))
         if async_futures:
             async_results = [fut.result() for fut in async_futures]
-            print(f"\n### Asynchronous workers (problems {', '.join(async_problems)}; seeds {args.seeds}; "
+            print(f"\n### Asynchronous workers (problems {', '.join(async_problems)}; seeds {seeds[0]}-{seeds[-1]}; "
                   f"durations U(0.5, 1.5); {time.time() - started:.0f} s so far)\n")
             print(summarise_async(async_results, args.budget, async_optimizers, async_problems, seeds,
                                  sorted(worker_counts)))

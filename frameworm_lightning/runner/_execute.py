@@ -112,6 +112,17 @@ class TrialCheckpoint(ModelCheckpoint):
             super().load_state_dict(state_dict)
 
 
+def trial_callbacks(callbacks: Sequence[Any], trainer_kwargs: Mapping[str, Any]) -> list[Any]:
+    """Every callback a trial's Trainer gets from the search: ``callbacks=`` and ``trainer_kwargs``'s own
+    (a list, or one callback as ``Trainer(callbacks=...)`` takes it).
+
+    A halving policy passed either way pauses trials, so either way its scheduler must
+    promote them.
+    """
+    own = trainer_kwargs.get("callbacks") or []
+    return [*callbacks, *(own if isinstance(own, (list, tuple)) else [own])]
+
+
 def checkpointing(trainer_kwargs: Mapping[str, Any]) -> bool:
     """Whether the user's Trainer arguments allow checkpoints (``enable_checkpointing`` not ``False``)."""
     return trainer_kwargs.get("enable_checkpointing", True) is not False
@@ -304,7 +315,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             trainer_kwargs = dict(routed.trainer)
             user_callbacks = [copy.deepcopy(cb) for cb in spec.callbacks]
             user_callbacks += [factory(trial) for factory in spec.callback_factories]
-            user_callbacks += [copy.deepcopy(c) for c in trainer_kwargs.pop("callbacks", None) or []]
+            user_callbacks += [copy.deepcopy(c) for c in trial_callbacks((), trainer_kwargs)]
+            trainer_kwargs.pop("callbacks", None)
             reporter = TrialReporter(trial, trial.study.metric)
             checkpoint, ours = _best_checkpoint(spec, trial.study, directory, trainer_kwargs, user_callbacks)
             callbacks: list[Callback] = [reporter, *([checkpoint] if ours and checkpoint else []), *user_callbacks]

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 from frameworm_lightning.exceptions import SamplerError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
-from frameworm_lightning.runner._execute import TrialSpec, checkpointing, execute_trial, trial_dir
+from frameworm_lightning.runner._execute import TrialSpec, checkpointing, execute_trial, trial_callbacks, trial_dir
 from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
@@ -218,7 +218,7 @@ class SearchRunner:
         """Refuse a halving scheduler that pauses and resumes trials when checkpoints are off."""
         if checkpointing(self.trainer_kwargs):
             return
-        for cb in [*self.callbacks, *(self.trainer_kwargs.get("callbacks") or [])]:
+        for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
             if getattr(cb, "pauses_trials", False) is True:  # halving resumes promoted trials from a checkpoint
                 name = type(cb).__name__
                 raise ValueError(
@@ -276,7 +276,8 @@ class SearchRunner:
             study, functools.partial(execute_trial, spec), executor=executor, budget=budget,
             what="the LightningModule, datamodule and callbacks",
             directory_of=lambda n: trial_dir(root, spec.study_name, n), run_dir=root / spec.study_name / ".frameworm",
-            n_jobs=self.n_jobs, schedulers=schedulers_in(spec.callbacks), printer=printer,
+            n_jobs=self.n_jobs, schedulers=schedulers_in(trial_callbacks(spec.callbacks, spec.trainer_kwargs)),
+            printer=printer,
             stop_on_error=self.stop_on_error, trial_timeout=self.trial_timeout, gpus_per_trial=self.gpus_per_trial,
             ray_address=self.ray_address, linger=linger, after_trial=remove_checkpoints if keep_best else None,
         )

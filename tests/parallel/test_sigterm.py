@@ -187,3 +187,31 @@ def test_sigterm_stops_the_cli_with_143(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "frameworm_lightning.cli", "search", "-c", str(path)]
     _, _, sent = _preempt(_start(cli, markers, cwd=tmp_path), markers, 1)
     _check_interrupted(storage, 1, sent)  # resuming is the runner's, tested above
+
+
+def test_sigterm_stops_an_inline_search_whose_trials_run_isolated_after_a_crash(tmp_path: Path) -> None:
+    from frameworm_lightning import GridSampler
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    # A trial of the study once took the search process down: its trials now run in processes of their own.
+    study = Study.create("preempted", {"offset": GRID}, metric="val_loss", sampler=GridSampler(), storage=storage)
+    crashed = study.ask()
+    study.storage.set_trial_attr(crashed.trial_id, "process_deaths", [crashed.number], system=True)
+    crashed.fail("its process died")
+    script = tmp_path / "search.py"
+    script.write_text(textwrap.dedent(RUNNER).format(
+        tests=str(TESTS), storage=storage, root=str(tmp_path / "runs"), n_jobs=1, executor="auto", how="fit",
+        trainer={}, grid=GRID,
+    ))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    proc = _start([sys.executable, str(script)], markers)
+    _, family, sent = _preempt(proc, markers, 1)
+    trials = _snapshot(storage)
+    interrupted = [t for t in trials if t.interrupted]
+    assert len(interrupted) == 1 and interrupted[0].params != crashed.params
+    assert interrupted[0].system_attrs["worker"]["pid"] in family  # it ran in a process of its own
+    waiting = [t for t in trials if t.state is TrialState.WAITING]
+    assert [_key(t) for t in waiting] == [_key(interrupted[0])]
+    log = Path(interrupted[0].system_attrs["trial_dir"], "worker.log").read_text()
+    assert "trial worker stopped by SIGTERM" in log, log[-3000:]

@@ -184,3 +184,16 @@ def test_halving_without_promotion_runs_with_enable_checkpointing_false(tmp_path
                  callbacks=[ASHA("val_loss", min_resource=1, max_resource=3, promotion=False)])
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in result.trials)
     assert ckpts(result, 0) == [] and ckpts(result, 1) == []
+
+
+def test_one_callback_given_as_trainer_callbacks_runs_in_each_trial(tmp_path: Path) -> None:
+    # Trainer(callbacks=cb) takes one callback as well as a list; so do trainer_kwargs.
+    from lightning.pytorch.callbacks import Callback
+
+    class Marks(Callback):
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            Path(trainer.default_root_dir, "marked").write_text("yes")
+
+    result = run(tmp_path, {"callbacks": Marks()})
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2
+    assert all(Path(t.system_attrs["trial_dir"], "marked").is_file() for t in result.trials)

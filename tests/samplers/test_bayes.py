@@ -189,6 +189,22 @@ def test_non_finite_failed_and_pruned_trials_follow_the_documented_rules() -> No
     assert s is not None and s.system_attrs["bo"] == "gp"
 
 
+@pytest.mark.parametrize(("n_values", "n_running", "expected"), [
+    (4, 1, "initial"),  # five of the six design points asked: one more Sobol point
+    (4, 2, "gp"),  # the design is complete with the running trials: waiting for their values would add Sobol points
+    (2, 5, "initial"),  # many workers: the GP still waits for half of the design to have values
+    (3, 5, "gp"),
+    (6, 0, "gp"),
+])
+def test_running_trials_count_towards_the_initial_design(n_values: int, n_running: int, expected: str) -> None:
+    space = SearchSpace({"x": Real(0.0, 1.0), "y": Real(0.0, 1.0)})
+    trials = _history(n_values)
+    trials += [FrozenTrial(number=n_values + k, state=TrialState.RUNNING, params=space.decode(np.full(2, 0.1 + 0.1 * k)))
+               for k in range(n_running)]
+    s = BayesianSampler(seed=0, n_initial_points=6).ask(AskContext(space, "min", trials, len(trials)))
+    assert s is not None and s.system_attrs["bo"] == expected
+
+
 def test_enqueued_and_stored_trials_count_towards_the_initial_design() -> None:
     study = Study.create("warm", QUADRATIC_SPACE, metric="f", sampler=BayesianSampler(seed=0, n_initial_points=4))
     for x in (-4.0, -1.0, 2.0, 4.0):

@@ -202,6 +202,22 @@ def test_runner_promotes_for_a_halving_policy_inside_a_combinator(tmp_path: Path
     assert cut.state is TrialState.PRUNED and "bound 1.25" in cut.reason
 
 
+def test_runner_promotes_for_a_halving_policy_given_in_the_trainers_own_callbacks(tmp_path: Path) -> None:
+    # trainer_kwargs={"callbacks": [ASHA(...)]}, as for a plain Trainer: every trial used to pause and
+    # none was ever promoted (the search ended with no complete trial).
+    xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
+    runner = SearchRunner(
+        metric="val_loss", sampler=GridSampler(), n_trials=None, root_dir=tmp_path, quiet=True,
+        save_checkpoints=False,
+        trainer_kwargs={"max_epochs": 100, "num_sanity_val_steps": 0, "log_every_n_steps": 1,
+                        "callbacks": [ASHA(min_resource=1, max_resource=9, eta=3)]},
+    )
+    result = runner.fit(CurveModule, {"x": xs})
+    assert [t.params["x"] for t in result.trials if t.state is TrialState.COMPLETE] == [0.0]
+    assert result.best_params == {"x": 0.0}
+    assert any("promoted_from" in t.system_attrs for t in result.trials)
+
+
 def test_runner_asha_on_steps_pauses_and_resumes_mid_epoch(tmp_path: Path) -> None:
     # Rungs at 4, 12 and 36 steps, a validation every 4: pauses land mid-epoch.
     xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
