@@ -248,3 +248,23 @@ def test_decisions_carry_reasons() -> None:
 def test_arguments_are_validated(cls: type, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         cls(monitor="loss", **kwargs)
+
+
+@pytest.mark.parametrize("policy", [SuccessiveHalving(min_resource=1, max_resource=9, eta=3),
+                                    Hyperband(min_resource=1, max_resource=9, eta=3)])
+def test_the_last_config_of_a_cohort_waits_at_the_next_rung_for_the_others_it_goes_up_with(policy) -> None:
+    # The 9th config of the first cohort completes rung 1 and is the best there: it goes on at once.
+    # At rung 3 it is the first of the 3 going up, so it must wait (pause) for the other two, and
+    # not reach 9 epochs having been compared at rung 1 only. (Since the scheduler, not the
+    # decision, enqueues the promotions, the other two are not marked promoted while it trains:
+    # the rung looked complete with it alone.)
+    xs = [0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0]
+    study, _ = simulate(policy, xs, n_trials=len(xs))
+    last = [t for t in study.trials if t.params["x"] == 0.0 and t.system_attrs.get("fw_bracket") == 0]
+    assert last[0].system_attrs.get("fw_paused_at") == "3", [
+        (t.number, sorted(t.intermediate_values), t.system_attrs.get("fw_paused_at")) for t in last]
+    # No trial of the bracket trains past a rung its cohort has not completed.
+    for t in study.trials:
+        if t.system_attrs.get("fw_bracket") == 0 and t.intermediate_values:
+            steps = sorted(t.intermediate_values)
+            assert not (steps[0] <= 3 < steps[-1] and steps[0] <= 1), (t.number, steps)
