@@ -183,7 +183,7 @@ class _RungPolicy(StoppingCallback):
         if not pause:  # nothing caps how many go on: a value tied with the k-th best is in the top k
             mine = sort_key(records[key][0], history.mode)
             position = 1 + sum(1 for c in peers if c.root != root and sort_key(c.value(key), history.mode) < mine)
-        if pause and self.synchronous and not complete(self, configs, bracket, level):
+        if pause and self.synchronous and not complete(self, configs, bracket, level, history.mode):
             return self._stop(Decision.PAUSE, Reason.RUNG_PAUSE,
                               f"paused at {self._unit(r)}: waiting for the rest of its bracket", records, paused=key)
         kept = keep(self, len(peers), lenient=not pause or self.synchronous)

@@ -53,7 +53,7 @@ def plan_promotions(layout: Layout, configs: dict[int, Config], mode: str, lenie
     for index in sorted({c.bracket for c in configs.values()}):
         bracket = layout.bracket(index)
         for level in reversed(range(len(bracket.rungs) - 1)):
-            if layout.synchronous and not lenient and not complete(layout, configs, bracket, level):
+            if layout.synchronous and not lenient and not complete(layout, configs, bracket, level, mode):
                 continue
             key = rung_key(bracket.rungs[level])
             peers = ranked(configs, index, key, mode)

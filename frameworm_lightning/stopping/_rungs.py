@@ -162,8 +162,14 @@ def ranked(configs: dict[int, Config], bracket: int, key: str, mode: str) -> lis
     return sorted(peers, key=lambda c: (sort_key(c.value(key), mode), c.root))
 
 
-def complete(layout: Layout, configs: dict[int, Config], bracket: Bracket, level: int) -> bool:
-    """Whether every config of ``bracket`` that can reach rung ``level`` is there (or ended)."""
+def complete(layout: Layout, configs: dict[int, Config], bracket: Bracket, level: int, mode: str) -> bool:
+    """Whether every config of ``bracket`` that goes to rung ``level`` is there (or ended).
+
+    At the first rung that is every member of the bracket (once it is full); higher up,
+    the configs promoted from the rung below, and, once that rung is complete, its best
+    ``keep`` whether or not the scheduler has promoted them yet: a config that goes up
+    first must not find the rung complete without the others going up with it.
+    """
     members = [c for c in configs.values() if c.bracket == bracket.index]
     key = rung_key(bracket.rungs[level])
     if level == 0:
@@ -173,4 +179,8 @@ def complete(layout: Layout, configs: dict[int, Config], bracket: Bracket, level
     else:
         below = rung_key(bracket.rungs[level - 1])
         expected = [c for c in members if c.promoted(below)]
+        if complete(layout, configs, bracket, level - 1, mode):
+            peers = ranked(configs, bracket.index, below, mode)
+            going = {c.root for c in expected}
+            expected += [c for c in peers[: keep(layout, len(peers), lenient=True)] if c.root not in going]
     return all(key in c.records or c.ended for c in expected)

@@ -250,8 +250,6 @@ def test_arguments_are_validated(cls: type, kwargs: dict, match: str) -> None:
         cls(monitor="loss", **kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="stopping._rungs.complete counts only configs already marked promoted; "
-                   "fix proposed in /work/wt/h-mf2-stopping.patch (h-mf2 report)")
 @pytest.mark.parametrize("policy", [SuccessiveHalving(min_resource=1, max_resource=9, eta=3),
                                     Hyperband(min_resource=1, max_resource=9, eta=3)])
 def test_the_last_config_of_a_cohort_waits_at_the_next_rung_for_the_others_it_goes_up_with(policy) -> None:
