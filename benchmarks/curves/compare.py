@@ -79,6 +79,7 @@ from frameworm_lightning.stopping import (
     MedianStopping,
     SuccessiveHalving,
 )
+from frameworm_lightning.storage import TrialHistory
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 TABLES = ["digits-mlp", "cancer-mlp", "digits-vae"]
@@ -357,9 +358,11 @@ class PausingRow(Row):
         self.study = Study.create(f"{table.name}-{seed}", self.sampler.space, metric=table.metric, mode="min",
                                   sampler=self.sampler, storage="memory")
         self.values: dict[Any, dict[int, float]] = {}
+        self.seen_trials = TrialHistory(self.study.study_id)
 
     def _others(self, trial: Any) -> list[FrozenTrial]:
-        return [t for t in self.study.trials if t.number != trial.number]
+        # As the callback reads them: what changed since the last read (Storage.read_history).
+        return [t for t in self.study.storage.read_history(self.seen_trials) if t.number != trial.number]
 
     def start(self) -> Any:
         trial = self.study.ask(budget=self.scheduler.trial_budget(self.study, 10**9))
