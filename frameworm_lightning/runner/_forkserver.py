@@ -6,7 +6,8 @@ modules, and torch and Lightning when the search's trials need them. The forkser
 imports this module last among its preloads; the import then (and only there: the
 environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone):
 
-* makes the forkserver ignore SIGTERM. A scheduler preempting a job signals all of its
+* makes the forkserver ignore SIGTERM (it already does from its start, so a signal during
+  its imports cannot kill it: ``start_forkserver`` starts it with SIGTERM ignored). A scheduler preempting a job signals all of its
   processes (SLURM), or its whole process group (``timeout``, a shell's job control):
   stopping is the search process's decision, which stores running trials interrupted
   and stops their processes; a forkserver killed first would fail the next trial's
@@ -30,7 +31,10 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["LIGHTNING_PRELOAD", "PRELOAD", "start_forkserver", "warm_up"]
@@ -68,13 +72,39 @@ def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.B
     previous = os.environ.get(_SERVER_ENV)
     os.environ[_SERVER_ENV] = "1"
     try:
-        multiprocessing.forkserver.ensure_running()
+        with _sigterm_ignored_by_children():
+            multiprocessing.forkserver.ensure_running()
     finally:
         if previous is None:
             del os.environ[_SERVER_ENV]
         else:
             os.environ[_SERVER_ENV] = previous
     return ctx
+
+
+@contextmanager
+def _sigterm_ignored_by_children() -> Iterator[None]:
+    """Processes started in this block begin with SIGTERM ignored (an ignored signal stays
+    ignored across fork and exec; a handler does not).
+
+    So a SIGTERM to the job while the forkserver still imports torch (seconds) cannot kill
+    it before its own ``SIG_IGN`` below. SIGTERM is blocked in this thread meanwhile, so
+    one sent to this process then stays pending (Linux never discards a blocked signal)
+    and reaches the restored handler.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield  # only the main thread may set handlers; None: a handler Python cannot restore
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _cpu_only_torch() -> bool:
