@@ -59,15 +59,14 @@ class StudyMismatchError(StorageError, ValueError):
 class MetricNotFoundError(FramewormError, KeyError):
     """The monitored metric was never logged; the message lists the metrics that were."""
 
-    def __init__(self, metric: str, available: Iterable[str], hint: str = "") -> None:
+    def __init__(self, metric: str, available: Iterable[str], fix: str = "") -> None:
         self.metric = metric
         self.available = sorted(available)
-        self.hint = hint  # why it may be missing although the code logs it (no validation ran)
+        self.fix = fix  # what to do, where Lightning's self.log is not it (no validation ran, a train_fn)
         shown = ", ".join(self.available) if self.available else "none"
         super().__init__(
             f"metric {metric!r} was never logged; logged metrics: {shown}. "
-            + (f"{hint}; let a validation run, or pick one of those." if hint else
-               f"Log it with self.log({metric!r}, ...) or pick one of those.")
+            + (fix or f"Log it with self.log({metric!r}, ...) or pick one of those.")
         )
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message

@@ -52,15 +52,15 @@ _CONFIG_ERRORS = (MisconfigurationException, TypeError, ValueError)
 _log = logging.getLogger("frameworm_lightning")
 
 
-def read_metric(trainer: pl.Trainer, metric: str, hint: str = "") -> float:
+def read_metric(trainer: pl.Trainer, metric: str, fix: str = "") -> float:
     """The current value of ``metric`` from ``trainer.callback_metrics``.
 
     Raises:
-        MetricNotFoundError: listing the metrics that were logged (and ``hint``: why not).
+        MetricNotFoundError: listing the metrics that were logged (and ``fix``: what to do, if known).
     """
     metrics = trainer.callback_metrics
     if metric not in metrics:
-        raise MetricNotFoundError(metric, set(metrics) | set(trainer.logged_metrics), hint)
+        raise MetricNotFoundError(metric, set(metrics) | set(trainer.logged_metrics), fix)
     value = metrics[metric]
     return float(value.item() if hasattr(value, "item") else value)
 
@@ -84,15 +84,15 @@ class TrialReporter(Callback):
         self.trained = True
 
     def no_validation(self, trainer: pl.Trainer) -> str:
-        """Why no validation ran in this fit, with the Trainer settings to blame; ``""`` if one did."""
+        """Why no validation ran in this fit (the Trainer settings to blame) and the fix; ``""`` if one did."""
         if self.validated:
             return ""
         if trainer.limit_val_batches == 0:
-            return "limit_val_batches=0 turns validation off"
+            return "limit_val_batches=0 turns validation off; let a validation run, or pick one of those."
         limits = (f"max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}, "
                   f"check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
                   f"val_check_interval={trainer.val_check_interval}")
-        return f"No validation ran before training ended ({limits})"
+        return f"No validation ran before training ended ({limits}); let a validation run, or pick one of those."
 
     def _report(self, trainer: pl.Trainer) -> None:
         value = read_metric(trainer, self.metric, self.no_validation(trainer))
@@ -165,7 +165,7 @@ def _best_checkpoint(spec: TrialSpec, study: Study, directory: Path, trainer_kwa
 def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any] | None:
     """What makes ``err`` a failure every trial would share: a metric never logged, or a set-up error."""
     if isinstance(err, MetricNotFoundError):
-        return {"kind": "metric", "metric": err.metric, "available": err.available, "hint": err.hint}
+        return {"kind": "metric", "metric": err.metric, "available": err.available, "fix": err.fix}
     if isinstance(err, _CONFIG_ERRORS) and (reporter is None or not reporter.trained):
         return {"kind": "config", "error": f"{type(err).__name__}: {err}"}
     return None
