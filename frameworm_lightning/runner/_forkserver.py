@@ -6,8 +6,8 @@ modules, and torch and Lightning when the search's trials need them. The forkser
 imports this module last among its preloads; the import then (and only there: the
 environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone):
 
-* makes the forkserver ignore SIGTERM (it already does from its start, so a signal during
-  its imports cannot kill it: ``start_forkserver`` starts it with SIGTERM ignored). A scheduler preempting a job signals all of its
+* makes the forkserver ignore SIGTERM (it already does from its start, as SIGINT, so a
+  signal during its imports cannot kill it: see ``start_forkserver``). A scheduler preempting a job signals all of its
   processes (SLURM), or its whole process group (``timeout``, a shell's job control):
   stopping is the search process's decision, which stores running trials interrupted
   and stops their processes; a forkserver killed first would fail the next trial's
@@ -72,7 +72,7 @@ def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.B
     previous = os.environ.get(_SERVER_ENV)
     os.environ[_SERVER_ENV] = "1"
     try:
-        with _sigterm_ignored_by_children():
+        with _stop_signals_ignored_by_children():
             multiprocessing.forkserver.ensure_running()
     finally:
         if previous is None:
@@ -82,27 +82,34 @@ def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.B
     return ctx
 
 
-@contextmanager
-def _sigterm_ignored_by_children() -> Iterator[None]:
-    """Processes started in this block begin with SIGTERM ignored (an ignored signal stays
-    ignored across fork and exec; a handler does not).
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    So a SIGTERM to the job while the forkserver still imports torch (seconds) cannot kill
-    it before its own ``SIG_IGN`` below. SIGTERM is blocked in this thread meanwhile, so
-    one sent to this process then stays pending (Linux never discards a blocked signal)
-    and reaches the restored handler.
+
+@contextmanager
+def _stop_signals_ignored_by_children() -> Iterator[None]:
+    """Processes started in this block begin with SIGTERM and SIGINT ignored (an ignored
+    signal stays ignored across fork and exec; a handler does not).
+
+    So a SIGTERM to the job, or a Ctrl-C to the terminal's process group, while the
+    forkserver still imports torch (seconds) cannot kill it: it ignores SIGTERM itself
+    once this module is imported (below) and SIGINT once multiprocessing's server loop
+    runs; a trial's process restores both. The signals are blocked in this thread
+    meanwhile, so one sent to this process then stays pending (Linux never discards a
+    blocked signal) and reaches the restored handler.
     """
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or previous is None:
+    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
         yield  # only the main thread may set handlers; None: a handler Python cannot restore
         return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set(_STOP_SIGNALS))
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
