@@ -13,7 +13,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from frameworm_lightning.exceptions import SamplerError
+from frameworm_lightning.exceptions import ConfigKeyError, SamplerError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
 from frameworm_lightning.runner._execute import TrialSpec, checkpointing, execute_trial, trial_callbacks, trial_dir
@@ -190,6 +190,7 @@ class SearchRunner:
         dm_target = datamodule if inspect.isclass(datamodule) else None
         check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
                                   **search_targets(self.callbacks)})
+        self._check_limits_not_searched(space)
         storage, root_dir = self._storage_url(), self.root_dir
         if self.trainer_kwargs.get("fast_dev_run"):
             # A debug run (a batch or a few per trial) is never stored: its scores would pollute the study.
@@ -213,6 +214,17 @@ class SearchRunner:
         )
         study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study))
         return study, spec
+
+    def _check_limits_not_searched(self, space: SearchSpace) -> None:
+        """Refuse a ``trainer.*`` key that a scheduler's ``trainer_limits()`` would overwrite in every trial."""
+        for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
+            limits = getattr(cb, "trainer_limits", None)
+            for name, value in (limits() if callable(limits) else {}).items():
+                if f"trainer.{name}" in space.keys():
+                    raise ConfigKeyError(
+                        f"trainer.{name} cannot be searched: {type(cb).__name__} sets it to {value} (from its max_resource) "
+                        "in every trial; remove it from the space (the policy gives each trial its budget)."
+                    )
 
     def _check_checkpointing(self) -> None:
         """Refuse a halving scheduler that pauses and resumes trials when checkpoints are off."""

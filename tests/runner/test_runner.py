@@ -253,3 +253,17 @@ def test_resuming_with_another_sampler_names_the_runners_opt_in(tmp_path):
         Regression, space, datamodule=LineData)
     # Opted in: the grid goes on in the same study, whose budget (the grid's size) counts the stored trials.
     assert len(result.trials) == 3 and result.trials[-1].claim_key == "grid:0"
+
+
+@pytest.mark.parametrize("policy", ["ASHA", "Hyperband"])
+def test_a_trainer_limit_the_halving_policy_sets_cannot_be_searched(tmp_path, policy):
+    # trainer.max_epochs was searched, stored with each trial, then silently replaced by the
+    # policy's max_resource: a trial stored with trainer.max_epochs=1 trained 3 epochs.
+    import frameworm_lightning
+
+    halving = getattr(frameworm_lightning, policy)(min_resource=1, max_resource=3)
+    with pytest.raises(ConfigKeyError, match=rf"trainer\.max_epochs cannot be searched: {policy} sets it to 3 "
+                                             r"\(from its max_resource\) in every trial; remove it from the space"):
+        runner(tmp_path, callbacks=[halving], n_trials=2).fit(
+            Regression, {"lr": Real(0.01, 0.1), "trainer.max_epochs": [1, 3]}, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()  # refused before the study was opened
