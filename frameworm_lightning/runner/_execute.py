@@ -26,6 +26,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
 from frameworm_lightning.exceptions import MetricNotFoundError
@@ -69,8 +70,13 @@ class TrialReporter(Callback):
     """Reports the monitored metric to the trial at every validation, keyed by global step.
 
     With ``val_check_interval < 1`` there are several validations per epoch; each is kept.
-    A model with no validation loop is reported at the end of each training epoch.
-    Only global rank 0 writes, so a DDP trial reports once.
+    A metric the first validation lacks (and every metric of a model with no validation
+    loop) is a training metric of the epoch, reported once per epoch instead: one logged
+    with ``on_epoch=True`` at the epoch's end; one the module logs in its own
+    ``on_train_epoch_end`` (which Lightning calls after the callbacks') once that hook has
+    run, at the next epoch's start or the end of training. A validation's stale copy of
+    last epoch's value is never reported. Only global rank 0 writes, so a DDP trial
+    reports once.
     """
 
     def __init__(self, trial: Trial, metric: str) -> None:
@@ -78,6 +84,12 @@ class TrialReporter(Callback):
         self.metric = metric
         self.trained = False  # whether a training batch started (errors before it are set-up errors)
         self.validated = False  # whether a validation ran (sanity checks aside)
+        # When the metric is read: "validation", "epoch" (not yet known which of the next
+        # two), "epoch_end" (the callbacks' on_train_epoch_end) or "after_epoch" (after the
+        # module's on_train_epoch_end); None before the first validation or epoch end.
+        self.when: str | None = None
+        self.missing: MetricNotFoundError | None = None  # after_epoch: what was logged when the epoch ended
+        self._epoch_ended = False
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -100,13 +112,41 @@ class TrialReporter(Callback):
             self.trial.report(trainer.global_step, value)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self.validated = True
+        if trainer.sanity_checking:
+            return
+        self.validated = True
+        if self.when is None:
+            self.when = "validation" if self.metric in trainer.callback_metrics else "epoch"
+        if self.when == "validation":
             self._report(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.val_dataloaders and trainer.num_val_batches in ([], 0, [0]):
+        if self.when is None and not trainer.val_dataloaders and trainer.num_val_batches in ([], 0, [0]):
+            self.when = "epoch"  # no validation loop
+        if self.when == "epoch":
+            if self.metric in trainer.callback_metrics or not is_overridden("on_train_epoch_end", pl_module):
+                self.when = "epoch_end"
+            else:
+                self.when = "after_epoch"  # perhaps logged by the module's own on_train_epoch_end, which runs next
+        if self.when == "epoch_end":
             self._report(trainer)
+        elif self.when == "after_epoch":
+            self._epoch_ended = True
+            metrics = trainer.callback_metrics
+            self.missing = None if self.metric in metrics else MetricNotFoundError(
+                self.metric, set(metrics) | set(trainer.logged_metrics), self.no_validation(trainer))
+
+    def _report_after_epoch(self, trainer: pl.Trainer) -> None:
+        if self.when == "after_epoch" and self._epoch_ended:
+            self._epoch_ended = False
+            self._report(trainer)
+            self.missing = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report_after_epoch(trainer)  # the module's on_train_epoch_end of the last epoch has run
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._report_after_epoch(trainer)
 
 
 class TrialCheckpoint(ModelCheckpoint):
@@ -164,6 +204,9 @@ def _best_checkpoint(spec: TrialSpec, study: Study, directory: Path, trainer_kwa
 
 def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any] | None:
     """What makes ``err`` a failure every trial would share: a metric never logged, or a set-up error."""
+    if (isinstance(err, MisconfigurationException) and reporter is not None and reporter.missing is not None
+            and reporter.metric in str(err)):
+        err = reporter.missing  # a ModelCheckpoint on the metric found it missing after the epoch, before we did
     if isinstance(err, MetricNotFoundError):
         return {"kind": "metric", "metric": err.metric, "available": err.available, "fix": err.fix}
     if isinstance(err, _CONFIG_ERRORS) and (reporter is None or not reporter.trained):

@@ -66,3 +66,17 @@ class Interrupting(Regression):
                 import sys
 
                 sys.exit(7)
+
+
+class EpochLogged(Regression):
+    """Also logs training metrics at the end of each epoch: ``fit_loss`` (``on_epoch=True``
+    in ``training_step``) and ``epoch_end`` (in ``on_train_epoch_end``), while ``val_loss``
+    comes from the validation loop."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.log("fit_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_epoch_end(self):
+        self.log("epoch_end", 10.0 - self.current_epoch)

@@ -23,7 +23,7 @@ from frameworm_lightning import (
     TrialState,
 )
 
-from ._modules import LineData, Regression
+from ._modules import EpochLogged, LineData, Regression
 
 FAST = {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
 
@@ -32,7 +32,8 @@ def runner(tmp_path, **kw):
     kw.setdefault("trainer_kwargs", FAST)
     kw.setdefault("root_dir", tmp_path)
     kw.setdefault("quiet", True)
-    return SearchRunner(metric="val_loss", mode="min", **kw)
+    kw.setdefault("metric", "val_loss")
+    return SearchRunner(mode="min", **kw)
 
 
 def test_finds_the_best_learning_rate_and_stores_everything(tmp_path, capsys):
@@ -267,3 +268,26 @@ def test_a_trainer_limit_the_halving_policy_sets_cannot_be_searched(tmp_path, po
         runner(tmp_path, callbacks=[halving], n_trials=2).fit(
             Regression, {"lr": Real(0.01, 0.1), "trainer.max_epochs": [1, 3]}, datamodule=LineData)
     assert not (tmp_path / "frameworm.db").exists()  # refused before the study was opened
+
+
+@pytest.mark.parametrize("metric", ["fit_loss", "epoch_end"])
+def test_a_training_metric_logged_for_the_epoch_is_searched_although_validation_runs(tmp_path, metric):
+    # The reporter read it at the first validation, which Lightning runs before the epoch's
+    # training metrics exist, and stopped the search: "metric 'fit_loss' was never logged".
+    result = SearchRunner(metric=metric, mode="min", n_trials=2, root_dir=tmp_path, quiet=True,
+                          trainer_kwargs=FAST).fit(EpochLogged, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2
+    for t in result.trials:
+        assert sorted(t.intermediate_values) == [4, 8, 12]  # one report per epoch (4 batches each)
+    if metric == "epoch_end":
+        assert [t.intermediate_values for t in result.trials] == [{4: 10.0, 8: 9.0, 12: 8.0}] * 2
+        assert [t.value for t in result.trials] == [8.0, 8.0]
+
+
+def test_a_wrong_metric_name_still_stops_the_search_at_the_first_trial_of_a_module_with_an_epoch_end_hook(tmp_path):
+    # The reporter waits for the module's on_train_epoch_end; our ModelCheckpoint finds the
+    # metric missing first (Lightning's MisconfigurationException): still the first trial's fatal error.
+    with pytest.raises(MetricNotFoundError, match=r"metric 'val_los' was never logged; logged metrics: fit_loss, "
+                                                  r"train_loss, val_loss\."):
+        runner(tmp_path, metric="val_los", n_trials=3).fit(EpochLogged, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
+    assert len(Study.load("EpochLogged", f"sqlite:///{tmp_path / 'frameworm.db'}").trials) == 1
