@@ -12,7 +12,8 @@ import inspect
 import traceback
 import types
 import uuid
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
@@ -44,6 +45,19 @@ def _objective_value(out: Any, metric: str) -> float:
     if isinstance(out, bool) or not isinstance(out, (int, float)):
         raise TypeError(f"train_fn must return a number or a dict of metrics holding {metric!r}, but got {out!r}.")
     return float(out)
+
+
+def _warn_new_leaves(base_config: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Warn about a key that adds a setting to a non-empty section of the base config (a typo?)."""
+    for key in keys:
+        *parents, leaf = key.split(".")
+        node: Any = base_config
+        for part in parents:
+            node = node[part]  # the path exists: SearchSpace.apply checked it
+        if node and leaf not in node:
+            where = f"its {'.'.join(parents)!r}" if parents else "it"
+            warnings.warn(f"search key {key!r} is not in base_config ({where} has {', '.join(sorted(map(str, node)))}): "
+                          "train_fn gets it as a new key; a typo?", UserWarning, stacklevel=3)
 
 
 def _wants_trial(train_fn: TrainFn) -> bool:
@@ -125,6 +139,7 @@ class FunctionSearch:
         self.space = search_space if isinstance(search_space, SearchSpace) else SearchSpace(search_space)
         # Fail now, before any training, if a key has no place in the base config.
         self.space.apply(self.base_config, self.space.decode([0.5] * self.space.dim))
+        _warn_new_leaves(self.base_config, self.space.keys())
         self.metric = metric
         self.mode = mode
         self.sampler = sampler or RandomSampler()

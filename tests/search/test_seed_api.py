@@ -185,3 +185,20 @@ def test_sys_exit_in_train_fn_fails_only_that_trial():
     assert search.run(train)[1] == 0
     failed = search.study.trials[0]
     assert failed.state.value == "FAILED" and failed.reason == "the trial called sys.exit(4)"
+
+
+def test_a_search_key_whose_leaf_is_not_in_the_base_config_warns_before_anything_runs():
+    # A typo ('training.lrr' for 'training.lr') silently added a key train_fn never reads:
+    # every trial trained the base lr and the search compared nothing.
+    import warnings
+
+    from frameworm_lightning.search import GridSearch
+
+    base = {"training": {"lr": 0.01, "batch_size": 64}}
+    with pytest.warns(UserWarning, match=r"search key 'training\.lrr' is not in base_config \(its 'training' has "
+                                         r"batch_size, lr\): train_fn gets it as a new key; a typo\?"):
+        GridSearch(base, {"training.lrr": [0.1, 0.2]}, metric="loss", verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GridSearch(base, {"training.lr": [0.1, 0.2]}, metric="loss", verbose=False)
+        GridSearch({}, {"x": [1, 2]}, metric="loss", verbose=False)  # no base config: every key is new
