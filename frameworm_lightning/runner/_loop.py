@@ -240,8 +240,8 @@ class _Loop:
             handle = self.launcher.start(trial, env)
         except BaseException as err:
             self._release(lease)
-            if not self.launcher.blocking:
-                trial.fail(f"could not start the trial's worker: {type(err).__name__}: {err}")
+            if not self.launcher.blocking:  # it never ran: its params run again first on resume
+                trial.interrupt(f"could not start the trial's worker: {type(err).__name__}: {err}")
             raise
         self.running.append(_Running(trial, handle, lease, started))
         self.started += 1
