@@ -236,3 +236,31 @@ def test_a_script_that_searches_when_imported_stops_with_a_clear_error_not_a_sea
     failed = [t for t in ran if not t.system_attrs.get("interrupted")]
     assert len(failed) >= 1 and all(t.reason.startswith(cause) for t in failed)
     assert all(t.system_attrs.get("retry_of") is not None for t in trials if t.state is TrialState.WAITING)
+
+
+ARGV_SEARCH = """
+import argparse
+from frameworm_lightning.search import GridSearch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--scale", type=float, default=1.0)
+args = parser.parse_args()  # at import, as many scripts do: each trial's process imports this script
+
+def scaled(config):
+    return {"loss": config["x"] * args.scale}
+
+if __name__ == "__main__":
+    best, score = GridSearch({}, {"x": [1, 2]}, metric="loss", mode="min", verbose=False).run(scaled, n_jobs=2)
+    print(best["x"], score)
+"""
+
+
+def test_a_trial_process_imports_the_search_script_with_the_search_command_line(tmp_path: Path) -> None:
+    # It imported the script with the trial entry's argv (its payload path): argparse failed
+    # on it, every trial failed "before its first step", and the search stopped.
+    script = tmp_path / "search.py"
+    script.write_text(ARGV_SEARCH)
+    out = subprocess.run([sys.executable, str(script), "--scale", "3"], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["1", "3.0"]
