@@ -65,14 +65,24 @@ def init_arguments(target: Any) -> tuple[set[str], bool]:
 
 
 def check_keys(keys: Iterable[str], targets: Mapping[str, Any]) -> None:
-    """Raise :class:`ConfigKeyError` for a key no target accepts, listing the valid ones.
+    """Raise :class:`ConfigKeyError` for a key no target accepts (listing the valid ones), or
+    two keys that set one argument (``lr`` and ``model.lr``).
 
     ``targets`` maps ``"model"``/``"data"``/``"trainer"`` to a class (or ``None`` when
     there is no such target, e.g. a datamodule passed as an instance).
     """
+    keys = list(keys)
+    routed = {key: _split(key) for key in keys}
+    for i, key in enumerate(keys):  # "lr" and "model.lr" (or "model.opt" and "opt.lr") set one argument
+        for other in keys[i + 1:]:
+            (t1, r1), (t2, r2) = routed[key], routed[other]
+            if t1 == t2 and (r1 == r2 or r1.startswith(r2 + ".") or r2.startswith(r1 + ".")):
+                owner = getattr(targets.get(t1), "__name__", t1)
+                raise ConfigKeyError(f"search-space keys {key!r} and {other!r} both set {owner}'s "
+                                     f"{r1.split('.', 1)[0]}; keep one.")
     problems = []
     for key in keys:
-        target_name, rest = _split(key)
+        target_name, rest = routed[key]
         arg = rest.split(".", 1)[0]
         target = targets.get(target_name)
         if target is None:

@@ -291,3 +291,14 @@ def test_a_wrong_metric_name_still_stops_the_search_at_the_first_trial_of_a_modu
                                                   r"train_loss, val_loss\."):
         runner(tmp_path, metric="val_los", n_trials=3).fit(EpochLogged, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
     assert len(Study.load("EpochLogged", f"sqlite:///{tmp_path / 'frameworm.db'}").trials) == 1
+
+
+@pytest.mark.parametrize(("space", "named"), [
+    ({"lr": [0.01], "model.lr": [0.05]}, r"'lr' and 'model\.lr' both set Regression's lr"),
+    ({"model.log_metric": ["a"], "log_metric.x": [1]}, r"'model\.log_metric' and 'log_metric\.x' both set Regression's log_metric"),
+])
+def test_two_keys_that_set_one_argument_are_an_error_before_anything_trains(tmp_path, space, named):
+    # Both were accepted: each trial stored two values, and the model trained with one of them.
+    with pytest.raises(ConfigKeyError, match=named):
+        runner(tmp_path, n_trials=1).fit(Regression, space, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
