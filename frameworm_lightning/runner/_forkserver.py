@@ -100,8 +100,9 @@ def _stop_signals_ignored_by_children() -> Iterator[None]:
     forkserver still imports torch (seconds) cannot kill it: it ignores SIGTERM itself
     once this module is imported (below) and SIGINT once multiprocessing's server loop
     runs; a trial's process restores both. The signals are blocked in this thread
-    meanwhile, so one sent to this process then stays pending (Linux never discards a
-    blocked signal) and reaches the restored handler.
+    meanwhile, so one sent to this process then (the milliseconds of the spawn) stays
+    pending and reaches the restored handler; only a thread of ours that does not block
+    it could take it, and ignore it, in that window.
     """
     previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
     if threading.current_thread() is not threading.main_thread() or None in previous.values():
