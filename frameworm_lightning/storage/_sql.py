@@ -146,10 +146,10 @@ def _json_default(obj: Any) -> Any:
 
 
 # System attributes that describe *what* a trial evaluates (its grid point, its scheduler
-# bracket and rungs, the checkpoint it continues from) travel to a re-run of it; the ones
-# that describe *a run* (its directory, its outcome) do not.
+# bracket and rungs, the checkpoint it continues from, the trial it promotes) travel to a
+# re-run of it; the ones that describe *a run* (its directory, its outcome) do not.
 _CARRIED_PREFIXES = ("fw_",)
-_CARRIED_KEYS = ("grid_index", "resume_checkpoint", "enqueued", "sampler", "process_deaths")
+_CARRIED_KEYS = ("grid_index", "resume_checkpoint", "promoted_from", "enqueued", "sampler", "process_deaths")
 
 
 def _carried_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:

@@ -112,3 +112,34 @@ def test_no_policy_writes_or_reads_lightnings_private_loops() -> None:
         text = source.read_text()
         for private in ("fit_loop", "epoch_loop", "batch_progress", "_logger_connector"):
             assert private not in text, f"{source.name} uses trainer.{private}"
+
+
+class InterruptedOnceWhenPromoted(CurveModule):
+    """Ctrl-C at the start of the first promoted trial (one resumed from a paused checkpoint)."""
+
+    marker: Path | None = None
+
+    def on_train_epoch_start(self) -> None:
+        marker = type(self).marker
+        if self.trainer.global_step > 0 and marker is not None and not marker.exists():
+            marker.touch()
+            raise KeyboardInterrupt
+
+
+def test_a_promotion_interrupted_by_ctrl_c_runs_again_when_the_search_resumes(tmp_path: Path) -> None:
+    # The re-enqueued promotion lost promoted_from: the scheduler counted it as a fresh
+    # config over the budget, never claimed it, and the resumed search ended with no
+    # trial trained to max_resource (no COMPLETE trial at all).
+    InterruptedOnceWhenPromoted.marker = tmp_path / "interrupted"
+    kwargs = {"storage": f"sqlite:///{tmp_path / 'db.sqlite'}", "n_trials": None}
+    with pytest.raises(KeyboardInterrupt):
+        search(tmp_path, SuccessiveHalving(min_resource=1, max_resource=3, eta=3), [0.0, 0.1, 0.2],
+               module=InterruptedOnceWhenPromoted, **kwargs)
+    done = search(tmp_path, SuccessiveHalving(min_resource=1, max_resource=3, eta=3), [0.0, 0.1, 0.2],
+                  module=InterruptedOnceWhenPromoted, **kwargs)
+    interrupted = [t for t in done if t.interrupted]
+    assert len(interrupted) == 1 and "promoted_from" in interrupted[0].system_attrs
+    [final] = [t for t in done if t.state is TrialState.COMPLETE]
+    assert final.params["x"] == 0.0 and final.system_attrs["retry_of"] == interrupted[0].number
+    assert final.system_attrs["promoted_from"] == interrupted[0].system_attrs["promoted_from"]
+    assert trained_steps(final) == 16  # from the pause at 1 epoch to max_resource=3 epochs, 8 batches each
