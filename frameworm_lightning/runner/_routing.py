@@ -19,7 +19,16 @@ from typing import Any
 from frameworm_lightning.exceptions import ConfigKeyError
 from frameworm_lightning.space import apply_params
 
-__all__ = ["CALLBACK_TARGETS", "Routed", "TARGETS", "check_keys", "init_arguments", "route_params", "search_targets"]
+__all__ = [
+    "CALLBACK_TARGETS",
+    "Routed",
+    "TARGETS",
+    "check_keys",
+    "check_required",
+    "init_arguments",
+    "route_params",
+    "search_targets",
+]
 
 TARGETS = ("model", "data", "trainer")
 # Keys under these heads configure what a trial's callback builds (``search_targets``).
@@ -98,6 +107,32 @@ def check_keys(keys: Iterable[str], targets: Mapping[str, Any]) -> None:
             problems.append(f"{key!r} is not an argument of {getattr(target, '__name__', target)}; valid: {valid}")
     if problems:
         raise ConfigKeyError("unknown search-space key(s): " + "; ".join(problems) + ".")
+
+
+def check_required(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise :class:`ConfigKeyError` for a required argument of a target (no default) that
+    neither its base kwargs (``given["model"]``: ``model_kwargs``...) nor a key sets."""
+    searched: dict[str, set[str]] = {}
+    for key in keys:
+        target_name, rest = _split(key)
+        searched.setdefault(target_name, set()).add(rest.split(".", 1)[0])
+    for target_name in ("model", "data"):
+        target = targets.get(target_name)
+        if target is None:
+            continue
+        try:
+            params = inspect.signature(target.__init__ if inspect.isclass(target) else target).parameters
+        except (TypeError, ValueError):
+            continue
+        have = set(given.get(target_name) or {}) | searched.get(target_name, set())
+        missing = [n for n, p in params.items() if n != "self" and p.default is p.empty
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in have]
+        if missing:
+            where = {"model": "model_kwargs", "data": "datamodule_kwargs"}[target_name]
+            raise ConfigKeyError(
+                f"{getattr(target, '__name__', target)} needs {', '.join(missing)}: give it in "
+                f"{where}={{{missing[0]!r}: ...}} or search it ({f'{target_name}.{missing[0]}'!r})."
+            )
 
 
 def route_params(

@@ -80,3 +80,11 @@ class EpochLogged(Regression):
 
     def on_train_epoch_end(self):
         self.log("epoch_end", 10.0 - self.current_epoch)
+
+
+class NeedsWidth(Regression):
+    """A module with a required argument (no default)."""
+
+    def __init__(self, width: int, lr: float = 0.05) -> None:
+        super().__init__(lr=lr)
+        self.width = width

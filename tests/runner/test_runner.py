@@ -23,7 +23,7 @@ from frameworm_lightning import (
     TrialState,
 )
 
-from ._modules import EpochLogged, LineData, Regression
+from ._modules import EpochLogged, LineData, NeedsWidth, Regression
 
 FAST = {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
 
@@ -302,3 +302,14 @@ def test_two_keys_that_set_one_argument_are_an_error_before_anything_trains(tmp_
     with pytest.raises(ConfigKeyError, match=named):
         runner(tmp_path, n_trials=1).fit(Regression, space, datamodule=LineData)
     assert not (tmp_path / "frameworm.db").exists()
+
+
+def test_a_required_argument_nobody_gives_is_an_error_before_the_study_is_stored(tmp_path):
+    # The first trial failed with TypeError and was stored FAILED (counted against n_trials).
+    with pytest.raises(ConfigKeyError, match=r"NeedsWidth needs width: give it in model_kwargs=\{'width': \.\.\.\} "
+                                             r"or search it \('model\.width'\)"):
+        runner(tmp_path, n_trials=2).fit(NeedsWidth, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
+    result = runner(tmp_path, n_trials=1).fit(NeedsWidth, {"lr": Real(0.01, 0.1)}, datamodule=LineData,
+                                              model_kwargs={"width": 3})
+    assert result.trials[0].state is TrialState.COMPLETE
