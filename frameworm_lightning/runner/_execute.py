@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -66,6 +67,15 @@ def read_metric(trainer: pl.Trainer, metric: str, fix: str = "") -> float:
     return float(value.item() if hasattr(value, "item") else value)
 
 
+class ReadAt(Enum):
+    """When :class:`TrialReporter` reads the metric."""
+
+    VALIDATION = "validation"
+    EPOCH = "epoch"  # a training metric of the epoch; which of the next two is not known yet
+    EPOCH_END = "epoch_end"  # in the callbacks' on_train_epoch_end
+    AFTER_EPOCH = "after_epoch"  # after the module's own on_train_epoch_end
+
+
 class TrialReporter(Callback):
     """Reports the monitored metric to the trial at every validation, keyed by global step.
 
@@ -84,10 +94,7 @@ class TrialReporter(Callback):
         self.metric = metric
         self.trained = False  # whether a training batch started (errors before it are set-up errors)
         self.validated = False  # whether a validation ran (sanity checks aside)
-        # When the metric is read: "validation", "epoch" (not yet known which of the next
-        # two), "epoch_end" (the callbacks' on_train_epoch_end) or "after_epoch" (after the
-        # module's on_train_epoch_end); None before the first validation or epoch end.
-        self.when: str | None = None
+        self.when: ReadAt | None = None  # None before the first validation or epoch end
         self.missing: MetricNotFoundError | None = None  # after_epoch: what was logged when the epoch ended
         self._epoch_ended = False
 
@@ -116,28 +123,28 @@ class TrialReporter(Callback):
             return
         self.validated = True
         if self.when is None:
-            self.when = "validation" if self.metric in trainer.callback_metrics else "epoch"
-        if self.when == "validation":
+            self.when = ReadAt.VALIDATION if self.metric in trainer.callback_metrics else ReadAt.EPOCH
+        if self.when is ReadAt.VALIDATION:
             self._report(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.when is None and not trainer.val_dataloaders and trainer.num_val_batches in ([], 0, [0]):
-            self.when = "epoch"  # no validation loop
-        if self.when == "epoch":
+            self.when = ReadAt.EPOCH  # no validation loop
+        if self.when is ReadAt.EPOCH:
             if self.metric in trainer.callback_metrics or not is_overridden("on_train_epoch_end", pl_module):
-                self.when = "epoch_end"
+                self.when = ReadAt.EPOCH_END
             else:
-                self.when = "after_epoch"  # perhaps logged by the module's own on_train_epoch_end, which runs next
-        if self.when == "epoch_end":
+                self.when = ReadAt.AFTER_EPOCH  # perhaps logged by the module's own on_train_epoch_end, which runs next
+        if self.when is ReadAt.EPOCH_END:
             self._report(trainer)
-        elif self.when == "after_epoch":
+        elif self.when is ReadAt.AFTER_EPOCH:
             self._epoch_ended = True
             metrics = trainer.callback_metrics
             self.missing = None if self.metric in metrics else MetricNotFoundError(
                 self.metric, set(metrics) | set(trainer.logged_metrics), self.no_validation(trainer))
 
     def _report_after_epoch(self, trainer: pl.Trainer) -> None:
-        if self.when == "after_epoch" and self._epoch_ended:
+        if self.when is ReadAt.AFTER_EPOCH and self._epoch_ended:
             self._epoch_ended = False
             self._report(trainer)
             self.missing = None
