@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
@@ -62,12 +62,14 @@ __all__ = ["StoppingCallback"]
 
 log = logging.getLogger(__name__)
 
-class StoppingCallback(Callback, ABC):
+class StoppingCallback(EarlyStopping, ABC):
     """Base class of the stopping policies: a Lightning callback around a pure ``decide``.
 
     Subclasses implement :meth:`decide` (and, if they compare trials, set
     ``needs_others = True``). Use any policy as a callback of your own ``Trainer``, or
-    pass it to ``SearchRunner(callbacks=[...])``.
+    pass it to ``SearchRunner(callbacks=[...])``. To Lightning it is an ``EarlyStopping``
+    (checked after the module's own ``on_train_epoch_end``, so it sees what the module
+    logs there); every hook is its own.
 
     Args:
         monitor: the logged metric to judge; inside a ``SearchRunner`` it defaults to the
@@ -127,7 +129,13 @@ class StoppingCallback(Callback, ABC):
         study: str | None = None,
         every_n_train_steps: int | None = None,
     ) -> None:
-        super().__init__()
+        # An EarlyStopping for Lightning's sake only: at a train epoch's end Lightning checks
+        # EarlyStopping and checkpoint callbacks after the module's own on_train_epoch_end
+        # (its "monitoring callbacks", a fixed isinstance test), so a policy sees what the
+        # module logs there, as EarlyStopping does. Every hook Lightning calls is overridden
+        # here; EarlyStopping's own state (patience, min_delta) is not ours, so its __init__
+        # is skipped for Callback's. tests/stopping/test_callback_parity.py checks both.
+        Callback.__init__(self)
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
             raise ValueError(f"monitor must be a non-empty string, but got monitor={monitor!r}.")
         if mode is not None:

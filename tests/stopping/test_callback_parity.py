@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lightning.pytorch.callbacks import EarlyStopping
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from frameworm_lightning import MetricNotFoundError, TrialState, open_storage
 from frameworm_lightning.stopping import (
+    ASHA,
     AnyOf,
     ImprovementStopping,
     MedianStopping,
@@ -128,6 +130,35 @@ def test_epoch_level_training_metrics_are_checked_at_the_train_epoch_end(trainer
     trainer = fit(policy, model, max_epochs=6, **kwargs)
     assert trainer.global_step == 24 and policy.stopped_epoch == 2
     assert policy.state_dict()["values"] == {8: 1.0, 16: 0.5, 24: 0.5}
+
+
+def test_lightning_calls_only_the_policys_own_hooks() -> None:
+    # A policy is an EarlyStopping to Lightning (see the next test), without its state:
+    # every hook and property Lightning uses on a callback is the policy's own.
+    used = [name for name in vars(EarlyStopping) if name in vars(Callback)]
+    assert {"setup", "on_train_epoch_end", "on_validation_end", "state_dict", "load_state_dict", "state_key"} <= set(used)
+    for name in used:
+        assert getattr(StoppingCallback, name) is not getattr(EarlyStopping, name), name
+    assert all(isinstance(p, EarlyStopping) for p in (ImprovementStopping("x"), MedianStopping("x"), ASHA("x")))
+
+
+class EpochEndModule(CurveModule):
+    """Logs ``late`` in its own ``on_train_epoch_end``: 1.0, 0.5, then 0.5 again (no improvement)."""
+
+    def on_train_epoch_end(self) -> None:
+        self.log("late", torch.tensor([1.0, 0.5, 0.5, 0.5][min(self.current_epoch, 3)]))
+
+
+@pytest.mark.parametrize("policy", [
+    EarlyStopping("late", 0.0, 1),
+    ImprovementStopping("late", 0.0, 1),
+    AnyOf([ImprovementStopping(patience=1), ThresholdStopping(threshold=9.0)], monitor="late"),
+], ids=["EarlyStopping", "ImprovementStopping", "AnyOf"])
+def test_a_metric_the_module_logs_in_its_own_epoch_end_hook_is_checked_after_it(policy: Any) -> None:
+    # Lightning calls EarlyStopping (and checkpoints) after the module's on_train_epoch_end;
+    # every policy is checked there too, so it sees the value the module just logged.
+    trainer = fit(policy, EpochEndModule(), max_epochs=6, limit_val_batches=0)
+    assert trainer.global_step == 24 and policy.stopped_epoch == 2
 
 
 def test_fast_dev_run_is_never_stored(tmp_path: Path) -> None:
