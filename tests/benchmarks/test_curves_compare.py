@@ -242,3 +242,11 @@ def test_a_cost_aware_model_sees_each_configurations_recorded_seconds_per_epoch(
         assert view[root] == pytest.approx(sum(seconds[:epochs]) / epochs)
         checked += 1
     assert checked >= 10
+
+
+def test_per_seed_ranks_average_each_seeds_rank_and_share_ties() -> None:
+    results = [compare.Result("a", [], [1.0, 5.0, 2.0], []), compare.Result("b", [], [2.0, 1.0, 2.0], []),
+               compare.Result("c", [], [3.0, 2.0, 9.0], [])]
+    # Seed 0: a, b, c; seed 1: b, c, a; seed 2: a and b tied for 1-2, then c.
+    assert compare.per_seed_ranks(results) == {"a": pytest.approx((1 + 3 + 1.5) / 3),
+                                               "b": pytest.approx((2 + 1 + 1.5) / 3), "c": pytest.approx(8 / 3)}
