@@ -59,13 +59,14 @@ class StudyMismatchError(StorageError, ValueError):
 class MetricNotFoundError(FramewormError, KeyError):
     """The monitored metric was never logged; the message lists the metrics that were."""
 
-    def __init__(self, metric: str, available: Iterable[str]) -> None:
+    def __init__(self, metric: str, available: Iterable[str], fix: str = "") -> None:
         self.metric = metric
         self.available = sorted(available)
+        self.fix = fix  # what to do, where Lightning's self.log is not it (no validation ran, a train_fn)
         shown = ", ".join(self.available) if self.available else "none"
         super().__init__(
             f"metric {metric!r} was never logged; logged metrics: {shown}. "
-            f"Log it with self.log({metric!r}, ...) or pick one of those."
+            + (fix or f"Log it with self.log({metric!r}, ...) or pick one of those.")
         )
 
     def __str__(self) -> str:  # KeyError would otherwise quote the whole message

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -298,6 +300,16 @@ class SearchResult:
         if datamodule is not None:
             _check_recorded("datamodule class", datamodule if inspect.isclass(datamodule) else type(datamodule),
                             recorded_dm_name)
+        given = {"model_kwargs": model_kwargs, "data_kwargs": datamodule_kwargs, "trainer_kwargs": trainer_kwargs}
+        missing = []  # what the search had but its record could not hold ("trainer_kwargs.callbacks[0]"), not given again
+        for where in record.get("not_recorded", []):
+            section, _, rest = where.partition(".")
+            if re.split(r"[.\[]", rest, maxsplit=1)[0] not in (given.get(section) or {}):
+                missing.append(where)
+        if missing:
+            warnings.warn(f"retrain_best runs without {', '.join(missing)} (not stored with the study: JSON cannot "
+                          "hold them); pass them again to use them, e.g. trainer_kwargs={'callbacks': [...]}.",
+                          UserWarning, stacklevel=2)
         spec = TrialSpec(  # the search's own recipe for a run, without its stopping callbacks
             module_cls=cls, datamodule=datamodule,
             model_kwargs={**record.get("model_kwargs", {}), **dict(model_kwargs or {})},
@@ -314,7 +326,7 @@ class SearchResult:
         kwargs = dict(routed.trainer)
         if max_epochs is not None:
             kwargs["max_epochs"] = max_epochs
-        callbacks = list(kwargs.pop("callbacks", None) or [])
+        callbacks = [cb for cb in kwargs.pop("callbacks", None) or [] if cb is not None]  # None: not recorded
         checkpoint = None
         if kwargs.get("enable_checkpointing", True):
             checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=self.metric,

@@ -45,7 +45,7 @@ from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, ex
 from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, build_plan, trainer_overrides, trial_fit_config
 from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
-from frameworm_lightning.storage import masked_url
+from frameworm_lightning.storage import masked_url, open_storage
 from frameworm_lightning.runner._progress import format_params
 from frameworm_lightning.trial import TrialState
 
@@ -348,7 +348,14 @@ class SearchCLI(LightningCLI):
                 f"no study stored yet: {storage[len('sqlite:///'):]} does not exist; run "
                 f"{self._prog()} search {self._config_args()} first, or set search.storage to an earlier search's database."
             )
-        return Study.load(self.plan.study_name, storage)
+        store = open_storage(storage)
+        if store.load_study(self.plan.study_name) is None:
+            known = ", ".join(store.study_names()) or "none"
+            raise UsageError(
+                f"no study named {self.plan.study_name!r} in {masked_url(storage)!r}; stored studies: {known}. Set "
+                f"search.study_name to one of them, or run {self._prog()} search {self._config_args()} first."
+            )
+        return Study.load(self.plan.study_name, store)
 
 
 def _short(value: Any, width: int = 60) -> str:

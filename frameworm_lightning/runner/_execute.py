@@ -52,15 +52,15 @@ _CONFIG_ERRORS = (MisconfigurationException, TypeError, ValueError)
 _log = logging.getLogger("frameworm_lightning")
 
 
-def read_metric(trainer: pl.Trainer, metric: str) -> float:
+def read_metric(trainer: pl.Trainer, metric: str, fix: str = "") -> float:
     """The current value of ``metric`` from ``trainer.callback_metrics``.
 
     Raises:
-        MetricNotFoundError: listing the metrics that were logged.
+        MetricNotFoundError: listing the metrics that were logged (and ``fix``: what to do, if known).
     """
     metrics = trainer.callback_metrics
     if metric not in metrics:
-        raise MetricNotFoundError(metric, set(metrics) | set(trainer.logged_metrics))
+        raise MetricNotFoundError(metric, set(metrics) | set(trainer.logged_metrics), fix)
     value = metrics[metric]
     return float(value.item() if hasattr(value, "item") else value)
 
@@ -77,18 +77,31 @@ class TrialReporter(Callback):
         self.trial = trial
         self.metric = metric
         self.trained = False  # whether a training batch started (errors before it are set-up errors)
+        self.validated = False  # whether a validation ran (sanity checks aside)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         self.trained = True
 
+    def no_validation(self, trainer: pl.Trainer) -> str:
+        """Why no validation ran in this fit (the Trainer settings to blame) and the fix; ``""`` if one did."""
+        if self.validated:
+            return ""
+        if trainer.limit_val_batches == 0:
+            return "limit_val_batches=0 turns validation off; let a validation run, or pick one of those."
+        limits = (f"max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}, "
+                  f"check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
+                  f"val_check_interval={trainer.val_check_interval}")
+        return f"No validation ran before training ended ({limits}); let a validation run, or pick one of those."
+
     def _report(self, trainer: pl.Trainer) -> None:
-        value = read_metric(trainer, self.metric)
+        value = read_metric(trainer, self.metric, self.no_validation(trainer))
         if trainer.is_global_zero:
             self.trial.report(trainer.global_step, value)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking:
+            self.validated = True
             self._report(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -152,7 +165,7 @@ def _best_checkpoint(spec: TrialSpec, study: Study, directory: Path, trainer_kwa
 def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any] | None:
     """What makes ``err`` a failure every trial would share: a metric never logged, or a set-up error."""
     if isinstance(err, MetricNotFoundError):
-        return {"kind": "metric", "metric": err.metric, "available": err.available}
+        return {"kind": "metric", "metric": err.metric, "available": err.available, "fix": err.fix}
     if isinstance(err, _CONFIG_ERRORS) and (reporter is None or not reporter.trained):
         return {"kind": "config", "error": f"{type(err).__name__}: {err}"}
     return None
@@ -255,14 +268,14 @@ def _build_datamodule(spec: TrialSpec, data_kwargs: Mapping[str, Any]) -> pl.Lig
     return copy.deepcopy(dm) if not data_kwargs else dm
 
 
-def _objective(trial: Trial, trainer: pl.Trainer, spec: TrialSpec) -> float:
+def _objective(trial: Trial, trainer: pl.Trainer, spec: TrialSpec, reporter: TrialReporter) -> float:
     if spec.objective == "best":
         finite = [v for v in trial.intermediate_values.values() if math.isfinite(v)]
         if finite:
             return min(finite) if trial.study.mode == "min" else max(finite)
         if trial.intermediate_values:
             return float("nan")
-    return read_metric(trainer, trial.study.metric)
+    return read_metric(trainer, trial.study.metric, reporter.no_validation(trainer))
 
 
 def resume_checkpoint(trial: Trial) -> str | None:
@@ -347,7 +360,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if trial.should_prune():
                 trial.prune(trial.prune_reason)
                 return
-            value = _objective(trial, trainer, spec)
+            value = _objective(trial, trainer, spec, reporter)
         trial.complete(value)
     except KeyboardInterrupt:
         trial.interrupt("KeyboardInterrupt")

@@ -26,7 +26,8 @@ can compare runs: the objective (``search/objective``), the global step where it
 stopped if pruned (``search/pruned_step``) and its final state. TensorBoard gets them as
 the metrics of its HPARAMS tab (written once, at the end, with the params and a
 ``state`` hparam: never the ``hp_metric = -1`` placeholder); MLflow as metrics and the
-tags ``frameworm.state``/``frameworm.study``/``frameworm.trial``; W&B in the run summary.
+tags ``frameworm.state``/``frameworm.study``/``frameworm.trial``; W&B in the run summary (with
+``state``). MLflow and W&B get only the metrics a trial has (no NaN for a missing one).
 
 Example:
     >>> ctx = TrialLogContext(study_name="demo", number=3, root_dir="runs")
@@ -213,8 +214,9 @@ def _log_outcome(logger: Logger, trial: FrozenTrial, study_name: str) -> None:
             client.set_tag(run_id, key, val)
         if trial.state is not TrialState.COMPLETE and trial.reason:
             client.set_tag(run_id, "frameworm.reason", trial.reason[:5000])
-    elif isinstance(logger, WandbLogger):
-        logger.experiment.summary.update({**metrics, "state": trial.state.value})
+    elif isinstance(logger, WandbLogger):  # W&B keeps a NaN as null: only the outcome metrics there are
+        finite = {key: val for key, val in metrics.items() if math.isfinite(val)}
+        logger.experiment.summary.update({**finite, "state": trial.state.value})
 
 
 def finish_loggers(loggers: Sequence[Logger], trial: FrozenTrial, study_name: str) -> None:

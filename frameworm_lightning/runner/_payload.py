@@ -12,6 +12,7 @@ the payload is all a fresh interpreter needs.
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import sys
@@ -30,6 +31,7 @@ __all__ = [
     "ENTRY_MODULE",
     "PAYLOAD_FILE",
     "PAYLOAD_VERSION",
+    "SEARCH_ARGV_ENV",
     "STORAGE_URL_ENV",
     "base_payload",
     "dump_evaluate",
@@ -45,6 +47,9 @@ ENTRY_MODULE = "frameworm_lightning.runner._trial_entry"
 PAYLOAD_VERSION = 2
 PAYLOAD_FILE = "trial.pkl"
 STORAGE_URL_ENV = "FRAMEWORM_STORAGE_URL"
+# The search's command line, which a trial's process restores while it imports the search
+# script (as multiprocessing's spawn does): a script may parse it at import.
+SEARCH_ARGV_ENV = "FRAMEWORM_SEARCH_ARGV"
 # Variables of an enclosing distributed launch: a trial's worker must start its own.
 _LAUNCH_ENV = (
     "LOCAL_RANK", "RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
@@ -165,6 +170,7 @@ def worker_env(extra: Mapping[str, str] | None = None, n_jobs: int = 1) -> dict[
     """
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_ENV}
     env["PYTHONUNBUFFERED"] = "1"
+    env[SEARCH_ARGV_ENV] = json.dumps(sys.argv)  # in the environment, as the storage URL: it may hold a password
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, n_jobs))))
     env.update(extra or {})
     return env

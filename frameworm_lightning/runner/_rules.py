@@ -45,7 +45,7 @@ def search_error(study: Study, frozen: FrozenTrial, stop_on_error: bool = False)
     fatal = frozen.system_attrs.get(FATAL_ATTR)
     if isinstance(fatal, dict) and not study.trials_in(TrialState.COMPLETE, TrialState.PRUNED):
         if fatal.get("kind") == "metric":
-            return MetricNotFoundError(str(fatal.get("metric")), fatal.get("available") or ())
+            return MetricNotFoundError(str(fatal.get("metric")), fatal.get("available") or (), str(fatal.get("fix") or ""))
         summary = " ".join(str(fatal.get("error")).split())
         return TrialFailed(frozen.number, f"{frozen.error or ''}\n{summary} (before its first training step: every "
                            "trial would fail the same way, so the search stopped)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import faulthandler
+import json
 import os
 import pickle
 import runpy
@@ -36,7 +37,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from frameworm_lightning.runner._payload import ENTRY_MODULE, PAYLOAD_VERSION, STORAGE_URL_ENV, importing_search_script
+from frameworm_lightning.runner._payload import (
+    ENTRY_MODULE,
+    PAYLOAD_VERSION,
+    SEARCH_ARGV_ENV,
+    STORAGE_URL_ENV,
+    importing_search_script,
+)
 from frameworm_lightning.runner._rules import FATAL_ATTR
 from frameworm_lightning.runner._signals import SIGTERM_EXIT, is_sigterm, sigterm_stops_search
 from frameworm_lightning.storage import open_storage
@@ -99,11 +106,18 @@ def _load_main(main: tuple[str, str] | None) -> types.ModuleType | None:
         return None
     kind, ref = main
     module = types.ModuleType("__mp_main__")
-    with importing_search_script(ref):
-        if kind == "path":
-            module.__dict__.update(runpy.run_path(ref, run_name="__mp_main__"))
-        else:
-            module.__dict__.update(runpy.run_module(ref, run_name="__mp_main__", alter_sys=False))
+    argv = sys.argv  # this module and the payload: what Lightning's DDP launcher re-runs
+    search_argv = os.environ.get(SEARCH_ARGV_ENV)
+    if search_argv:
+        sys.argv = json.loads(search_argv)  # the script may parse the search's command line at import
+    try:
+        with importing_search_script(ref):
+            if kind == "path":
+                module.__dict__.update(runpy.run_path(ref, run_name="__mp_main__"))
+            else:
+                module.__dict__.update(runpy.run_module(ref, run_name="__mp_main__", alter_sys=False))
+    finally:
+        sys.argv = argv
     sys.modules["__mp_main__"] = module
     return module
 

@@ -36,7 +36,8 @@ TrainFn = Callable[..., Any]
 def _objective_value(out: Any, metric: str) -> float:
     if isinstance(out, Mapping):
         if metric not in out:
-            raise MetricNotFoundError(metric, out.keys())
+            raise MetricNotFoundError(metric, out.keys(), f"Return it in train_fn's dict ({{{metric!r}: ...}}), "
+                                      "or pick one of those as metric=.")
         out = out[metric]
     if hasattr(out, "item"):
         out = out.item()
@@ -79,7 +80,8 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
         trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")
     except Exception as err:  # noqa: BLE001 - a failing configuration fails its trial only
         if isinstance(err, MetricNotFoundError):
-            trial.set_system_attr(FATAL_ATTR, {"kind": "metric", "metric": err.metric, "available": err.available})
+            trial.set_system_attr(FATAL_ATTR, {"kind": "metric", "metric": err.metric, "available": err.available,
+                                                 "fix": err.fix})
         trial.fail(traceback.format_exc())
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from frameworm_lightning import FramewormError, Real, SearchResult, SearchRunner, Study, TrialState
@@ -198,3 +200,26 @@ def test_retrain_best_refuses_params_only_a_trial_callback_could_apply(tmp_path:
     with pytest.raises(FramewormError, match=r"optimizer\.init_args\.lr.*frameworm-search best"):
         SearchResult(study).retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData, root_dir=tmp_path)
     assert not (tmp_path / "cli").exists()  # nothing trained
+
+
+def test_retrain_best_after_a_search_with_trainer_callbacks_runs_and_names_what_it_runs_without(tmp_path: Path) -> None:
+    # The user's callbacks cannot be stored (JSON); their places were recorded as None and
+    # retrain_best crashed inside Lightning (AttributeError: 'NoneType' object has no attribute 'log').
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    fast = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1, "logger": False,
+            "enable_progress_bar": False, "enable_model_summary": False}
+    result = SearchRunner(metric="val_loss", n_trials=1, storage=url, root_dir=tmp_path, quiet=True,
+                          trainer_kwargs={**fast, "callbacks": [EarlyStopping("val_loss"), ModelCheckpoint(
+                              monitor="val_loss", save_top_k=2)]}).fit(Tiny, {"lr": Real(1e-3, 0.5)},
+                                                                        datamodule=TinyData)
+    with pytest.warns(UserWarning, match=r"retrain_best runs without trainer_kwargs\.callbacks\[0\], "
+                                         r"trainer_kwargs\.callbacks\[1\] \(not stored with the study"):
+        model = result.retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData)
+    assert model.trainer.current_epoch == 1
+    assert not any(isinstance(cb, EarlyStopping) for cb in model.trainer.callbacks)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = result.retrain_best(max_epochs=1, module_cls=Tiny, datamodule=TinyData,
+                                    trainer_kwargs={"callbacks": [EarlyStopping("val_loss", patience=7)]})
+    assert not [w for w in caught if "retrain_best runs without" in str(w.message)]
+    assert [cb.patience for cb in model.trainer.callbacks if isinstance(cb, EarlyStopping)] == [7]

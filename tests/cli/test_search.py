@@ -61,6 +61,7 @@ def after_search(folder: Path, searched: Run) -> dict[str, Started]:
     config = str(folder / "search.yaml")
     return {
         "trials": start_cli("trials", "-c", config, cwd=folder),
+        "other study": start_cli("trials", "-c", config, "--search.study_name=Tiny", cwd=folder),
         "best": start_cli("best", "-c", config, "--output", str(folder / "best" / "best.yaml"), cwd=folder),
         "plot": start_cli("plot", "-c", config, "--output", str(folder / "report"), cwd=folder),
         # Another study in the same database, run by a pull worker.
@@ -108,6 +109,17 @@ def test_reading_a_study_that_does_not_exist(started: dict[str, Started], folder
     assert len(run.error_lines) == 1 and "no study stored yet" in run.error_lines[0]
     assert "frameworm-search search -c" in run.error_lines[0]
     assert not (folder / "empty" / "study.db").exists()
+
+
+def test_reading_a_study_name_the_database_does_not_hold_names_the_stored_ones_and_the_fix(
+        folder: Path, after_search: dict[str, Started]) -> None:
+    # The fix it named was "Set search.storage to a writable sqlite:///... or a postgresql:// URL".
+    run = after_search["other study"].wait()
+    assert run.returncode == 2
+    (line,) = run.error_lines
+    assert line.startswith("error: no study named 'Tiny' in ") and "; stored studies: TinyModel" in line
+    assert line.endswith(f"Set search.study_name to one of them, or run frameworm-search search -c "
+                         f"{folder / 'search.yaml'} first.")
 
 
 def test_trials_prints_the_stored_study(folder: Path, after_search: dict[str, Started]) -> None:

@@ -181,14 +181,30 @@ def descendants(pid: int) -> set[int]:
 
 
 def exit_marker(config: dict) -> float:
-    """A train_fn that registers an ``atexit`` handler writing ``config['path']`` and notes its process."""
+    """A train_fn that registers an ``atexit`` handler writing ``config['path']`` and notes its process.
+
+    It also registers a ``weakref.finalize`` to run at exit (writing ``<path>.fin.<x>``), and
+    notes how many finalizers were due at exit before it did (the forkserver's imports' are not).
+    """
     import atexit  # noqa: PLC0415
     import multiprocessing  # noqa: PLC0415
     import os  # noqa: PLC0415
     import sys  # noqa: PLC0415
+    import weakref  # noqa: PLC0415
 
     facts = {"ppid": os.getppid(), "pgid": os.getpgid(0), "pid": os.getpid(),
              "lightning_before_trial": "lightning.pytorch.trainer" in sys.modules,
+             "torch_before_trial": "torch" in sys.modules,
+             "finalizers_due_at_exit": sum(f.atexit for f in weakref.finalize._registry),  # noqa: SLF001
              "main": sys.modules["__main__"].__name__, "process": multiprocessing.current_process().name}
     atexit.register(lambda: Path(config["path"]).with_suffix(f".{config['x']}").write_text(repr(facts)))
+    _KEPT.append(kept := _Kept())
+    weakref.finalize(kept, Path(config["path"]).with_suffix(f".fin.{config['x']}").write_text, "ran")
     return float(config["x"])
+
+
+class _Kept:
+    """An object alive until the process exits, for exit_marker's finalizer."""
+
+
+_KEPT: list[_Kept] = []

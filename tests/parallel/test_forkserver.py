@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import os, signal, time
@@ -41,3 +43,37 @@ def test_a_sigterm_to_the_whole_process_group_leaves_the_forkserver_serving(tmp_
     assert out.returncode == 0, out.stderr[-3000:]
     # Alive, not restarted: a start under way when it died would have failed with EOFError.
     assert out.stdout.split("\n")[:2] == ["forkserver alive", "second trial process exited 0"]
+
+
+EARLY = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from frameworm_lightning.runner._forkserver import start_forkserver
+
+    if __name__ == "__main__":
+        signum = getattr(signal, sys.argv[1])
+        # This script is the search: it handles the signal itself (a handler, as the search's,
+        # which exec resets: SIG_IGN would be inherited by the forkserver).
+        signal.signal(signum, lambda signum, frame: None)
+        ctx = start_forkserver(lightning=False)
+        os.killpg(os.getpgid(0), signum)  # while the forkserver still imports its preloads
+        first = ctx.Process(target=time.sleep, args=(0,))
+        first.start()
+        first.join()
+        print("first trial process exited", first.exitcode)
+    """
+)
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_while_the_forkserver_still_imports_leaves_it_serving(tmp_path: Path, signame: str) -> None:
+    # A job preempted, or Ctrl-C in a terminal (SIGINT to the foreground process group), in
+    # the first seconds of a search (the forkserver imports torch for several): the first
+    # trial's start failed with EOFError, the search exited 1 (not 143 or 130) and the trial
+    # was stored FAILED, so a resumed grid never ran its point.
+    script = tmp_path / "search.py"
+    script.write_text(EARLY)
+    out = subprocess.run([sys.executable, str(script), signame], capture_output=True, text=True, timeout=300,
+                         start_new_session=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[:1] == ["first trial process exited 0"]

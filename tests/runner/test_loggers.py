@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,95 @@ def test_mlflow_gets_params_outcome_metrics_and_state_tags(tmp_path: Path, monke
             assert "search/pruned_step" not in data.metrics
         else:
             assert data.metrics["search/pruned_step"] == 2 and data.tags["frameworm.reason"].startswith("test:")
+
+
+class RecordWandbRun(Callback):
+    """Writes what each trial's W&B run was called, grouped and tagged, while it runs, to ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def bind_trial(self, trial: Any) -> None:
+        self.number = trial.number
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        run = trainer.logger.experiment
+        facts = {"name": run.name, "group": run.group, "tags": list(run.tags), "dir": run.dir,
+                 "lr": run.config["lr"]}
+        (self.folder / f"run{self.number}.json").write_text(json.dumps(facts))
+
+
+def wandb_summary(run_dir: Path) -> dict[str, Any]:
+    """The summary of an offline W&B run, read from its ``.wandb`` file.
+
+    Offline runs keep everything in that file only (no ``wandb-summary.json``): LevelDB's
+    log format (a 7-byte ``:W&B`` header, 32 KiB blocks of records, each with a 7-byte
+    header: CRC, length, FULL/FIRST/MIDDLE/LAST) around W&B's ``Record`` protobufs.
+    """
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_dir.glob("*.wandb")
+    raw, pos, chunk, summary = path.read_bytes(), 7, b"", {}
+    assert raw[:4] == b":W&B"
+    while pos + 7 <= len(raw):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _crc, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        if kind == 0:
+            break
+        chunk += raw[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            if record.WhichOneof("record_type") == "summary":
+                for item in record.summary.update:
+                    summary[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return summary
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_wandb_gets_one_run_per_trial_with_outcome_in_its_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  n_jobs: int) -> None:
+    pytest.importorskip("wandb", reason="install the trackers extra: wandb")
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # no account, no network: runs are written under save_dir
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    runner = SearchRunner(
+        metric="val_loss", n_trials=3, storage=f"sqlite:///{tmp_path / 'db.sqlite'}", study_name="tracked",
+        root_dir=tmp_path, quiet=True, loggers=functools.partial(WandbLogger, project="fw-test"), n_jobs=n_jobs,
+        callbacks=[PruneOddTrials(), RecordWandbRun(tmp_path)],
+        trainer_kwargs={"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 1, "log_every_n_steps": 1,
+                        "accelerator": "cpu"},
+    )
+    result = runner.fit(Tiny, {"lr": Real(1e-3, 0.5, log=True)}, datamodule=TinyData)
+    assert wandb.run is None  # each trial's run was finished, none leaks into the next
+    if n_jobs == 1:
+        wandb.teardown()  # W&B's service may still be writing the last run's file: wait, as at exit
+    # With n_jobs=2 nothing is waited for here: each trial's process flushed its run before exiting.
+    assert sorted(t.state for t in result.trials) == sorted([TrialState.COMPLETE, TrialState.PRUNED,
+                                                             TrialState.COMPLETE])
+    dirs = set()
+    for trial in result.trials:
+        run = json.loads((tmp_path / f"run{trial.number}.json").read_text())
+        name = run_name(trial.number)
+        assert run["name"] == f"tracked/{name}" and run["group"] == "tracked"
+        assert set(run["tags"]) == {"tracked", name}
+        assert run["lr"] == pytest.approx(trial.params["lr"])
+        # Each trial's run lives in the trial's own folder, apart from the others.
+        assert Path(run["dir"]).is_relative_to(tmp_path / "tracked" / name)
+        dirs.add(run["dir"])
+        summary = wandb_summary(Path(run["dir"]).parent)
+        assert summary["state"] == trial.state.value
+        if trial.state is TrialState.COMPLETE:
+            assert summary["search/objective"] == pytest.approx(trial.value)
+            assert "search/pruned_step" not in summary  # W&B would show a NaN as null: left out, as in MLflow
+        else:
+            assert summary["search/pruned_step"] == trial.last_step == 2
+    assert len(dirs) == 3

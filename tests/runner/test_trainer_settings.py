@@ -8,6 +8,7 @@ batch), and what must hold afterwards. Every row runs inline in well under a sec
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,16 @@ from typing import Any
 import pytest
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-from frameworm_lightning import ASHA, FramewormError, Hyperband, GridSampler, SearchRunner, Study, TrialState
+from frameworm_lightning import (
+    ASHA,
+    FramewormError,
+    GridSampler,
+    Hyperband,
+    MetricNotFoundError,
+    SearchRunner,
+    Study,
+    TrialState,
+)
 from frameworm_lightning.stopping import AnyOf, ThresholdStopping
 from frameworm_lightning.result import SearchResult
 
@@ -197,3 +207,19 @@ def test_one_callback_given_as_trainer_callbacks_runs_in_each_trial(tmp_path: Pa
     result = run(tmp_path, {"callbacks": Marks()})
     assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2
     assert all(Path(t.system_attrs["trial_dir"], "marked").is_file() for t in result.trials)
+
+
+@pytest.mark.parametrize(("trainer", "why"), [
+    ({"limit_val_batches": 0}, r"limit_val_batches=0 turns validation off"),
+    ({"max_epochs": 1, "check_val_every_n_epoch": 2}, r"No validation ran before training ended \(max_epochs=1, "
+                                                      r"max_steps=-1, check_val_every_n_epoch=2"),
+    ({"max_steps": 2}, r"No validation ran before training ended \(max_epochs=3, max_steps=2,"),  # 4 batches an epoch
+], ids=["limit_val_batches=0", "check_val_every_n_epoch>max_epochs", "max_steps<an epoch"])
+def test_a_validation_metric_with_no_validation_says_that_validation_never_ran(tmp_path: Path, trainer: dict[str, Any],
+                                                                               why: str) -> None:
+    # The error said only "metric 'val_loss' was never logged" while the module logs it.
+    with pytest.raises(MetricNotFoundError, match=r"metric 'val_loss' was never logged; logged metrics: train_loss\. "
+                                                  + why):
+        run(tmp_path, trainer)
+    (t,) = Study.load("Regression", f"sqlite:///{tmp_path / 'frameworm.db'}").trials
+    assert re.search(why, t.error)

@@ -156,7 +156,10 @@ def test_a_wrong_metric_name_stops_the_search_at_the_first_trial():
     from frameworm_lightning.search import GridSearch
 
     search = GridSearch(base_config={"x": 0}, search_space={"x": [0, 1, 2]}, metric="los", verbose=False)
-    with pytest.raises(MetricNotFoundError, match=r"metric 'los' was never logged; logged metrics: acc, loss"):
+    # The fix it named was Lightning's (self.log), which a train_fn has not.
+    with pytest.raises(MetricNotFoundError, match=r"metric 'los' was never logged; logged metrics: acc, loss\. "
+                                                  r"Return it in train_fn's dict \(\{'los': \.\.\.\}\), or pick one "
+                                                  r"of those as metric=\.$"):
         search.run(lambda c: {"loss": c["x"], "acc": 1.0})
     assert len(search.study.trials) == 1
 
