@@ -49,7 +49,8 @@ for), minus the best fully trained value of the table (the table's worst before 
 configuration else the one trained furthest with the best value there; not monotone.) The table prints, per row, the best-so-far regret at the end of the budget,
 its area under the curve (its mean over the budget), the time needed to reach the final
 regret of the search without stopping on the same seed, and the mean rank by area across
-tables.
+tables: the rank of each row's mean area, and its rank per seed averaged over the seeds
+(:func:`per_seed_ranks`).
 """
 
 from __future__ import annotations
