@@ -26,6 +26,11 @@ reports reach the policy in the order their epochs end.
   ``MultiFidelitySampler(BayesianSampler(seed))`` (the sampler's default settings), whose
   model is fitted on the values of the highest rung with enough results; the sampler's
   initial design takes the random rows' configurations.
+- ``ASHA+BO+cost``, ``ASHA+BO+cost+pause``: the same with a cost-aware model,
+  ``BayesianSampler(seed, cost="duration")``: expected improvement per second of training,
+  each configuration's seconds per epoch read from the (simulated) durations of its
+  trials. On one worker an epoch is one unit of time for every configuration: the rows
+  are then their cost-blind counterparts.
 - ``ASHA+pause``, ``Hyperband+pause``, ``ASHA+BO+pause``: the halving policies *with
   promotions* (a ``SearchRunner``'s default): a trial not in the top pauses and a promotion
   resumes its configuration where it paused, in a memory ``Study`` driven as the runner does.
@@ -44,13 +49,15 @@ for), minus the best fully trained value of the table (the table's worst before 
 configuration else the one trained furthest with the best value there; not monotone.) The table prints, per row, the best-so-far regret at the end of the budget,
 its area under the curve (its mean over the budget), the time needed to reach the final
 regret of the search without stopping on the same seed, and the mean rank by area across
-tables.
+tables: the rank of each row's mean area, and its rank per seed averaged over the seeds
+(:func:`per_seed_ranks`).
 """
 
 from __future__ import annotations
 
 import abc
 import argparse
+import dataclasses
 import heapq
 import json
 import math
@@ -65,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.stats
 
 from benchmarks.curves.problems import PROBLEMS
 from benchmarks.curves.table import Table, load_table
@@ -227,6 +235,7 @@ class Row(abc.ABC):
         self.order = stream(table, seed)
         self.index: dict[Any, int] = {}
         self.seen: dict[Any, list[float]] = {}
+        self.now = 0.0  # the simulated time, set by the driver before each call
 
     @abc.abstractmethod
     def start(self) -> Any:
@@ -246,11 +255,16 @@ class TableSampler(Sampler):
     not tried yet. The model's initial design (``bo == "initial"``) and its random draws
     (``mf_random``, ``MultiFidelitySampler``'s ``random_fraction``) take the random order's
     configurations, so that rows differ only by the model's proposals (the configuration
-    nearest to a Sobol point favours isolated, often extreme, ones)."""
+    nearest to a Sobol point favours isolated, often extreme, ones).
+
+    ``clock``: each trial's simulated ``(start, end)`` (``end`` ``None`` while it runs), kept
+    by the row; the model sees them as the trials' ``started_at``/``completed_at``, in place
+    of the wall clock of this process."""
 
     def __init__(self, table: Table, seed: int, model: Sampler | None = None) -> None:
         super().__init__(seed)
         self.table, self.model = table, model
+        self.clock: dict[int, tuple[float, float | None]] = {}
         self.order = stream(table, seed)
         self.space = PROBLEMS[table.name].space
         self.nearest = _nearest(table)
@@ -263,7 +277,9 @@ class TableSampler(Sampler):
         tried = {self.index(t.params) for t in context.trials if t.has_params}
         attrs: dict[str, Any] = {}
         if self.model is not None:
-            suggestion = self.model.ask(context)
+            trials = [dataclasses.replace(t, started_at=self.clock[t.number][0], completed_at=self.clock[t.number][1])
+                      if t.number in self.clock else t for t in context.trials]
+            suggestion = self.model.ask(dataclasses.replace(context, trials=trials))
             assert suggestion is not None  # an unbounded space
             attrs = dict(suggestion.system_attrs)
             if attrs.get("bo") != "initial" and not attrs.get("mf_random"):
@@ -277,27 +293,30 @@ def _key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-def table_sampler(table: Table, seed: int, model_based: bool) -> TableSampler:
-    """Random proposals, or ``MultiFidelitySampler(BayesianSampler(seed))``'s (default settings)."""
-    if not model_based:
+def table_sampler(table: Table, seed: int, model: str | None) -> TableSampler:
+    """Random proposals (``model=None``), or ``MultiFidelitySampler(BayesianSampler(seed))``'s
+    (default settings; ``model="cost"``: with ``cost="duration"``, ``"blind"``: without)."""
+    if model is None:
         return TableSampler(table, seed)
     from frameworm_lightning import BayesianSampler, MultiFidelitySampler  # noqa: PLC0415 - torch on first use
 
-    return TableSampler(table, seed, MultiFidelitySampler(BayesianSampler(seed=seed)))
+    cost = {"blind": None, "cost": "duration"}[model]
+    return TableSampler(table, seed, MultiFidelitySampler(BayesianSampler(seed=seed, cost=cost)))
 
 
 class OursRow(Row):
     """Our policies through their pure ``decide(History)``, every other trial of the search in
     ``History.others`` (running ones too) with the system attributes the decisions store;
-    ``model_based``: configurations from :class:`MultiFidelitySampler` instead of the seeded order."""
+    ``model``: configurations from :class:`MultiFidelitySampler` instead of the seeded order
+    (see :func:`table_sampler`)."""
 
-    def __init__(self, table: Table, seed: int, make: Callable[[], Any] | None, model_based: bool = False) -> None:
+    def __init__(self, table: Table, seed: int, make: Callable[[], Any] | None, model: str | None = None) -> None:
         super().__init__(table, seed)
         self.policy = make() if make is not None else None
         self.done: list[FrozenTrial] = []
         self.running: dict[int, dict[str, Any]] = {}  # number -> attrs
         self.values: dict[int, dict[int, float]] = {}
-        self.sampler = table_sampler(table, seed, model_based)
+        self.sampler = table_sampler(table, seed, model)
         self.space = self.sampler.space
 
     def _others(self, number: int | None) -> tuple[FrozenTrial, ...]:
@@ -314,6 +333,7 @@ class OursRow(Row):
         self.index[number] = self.sampler.index(suggestion.params)
         attrs = dict(suggestion.system_attrs)  # the sampler's records, as a Study stores them
         self.seen[number], self.values[number] = [], {}
+        self.sampler.clock[number] = (self.now, None)
         start = getattr(self.policy, "start_attrs", None)
         if start is not None:
             attrs.update(start(History(mode="min", number=number, others=self._others(number))))
@@ -336,6 +356,7 @@ class OursRow(Row):
 
     def end(self, h: int, finished: bool) -> None:
         values = self.values[h]
+        self.sampler.clock[h] = (self.sampler.clock[h][0], self.now)
         self.done.append(FrozenTrial(h, TrialState.COMPLETE if finished else TrialState.PRUNED, self._params(h),
                                      values[max(values)], dict(values), system_attrs=self.running.pop(h)))
 
@@ -347,14 +368,14 @@ class PausingRow(Row):
     callback and the runner drive it (``start_attrs``, ``decide`` with ``can_pause``, its
     scheduler's ``trial_budget`` before every claim)."""
 
-    def __init__(self, table: Table, seed: int, make: Callable[[], Any], model_based: bool = False) -> None:
+    def __init__(self, table: Table, seed: int, make: Callable[[], Any], model: str | None = None) -> None:
         from frameworm_lightning import Study  # noqa: PLC0415
 
         super().__init__(table, seed)
         self.policy = make()
         self.policy.promotion = True
         self.scheduler = self.policy.scheduler()
-        self.sampler = table_sampler(table, seed, model_based)
+        self.sampler = table_sampler(table, seed, model)
         self.study = Study.create(f"{table.name}-{seed}", self.sampler.space, metric=table.metric, mode="min",
                                   sampler=self.sampler, storage="memory")
         self.values: dict[Any, dict[int, float]] = {}
@@ -375,6 +396,7 @@ class PausingRow(Row):
         resumed = int(float(trial.system_attrs.get("fw_promoted_at", 0)))  # a promotion resumes there
         self.index[trial], self.seen[trial] = index, list(self.table.curves[index].values[:resumed])
         self.values[trial] = {}
+        self.sampler.clock[trial.number] = (self.now, None)
         return trial
 
     def report(self, h: Any, epoch: int, value: float) -> tuple[bool, bool]:
@@ -393,6 +415,7 @@ class PausingRow(Row):
 
     def end(self, h: Any, finished: bool) -> None:
         values = self.values[h]
+        self.sampler.clock[h.number] = (self.sampler.clock[h.number][0], self.now)
         if finished:
             h.complete(values[max(values)])
         else:
@@ -412,10 +435,12 @@ def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
     }
 
 
-#: Our halving policies with configurations proposed by MultiFidelitySampler(BayesianSampler()).
-MODEL_BASED = {"ASHA+BO": "ASHA", "Hyperband+BO": "Hyperband"}
+#: Our halving policies with configurations proposed by MultiFidelitySampler(BayesianSampler()),
+#: cost-blind or cost-aware (see :func:`table_sampler`).
+MODEL_BASED = {"ASHA+BO": ("ASHA", "blind"), "Hyperband+BO": ("Hyperband", "blind"), "ASHA+BO+cost": ("ASHA", "cost")}
 #: Our halving policies with promotions (pause and resume, a SearchRunner's default), random or model-based.
-PAUSING = {"ASHA+pause": ("ASHA", False), "Hyperband+pause": ("Hyperband", False), "ASHA+BO+pause": ("ASHA", True)}
+PAUSING = {"ASHA+pause": ("ASHA", None), "Hyperband+pause": ("Hyperband", None), "ASHA+BO+pause": ("ASHA", "blind"),
+           "ASHA+BO+cost+pause": ("ASHA", "cost")}
 
 
 # --- Optuna ---------------------------------------------------------------------------------------
@@ -561,6 +586,7 @@ def drive(row: Row, budget: float, workers: int = 1, seconds: bool = False) -> S
 
     def launch(worker: int, now: float) -> None:
         nonlocal tick
+        row.now = now
         h = row.start()
         epoch = len(row.seen[h])
         duration = table.curves[row.index[h]].seconds[epoch] if seconds else 1.0
@@ -573,7 +599,7 @@ def drive(row: Row, budget: float, workers: int = 1, seconds: bool = False) -> S
         end, _, worker, h = heapq.heappop(events)
         if end > budget + 1e-9:
             break
-        search.now = end
+        search.now = row.now = end
         search.epochs += 1
         index = row.index[h]
         curve = table.curves[index].values
@@ -594,10 +620,11 @@ def drive(row: Row, budget: float, workers: int = 1, seconds: bool = False) -> S
 
 def make_row(table: Table, seed: int, row: str) -> Row:
     if row in MODEL_BASED:
-        return OursRow(table, seed, our_rows(table)[MODEL_BASED[row]], model_based=True)
+        policy, model = MODEL_BASED[row]
+        return OursRow(table, seed, our_rows(table)[policy], model)
     if row in PAUSING:
-        policy, model_based = PAUSING[row]
-        return PausingRow(table, seed, our_rows(table)[policy], model_based)
+        policy, model = PAUSING[row]
+        return PausingRow(table, seed, our_rows(table)[policy], model)
     if row.startswith("ray:"):
         return RayRow(table, seed, row.split(":")[1])
     if row.startswith("optuna:"):
@@ -802,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runner_seeds and args.workers == 1:
         rows += ["runner:ASHA", "runner:Hyperband"]
     ranks: dict[str, list[float]] = {r: [] for r in rows if not r.startswith("runner:")}
+    seed_ranks: dict[str, list[float]] = {r: [] for r in ranks}
     dump: dict[str, Any] = {"argv": sys.argv[1:] if argv is None else argv, "tables": {}}
     for name in names:
         table = load_table(name)
@@ -817,12 +845,24 @@ def main(argv: list[str] | None = None) -> int:
         order = sorted((r for r in results if len(r.aucs) == args.seeds), key=lambda r: statistics.mean(r.aucs))
         for rank, r in enumerate(order, 1):
             ranks[r.row].append(rank)
+        for row, rank in per_seed_ranks([r for r in results if len(r.aucs) == args.seeds]).items():
+            seed_ranks[row].append(rank)
     if args.json:
         Path(args.json).write_text(json.dumps(dump, indent=1))
-    print("\n| search | mean rank by AUC |\n|---|---|")
+    print("\n| search | mean rank by AUC | mean rank by AUC, per seed |\n|---|---|---|")
     for row, rs in sorted(ranks.items(), key=lambda kv: statistics.mean(kv[1])):
-        print(f"| {row} | {statistics.mean(rs):.2f} |")
+        print(f"| {row} | {statistics.mean(rs):.2f} | {statistics.mean(seed_ranks[row]):.2f} |")
     return 0
+
+
+def per_seed_ranks(results: list[Result]) -> dict[str, float]:
+    """Each row's rank by area on every seed (ties share the mean of their ranks), averaged over
+    the seeds: unlike the rank of the mean area, a few seeds with a large area cannot decide it."""
+    if not results:
+        return {}
+    aucs = np.array([r.aucs for r in results])  # (rows, seeds)
+    ranks = scipy.stats.rankdata(aucs, axis=0)
+    return {r.row: float(ranks[i].mean()) for i, r in enumerate(results)}
 
 
 if __name__ == "__main__":

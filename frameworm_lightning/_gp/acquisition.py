@@ -21,6 +21,11 @@ Names (``ACQUISITIONS``):
     upper bound of the maximised target is the lower bound of a minimised objective, so
     the two names are one function); ``hedge``: a GP-Hedge portfolio of ``logei``,
     ``pi`` and ``ucb`` (Hoffman et al., 2011), run by the sampler.
+
+Per unit of cost (:class:`CostWeighted`, ``COST_AWARE``): an improvement acquisition
+divided by the predicted cost raised to ``exponent``, ``EI(x) / c(x)^exponent`` (with
+``exponent = 1``, expected improvement per second, Snoek et al., 2012), where ``log c`` is
+the posterior mean of a GP fitted on the log costs of the evaluated points.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ from frameworm_lightning._gp.gp import DTYPE, GPPosterior
 __all__ = [
     "ACQUISITIONS",
     "HEDGE_ARMS",
+    "COST_AWARE",
     "AcquisitionFunction",
+    "CostWeighted",
     "ExpectedImprovement",
     "LogExpectedImprovement",
     "ProbabilityOfImprovement",
@@ -48,6 +55,8 @@ __all__ = [
 
 ACQUISITIONS = ("ei", "logei", "pi", "ucb", "lcb", "hedge")
 HEDGE_ARMS = ("logei", "pi", "ucb")
+#: The acquisitions that can be weighed by cost: those that score an improvement (positive).
+COST_AWARE = ("ei", "logei", "pi")
 # PI's default margin: a tenth of the (standardised) spread of the observed values.
 PI_XI = 0.1
 
@@ -198,6 +207,56 @@ class UpperConfidenceBound(AcquisitionFunction):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         mean, sigma = self.posterior(X)
         return mean + self.sqrt_beta * sigma
+
+
+class CostWeighted(AcquisitionFunction):
+    """``acquisition(x) / c(x) ** exponent``: improvement per unit of predicted cost.
+
+    ``log c(x) = log_cost.mean(x) * cost_scale`` up to a constant (a constant factor of the
+    cost changes no ranking). For a log-scale acquisition (``logei``, ``pi``, scored as
+    logarithms) the division is the subtraction ``exponent * log c(x)``; for ``ei`` it is
+    a division.
+
+    Args:
+        acquisition: an improvement acquisition (:data:`COST_AWARE`).
+        log_cost: the posterior of a GP fitted on standardised log costs.
+        cost_scale: the standard deviation of the log costs the GP was standardised with.
+        exponent: the weight of the cost, ``> 0`` (1: improvement per unit of cost).
+        log_scale: whether ``acquisition`` scores logarithms.
+
+    Example:
+        >>> import torch
+        >>> from frameworm_lightning._gp.gp import GPModel, GPPosterior
+        >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> flat = GPPosterior.from_model(GPModel(X, torch.tensor([0.0, 0.0], dtype=torch.float64),
+        ...                                       torch.tensor([False])))
+        >>> slow_right = GPPosterior.from_model(GPModel(X, torch.tensor([-1.0, 1.0], dtype=torch.float64),
+        ...                                             torch.tensor([False])))
+        >>> ei = ExpectedImprovement(flat, best_f=0.0)  # the same EI everywhere
+        >>> per_cost = CostWeighted(ei, slow_right, cost_scale=1.0, exponent=1.0, log_scale=False)
+        >>> bool(per_cost(torch.tensor([[0.0]])) > per_cost(torch.tensor([[1.0]])))
+        True
+    """
+
+    def __init__(self, acquisition: AcquisitionFunction, log_cost: GPPosterior, cost_scale: float, exponent: float,
+                 log_scale: bool) -> None:
+        super().__init__(acquisition.gp)
+        if not (isinstance(exponent, (int, float)) and math.isfinite(exponent) and exponent > 0):
+            raise ValueError(f"exponent must be a finite number > 0, but got exponent={exponent!r}.")
+        if not (math.isfinite(cost_scale) and cost_scale >= 0):
+            raise ValueError(f"cost_scale must be a finite number >= 0, but got cost_scale={cost_scale!r}.")
+        self.acquisition = acquisition
+        self.log_cost = log_cost.requires_grad_(False)
+        self.log_scale = log_scale
+        self.register_buffer("weight", torch.tensor(float(exponent) * float(cost_scale), dtype=DTYPE))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = torch.as_tensor(X, dtype=DTYPE)
+        if X.dim() == 1:
+            X = X.unsqueeze(0)
+        penalty = self.weight * self.log_cost(X)[0]
+        score = self.acquisition(X)
+        return score - penalty if self.log_scale else score * torch.exp(-penalty)
 
 
 def build_acquisition(

@@ -11,7 +11,9 @@ worker, or a resumed search, makes the same suggestion from the same history.
     ``"exhausted"``; ``bo_acquisition``: the acquisition that chose the point; ``bo_gp``:
     the hyperparameters (``lengthscale``, ``outputscale``, ``noise``, and ``n``, the
     number of observations they were fitted on); ``bo_hedge``: each arm's proposal in the
-    unit cube (``acquisition="hedge"`` only).
+    unit cube (``acquisition="hedge"`` only); ``bo_cost``: with a ``cost``, the costs the
+    cost model was fitted on (``n``) and its predicted cost of the suggested point
+    (``predicted``, in the cost's unit; absent while fewer than two costs differ).
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from frameworm_lightning._gp.acquisition import (
+    COST_AWARE,
     HEDGE_ARMS,
+    CostWeighted,
     build_acquisition,
     hedge_probabilities,
     validate_acquisition,
@@ -117,6 +122,19 @@ class BayesianSampler(Sampler):
         warp_outputs: fit the GP to a Yeo-Johnson transform of the values (monotone, so
             the best trial stays the best), which tames heavy-tailed objectives.
         n_threads: torch intra-op threads during a suggestion (``None``: leave as is).
+        cost: make the acquisition cost-aware: ``None`` (default: cost-blind),
+            ``"duration"`` (a trial's cost is its stored duration, ``completed_at -
+            started_at``) or a function of a :class:`FrozenTrial` returning its cost (a
+            positive number, or ``None`` when unknown). A second GP is fitted on the log
+            costs of the trials that have one (running trials with a known cost too), and
+            the acquisition becomes ``EI(x) / c(x) ** cost_exponent`` with ``c`` that GP's
+            prediction (expected improvement per second, Snoek et al., 2012), so cheap
+            points win ties and slow ones must promise more. Needs an improvement
+            acquisition (``logei``, ``ei``, ``pi``). Under a
+            :class:`~frameworm_lightning.samplers.MultiFidelitySampler`, ``"duration"`` is
+            each configuration's seconds per unit of resource.
+        cost_exponent: the weight of the cost, ``> 0`` (1: improvement per unit of cost;
+            smaller values weigh the cost less).
 
     Example:
         >>> from frameworm_lightning import BayesianSampler, Real, Study
@@ -142,6 +160,8 @@ class BayesianSampler(Sampler):
         refit_every: int = 10,
         warp_outputs: bool = True,
         n_threads: int | None = 1,
+        cost: str | Callable[[FrozenTrial], float | None] | None = None,
+        cost_exponent: float = 1.0,
     ) -> None:
         super().__init__(seed=seed)
         if isinstance(n_initial_points, bool) or not isinstance(n_initial_points, int) or n_initial_points < 0:
@@ -165,6 +185,16 @@ class BayesianSampler(Sampler):
                 raise ValueError(f"{name} must be a positive integer, but got {name}={value!r}.")
         if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1):
             raise ValueError(f"n_threads must be a positive integer or None, but got n_threads={n_threads!r}.")
+        if cost is not None and cost != "duration" and not callable(cost):
+            raise ValueError(f"cost must be None, 'duration' or a function of a trial, but got cost={cost!r}.")
+        if cost is not None and self.acquisition not in COST_AWARE:
+            raise ValueError(f"a cost needs an improvement acquisition ({', '.join(map(repr, COST_AWARE))}), "
+                             f"but got acquisition={acquisition!r}; pass one of those or cost=None.")
+        if (isinstance(cost_exponent, bool) or not isinstance(cost_exponent, (int, float))
+                or not math.isfinite(cost_exponent) or cost_exponent <= 0):
+            raise ValueError(f"cost_exponent must be a finite number > 0, but got cost_exponent={cost_exponent!r}.")
+        self.cost = cost
+        self.cost_exponent = float(cost_exponent)
         self.n_initial_points = n_initial_points
         self.beta = float(beta)
         self.pending_strategy = pending_strategy
@@ -178,8 +208,9 @@ class BayesianSampler(Sampler):
         self._encodings: dict[str, ModelEncoding] = {}
 
     def __repr__(self) -> str:
+        cost = "" if self.cost is None else f", cost={self.cost!r}, cost_exponent={self.cost_exponent!r}"
         return (f"BayesianSampler(seed={self.seed!r}, n_initial_points={self.n_initial_points!r}, "
-                f"acquisition={self.acquisition!r})")
+                f"acquisition={self.acquisition!r}{cost})")
 
     def max_trials(self, space: SearchSpace) -> int | None:
         return self._encoding(space).n_configurations
@@ -388,9 +419,12 @@ class BayesianSampler(Sampler):
         seed = self.rng(context.number, salt=_SALT_RAW)
         extra = _perturbations(encoding, X[np.argsort(-y_std, kind="stable")[:5]], seed, per_point=20)
         arms = HEDGE_ARMS if self.acquisition == "hedge" else (self.acquisition,)
+        cost = self._cost_model(context, encoding) if self.cost is not None else None
         proposals: dict[str, np.ndarray] = {}
         for arm in arms:
             acqf = build_acquisition(arm, fantasy, best_f, self.beta)
+            if cost is not None:
+                acqf = CostWeighted(acqf, cost[0], cost[2], self.cost_exponent, log_scale=arm != "ei")
             result = optimize_acquisition(acqf, encoding, seed, n_raw=self.n_candidates, n_starts=self.n_starts,
                                           extra_starts=extra)
             first = _first_fresh(encoding, result.X, tried, X_pending)
@@ -406,7 +440,47 @@ class BayesianSampler(Sampler):
         else:
             chosen = self.acquisition
         attrs["bo_acquisition"] = chosen
+        if cost is not None:
+            posterior_c, mu, scale, n = cost
+            log_c = float(posterior_c.mean(torch.as_tensor(proposals[chosen][None, :], dtype=DTYPE))[0]) * scale + mu
+            attrs["bo_cost"] = {"n": n, "predicted": math.exp(log_c)}
         return Suggestion(params=encoding.decode(proposals[chosen]), system_attrs=attrs)
+
+    def _trial_cost(self, trial: FrozenTrial) -> float | None:
+        if self.cost == "duration":
+            cost = trial.duration
+        else:
+            assert callable(self.cost)
+            cost = self.cost(trial)
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)) or not math.isfinite(cost) or cost <= 0:
+            return None  # data, not code: an unknown or unusable cost is no observation
+        return float(cost)
+
+    def _cost_model(self, context: AskContext, encoding: ModelEncoding) -> tuple[GPPosterior, float, float, int] | None:
+        """A GP on the standardised log costs of the trials with one: ``(posterior, mean, std, n)``.
+
+        ``None`` while fewer than two costs differ: every point is then as cheap as any
+        other, and the acquisition is left as it is.
+        """
+        X, y = [], []
+        for t in context.trials:
+            if not t.has_params:
+                continue
+            cost = self._trial_cost(t)
+            x = self._encode(encoding, t) if cost is not None else None
+            if x is not None:
+                X.append(x)
+                y.append(math.log(cost))  # type: ignore[arg-type]
+        if len(y) < 2 or float(np.ptp(y)) < 1e-12:
+            return None
+        y_std, mu, scale = standardize(np.array(y, dtype=float))
+        model = GPModel(torch.as_tensor(np.array(X), dtype=DTYPE), torch.as_tensor(y_std, dtype=DTYPE),
+                        torch.as_tensor(encoding.categorical_mask))
+        try:
+            fit_gp(model, [None], maxiter=100)
+            return GPPosterior.from_model(model), mu, scale, len(y)
+        except GPNumericalError:
+            return None  # no cost model this time: the suggestion is the cost-blind one
 
     def _lies(self, posterior: GPPosterior, X_pending: np.ndarray, y_std: np.ndarray) -> torch.Tensor:
         """Fantasy values of the pending points, standardised, shape ``(k,)``."""

@@ -18,6 +18,13 @@ Notations:
 Everything is read from the trials of :class:`~frameworm_lightning.samplers.AskContext`
 (the stored history), so any worker, or a resumed search, makes the same suggestion.
 
+Cost: a config's *seconds per unit of resource* are the durations of its finished trials
+(``completed_at - started_at``) over the resource they trained (the highest rung each
+recorded, less the rung it was promoted at, ``fw_promoted_at``). The base sees them as
+the durations of the config's trials, so a cost-aware base
+(``BayesianSampler(cost="duration")``) weighs its proposals by the time a unit of
+training takes there, whichever rung the config stopped at.
+
 ``system_attrs`` written on each trial (besides the base sampler's):
     ``mf_rung``: the rung whose values the model saw (``None``: no rung had ``min_points``
     results, the base sampler's initial design); ``mf_points``: ``n_r`` of that rung;
@@ -51,6 +58,12 @@ class _Config:
     first: FrozenTrial
     latest: FrozenTrial
     values: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # the durations of its finished trials...
+    resource: float = 0.0  # ...and the resource they trained
+
+    @property
+    def seconds_per_resource(self) -> float | None:
+        return self.seconds / self.resource if self.resource > 0 and self.seconds > 0 else None
 
 
 def _rung_values(trial: FrozenTrial) -> dict[str, float]:
@@ -86,8 +99,28 @@ def _group(trials: Sequence[FrozenTrial]) -> tuple[dict[int, _Config], list[Froz
         if config is None:
             config = configs[root] = _Config(t, t)
         config.latest = t
-        config.values.update(_rung_values(t))
+        values = _rung_values(t)
+        config.values.update(values)
+        trained = _trained(t, values)
+        if trained is not None:
+            config.seconds += trained[0]
+            config.resource += trained[1]
     return configs, others
+
+
+def _trained(trial: FrozenTrial, values: dict[str, float]) -> tuple[float, float] | None:
+    """``(seconds, resource)`` a finished trial trained, or ``None`` when either is unknown."""
+    duration = trial.duration
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or duration is None or not values:
+        return None
+    try:
+        start = float(trial.system_attrs.get("fw_promoted_at", 0) or 0)
+    except (TypeError, ValueError):
+        return None
+    resource = max(_resource(key) for key in values) - start
+    if not (math.isfinite(duration) and duration > 0 and math.isfinite(resource) and resource > 0):
+        return None
+    return duration, resource
 
 
 def _resource(key: str) -> float:
@@ -118,6 +151,9 @@ class MultiFidelitySampler(Sampler):
       trials applies: :class:`BayesianSampler` enters it with the worst value by
       default, or ignores it with ``pruned="exclude"``);
     * trials no halving policy manages (no ``fw_rungs``) are tried points without a value.
+    * each configuration's trial lasts its seconds per unit of resource (see the module
+      docstring; no duration while none of its trials has finished): a base with
+      ``cost="duration"`` proposes by expected improvement per second of training.
 
     Until some rung has ``min_points`` results, the base sees no values and makes its
     initial design (a Sobol sequence for :class:`BayesianSampler`). Once one has, a share
@@ -230,7 +266,9 @@ class MultiFidelitySampler(Sampler):
                 state, value_ = TrialState.FAILED, None  # tried, nothing the model can use
             else:
                 state, value_ = TrialState.PRUNED, None  # stopped or paused below the rung
+            per_unit = config.seconds_per_resource
             trials.append(FrozenTrial(config.first.number, state, dict(latest.params), value_,
+                                      started_at=None if per_unit is None else 0.0, completed_at=per_unit,
                                       system_attrs=attrs))
         trials.sort(key=lambda t: t.number)
         return replace(context, trials=trials)

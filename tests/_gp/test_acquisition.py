@@ -11,6 +11,7 @@ import torch
 
 from frameworm_lightning._gp.acquisition import (
     ACQUISITIONS,
+    CostWeighted,
     ExpectedImprovement,
     LogExpectedImprovement,
     ProbabilityOfImprovement,
@@ -174,3 +175,26 @@ def test_hedge_probabilities_favour_the_larger_gain() -> None:
     p = hedge_probabilities(np.array([0.0, 2.0, 1.0]), eta=1.0)
     assert p.sum() == pytest.approx(1.0) and p.argmax() == 1
     assert np.allclose(hedge_probabilities(np.array([5.0, 5.0]), eta=3.0), [0.5, 0.5])
+
+
+@pytest.mark.parametrize("name", ["logei", "ei", "pi"])
+def test_cost_weighted_divides_the_improvement_by_the_predicted_cost(name: str) -> None:
+    X = torch.tensor([[0.1], [0.4], [0.9]], dtype=D)
+    mask = torch.tensor([False])
+    objective = GPPosterior.from_model(GPModel(X, torch.tensor([0.3, -1.0, 1.2], dtype=D), mask))
+    log_cost = GPPosterior.from_model(GPModel(X, torch.tensor([-1.0, 0.5, 1.0], dtype=D), mask))
+    plain = build_acquisition(name, objective, best_f=1.2, beta=2.0)
+    per_cost = CostWeighted(plain, log_cost, cost_scale=0.7, exponent=0.5, log_scale=name != "ei")
+    Xq = torch.tensor([[0.0], [0.3], [0.65], [1.0]], dtype=D)
+    with torch.no_grad():
+        penalty = 0.5 * 0.7 * log_cost(Xq)[0]  # exponent * log c(x), up to a constant
+        expected = plain(Xq) - penalty if name != "ei" else plain(Xq) / torch.exp(penalty)
+        torch.testing.assert_close(per_cost(Xq), expected)
+    assert per_cost(Xq[0]).shape == (1,)  # one point, as every acquisition takes it
+
+
+def test_cost_weighted_rejects_a_non_positive_exponent() -> None:
+    X = torch.tensor([[0.0], [1.0]], dtype=D)
+    gp = GPPosterior.from_model(GPModel(X, torch.tensor([0.0, 1.0], dtype=D), torch.tensor([False])))
+    with pytest.raises(ValueError, match="exponent=0"):
+        CostWeighted(ExpectedImprovement(gp, 1.0), gp, cost_scale=1.0, exponent=0, log_scale=False)

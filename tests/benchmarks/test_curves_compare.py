@@ -211,3 +211,42 @@ def test_optuna_rows_are_reproducible_run_to_run(table) -> None:
     budget = 6 * table.max_epochs
     runs = [compare.drive(compare.OptunaRow(table, 2, "random", "Hyperband"), budget) for _ in range(3)]
     assert all(r.trace == runs[0].trace for r in runs[1:])
+
+
+@pytest.mark.parametrize("row", ["ASHA+BO+cost", "ASHA+BO+cost+pause"])
+def test_a_cost_aware_model_sees_each_configurations_recorded_seconds_per_epoch(table, row: str) -> None:
+    pytest.importorskip("gpytorch")
+    r = compare.make_row(table, 0, row)
+    model = r.sampler.model
+    asked = []
+
+    def ask(context):  # what the model is asked with: the trials on the simulated clock
+        asked.append(context)
+        return type(model).ask(model, context)
+
+    model.ask = ask
+    compare.drive(r, compare.budget_of(table, 4, workers=4), workers=4, seconds=True)
+    context = asked[-1]
+    assert any(t.system_attrs.get("bo_cost") for t in context.trials)  # the model weighed costs
+    view = {t.number: t.duration for t in model.view(context).trials}
+    checked = 0
+    for root in view:
+        finished = [t for t in context.trials if t.system_attrs.get("fw_root") == root
+                    and t.state in (compare.TrialState.COMPLETE, compare.TrialState.PRUNED)]
+        if not finished:
+            assert view[root] is None
+            continue
+        # Its finished trials trained epochs 1..R with no gap, R its highest rung: their recorded seconds over R.
+        epochs = int(max(float(k) for t in finished for k in t.system_attrs["fw_rungs"]))
+        seconds = table.curves[r.sampler.index(finished[0].params)].seconds
+        assert view[root] == pytest.approx(sum(seconds[:epochs]) / epochs)
+        checked += 1
+    assert checked >= 10
+
+
+def test_per_seed_ranks_average_each_seeds_rank_and_share_ties() -> None:
+    results = [compare.Result("a", [], [1.0, 5.0, 2.0], []), compare.Result("b", [], [2.0, 1.0, 2.0], []),
+               compare.Result("c", [], [3.0, 2.0, 9.0], [])]
+    # Seed 0: a, b, c; seed 1: b, c, a; seed 2: a and b tied for 1-2, then c.
+    assert compare.per_seed_ranks(results) == {"a": pytest.approx((1 + 3 + 1.5) / 3),
+                                               "b": pytest.approx((2 + 1 + 1.5) / 3), "c": pytest.approx(8 / 3)}

@@ -274,6 +274,10 @@ def test_the_seeds_bayesian_search_configuration_works() -> None:
         ({"n_candidates": 0}, "n_candidates=0"),
         ({"n_threads": 0}, "n_threads=0"),
         ({"seed": -1}, "seed=-1"),
+        ({"cost": "seconds"}, "None, 'duration' or a function of a trial, but got cost='seconds'"),
+        ({"cost": "duration", "acquisition": "ucb"}, "improvement acquisition.*acquisition='ucb'"),
+        ({"cost": "duration", "acquisition": "hedge"}, "acquisition='hedge'"),
+        ({"cost": "duration", "cost_exponent": 0}, "cost_exponent=0"),
     ],
 )
 def test_bad_arguments_name_the_offending_value(kwargs: dict[str, Any], message: str) -> None:
@@ -320,3 +324,42 @@ def test_hyperparameters_are_reused_every_other_suggestion_from_the_initial_desi
     study = _run(BayesianSampler(seed=0), QUADRATIC_SPACE, _quadratic, 15)
     fitted_on = [t.system_attrs["bo_gp"]["n"] for t in study.trials[10:15]]
     assert fitted_on == [10, 10, 12, 12, 14]
+
+
+# --- cost-aware acquisition -------------------------------------------------------------------------
+def _two_valleys(seconds: Any) -> list[FrozenTrial]:
+    """Twelve evaluated points of a function with two equally deep minima, at 0.2 and 0.8;
+    trial ``i`` lasted ``seconds(x)``."""
+    xs = np.linspace(0.05, 0.95, 12)
+    return [FrozenTrial(i, TrialState.COMPLETE, {"x": float(x)}, min((x - 0.2) ** 2, (x - 0.8) ** 2),
+                        started_at=100.0, completed_at=100.0 + seconds(x)) for i, x in enumerate(xs)]
+
+
+def test_a_cost_aware_acquisition_takes_the_cheaper_of_two_equal_valleys() -> None:
+    space = SearchSpace({"x": Real(0.0, 1.0)})
+    trials = _two_valleys(lambda x: 1.0 if x < 0.5 else 20.0)  # the right valley is 20 times slower
+    ctx = AskContext(space, "min", trials, number=12)
+    blind = BayesianSampler(seed=0).ask(ctx)
+    aware = BayesianSampler(seed=0, cost="duration").ask(ctx)
+    assert blind is not None and aware is not None
+    assert abs(blind.params["x"] - 0.8) < 0.02 and "bo_cost" not in blind.system_attrs
+    assert abs(aware.params["x"] - 0.2) < 0.02  # the same promise at a twentieth of the time
+    assert aware.system_attrs["bo_cost"]["n"] == 12
+    assert aware.system_attrs["bo_cost"]["predicted"] == pytest.approx(1.0, rel=0.05)
+    # A function of the trial gives the same costs: the same suggestion.
+    by_fn = BayesianSampler(seed=0, cost=lambda t: t.completed_at - t.started_at).ask(ctx)
+    assert by_fn is not None and by_fn.params == aware.params
+
+
+def test_equal_or_unknown_costs_leave_the_suggestion_as_it_is() -> None:
+    space = SearchSpace({"x": Real(0.0, 1.0)})
+    blind = BayesianSampler(seed=0).ask(AskContext(space, "min", _two_valleys(lambda x: 3.0), number=12))
+    for trials in (_two_valleys(lambda x: 3.0),  # every point as slow as any other
+                   [FrozenTrial(t.number, t.state, t.params, t.value) for t in _two_valleys(lambda x: 3.0)]):
+        aware = BayesianSampler(seed=0, cost="duration").ask(AskContext(space, "min", trials, number=12))
+        assert aware is not None and blind is not None
+        assert aware.params == blind.params and "bo_cost" not in aware.system_attrs
+    # A cost function that returns nonsense for some trials: those trials carry no cost.
+    odd = BayesianSampler(seed=0, cost=lambda t: {0: -1.0, 1: math.nan, 2: None, 3: "slow"}.get(t.number, 3.0))
+    suggestion = odd.ask(AskContext(space, "min", _two_valleys(lambda x: 3.0), number=12))
+    assert suggestion is not None and suggestion.params == blind.params

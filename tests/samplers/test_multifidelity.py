@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -323,3 +324,67 @@ def test_no_random_draws_before_a_rung_has_enough_results_or_with_random_fractio
 def test_random_fraction_must_be_a_share_below_one(bad: Any) -> None:
     with pytest.raises(ValueError, match="random_fraction"):
         MultiFidelitySampler(Recorder(), random_fraction=bad)
+
+
+# --- cost: seconds per unit of resource -------------------------------------------------------------
+def _timed(trial: FrozenTrial, seconds: float | None) -> FrozenTrial:
+    return dataclasses.replace(trial, started_at=1000.0, completed_at=None if seconds is None else 1000.0 + seconds)
+
+
+def test_the_base_sees_each_configs_seconds_per_unit_of_resource() -> None:
+    trials = [
+        _timed(_trial(0, 0.0, {"1": 0.5, "3": 0.4}), 6.0),  # 3 epochs in 6 s
+        _timed(_trial(1, 0.1, {"1": 0.5, "3": 0.3}, fw_paused_at="3"), 3.0),  # paused at 3 after 3 s...
+        _timed(_trial(2, 0.1, {"1": 0.5, "3": 0.3, "9": 0.2}, TrialState.COMPLETE, 0.2, fw_root=1,
+                      fw_promoted_at="3"), 12.0),  # ...promoted: 6 epochs more in 12 s
+        _timed(_trial(3, 0.3, {"1": 0.6}, TrialState.RUNNING), None),  # still running: no duration yet
+        _timed(_trial(4, 0.4, {"1": 0.7}, TrialState.FAILED), 5.0),  # failed: its resource is unknown
+        _timed(_trial(5, 0.5, {"1": 0.9}), 0.5),
+    ]
+    base = Recorder()
+    MultiFidelitySampler(base, min_points=2).ask(AskContext(SPACE, "min", trials, number=6))
+    assert base.seen is not None
+    durations = {t.number: t.duration for t in base.seen.trials}
+    assert durations == {0: 2.0, 1: pytest.approx(15.0 / 9.0), 3: None, 4: None, 5: 0.5}
+
+
+def _valleys_at_rung_1(seconds: Callable[[float], float]) -> list[FrozenTrial]:
+    """Twelve configs stopped at rung 1, whose values there have two equally deep minima (0.2, 0.8)."""
+    xs = np.linspace(0.05, 0.95, 12)
+    return [_timed(_trial(i, float(x), {"1": min((x - 0.2) ** 2, (x - 0.8) ** 2)}), seconds(x))
+            for i, x in enumerate(xs)]
+
+
+def test_a_cost_aware_base_proposes_where_training_is_cheaper() -> None:
+    trials = _valleys_at_rung_1(lambda x: 1.0 if x < 0.5 else 20.0)
+    ctx = AskContext(SPACE, "min", trials, number=12)
+    blind = MultiFidelitySampler(BayesianSampler(seed=0)).ask(ctx)
+    aware = MultiFidelitySampler(BayesianSampler(seed=0, cost="duration")).ask(ctx)
+    assert blind is not None and aware is not None and aware.system_attrs["mf_rung"] == "1"
+    assert abs(blind.params["x"] - 0.8) < 0.02
+    assert abs(aware.params["x"] - 0.2) < 0.02
+    assert aware.system_attrs["bo_cost"] == {"n": 12, "predicted": pytest.approx(1.0, rel=0.05)}
+    # With workers training in the cheap valley, the next suggestion keeps away from them.
+    pending = [_trial(12 + k, x, {}, TrialState.RUNNING) for k, x in enumerate([0.18, 0.2, 0.22])]
+    busy = MultiFidelitySampler(BayesianSampler(seed=0, cost="duration")).ask(
+        AskContext(SPACE, "min", [*trials, *pending], number=15))
+    assert busy is not None
+    assert min(abs(busy.params["x"] - t.params["x"]) for t in pending) > 1e-3
+
+
+def test_cost_aware_suggestions_depend_only_on_the_stored_history(tmp_path: Any) -> None:
+    def sampler() -> MultiFidelitySampler:
+        return MultiFidelitySampler(BayesianSampler(seed=2, n_initial_points=4, n_candidates=256, n_starts=2,
+                                                    cost="duration"))
+
+    url = f"sqlite:///{tmp_path / 'cost.db'}"
+    study = Study.create("cost", SPACE, metric="loss", sampler=sampler(), storage=url)
+    _asha_search(study, 14)
+    modelled = [t for t in study.trials if t.system_attrs.get("bo") == "gp"]
+    assert modelled and all(t.system_attrs["bo_cost"]["n"] >= 4 for t in modelled)  # stored durations were used
+    stored = Study.create("cost", SPACE, metric="loss", sampler=sampler(), storage=url).trials  # a new process
+    asks = [sampler().ask(AskContext(SPACE, "min", stored, number=14)) for _ in range(2)]
+    assert asks[0] is not None and asks[1] is not None and asks[0].params == asks[1].params
+    held = [study.ask() for _ in range(4)]  # four workers, none finished
+    xs = sorted(t.params["x"] for t in held if t is not None)
+    assert len(xs) == 4 and min(np.diff(xs)) > 1e-3, xs
