@@ -61,7 +61,7 @@ class ScriptTrial:
     @classmethod
     def open(cls, url: str, study_name: str, metric: str, mode: str, params: Mapping[str, Any]) -> ScriptTrial:
         store = open_storage(url)
-        record = store.create_or_load_study(study_name, metric, mode, {}, check_space=False)
+        record = store.create_or_load_study(study_name, metric, mode, {}, check_space=False, by=("run", "study= name"))
         if store.get_trials(record.study_id, (TrialState.WAITING,)):
             raise StorageError(
                 f"study {study_name!r} in {masked_url(url)!r} has trials queued by a search; a training script "

@@ -435,12 +435,15 @@ class Storage:
     def create_or_load_study(
         self, name: str, metric: str, mode: str, space: Mapping[str, Any], *, check_space: bool = True,
         sampler: Mapping[str, Any] | None = None, allow_sampler_change: bool = False,
+        by: tuple[str, str] = ("search", "study_name"),
     ) -> StudyRecord:
         """Create a study, or load the stored one of that name after checking it matches.
 
         ``sampler`` is the sampler's identity (``Sampler.identity()``), kept in the study's
         ``fw_sampler`` attribute: resuming a study that has trials with another one is
         refused unless ``allow_sampler_change``, which then stores the new identity.
+        ``by`` names, for a mismatch's message, what opens the study and its argument
+        that names it (a stopping callback's run: ``("run", "study= name")``).
 
         Raises:
             StorageError: ``name`` or ``metric`` is not a string of 1 to 255 characters
@@ -455,18 +458,19 @@ class Storage:
             record = self.load_study(name)
             if record is not None:
                 problems = []
+                who, argument = by
                 if record.metric != metric:
-                    problems.append(f"metric {record.metric!r} is stored, this search uses {metric!r}")
+                    problems.append(f"metric {record.metric!r} is stored, this {who} uses {metric!r}")
                 if record.mode != mode:
-                    problems.append(f"mode {record.mode!r} is stored, this search uses {mode!r}")
+                    problems.append(f"mode {record.mode!r} is stored, this {who} uses {mode!r}")
                 if check_space and record.space != json.loads(_dumps(space)):
                     problems.append(
                         f"the search space changed: stored {json.dumps(record.space)}, given {_dumps(space)}"
                     )
                 if problems:
                     raise StudyMismatchError(
-                        f"study {name!r} in {self.url!r} does not match this search: " + "; ".join(problems)
-                        + ". Use another study_name, or the original settings to resume."
+                        f"study {name!r} in {self.url!r} does not match this {who}: " + "; ".join(problems)
+                        + f". Use another {argument}, or the original settings to resume."
                     )
                 if sampler is not None:
                     record = self._check_sampler(record, json.loads(_dumps(sampler)), allow_sampler_change)

@@ -113,3 +113,17 @@ def test_lightning_clis_instantiator_is_not_a_param(tmp_path: Path) -> None:
     store = open_storage(url)
     [trial] = store.get_trials(store.load_study("cli").study_id)
     assert "_instantiator" not in trial.params and trial.params["x"] == 0.25  # ...is not a hyperparameter
+
+
+def test_a_run_judged_on_another_metric_than_its_study_names_the_callbacks_own_argument(tmp_path: Path) -> None:
+    from frameworm_lightning import StudyMismatchError
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    pl.Trainer(**QUIET, max_epochs=1, callbacks=[ThresholdStopping("val_loss", storage=url, study="s")]).fit(
+        CurveModule())
+    policy = ThresholdStopping("train_loss", storage=url, study="s")
+    with pytest.raises(StudyMismatchError, match=r"metric 'val_loss' is stored, this run uses 'train_loss'.*"
+                                                 r"Use another study= name"):
+        pl.Trainer(**QUIET, max_epochs=1, callbacks=[policy]).fit(CurveModule())
+    assert [t.state for t in open_storage(url).get_trials(open_storage(url).load_study("s").study_id)] == [
+        TrialState.COMPLETE]  # the refused run stored nothing
