@@ -228,7 +228,23 @@ class _RungPolicy(StoppingCallback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._in_runner:
             self._warn_on_limits(trainer)
+        self._warn_on_sparse_validation(trainer)
         super().on_train_start(trainer, pl_module)
+
+    def _warn_on_sparse_validation(self, trainer: pl.Trainer) -> None:
+        """Rungs in epochs that fall between validations are judged at the next one: say which."""
+        every = trainer.check_val_every_n_epoch
+        if self.resource != "epochs" or self._epoch_check or not isinstance(every, int) or every <= 1:
+            return
+        late = [r for r in self.rungs if abs(r / every - round(r / every)) > 1e-9]
+        if late:
+            shown = ", ".join(f"{r:g}" for r in self.rungs)
+            rank_zero_warn(
+                f"{type(self).__name__} judges configurations at rungs at {shown} epochs, but the Trainer validates "
+                f"every {every} epochs (check_val_every_n_epoch={every}): rungs {', '.join(f'{r:g}' for r in late)} "
+                "are judged at the first validation after them, on more training than the rung says. Use "
+                f"check_val_every_n_epoch=1, or min_resource and eta whose rungs are multiples of {every}."
+            )
 
     def _warn_on_limits(self, trainer: pl.Trainer) -> None:
         limits = self.trainer_limits()

@@ -106,6 +106,18 @@ def test_in_a_users_trainer_a_halving_policy_says_which_limits_to_set(tmp_path: 
                    ).fit(CurveModule())
 
 
+def test_a_halving_policy_says_which_rungs_a_sparser_validation_judges_late(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with pytest.warns(UserWarning, match=r"rungs at 1, 3, 9 epochs.*check_val_every_n_epoch=2.*rungs 1, 3, 9 are judged "
+                                         r"at the first validation after them"):
+        pl.Trainer(**QUIET, max_epochs=9, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 1, 9, storage=url, study="late")]).fit(CurveModule())
+    with warnings.catch_warnings():  # rungs 2, 4, 8: each one is a validation's epoch
+        warnings.simplefilter("error", UserWarning)
+        pl.Trainer(**QUIET, max_epochs=8, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 2, 8, eta=2, storage=url, study="on-time")]).fit(CurveModule())
+
+
 def test_no_policy_writes_or_reads_lightnings_private_loops() -> None:
     folder = Path(stopping.__file__).parent
     for source in folder.glob("*.py"):
