@@ -240,9 +240,17 @@ class _Loop:
             handle = self.launcher.start(trial, env)
         except BaseException as err:
             self._release(lease)
-            if not self.launcher.blocking:  # it never ran: its params run again first on resume
-                trial.interrupt(f"could not start the trial's worker: {type(err).__name__}: {err}")
-            raise
+            if self.launcher.blocking:
+                raise
+            # It never ran: its params run again first on resume.
+            trial.interrupt(f"could not start the trial's worker: {type(err).__name__}: {err}")
+            if not isinstance(err, Exception):
+                raise
+            raise FramewormError(
+                f"could not start trial {trial.number}'s worker process: {type(err).__name__}: {err} (the forkserver "
+                "that forks trial processes was killed, or the machine is out of processes or memory); it is stored "
+                "interrupted and runs first when the search runs again."
+            ) from err
         self.running.append(_Running(trial, handle, lease, started))
         self.started += 1
 

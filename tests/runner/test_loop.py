@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from frameworm_lightning import GridSampler, Study, TrialState
+from frameworm_lightning import FramewormError, GridSampler, Study, TrialState
 from frameworm_lightning.runner._loop import run_study
 
 
@@ -34,8 +34,10 @@ class _BrokenLauncher:
 def test_a_trial_whose_worker_could_not_start_is_interrupted_and_runs_first_on_resume() -> None:
     # It was stored FAILED as if it had run and failed: a resumed grid never ran its point.
     study = Study.create("broken", {"x": [1, 2, 3]}, metric="loss", sampler=GridSampler())
-    with pytest.raises(EOFError):
+    with pytest.raises(FramewormError, match=r"could not start trial 0's worker process: EOFError: unexpected EOF "
+                                             r"\(.*\); it is stored interrupted and runs first when the search runs again") as err:
         run_study(study, _BrokenLauncher(), budget=3)
+    assert isinstance(err.value.__cause__, EOFError)
     t = study.trials[0]
     assert t.state is TrialState.FAILED and t.interrupted
     assert "could not start the trial's worker: EOFError: unexpected EOF" in (t.error or "")
