@@ -298,9 +298,11 @@ class SearchCLI(LightningCLI):
             # Lightning turns Ctrl+C during fit into sys.exit(1), raised while handling the interrupt.
             if not isinstance(exc, KeyboardInterrupt) and not isinstance(exc.__context__, KeyboardInterrupt):
                 raise
+            reruns = _waiting_reruns(plan.storage, plan.study_name)
+            cut = f", {reruns} interrupted (they run first when the search resumes)" if reruns else ""
             print(
                 f"interrupted: {progress.finished} finished trial(s) stored in study {plan.study_name!r} "
-                f"({masked_url(plan.storage)}); run the same command again to resume.", file=sys.stderr, flush=True,
+                f"({masked_url(plan.storage)}){cut}; run the same command again to resume.", file=sys.stderr, flush=True,
             )
             raise KeyboardInterrupt from None
         self._summary(result, progress)
@@ -356,6 +358,20 @@ class SearchCLI(LightningCLI):
                 f"search.study_name to one of them, or run {self._prog()} search {self._config_args()} first."
             )
         return Study.load(self.plan.study_name, store)
+
+
+def _waiting_reruns(storage: str, study_name: str) -> int:
+    """How many interrupted trials of the study wait to run again (0 if it cannot be read)."""
+    try:
+        store = open_storage(storage)
+        record = store.load_study(study_name)
+        if record is None:
+            return 0
+        waiting = {t.number for t in store.get_trials(record.study_id, (TrialState.WAITING,))}
+        cut = store.get_trials(record.study_id, (TrialState.FAILED,))
+        return sum(1 for t in cut if t.interrupted and t.system_attrs.get("requeued_as") in waiting)
+    except Exception:  # noqa: BLE001 - only the closing message's count: never hide the interrupt
+        return 0
 
 
 def _short(value: Any, width: int = 60) -> str:

@@ -133,6 +133,7 @@ class SearchProgress:
         plain: TextIO = self.console.file if console is not None else sys.stdout
         self._lines = TrialPrinter(metric, mode, stream=plain, enabled=not self.live_view)
         self.counts = {state: 0 for state in TrialState}
+        self.interrupted = 0  # trials this run stored interrupted (not counted as finished)
         self.stored = 0  # trials of an earlier run, seen through observe()
         self.durations: list[float] = []  # trials finished by this run
         self.started: float | None = None
@@ -156,14 +157,17 @@ class SearchProgress:
     def observe(self, trial: FrozenTrial) -> None:
         """Count a trial stored before this run (a resumed study)."""
         self._lines.observe(trial)
-        if trial.state.is_finished:
+        if trial.state.is_finished and not trial.interrupted:  # an interrupted trial's params run again
             self.counts[trial.state] += 1
             self.stored += 1
 
     def __call__(self, trial: FrozenTrial) -> None:
         """A trial finished: count it, print its line, refresh the view."""
         self._lines(trial)
-        self.counts[trial.state] += 1
+        if trial.interrupted:  # not finished: its params run again first when the search resumes
+            self.interrupted += 1
+        else:
+            self.counts[trial.state] += 1
         self._done.add(trial.number)
         if trial.state is TrialState.PRUNED:
             self.last_pruned = trial

@@ -196,6 +196,10 @@ def test_an_interrupted_search_resumes(tmp_path: Path) -> None:
     study = Study.load("TinyModel", f"sqlite:///{tmp_path / 'study.db'}")
     done_before = [t.number for t in study.trials if t.state is TrialState.COMPLETE]
     assert 1 <= len(done_before) < 3
+    cut = [t for t in study.trials if t.interrupted]
+    # The trial cut short is not counted among the finished ones: it runs again first on resume.
+    assert f"interrupted: {len(done_before)} finished trial(s)" in err
+    assert f"{len(cut)} interrupted (they run first when the search resumes)" in err
 
     resumed = run_cli("search", "-c", str(path), "--model.init_args.sleep", "0", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
