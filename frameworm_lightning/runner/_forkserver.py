@@ -36,12 +36,13 @@ import os
 import signal
 import sys
 import tempfile
-import threading
 import warnings
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from frameworm_lightning.runner._signals import STOP_SIGNALS, stop_signals_handled_by
 
 __all__ = ["LIGHTNING_PRELOAD", "PRELOAD", "keep_import_finalizers_from_exit", "start_forkserver", "warm_up"]
 
@@ -88,9 +89,6 @@ def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.B
     return ctx
 
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 @contextmanager
 def _stop_signals_ignored_by_children() -> Iterator[None]:
     """Processes started in this block begin with SIGTERM and SIGINT ignored (an ignored
@@ -104,19 +102,11 @@ def _stop_signals_ignored_by_children() -> Iterator[None]:
     pending and reaches the restored handler; only a thread of ours that does not block
     it could take it, and ignore it, in that window.
     """
-    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
-    if threading.current_thread() is not threading.main_thread() or None in previous.values():
-        yield  # only the main thread may set handlers; None: a handler Python cannot restore
-        return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set(_STOP_SIGNALS))
+    # Blocked around the handlers' change both ways: a signal in between waits for the handler put back.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, set(STOP_SIGNALS))
     try:
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
-        try:
+        with stop_signals_handled_by(signal.SIG_IGN):
             yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 

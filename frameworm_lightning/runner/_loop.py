@@ -36,7 +36,6 @@ import select
 import shutil
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,7 +50,7 @@ from frameworm_lightning.runner._launcher import Launcher, WorkerExit, describe_
 from frameworm_lightning.runner._payload import base_payload, dump_evaluate, portable_url, write_private
 from frameworm_lightning.runner._processes import ProcessLauncher
 from frameworm_lightning.runner._rules import search_error
-from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search, stopped
+from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search, stop_signals_handled_by, stopped
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -136,17 +135,8 @@ class _Loop:
             with sigterm_stops_search():
                 yield
             return
-        if threading.current_thread() is not threading.main_thread():
+        with stop_signals_handled_by(self._on_signal):
             yield
-            return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        for s in previous:
-            signal.signal(s, self._on_signal)
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
     def _sleep(self, timeout: float) -> None:
         ready, _, _ = select.select([self._wake_r], [], [], timeout)

@@ -33,9 +33,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SIGTERM_EXIT", "StopRequest", "is_sigterm", "sigterm_exception", "sigterm_stops_search", "stopped"]
+__all__ = ["SIGTERM_EXIT", "STOP_SIGNALS", "StopRequest", "is_sigterm", "sigterm_exception", "sigterm_stops_search",
+           "stop_signals_handled_by", "stopped"]
 
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _log = logging.getLogger("frameworm_lightning")
 
@@ -104,3 +106,22 @@ def sigterm_stops_search(what: str = "search") -> Iterator[StopRequest]:
         raise stopped(what) from exc
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def stop_signals_handled_by(handler: Any) -> Iterator[bool]:
+    """SIGINT and SIGTERM go to ``handler`` (a function, ``SIG_IGN``...) in this block; the
+    previous handlers come back after it. The block gets whether they were set: only the main
+    thread may set handlers, and a previous handler Python did not install (``None``) could
+    not be put back, so then nothing changes and it gets ``False``."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield False
+        return
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+    try:
+        yield True
+    finally:
+        for signum, previous_handler in previous.items():
+            signal.signal(signum, previous_handler)
