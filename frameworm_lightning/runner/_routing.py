@@ -11,6 +11,7 @@ target's signature before any training starts.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "CALLBACK_TARGETS",
     "Routed",
     "TARGETS",
+    "check_given",
     "check_keys",
     "check_required",
     "init_arguments",
@@ -107,6 +109,25 @@ def check_keys(keys: Iterable[str], targets: Mapping[str, Any]) -> None:
             problems.append(f"{key!r} is not an argument of {getattr(target, '__name__', target)}; valid: {valid}")
     if problems:
         raise ConfigKeyError("unknown search-space key(s): " + "; ".join(problems) + ".")
+
+
+def check_given(targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise :class:`ConfigKeyError` for a base argument its target does not take (a misspelt
+    ``trainer_kwargs={"max_epoch": 2}``), naming the closest argument; ``given`` maps
+    ``"model"``/``"data"``/``"trainer"`` to ``model_kwargs``/``datamodule_kwargs``/``trainer_kwargs``."""
+    for target_name, kwargs in given.items():
+        target = targets.get(target_name)
+        if target is None or not kwargs:
+            continue
+        names, var_kw = init_arguments(target)
+        for arg in kwargs:
+            if var_kw or arg in names:
+                continue
+            where = {"model": "model_kwargs", "data": "datamodule_kwargs", "trainer": "trainer_kwargs"}[target_name]
+            close = difflib.get_close_matches(arg, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(names)) or 'none'}"
+            raise ConfigKeyError(f"{where} has {arg!r}, which is not an argument of "
+                                 f"{getattr(target, '__name__', target)}{hint}.")
 
 
 def check_required(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
