@@ -160,6 +160,10 @@ class SearchRunner:
         self.loggers = loggers
         self.keep_checkpoints = keep_checkpoints
         self._check_checkpointing()
+        for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
+            check = getattr(cb, "check_search", None)  # a stopping policy: its monitor and mode against the search's
+            if callable(check):
+                check(metric, mode)
 
     # Set-up -----------------------------------------------------------------------------
     def _storage_url(self) -> str | Storage:

@@ -253,16 +253,22 @@ class StoppingCallback(EarlyStopping, ABC):
         return best_of(self._values.values(), self._mode())
 
     # Runner integration ----------------------------------------------------------------
-    def bind_trial(self, trial: LiveTrial) -> None:
-        """Called by ``SearchRunner`` with the live trial this copy of the callback judges."""
-        metric, mode = trial.study.metric, trial.study.mode
+    def check_search(self, metric: str, mode: str) -> None:
+        """Raise ``ValueError`` if this policy cannot judge a search of ``metric`` and ``mode``
+        (``SearchRunner`` asks before anything is stored; binding a trial asks again)."""
         if self.mode is not None and self.mode != mode:
-            raise ValueError(f"{type(self).__name__}(mode={self.mode!r}) disagrees with the search's mode={mode!r}.")
+            raise ValueError(f"{type(self).__name__}(mode={self.mode!r}) disagrees with the search's mode={mode!r}; "
+                             "leave mode unset.")
         if self.needs_others and self.monitor is not None and self.monitor != metric:
             raise ValueError(
                 f"{type(self).__name__} compares trials on the search's metric {metric!r}, "
                 f"but got monitor={self.monitor!r}; leave monitor unset."
             )
+
+    def bind_trial(self, trial: LiveTrial) -> None:
+        """Called by ``SearchRunner`` with the live trial this copy of the callback judges."""
+        metric, mode = trial.study.metric, trial.study.mode
+        self.check_search(metric, mode)
         self.monitor = self.monitor or metric
         self.mode = mode
         self._trial = trial

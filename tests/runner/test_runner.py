@@ -331,3 +331,18 @@ def test_a_misspelt_base_argument_is_an_error_before_the_study_is_stored(tmp_pat
         runner(tmp_path, n_trials=2, **kwargs).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData, **fit)
     assert not (tmp_path / "frameworm.db").exists()
 
+
+@pytest.mark.parametrize(("policy", "named"), [
+    ({"monitor": "val_los"}, r"ASHA compares trials on the search's metric 'val_loss', but got monitor='val_los'"),
+    ({"mode": "max"}, r"ASHA\(mode='max'\) disagrees with the search's mode='min'"),
+])
+def test_a_policy_at_odds_with_the_search_is_an_error_before_the_study_is_stored(tmp_path, policy, named):
+    # Found when each trial's copy was bound: trial 0 stored FAILED, then TrialFailed.
+    from frameworm_lightning import ASHA
+
+    for callbacks, trainer_kwargs in (([ASHA(min_resource=1, max_resource=3, **policy)], FAST),
+                                      ([], {**FAST, "callbacks": [ASHA(min_resource=1, max_resource=3, **policy)]})):
+        with pytest.raises(ValueError, match=named):
+            runner(tmp_path, n_trials=2, callbacks=callbacks, trainer_kwargs=trainer_kwargs).fit(
+                Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
+        assert not (tmp_path / "frameworm.db").exists()
