@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
+from frameworm_lightning._trainer import why_no_validation
 from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
 from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
@@ -104,14 +105,7 @@ class TrialReporter(Callback):
 
     def no_validation(self, trainer: pl.Trainer) -> str:
         """Why no validation ran in this fit (the Trainer settings to blame) and the fix; ``""`` if one did."""
-        if self.validated:
-            return ""
-        if trainer.limit_val_batches == 0:
-            return "limit_val_batches=0 turns validation off; let a validation run, or pick one of those."
-        limits = (f"max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}, "
-                  f"check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
-                  f"val_check_interval={trainer.val_check_interval}")
-        return f"No validation ran before training ended ({limits}); let a validation run, or pick one of those."
+        return "" if self.validated else why_no_validation(trainer)
 
     def _report(self, trainer: pl.Trainer) -> None:
         value = read_metric(trainer, self.metric, self.no_validation(trainer))

@@ -43,6 +43,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from frameworm_lightning._trainer import why_no_validation
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.stopping._base import (
     Check,
@@ -505,7 +506,8 @@ class StoppingCallback(EarlyStopping, ABC):
         """The monitored value now; ``None`` when it is missing and ``strict=False``."""
         metrics = trainer.callback_metrics
         if self.monitor not in metrics:
-            error = MetricNotFoundError(self.monitor, set(metrics) | set(trainer.logged_metrics))  # type: ignore[arg-type]
+            error = MetricNotFoundError(self.monitor, set(metrics) | set(trainer.logged_metrics),  # type: ignore[arg-type]
+                                        why_no_validation(trainer) if trainer.limit_val_batches == 0 else "")
             if self.strict:
                 raise error
             if self.verbose and not self._warned_missing:

@@ -75,6 +75,19 @@ def test_a_metric_never_logged_is_a_clear_error(tmp_path: Path) -> None:
     assert trial.state is TrialState.FAILED and "MetricNotFoundError" in trial.reason
 
 
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_validation_metric_with_validation_off_says_so(tmp_path: Path, stored: bool) -> None:
+    # The error told a user who logs val_loss in validation_step to log it with self.log.
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    policy = (MedianStopping("val_loss", storage=url, study="s") if stored else ImprovementStopping("val_loss"))
+    with pytest.raises(MetricNotFoundError, match=r"'val_loss' was never logged; logged metrics: train_loss\. "
+                                                  r"limit_val_batches=0 turns validation off; let a validation run"):
+        fit(policy, CurveModule(), limit_val_batches=0)
+    if stored:
+        [trial] = trials(url, "s")
+        assert trial.state is TrialState.FAILED and "limit_val_batches=0 turns validation off" in trial.error
+
+
 def test_per_trial_budget_stops_at_the_exact_step() -> None:
     policy = BudgetStopping(max_steps=11)
     model = CurveModule()
