@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from frameworm_lightning.exceptions import ConfigKeyError
-from frameworm_lightning.space import apply_params
+from frameworm_lightning.space import Real, SearchSpace, apply_params
 
 __all__ = [
     "CALLBACK_TARGETS",
@@ -27,6 +29,7 @@ __all__ = [
     "check_given",
     "check_keys",
     "check_required",
+    "check_types",
     "init_arguments",
     "route_params",
     "search_targets",
@@ -128,6 +131,27 @@ def check_given(targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any
             hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(names)) or 'none'}"
             raise ConfigKeyError(f"{where} has {arg!r}, which is not an argument of "
                                  f"{getattr(target, '__name__', target)}{hint}.")
+
+
+def check_types(space: SearchSpace, targets: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigKeyError` for a ``Real`` searched for an argument annotated ``int``
+    (``Trainer(max_epochs=1.64)`` fails every trial, deep inside Lightning)."""
+    for key in space.keys():
+        dim = space[key]
+        target_name, rest = _split(key)
+        target = targets.get(target_name)
+        if not isinstance(dim, Real) or target is None or "." in rest:
+            continue
+        try:
+            hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        except Exception:  # noqa: BLE001 - annotations that do not resolve are not checked
+            continue
+        if hints.get(rest) not in (int, Optional[int]):
+            continue
+        low, high = math.ceil(dim.low), math.floor(dim.high)
+        use = f"Integer({low}, {high}{', log=True' if dim.log else ''})" if low < high else "an Integer"
+        raise ConfigKeyError(f"{key!r} is a Real (floats), but {getattr(target, '__name__', target)}'s {rest} takes "
+                             f"an int; use {use}.")
 
 
 def check_required(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:

@@ -24,7 +24,7 @@ from frameworm_lightning.runner._loop import run_search, schedulers_in
 from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_given, check_keys, check_required, search_targets
+from frameworm_lightning.runner._routing import check_given, check_keys, check_required, check_types, search_targets
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage, masked_url
@@ -194,6 +194,7 @@ class SearchRunner:
         dm_target = datamodule if inspect.isclass(datamodule) else None
         check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
                                   **search_targets(self.callbacks)})
+        check_types(space, {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
         check_given({"model": module_cls, "data": dm_target, "trainer": pl.Trainer},
                     {"model": model_kwargs or {}, "data": datamodule_kwargs or {}, "trainer": self.trainer_kwargs})
         check_required(space.keys(), {"model": module_cls, "data": dm_target},

@@ -346,3 +346,19 @@ def test_a_policy_at_odds_with_the_search_is_an_error_before_the_study_is_stored
             runner(tmp_path, n_trials=2, callbacks=callbacks, trainer_kwargs=trainer_kwargs).fit(
                 Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
         assert not (tmp_path / "frameworm.db").exists()
+
+
+@pytest.mark.parametrize(("space", "named"), [
+    ({"trainer.max_epochs": Real(1, 3)},
+     r"'trainer\.max_epochs' is a Real \(floats\), but Trainer's max_epochs takes an int; use Integer\(1, 3\)"),
+    ({"hidden": Real(2, 8.5)}, r"'hidden' is a Real \(floats\), but Regression's hidden takes an int; use Integer\("),
+])
+def test_a_real_for_an_integer_argument_is_an_error_before_the_study_is_stored(tmp_path, space, named):
+    # Trainer(max_epochs=1.64) failed every trial with a bare AssertionError inside Lightning, each stored FAILED.
+    with pytest.raises(ConfigKeyError, match=named):
+        runner(tmp_path, n_trials=2).fit(Regression, space, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
+    # A Real where the annotation takes floats too is searched as before.
+    result = runner(tmp_path, n_trials=1).fit(Regression, {"trainer.gradient_clip_val": Real(0.5, 1.0)},
+                                              datamodule=LineData)
+    assert result.trials[0].state is TrialState.COMPLETE
