@@ -400,7 +400,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
             _fit(trainer, model, datamodule, resume_checkpoint(trial))
             if checkpoint is not None and checkpoint.best_model_path:
-                trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
+                # absolute: a user's ModelCheckpoint under a relative root_dir has a path relative to this folder
+                trial.set_system_attr("checkpoint_path", os.path.abspath(checkpoint.best_model_path))
             if trial.should_prune():
                 trial.prune(trial.prune_reason)
                 return
