@@ -28,6 +28,7 @@ __all__ = [
     "TARGETS",
     "check_given",
     "check_keys",
+    "check_paths",
     "check_required",
     "check_types",
     "init_arguments",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 TARGETS = ("model", "data", "trainer")
+# The SearchRunner argument holding each target's base arguments.
+_BASE_KWARGS = {"model": "model_kwargs", "data": "datamodule_kwargs", "trainer": "trainer_kwargs"}
 # Keys under these heads configure what a trial's callback builds (``search_targets``).
 CALLBACK_TARGETS = ("optimizer", "lr_scheduler")
 
@@ -126,11 +129,30 @@ def check_given(targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any
         for arg in kwargs:
             if var_kw or arg in names:
                 continue
-            where = {"model": "model_kwargs", "data": "datamodule_kwargs", "trainer": "trainer_kwargs"}[target_name]
+            where = _BASE_KWARGS[target_name]
             close = difflib.get_close_matches(arg, names, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(names)) or 'none'}"
             raise ConfigKeyError(f"{where} has {arg!r}, which is not an argument of "
                                  f"{getattr(target, '__name__', target)}{hint}.")
+
+
+def check_paths(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise :class:`ConfigKeyError` for a key inside an argument (``optim.lr``) whose base kwargs
+    (``given[target]``: ``model_kwargs``...) do not give that argument as a mapping to set it in."""
+    for key in keys:
+        target_name, rest = _split(key)
+        if target_name not in given or "." not in rest:
+            continue
+        try:
+            apply_params(given[target_name], {rest: None})  # what each trial's routing does
+        except ConfigKeyError:
+            where = _BASE_KWARGS[target_name]
+            head = rest.split(".", 1)[0]
+            owner = getattr(targets.get(target_name), "__name__", target_name)
+            raise ConfigKeyError(
+                f"search-space key {key!r} sets an entry of {owner}'s {head}, which {where} does not give as a "
+                f"mapping: pass {where}={{{head!r}: {{...}}}} (the argument's default is not used)."
+            ) from None
 
 
 def check_types(space: SearchSpace, targets: Mapping[str, Any]) -> None:
@@ -173,7 +195,7 @@ def check_required(keys: Iterable[str], targets: Mapping[str, Any], given: Mappi
         missing = [n for n, p in params.items() if n != "self" and p.default is p.empty
                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in have]
         if missing:
-            where = {"model": "model_kwargs", "data": "datamodule_kwargs"}[target_name]
+            where = _BASE_KWARGS[target_name]
             raise ConfigKeyError(
                 f"{getattr(target, '__name__', target)} needs {', '.join(missing)}: give it in "
                 f"{where}={{{missing[0]!r}: ...}} or search it ({f'{target_name}.{missing[0]}'!r})."

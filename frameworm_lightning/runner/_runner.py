@@ -24,7 +24,9 @@ from frameworm_lightning.runner._loop import run_search, schedulers_in
 from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_given, check_keys, check_required, check_types, search_targets
+from frameworm_lightning.runner._routing import (
+    check_given, check_keys, check_paths, check_required, check_types, search_targets,
+)
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage, masked_url
@@ -192,13 +194,13 @@ class SearchRunner:
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
-        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
-                                  **search_targets(self.callbacks)})
-        check_types(space, {"model": module_cls, "data": dm_target, "trainer": pl.Trainer})
-        check_given({"model": module_cls, "data": dm_target, "trainer": pl.Trainer},
-                    {"model": model_kwargs or {}, "data": datamodule_kwargs or {}, "trainer": self.trainer_kwargs})
-        check_required(space.keys(), {"model": module_cls, "data": dm_target},
-                       {"model": model_kwargs or {}, "data": datamodule_kwargs or {}})
+        targets = {"model": module_cls, "data": dm_target, "trainer": pl.Trainer}
+        given = {"model": model_kwargs or {}, "data": datamodule_kwargs or {}, "trainer": self.trainer_kwargs}
+        check_keys(space.keys(), {**targets, **search_targets(self.callbacks)})
+        check_types(space, targets)
+        check_given(targets, given)
+        check_required(space.keys(), targets, given)
+        check_paths(space.keys(), targets, given)
         self._check_limits_not_searched(space)
         storage, root_dir = self._storage_url(), self.root_dir
         if self.trainer_kwargs.get("fast_dev_run"):

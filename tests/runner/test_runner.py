@@ -23,7 +23,7 @@ from frameworm_lightning import (
     TrialState,
 )
 
-from ._modules import EpochLogged, LineData, NeedsWidth, Regression
+from ._modules import EpochLogged, LineData, NeedsWidth, Nested, Regression
 
 FAST = {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
 
@@ -361,4 +361,16 @@ def test_a_real_for_an_integer_argument_is_an_error_before_the_study_is_stored(t
     # A Real where the annotation takes floats too is searched as before.
     result = runner(tmp_path, n_trials=1).fit(Regression, {"trainer.gradient_clip_val": Real(0.5, 1.0)},
                                               datamodule=LineData)
+    assert result.trials[0].state is TrialState.COMPLETE
+
+
+def test_a_key_inside_an_argument_not_given_is_an_error_before_the_study_is_stored(tmp_path):
+    # 'optim.lr' with no model_kwargs['optim']: every trial failed 'the config has no optim', trial 0 stored FAILED.
+    with pytest.raises(ConfigKeyError, match=r"search-space key 'optim\.lr' sets an entry of Nested's optim, which "
+                                             r"model_kwargs does not give as a mapping: pass model_kwargs=\{'optim': "
+                                             r"\{\.\.\.\}\}"):
+        runner(tmp_path, n_trials=2).fit(Nested, {"optim.lr": Real(0.01, 0.1)}, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
+    result = runner(tmp_path, n_trials=1).fit(Nested, {"optim.lr": Real(0.01, 0.1)}, datamodule=LineData,
+                                              model_kwargs={"optim": {"lr": 0.05}})
     assert result.trials[0].state is TrialState.COMPLETE
