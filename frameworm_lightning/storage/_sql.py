@@ -978,3 +978,18 @@ def open_storage(storage: str | Storage | None = None, **kwargs: Any) -> Storage
     if "://" not in storage and storage not in ("memory", ":memory:"):
         raise StorageError(f"storage {masked_url(storage)!r} is not a database URL; use {SUPPORTED}.")
     return Storage(storage, **kwargs)
+
+
+def read_storage(storage: str | Storage) -> Storage:
+    """:func:`open_storage` for reading what a search stored: a SQLite file that does not
+    exist is an error (never created, as opening it to write would).
+
+    Raises:
+        StorageError: the SQLite file is missing, or the storage cannot be opened.
+    """
+    if isinstance(storage, str) and storage.startswith("sqlite:///"):
+        database = sa.engine.make_url(storage).database
+        if database and database != ":memory:" and not Path(database).expanduser().is_file():
+            raise StorageError(f"no database at {database!r} (from {masked_url(storage)!r}); point the storage URL at "
+                               "the file a search wrote (its storage= or search.storage).")
+    return open_storage(storage)
