@@ -54,6 +54,7 @@ from frameworm_lightning.stopping._base import (
     best_of,
     non_finite,
 )
+from frameworm_lightning.stopping._rungs import CONFIG_ATTRS
 from frameworm_lightning.stopping._script import SCRIPT_TRIALS, ScriptTrial, flat_params
 from frameworm_lightning.storage import TrialHistory, masked_url
 from frameworm_lightning.study import validate_mode
@@ -444,13 +445,18 @@ class StoppingCallback(EarlyStopping, ABC):
         return None if value is None else float(value)
 
     def _link_resumed_run(self) -> None:
-        """A script resumed from a checkpoint: carry the curve over and close the old trial."""
+        """A script resumed from a checkpoint: carry the curve and the configuration's rung records
+        over (it goes on as the same configuration), and close the old trial."""
         old, trial = self._resumed, self._trial
         if old is None or old.get("storage") != self.storage or old.get("study") != self.study:
             return
         trial.set_system_attr("resumed_from", old.get("trial"))
         for step, value in sorted(self._values.items()):
             trial.report(step, value)
+        before = trial.study.storage.get_trial(int(old["trial_id"])).system_attrs
+        for key in CONFIG_ATTRS:
+            if key in before:
+                trial.set_system_attr(key, before[key])
         trial.study.storage.finish_trial(
             int(old["trial_id"]), TrialState.FAILED, error=f"interrupted; resumed as trial {trial.number}",
             reason="interrupted",

@@ -128,6 +128,29 @@ def test_resuming_from_a_checkpoint_restores_the_history(tmp_path: Path) -> None
     assert new.system_attrs["fw_start_step"] == 8 and new.system_attrs["fw_steps"] == 8
 
 
+def test_a_run_resumed_from_a_checkpoint_continues_its_configuration_at_the_rungs(tmp_path: Path) -> None:
+    # The resumed run was a new configuration whose first check (epoch 3) recorded rungs 1 and 2
+    # with its epoch-3 value, and its interrupted first part still stood at rung 1 as another one.
+    from frameworm_lightning.stopping._rungs import configs_of
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    first = ASHA("val_loss", min_resource=1, max_resource=4, eta=2, storage=url, study="halving")
+    with pytest.warns(UserWarning, match="max_resource=4 epochs"):  # the run is cut short, as a preemption would
+        fit(first, CurveModule(), max_epochs=2, enable_checkpointing=True, callbacks=[ckpt])
+    second = ASHA("val_loss", min_resource=1, max_resource=4, eta=2, storage=url, study="halving")
+    trainer = pl.Trainer(**{**QUIET, "enable_checkpointing": True}, max_epochs=4, callbacks=[second],
+                         default_root_dir=tmp_path)
+    trainer.fit(CurveModule(), ckpt_path=str(tmp_path / "last.ckpt"))
+    old, new = trials(url, "halving")
+    assert new.system_attrs["resumed_from"] == old.number
+    assert new.system_attrs["fw_rungs"]["1"] == old.system_attrs["fw_rungs"]["1"]  # the value at epoch 1
+    assert new.system_attrs["fw_rungs"]["2"] == old.system_attrs["fw_rungs"]["2"]
+    assert new.system_attrs["fw_rungs"]["4"][0] == new.value
+    (config,) = configs_of([old, new]).values()  # one configuration, not two
+    assert [t.number for t in config.rows] == [old.number, new.number]
+
+
 def test_repeated_runs_of_a_script_are_judged_against_earlier_runs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
 
