@@ -192,6 +192,13 @@ class SearchRunner:
         """
         if not (inspect.isclass(module_cls) and issubclass(module_cls, pl.LightningModule)):
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
+        if datamodule is not None and not (isinstance(datamodule, pl.LightningDataModule) or (
+                inspect.isclass(datamodule) and issubclass(datamodule, pl.LightningDataModule))):
+            raise TypeError(
+                f"datamodule must be a LightningDataModule class or instance (or None), but got {datamodule!r}; "
+                "wrap DataLoaders with LightningDataModule.from_datasets(train_dataset=..., val_dataset=...), or "
+                "give the module train_dataloader/val_dataloader methods."
+            )
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
         targets = {"model": module_cls, "data": dm_target, "trainer": pl.Trainer}

@@ -374,3 +374,17 @@ def test_a_key_inside_an_argument_not_given_is_an_error_before_the_study_is_stor
     result = runner(tmp_path, n_trials=1).fit(Nested, {"optim.lr": Real(0.01, 0.1)}, datamodule=LineData,
                                               model_kwargs={"optim": {"lr": 0.05}})
     assert result.trials[0].state is TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("datamodule", ["loader", "class"], ids=["a DataLoader", "a Dataset class"])
+def test_a_datamodule_that_is_not_a_lightning_datamodule_is_an_error_before_the_study_is_stored(tmp_path, datamodule):
+    # datamodule=DataLoader(...) failed every trial with AttributeError ('DataLoader' object has no attribute
+    # 'on_exception'), each stored FAILED, and the search went on.
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    given = DataLoader(TensorDataset(torch.zeros(4, 1))) if datamodule == "loader" else TensorDataset
+    with pytest.raises(TypeError, match=r"datamodule must be a LightningDataModule class or instance \(or None\), but "
+                                        r"got .*; wrap DataLoaders with LightningDataModule\.from_datasets"):
+        runner(tmp_path, n_trials=2).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=given)
+    assert not (tmp_path / "frameworm.db").exists()
