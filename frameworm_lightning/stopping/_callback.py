@@ -29,6 +29,7 @@ that one trial, and ``fast_dev_run`` is never stored.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
@@ -63,6 +65,18 @@ from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 __all__ = ["StoppingCallback"]
 
 log = logging.getLogger(__name__)
+
+def _loads_weights_only(value: Any) -> bool:
+    """Whether ``torch.load(..., weights_only=True)`` loads ``value`` back (tensors, plain containers)."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+    except Exception:  # noqa: BLE001 - anything it cannot save or load back is not a plain value
+        return False
+    return True
+
 
 class StoppingCallback(EarlyStopping, ABC):
     """Base class of the stopping policies: a Lightning callback around a pure ``decide``.
@@ -177,6 +191,7 @@ class StoppingCallback(EarlyStopping, ABC):
         self._seen: TrialHistory | None = None  # the study as last read: each check reads what changed since
         self._trial: LiveTrial | None = None
         self._in_runner = False
+        self._saving_pause = False
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -404,6 +419,22 @@ class StoppingCallback(EarlyStopping, ABC):
         return state
 
     @override
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """A pause checkpoint, which the promoted trial resumes with ``weights_only=True``, leaves out the
+        hyperparameters that are objects (an ``nn.Module`` given to ``save_hyperparameters()``): resuming
+        never reads them (the trial builds its module from its params), and that load would refuse them."""
+        if not self._saving_pause:
+            return
+        for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_KEY, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY):
+            hparams = checkpoint.get(key)
+            if isinstance(hparams, dict):
+                checkpoint[key] = {k: v for k, v in hparams.items() if _loads_weights_only(v)}
+            elif hparams is not None and not _loads_weights_only(hparams):
+                del checkpoint[key]
+        for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_TYPE, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_TYPE):
+            checkpoint.pop(key, None)  # the class of OmegaConf hparams: not a weight either
+
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._values = {int(k): float(v) for k, v in state_dict.get("values", {}).items()}
         self._elapsed_before = float(state_dict.get("elapsed", 0.0))
@@ -618,7 +649,11 @@ class StoppingCallback(EarlyStopping, ABC):
 
     def _save_pause(self, trainer: pl.Trainer, decision: StopDecision) -> None:
         path = self._pause_checkpoint_path(trainer, decision)
-        trainer.save_checkpoint(path)  # every rank: saving is collective under DDP
+        self._saving_pause = True  # on_save_checkpoint keeps it loadable with weights_only=True
+        try:
+            trainer.save_checkpoint(path)  # every rank: saving is collective under DDP
+        finally:
+            self._saving_pause = False
         if self._trial is not None and trainer.is_global_zero:
             self._trial.set_system_attr("fw_checkpoint", str(path))
 
