@@ -226,8 +226,16 @@ class SearchResult:
             return cls.load_from_checkpoint(file, map_location=map_location, weights_only=True,
                                             **{**routed.model, **model_kwargs})
         except pickle.UnpicklingError as err:
-            raise FramewormError(f"the best checkpoint {str(file)!r} is not a plain weights file, so it is not "
-                                 f"loaded (weights_only=True refused it: {str(err).splitlines()[0]}).") from None
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+            what = (f"it holds a pickled {found.group(1)}" if found
+                    else " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split())[:300])  # no terminal colours
+            raise FramewormError(
+                f"the best checkpoint {str(file)!r} is not a plain weights file, so it is not loaded (weights_only=True "
+                f"refused it: {what}). A hyperparameter that is an object (an argument saved by "
+                "save_hyperparameters()) is the usual cause: search with save_hyperparameters(ignore=[...]), as "
+                f"Lightning advises; or, if you trust the file, load it yourself: {cls.__name__}.load_from_checkpoint("
+                f"{str(file)!r}, weights_only=False)."
+            ) from None
 
     def retrain_best(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -223,3 +224,27 @@ def test_retrain_best_after_a_search_with_trainer_callbacks_runs_and_names_what_
                                     trainer_kwargs={"callbacks": [EarlyStopping("val_loss", patience=7)]})
     assert not [w for w in caught if "retrain_best runs without" in str(w.message)]
     assert [cb.patience for cb in model.trainer.callbacks if isinstance(cb, EarlyStopping)] == [7]
+
+
+class SavesAnObject(Tiny):
+    """Puts ``extra`` in its hyperparameters too (``save_hyperparameters()``, which Lightning only warns about)."""
+
+    def __init__(self, lr: float = 0.1, extra: Any = None) -> None:
+        super().__init__(lr=lr, extra=extra)
+        self.save_hyperparameters()
+
+
+def test_load_best_model_of_a_checkpoint_holding_an_object_names_it_and_the_fixes(tmp_path: Path) -> None:
+    # The error ended in torch's own text (ANSI codes, "two options" about torch.load) and named no fix.
+    result = SearchRunner(metric="val_loss", n_trials=1, root_dir=tmp_path, quiet=True,
+                          trainer_kwargs={"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1}).fit(
+        SavesAnObject, {"lr": Real(1e-3, 0.5, log=True)}, datamodule=TinyData, model_kwargs={"extra": torch.nn.Linear(1, 1)})
+    with pytest.raises(FramewormError, match=r"is not a plain weights file, so it is not loaded \(weights_only=True "
+                                             r"refused it: it holds a pickled torch\.nn\.modules\.linear\.Linear\)\. "
+                                             r".*save_hyperparameters\(ignore=\[\.\.\.\]\).*if you trust the file, "
+                                             r"load it yourself: SavesAnObject\.load_from_checkpoint\(.*"
+                                             r"weights_only=False\)") as caught:
+        result.load_best_model()
+    assert "\x1b" not in str(caught.value)
+    model = SavesAnObject.load_from_checkpoint(result.best_checkpoint, weights_only=False)  # the fix it names works
+    assert isinstance(model.hparams.extra, torch.nn.Linear)
