@@ -134,6 +134,15 @@ def _dumps(obj: Any, ordered: bool = False) -> str:
     return json.dumps(obj, sort_keys=not ordered, default=_json_default)
 
 
+def _space_changes(stored: dict[str, Any], given: dict[str, Any]) -> str:
+    """The keys whose spec differs, and those added or removed, in words."""
+    changes = [f"{k!r} is stored as {_dumps(stored[k])} and given as {_dumps(given[k])}"
+               for k in stored if k in given and stored[k] != given[k]]
+    changes += [f"{k!r} is new" for k in given if k not in stored]
+    changes += [f"{k!r} is gone" for k in stored if k not in given]
+    return "; ".join(changes)
+
+
 def _json_default(obj: Any) -> Any:
     # numpy scalars and paths reach us from user code and samplers.
     if hasattr(obj, "item"):
@@ -463,10 +472,9 @@ class Storage:
                     problems.append(f"metric {record.metric!r} is stored, this {who} uses {metric!r}")
                 if record.mode != mode:
                     problems.append(f"mode {record.mode!r} is stored, this {who} uses {mode!r}")
-                if check_space and record.space != json.loads(_dumps(space)):
-                    problems.append(
-                        f"the search space changed: stored {json.dumps(record.space)}, given {_dumps(space)}"
-                    )
+                given = json.loads(_dumps(space))
+                if check_space and record.space != given:
+                    problems.append(f"the search space changed: {_space_changes(record.space or {}, given)}")
                 if problems:
                     raise StudyMismatchError(
                         f"study {name!r} in {self.url!r} does not match this {who}: " + "; ".join(problems)
