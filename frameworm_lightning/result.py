@@ -259,7 +259,8 @@ class SearchResult:
         study attribute ``frameworm.retrained``.
 
         Args:
-            max_epochs: the training budget (default: the search's own).
+            max_epochs: the training budget (default: the search's own, a halving policy's
+                ``max_resource`` included).
             datamodule: a LightningDataModule class (built with the routed ``data.*``
                 params) or instance; needed when the search had one: the class the
                 runner recorded is never imported, only compared with this one.
@@ -308,6 +309,7 @@ class SearchResult:
         if datamodule is not None:
             _check_recorded("datamodule class", datamodule if inspect.isclass(datamodule) else type(datamodule),
                             recorded_dm_name)
+        limits = record.get("trainer_limits") or {}  # the search's budget, where its policy set it (halving)
         given = {"model_kwargs": model_kwargs, "data_kwargs": datamodule_kwargs, "trainer_kwargs": trainer_kwargs}
         missing = []  # what the search had but its record could not hold ("trainer_kwargs.callbacks[0]"), not given again
         for where in record.get("not_recorded", []):
@@ -322,7 +324,7 @@ class SearchResult:
             module_cls=cls, datamodule=datamodule,
             model_kwargs={**record.get("model_kwargs", {}), **dict(model_kwargs or {})},
             data_kwargs={**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
-            trainer_kwargs={**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
+            trainer_kwargs={**record.get("trainer_kwargs", {}), **limits, **dict(trainer_kwargs or {})},
         )
         if seed is None and record.get("seed") is not None:
             seed = record["seed"] + best.number
@@ -334,6 +336,8 @@ class SearchResult:
         kwargs = dict(routed.trainer)
         if max_epochs is not None:
             kwargs["max_epochs"] = max_epochs
+            if "max_steps" in limits and "max_steps" not in (trainer_kwargs or {}):
+                kwargs.pop("max_steps")  # the policy's budget on steps, which max_epochs replaces
         callbacks = [cb for cb in kwargs.pop("callbacks", None) or [] if cb is not None]  # None: not recorded
         checkpoint = None
         if kwargs.get("enable_checkpointing", True):

@@ -18,7 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
@@ -381,10 +381,12 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
-            for cb in callbacks:  # how long a scheduler lets trials train (halving: max_resource)
-                limits = getattr(cb, "trainer_limits", None)
-                if callable(limits):
-                    trainer_kwargs.update(limits())
+            limits: dict[str, Any] = {}  # how long a scheduler lets trials train (halving: max_resource)
+            for cb in callbacks:
+                trainer_limits = getattr(cb, "trainer_limits", None)
+                if callable(trainer_limits):
+                    limits.update(trainer_limits())
+            trainer_kwargs.update(limits)
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))
@@ -397,7 +399,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             loggers = list(trainer.loggers)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
-            write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
+            # after the loggers made the folder theirs; the limits are what the trial trained with too
+            write_trial_config(directory, spec, trial, replace(routed, trainer={**routed.trainer, **limits}))
             _fit(trainer, model, datamodule, resume_checkpoint(trial))
             if checkpoint is not None and checkpoint.best_model_path:
                 # absolute: a user's ModelCheckpoint under a relative root_dir has a path relative to this folder

@@ -230,7 +230,12 @@ class SearchRunner:
             study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
             save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers,
         )
-        study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study))
+        limits: dict[str, Any] = {}  # what the policies set in each trial's Trainer (execute_trial applies them)
+        for cb in trial_callbacks(spec.callbacks, spec.trainer_kwargs):
+            trainer_limits = getattr(cb, "trainer_limits", None)
+            if callable(trainer_limits):
+                limits.update(trainer_limits())
+        study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study, limits))
         return study, spec
 
     def _check_limits_not_searched(self, space: SearchSpace) -> None:
