@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import faulthandler
+import gc
 import json
 import os
 import pickle
@@ -329,6 +330,12 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_se
     (an OpenMP team the search process started did not survive the fork).
     """
     code = 1
+    # Every object the process was forked with (torch's, Lightning's: 400,000) leaves the
+    # collector's generations: a full collection would otherwise walk them all, writing to
+    # each one's header, and copy every page of them from the parent (0.5 s once in each
+    # trial, measured in benchmarks/parallel.py's trials). Objects the trial makes are
+    # collected as usual.
+    gc.freeze()
     if from_search:
         atexit._clear()  # noqa: SLF001 - the search process's hooks; tests/parallel checks they do not run here
         keep_import_finalizers_from_exit()

@@ -170,6 +170,8 @@ def test_a_trial_process_is_forked_by_the_preloaded_forkserver_and_runs_its_exit
         assert f["pgid"] == f["pid"]  # its own process group
         assert f["lightning_before_trial"]  # preloaded: imported before the trial began
         assert f["torch_before_trial"] and f["finalizers_due_at_exit"] == 0
+        # What it was forked with is out of the collector's way (no full collection walks it).
+        assert f["frozen_objects"] > 100_000
         assert f["main"] == "frameworm_lightning.runner._trial_entry"  # what DDP relaunches re-run
 
 
