@@ -239,15 +239,25 @@ class SearchRunner:
         return study, spec
 
     def _check_limits_not_searched(self, space: SearchSpace) -> None:
-        """Refuse a ``trainer.*`` key that a scheduler's ``trainer_limits()`` would overwrite in every trial."""
+        """Refuse a ``trainer.*`` key that a scheduler's ``trainer_limits()`` would overwrite in every trial,
+        and a ``max_steps`` (given or searched) that would end trials before a budget in epochs."""
         for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
             limits = getattr(cb, "trainer_limits", None)
-            for name, value in (limits() if callable(limits) else {}).items():
+            limits = limits() if callable(limits) else {}
+            for name, value in limits.items():
                 if f"trainer.{name}" in space.keys():
                     raise ConfigKeyError(
                         f"trainer.{name} cannot be searched: {type(cb).__name__} sets it to {value} (from its max_resource) "
                         "in every trial; remove it from the space (the policy gives each trial its budget)."
                     )
+            steps = "trainer.max_steps" in space.keys() or self.trainer_kwargs.get("max_steps") not in (None, -1)
+            if "max_epochs" in limits and "max_steps" not in limits and steps:
+                name = type(cb).__name__
+                raise ConfigKeyError(
+                    f"max_steps may end trials before {name}'s max_resource ({limits['max_epochs']} epochs): Lightning stops "
+                    "at whichever comes first; remove it (the policy gives each trial its budget), or use "
+                    f"{name}(resource='steps') to budget in steps."
+                )
 
     def _check_checkpointing(self) -> None:
         """Refuse a halving scheduler that pauses and resumes trials when checkpoints are off."""

@@ -388,3 +388,20 @@ def test_a_datamodule_that_is_not_a_lightning_datamodule_is_an_error_before_the_
                                         r"got .*; wrap DataLoaders with LightningDataModule\.from_datasets"):
         runner(tmp_path, n_trials=2).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=given)
     assert not (tmp_path / "frameworm.db").exists()
+
+
+@pytest.mark.parametrize("where", ["trainer_kwargs", "space"])
+def test_a_step_limit_beside_a_halving_policy_on_epochs_is_an_error_before_the_study_is_stored(tmp_path, where):
+    # trainer_kwargs={"max_steps": 6} with ASHA on epochs (4 batches an epoch): a trial going on from rung 1 stopped
+    # at step 6 and was stored COMPLETE at 1.5 epochs; a promoted one resumed at step 4, trained 2 steps, never
+    # validated, and FAILED with "metric 'val_loss' was never logged".
+    from frameworm_lightning import ASHA
+
+    trainer_kwargs = {**FAST, "max_steps": 6} if where == "trainer_kwargs" else FAST
+    space = {"lr": Real(0.01, 0.1), **({"trainer.max_steps": [6, 8]} if where == "space" else {})}
+    with pytest.raises(ConfigKeyError, match=r"max_steps may end trials before ASHA's max_resource \(4 epochs\): Lightning "
+                                             r"stops at whichever comes first; remove it \(the policy gives each trial "
+                                             r"its budget\), or use ASHA\(resource='steps'\)"):
+        runner(tmp_path, n_trials=2, trainer_kwargs=trainer_kwargs,
+               callbacks=[ASHA(min_resource=1, max_resource=4, eta=2)]).fit(Regression, space, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
