@@ -90,7 +90,8 @@ class StoppingCallback(EarlyStopping, ABC):
     Args:
         monitor: the logged metric to judge; inside a ``SearchRunner`` it defaults to the
             search's metric.
-        mode: ``"min"`` or ``"max"``; defaults to the search's mode, else ``"min"``.
+        mode: ``"min"`` or ``"max"``; defaults to the search's mode, else ``"min"`` (a policy on
+            another metric than the search's keeps its own; in a ``"max"`` search it must give it).
         verbose: log every check on rank zero, not only the stop.
         strict: raise :class:`~frameworm_lightning.MetricNotFoundError` when ``monitor``
             was not logged at a check; ``False`` skips that check.
@@ -273,7 +274,7 @@ class StoppingCallback(EarlyStopping, ABC):
     def check_search(self, metric: str, mode: str) -> None:
         """Raise ``ValueError`` if this policy cannot judge a search of ``metric`` and ``mode``
         (``SearchRunner`` asks before anything is stored; binding a trial asks again)."""
-        if self.mode is not None and self.mode != mode:
+        if self.mode is not None and self.mode != mode and self.monitor in (None, metric):
             raise ValueError(f"{type(self).__name__}(mode={self.mode!r}) disagrees with the search's mode={mode!r}; "
                              "leave mode unset.")
         if self.needs_others and self.monitor is not None and self.monitor != metric:
@@ -281,13 +282,19 @@ class StoppingCallback(EarlyStopping, ABC):
                 f"{type(self).__name__} compares trials on the search's metric {metric!r}, "
                 f"but got monitor={self.monitor!r}; leave monitor unset."
             )
+        if self.mode is None and self.monitor not in (None, metric) and mode == "max":
+            # It would take the search's mode, where EarlyStopping users expect its default, "min".
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor!r}, not the search's metric {metric!r}: give its mode "
+                f"('min' or 'max'); the search's mode='max' is for {metric!r}."
+            )
 
     def bind_trial(self, trial: LiveTrial) -> None:
         """Called by ``SearchRunner`` with the live trial this copy of the callback judges."""
         metric, mode = trial.study.metric, trial.study.mode
         self.check_search(metric, mode)
         self.monitor = self.monitor or metric
-        self.mode = mode
+        self.mode = self.mode or mode  # its own, for another metric than the search's
         self._trial = trial
         self._in_runner = True
 

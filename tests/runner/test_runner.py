@@ -405,3 +405,21 @@ def test_a_step_limit_beside_a_halving_policy_on_epochs_is_an_error_before_the_s
         runner(tmp_path, n_trials=2, trainer_kwargs=trainer_kwargs,
                callbacks=[ASHA(min_resource=1, max_resource=4, eta=2)]).fit(Regression, space, datamodule=LineData)
     assert not (tmp_path / "frameworm.db").exists()
+
+
+def test_a_policy_on_another_metric_in_a_max_search_must_say_its_mode(tmp_path):
+    # ImprovementStopping(monitor="train_loss") in a val_acc (max) search took mode='max' for train_loss:
+    # a falling loss was "no improvement", and trials stopped after `patience` checks, silently.
+    from frameworm_lightning import ImprovementStopping
+
+    with pytest.raises(ValueError, match=r"ImprovementStopping monitors 'train_loss', not the search's metric "
+                                         r"'neg_loss': give its mode \('min' or 'max'\); the search's mode='max' is "
+                                         r"for 'neg_loss'"):
+        SearchRunner(metric="neg_loss", mode="max", callbacks=[ImprovementStopping(monitor="train_loss")])
+    # Given (it was refused: "disagrees with the search's mode"), or in a min search (EarlyStopping's
+    # default, too), it is taken as it is.
+    given = ImprovementStopping(monitor="train_loss", mode="min")
+    SearchRunner(metric="neg_loss", mode="max", callbacks=[given])
+    given.bind_trial(Study.create("s", {"x": Real(0, 1)}, metric="neg_loss", mode="max").ask())
+    assert given.mode == "min"
+    SearchRunner(metric="val_loss", mode="min", callbacks=[ImprovementStopping(monitor="train_loss")])
