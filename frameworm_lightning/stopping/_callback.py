@@ -495,6 +495,8 @@ class StoppingCallback(EarlyStopping, ABC):
         for key in CONFIG_ATTRS:
             if key in before:
                 trial.set_system_attr(key, before[key])
+        # a finished run stays as it was stored; this one carries its curve, so medians count the run once
+        trial.study.storage.set_trial_attr(int(old["trial_id"]), "resumed_as", trial.number, system=True)
         trial.study.storage.finish_trial(
             int(old["trial_id"]), TrialState.FAILED, error=f"interrupted; resumed as trial {trial.number}",
             reason="interrupted",

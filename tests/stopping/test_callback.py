@@ -151,6 +151,23 @@ def test_a_run_resumed_from_a_checkpoint_continues_its_configuration_at_the_rung
     assert [t.number for t in config.rows] == [old.number, new.number]
 
 
+def test_a_finished_run_continued_from_its_checkpoint_counts_once_in_the_median(tmp_path: Path) -> None:
+    # Continuing a finished run ("train 1 more epoch") stored a second trial with the same curve: the
+    # median counted that run twice, so the next run met two "trials" where there was one, and was pruned.
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    fit(MedianStopping("val_loss", min_trials=2, storage=url, study="m"), CurveModule(x=0.0), max_epochs=1,
+        enable_checkpointing=True, callbacks=[ckpt])
+    trainer = pl.Trainer(**{**QUIET, "enable_checkpointing": True}, max_epochs=2, default_root_dir=tmp_path,
+                         callbacks=[MedianStopping("val_loss", min_trials=2, storage=url, study="m")])
+    trainer.fit(CurveModule(x=0.0), ckpt_path=str(tmp_path / "last.ckpt"))
+    later = MedianStopping("val_loss", min_trials=2, storage=url, study="m")
+    fit(later, CurveModule(x=1.0), max_epochs=2)
+    first, continued, third = trials(url, "m")
+    assert first.system_attrs["resumed_as"] == continued.number and continued.system_attrs["resumed_from"] == 0
+    assert third.state is TrialState.COMPLETE, third.reason  # one run to compare with: fewer than min_trials
+
+
 def test_repeated_runs_of_a_script_are_judged_against_earlier_runs(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
 
