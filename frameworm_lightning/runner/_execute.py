@@ -46,6 +46,7 @@ __all__ = [
     "execute_trial",
     "read_metric",
     "resume_checkpoint",
+    "trainer_limits",
     "trial_dir",
 ]
 
@@ -175,6 +176,17 @@ def trial_callbacks(callbacks: Sequence[Any], trainer_kwargs: Mapping[str, Any])
     """
     own = trainer_kwargs.get("callbacks") or []
     return [*callbacks, *(own if isinstance(own, (list, tuple)) else [own])]
+
+
+def trainer_limits(callbacks: Sequence[Any]) -> dict[str, Any]:
+    """What the callbacks' ``trainer_limits()`` set in a trial's Trainer: how long a scheduler lets
+    trials train (a halving policy's ``max_epochs``/``max_steps`` from its ``max_resource``)."""
+    limits: dict[str, Any] = {}
+    for cb in callbacks:
+        of = getattr(cb, "trainer_limits", None)
+        if callable(of):
+            limits.update(of())
+    return limits
 
 
 def checkpointing(trainer_kwargs: Mapping[str, Any]) -> bool:
@@ -381,11 +393,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
-            limits: dict[str, Any] = {}  # how long a scheduler lets trials train (halving: max_resource)
-            for cb in callbacks:
-                trainer_limits = getattr(cb, "trainer_limits", None)
-                if callable(trainer_limits):
-                    limits.update(trainer_limits())
+            limits = trainer_limits(callbacks)
             trainer_kwargs.update(limits)
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))

@@ -16,7 +16,9 @@ from lightning.pytorch.callbacks import Callback
 from frameworm_lightning.exceptions import ConfigKeyError, SamplerError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
-from frameworm_lightning.runner._execute import TrialSpec, checkpointing, execute_trial, trial_callbacks, trial_dir
+from frameworm_lightning.runner._execute import (
+    TrialSpec, checkpointing, execute_trial, trainer_limits, trial_callbacks, trial_dir,
+)
 from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
@@ -230,11 +232,7 @@ class SearchRunner:
             study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
             save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers,
         )
-        limits: dict[str, Any] = {}  # what the policies set in each trial's Trainer (execute_trial applies them)
-        for cb in trial_callbacks(spec.callbacks, spec.trainer_kwargs):
-            trainer_limits = getattr(cb, "trainer_limits", None)
-            if callable(trainer_limits):
-                limits.update(trainer_limits())
+        limits = trainer_limits(trial_callbacks(spec.callbacks, spec.trainer_kwargs))  # as each trial's Trainer gets
         study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study, limits))
         return study, spec
 
@@ -242,8 +240,7 @@ class SearchRunner:
         """Refuse a ``trainer.*`` key that a scheduler's ``trainer_limits()`` would overwrite in every trial,
         and a ``max_steps`` (given or searched) that would end trials before a budget in epochs."""
         for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
-            limits = getattr(cb, "trainer_limits", None)
-            limits = limits() if callable(limits) else {}
+            limits = trainer_limits([cb])
             for name, value in limits.items():
                 if f"trainer.{name}" in space.keys():
                     raise ConfigKeyError(
