@@ -32,6 +32,8 @@ import inspect
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,8 +44,17 @@ from lightning.pytorch.cli import LightningCLI
 
 import frameworm_lightning.stopping  # noqa: F401 - imported so short names (--trainer.callbacks+=ASHA) resolve
 from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, explain
-from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, build_plan, trainer_overrides, trial_fit_config
-from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
+from frameworm_lightning.cli._links import check_space_links, dumped_link_targets
+from frameworm_lightning.cli._search_config import (
+    SearchConfig,
+    SearchPlan,
+    build_plan,
+    dotted_key,
+    runner_key,
+    trainer_overrides,
+    trial_fit_config,
+)
+from frameworm_lightning.cli._trial_config import CONFIG_ATTR, CLICall, TrialBuild, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.storage import masked_url, open_storage
 from frameworm_lightning.runner._progress import format_params
@@ -119,14 +130,30 @@ class SearchCLI(LightningCLI):
     """
 
     plan: SearchPlan
+    call: CLICall  # how this CLI was called: each trial calls it again on its config
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> SearchCLI:
+        cli = super().__new__(cls)
+        cli.call = CLICall(cls, args, kwargs)  # as given to the class, whatever a subclass's __init__ takes
+        return cli
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_class", SearchTrainer)
         kwargs.setdefault("parser_class", SearchArgumentParser)
         kwargs.setdefault("parser_kwargs", {"description": "Hyperparameter search for LightningModules."})
-        super().__init__(*args, **kwargs)
+        self._parsers: list[Any] = []
+        # Run as a command (by frameworm-search or a user's script), its errors are one line each;
+        # built with run=False (each trial's build, a user's own code), they are raised.
+        run = inspect.signature(LightningCLI).bind_partial(*args, **kwargs).arguments.get("run", True)
+        with _as_command() if run else nullcontext():
+            super().__init__(*args, **kwargs)
 
     # Hooks ------------------------------------------------------------------------------
+    def init_parser(self, **kwargs: Any) -> Any:
+        parser = super().init_parser(**kwargs)
+        self._parsers.append(parser)  # the links made on it name the source of a searched link target
+        return parser
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), **{name: set(_SKIP) for name in _SEARCH_COMMANDS}}
@@ -141,6 +168,9 @@ class SearchCLI(LightningCLI):
             return
         self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
                                reading=self.subcommand in ("trials", "plot"))
+        if self.subcommand in ("search", "worker"):
+            self._check_links()
+            self.call.check()
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -239,9 +269,19 @@ class SearchCLI(LightningCLI):
         print(f"wrote {page} (and trials.csv) for study {study.name!r}", flush=True)
 
     # Helpers ----------------------------------------------------------------------------
+    def _check_links(self) -> None:
+        """A space key that a ``parser.link_arguments`` link sets: an error naming the link."""
+        dump = self._fit_dump()
+        space = self.config[self.subcommand].search.space
+        keys = space.as_dict() if hasattr(space, "as_dict") else dict(space or {})
+        check_space_links({k: dotted_key(dump, runner_key(k)) for k in keys},
+                          dumped_link_targets(self.parser, self.config, self.subcommand),
+                          [link for p in self._parsers for link in getattr(p, "links", ())], type(self).__name__)
+
     def _fit_dump(self) -> dict[str, Any]:
-        """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand."""
-        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
+        """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand,
+        no link targets (the links set them, as in the config.yaml LightningCLI's ``fit`` saves)."""
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False))[self.subcommand]
         method = getattr(SearchTrainer, self.subcommand)
         own = set(inspect.signature(method).parameters) - {"self", "model", "datamodule"}
         for key in ("search", "config", *own):
@@ -259,13 +299,13 @@ class SearchCLI(LightningCLI):
         trainer = dict(section.trainer)
         callbacks = trainer.pop("callbacks", None) or []  # bound to each trial, like search.stopping
         callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        base = self._fit_dump()
         try:
-            trial_config = TrialConfig(self._fit_dump(), cfg.seed, type(self).configure_optimizers)
             runner = SearchRunner(
                 metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
                 trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
                 root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective,
-                callbacks=[trial_config, *callbacks, *cfg.stopping],
+                callbacks=[TrialConfig(base), *callbacks, *cfg.stopping],
                 retry_failed=cfg.retry_failed, allow_sampler_change=cfg.allow_sampler_change,
                 stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
                 executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,
@@ -283,7 +323,7 @@ class SearchCLI(LightningCLI):
                                   storage=plan.storage, study_name=plan.study_name)
         args = (plan.module_cls, plan.space, plan.datamodule_cls)
         common = {"model_kwargs": plan.model_kwargs, "datamodule_kwargs": plan.data_kwargs,
-                  "printer": progress}
+                  "printer": progress, "build_trial": TrialBuild(self.call, base, cfg.seed)}
         try:
             with progress:
                 if how == "fit":
@@ -413,11 +453,19 @@ def main(args: Optional[list[str]] = None) -> None:
     (``frameworm_lightning/dashboard/_cli.py``).
     """
     argv = list(sys.argv[1:] if args is None else args)
-    try:
-        if argv[:1] == ["dashboard"]:
+    if argv[:1] == ["dashboard"]:
+        with _as_command():
             _dashboard(argv[1:])
-            return
-        SearchCLI(args=args)
+        return
+    SearchCLI(args=args)
+
+
+@contextmanager
+def _as_command() -> Iterator[None]:
+    """A command's ending: an error a user can fix as one line (exit code 2; its traceback with
+    ``FRAMEWORM_DEBUG=1``), Ctrl+C as exit code 130."""
+    try:
+        yield
     except (FramewormError, UsageError) as err:
         if os.environ.get("FRAMEWORM_DEBUG"):
             raise

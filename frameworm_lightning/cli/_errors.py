@@ -217,7 +217,20 @@ def parse_error(message: str, ex: BaseException | None = None) -> str:
 
 
 class SearchArgumentParser(LightningArgumentParser):
-    """LightningCLI's parser; a parse error is one line (:func:`parse_error`) instead of the usage text."""
+    """LightningCLI's parser; a parse error is one line (:func:`parse_error`) instead of the usage text.
+
+    It also notes the links made on it (``links``: ``(sources, target, apply_on)``), for
+    the error that names the link of a searched link target (``cli/_links.py``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.links: list[tuple[tuple[str, ...], str, str]] = []
+        super().__init__(*args, **kwargs)
+
+    def link_arguments(self, source: str | tuple[str, ...], target: str, *args: Any, **kwargs: Any) -> None:
+        apply_on = kwargs.get("apply_on", args[1] if len(args) > 1 else "parse")
+        self.links.append(((source,) if isinstance(source, str) else tuple(source), target, apply_on))
+        super().link_arguments(source, target, *args, **kwargs)
 
     def parse_path(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
         token = _CONFIG_FILE.set(os.fspath(path))  # for a YAML error's message

@@ -34,7 +34,16 @@ from frameworm_lightning.runner._routing import CALLBACK_TARGETS, TARGETS, init_
 from frameworm_lightning.samplers import Sampler
 from frameworm_lightning.space import SearchSpace
 
-__all__ = ["SearchConfig", "SearchPlan", "build_plan", "config_key", "runner_key", "section_class", "trial_fit_config"]
+__all__ = [
+    "SearchConfig",
+    "SearchPlan",
+    "build_plan",
+    "config_key",
+    "dotted_key",
+    "runner_key",
+    "section_class",
+    "trial_fit_config",
+]
 
 # The sections given as class_path/init_args; the optimizer and LR scheduler are LightningCLI's.
 _CLASS_TARGETS = ("model", "data", *CALLBACK_TARGETS)
@@ -304,22 +313,28 @@ def trial_fit_config(dump: Mapping[str, Any], params: Mapping[str, Any], seed: i
     Args:
         dump: the subcommand's config as a plain dict (``search`` and the subcommand's own
             options already removed).
-        params: the best trial's params, runner keys.
-        seed: the trial's seed (``search.seed + number``), set as ``seed_everything``.
+        params: the trial's params, runner keys.
+        seed: the trial's seed (``search.seed + number``), set as ``seed_everything``; ``None``
+            (``search.seed: null``) sets ``seed_everything: false``.
     """
     config: dict[str, Any] = {k: v for k, v in _deep_copy(dict(dump)).items() if v is not None}
     if isinstance(config.get("trainer"), Mapping):
         config["trainer"] = trainer_overrides(config["trainer"])  # the arguments the user set
     for key, value in params.items():
-        dotted = config_key(key)
-        head = dotted.split(".", 1)[0]
-        section = config.get(head)
-        if head in _CLASS_TARGETS and isinstance(section, Mapping) and "class_path" not in section:
-            dotted = dotted.replace(".init_args.", ".", 1)  # a CLI built with a fixed class
-        _set(config, dotted, list(value) if isinstance(value, tuple) else value)
-    if seed is not None:
-        config["seed_everything"] = seed
+        _set(config, dotted_key(config, key), list(value) if isinstance(value, tuple) else value)
+    config["seed_everything"] = False if seed is None else seed
     return config
+
+
+def dotted_key(config: Mapping[str, Any], key: str) -> str:
+    """Where the runner key ``key`` sits in a dumped config: :func:`config_key`, less ``init_args``
+    in the section of a class the CLI was built with (``SearchCLI(MyModule)``: ``model.lr``)."""
+    dotted = config_key(key)
+    head = dotted.split(".", 1)[0]
+    section = config.get(head)
+    if head in _CLASS_TARGETS and isinstance(section, Mapping) and "class_path" not in section:
+        dotted = dotted.replace(".init_args.", ".", 1)
+    return dotted
 
 
 def _deep_copy(value: Any) -> Any:

@@ -47,11 +47,12 @@ class TinyModel(pl.LightningModule):
     def __init__(self, lr: float = 0.1, hidden: int = 4, sleep: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.lr, self.sleep = lr, sleep
         self.layer = torch.nn.Linear(1, 1)
 
     def training_step(self, batch, batch_idx):
-        if self.hparams.sleep:
-            time.sleep(self.hparams.sleep)
+        if self.sleep:
+            time.sleep(self.sleep)
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
         self.log("train_loss", loss)
@@ -62,4 +63,4 @@ class TinyModel(pl.LightningModule):
         self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.lr)

@@ -1,0 +1,88 @@
+"""LightningCLI argument links (``parser.link_arguments``) in a search.
+
+Each trial is the config ``fit`` would train with the trial's values set: a link's
+target gets the trial's value of its source, whether jsonargparse applies the link when
+it parses the config or when it instantiates the classes. A space key that is a link's
+target (which the link would overwrite) is an error before anything trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from frameworm_lightning import Study, TrialState
+from tests.cli.conftest import Run, Started, start_cli, write_config
+
+SCRIPT = "linked.py"  # tests/cli/linked.py: LinkedCLI, a SearchCLI with two links
+
+
+def _config(tmp: Path, space: dict[str, Any], **search: Any) -> dict[str, Any]:
+    return {
+        "model": {"class_path": "linked.LinkedModel", "init_args": {"lr": 0.1}},
+        "data": {"class_path": "linked.SizedData", "init_args": {"batch_size": 16, "n": 64}},
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "limit_train_batches": 1, "log_every_n_steps": 1},
+        "search": {"n_trials": None, "sampler": {"class_path": "frameworm_lightning.GridSampler"}, "space": space,
+                   "storage": f"sqlite:///{tmp / 'study.db'}", "root_dir": str(tmp / "runs"), **search},
+    }
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Started]]:
+    """The search over the links' sources, and each search of a link's target, started at once."""
+    runs: dict[str, tuple[Path, Started]] = {}
+    cases = {
+        # Two worker processes: what builds each trial travels to them.
+        "sources": _config(Path("."), {"data.init_args.batch_size": [4, 8], "data.init_args.n": [32, 64]}, n_jobs=2),
+        "parse target": _config(Path("."), {"model.init_args.batch_size": [4, 8]}),
+        "instantiate target": _config(Path("."), {"model.lr": [0.1], "model.train_size": [8, 16]}),
+    }
+    for name, config in cases.items():
+        tmp = tmp_path_factory.mktemp(name.replace(" ", "_"))
+        config["search"].update(storage=f"sqlite:///{tmp / 'study.db'}", root_dir=str(tmp / "runs"))
+        write_config(tmp / "search.yaml", config)
+        runs[name] = tmp, start_cli("search", "-c", "search.yaml", cwd=tmp, script=SCRIPT)
+    return runs
+
+
+def test_each_trial_model_gets_the_linked_values_of_its_own_params(started: dict[str, tuple[Path, Started]]) -> None:
+    folder, proc = started["sources"]
+    run: Run = proc.wait()
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = Study.load("LinkedModel", f"sqlite:///{folder / 'study.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert {(t.params["data.batch_size"], t.params["data.n"]) for t in trials} == {(4, 32), (4, 64), (8, 32), (8, 64)}
+    for t in trials:
+        ckpt = torch.load(t.system_attrs["checkpoint_path"], map_location="cpu", weights_only=True)
+        # What the model's __init__ received: batch_size linked when the config is parsed, train_size
+        # linked from the built datamodule.
+        assert ckpt["state_dict"]["received"].tolist() == [t.params["data.batch_size"], t.params["data.n"] * 3 // 4]
+        # The trial's config is what fit takes: the links' targets are left to the links, as fit's own config.yaml.
+        written = yaml.safe_load((Path(t.system_attrs["trial_dir"]) / "config.yaml").read_text())
+        assert written == t.system_attrs["cli_config"]
+        assert written["model"]["init_args"] == {"lr": 0.1}
+        assert written["data"]["init_args"] == {"batch_size": t.params["data.batch_size"], "n": t.params["data.n"]}
+
+
+WHERE = "(parser.link_arguments in LinkedCLI.add_arguments_to_parser)"
+
+
+@pytest.mark.parametrize(("case", "line"), [
+    ("parse target", "search.space key 'model.init_args.batch_size' is the target of the link data.init_args.batch_size "
+     f"--> model.init_args.batch_size {WHERE}, which sets it from the source in every trial; search "
+     "'data.init_args.batch_size' instead, or drop the link."),
+    ("instantiate target", "search.space key 'model.train_size' is the target of the link data.train_size --> "
+     f"model.init_args.train_size {WHERE}, which sets it in every trial from the built classes; search the "
+     "arguments that decide data.train_size instead, or drop the link."),
+])
+def test_searching_a_link_target_is_an_error_naming_the_link(started: dict[str, tuple[Path, Started]], case: str,
+                                                             line: str) -> None:
+    folder, proc = started[case]
+    run = proc.wait()
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert run.error_lines == [f"error: {line}"]
+    assert "Traceback" not in run.stderr and not (folder / "study.db").exists()
