@@ -36,11 +36,12 @@ def _leaves(value: Any, prefix: str = "") -> set[str]:
     return {prefix} if prefix else set()
 
 
-def dumped_link_targets(parser: Any, config: Namespace, subcommand: str) -> set[str]:
-    """The keys of ``subcommand``'s config that some link sets (dumped only with ``skip_link_targets=False``)."""
+def dumped_link_targets(parser: Any, config: Namespace, subcommand: str | None = None) -> set[str]:
+    """The keys of ``subcommand``'s config (or of the whole config) that some link sets: those a dump
+    has only with ``skip_link_targets=False``."""
     def dump(skip: bool) -> Any:
-        text = parser.dump(config, skip_none=False, skip_link_targets=skip)
-        return (yaml.safe_load(text) or {}).get(subcommand) or {}
+        dumped = yaml.safe_load(parser.dump(config, skip_none=False, skip_link_targets=skip)) or {}
+        return dumped if subcommand is None else dumped.get(subcommand) or {}
 
     return _leaves(dump(False)) - _leaves(dump(True))
 

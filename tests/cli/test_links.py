@@ -8,7 +8,10 @@ target (which the link would overwrite) is an error before anything trains.
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +19,10 @@ import torch
 import yaml
 
 from frameworm_lightning import Study, TrialState
+from frameworm_lightning.cli._errors import UsageError
+from frameworm_lightning.cli._links import check_space_links, dumped_link_targets
+from frameworm_lightning.cli._trial_config import CLICall
+from frameworm_lightning.exceptions import ConfigKeyError
 from tests.cli.conftest import Run, Started, start_cli, write_config
 
 SCRIPT = "linked.py"  # tests/cli/linked.py: LinkedCLI, a SearchCLI with two links
@@ -86,3 +93,64 @@ def test_searching_a_link_target_is_an_error_naming_the_link(started: dict[str, 
     assert run.returncode == 2, run.stderr[-3000:]
     assert run.error_lines == [f"error: {line}"]
     assert "Traceback" not in run.stderr and not (folder / "study.db").exists()
+
+
+# The parts, without a search -------------------------------------------------------------
+BASE = {"model": {"class_path": "linked.LinkedModel"}, "data": {"class_path": "linked.SizedData"},
+        "trainer": {"logger": False, "enable_checkpointing": False}, "seed_everything": False}
+
+
+@pytest.fixture(scope="module")
+def built() -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(Path(__file__).parent))  # linked.py imports tiny as the subprocesses do
+        mp.setattr(sys, "argv", ["linked.py"])
+        from linked import LinkedCLI  # noqa: PLC0415
+
+        yield LinkedCLI(args=BASE, run=False)
+
+
+def test_the_parser_notes_each_link_and_a_dump_without_targets_leaves_them_out(built: Any) -> None:
+    assert built.parser.links == [
+        (("data.init_args.batch_size",), "model.init_args.batch_size", "parse"),
+        (("data.train_size",), "model.init_args.train_size", "instantiate"),
+    ]
+    assert dumped_link_targets(built.parser, built.config) == {"model.init_args.batch_size", "model.init_args.train_size"}
+
+
+LINKS = [(("data.init_args.batch_size",), "model.init_args.batch_size", "parse"),
+         (("optimizer",), "model.init_args.optimizer", "parse"),
+         (("data.init_args.a", "data.init_args.b"), "model.init_args.ab", "parse")]
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    ("data.init_args.batch_size", None),  # a source: searched as any key
+    ("model.init_args.lr", None),
+    ("model.init_args.batch_size", "search 'data.init_args.batch_size' instead"),
+    ("model.init_args.optimizer.init_args.lr", "search 'optimizer.init_args.lr' instead"),  # below the target
+    ("model.init_args.ab", "search 'data.init_args.a' or 'data.init_args.b' instead"),
+    ("model.init_args.c", "is the target of an argument link (parser.link_arguments in MyCLI.add_arguments_to_parser),"
+                          " which sets it from the link's source in every trial"),  # a target a dump found
+])
+def test_a_searched_link_target_is_refused_with_the_fix(key: str, message: str | None) -> None:
+    check = lambda: check_space_links({key: key}, {"model.init_args.c"}, LINKS, "MyCLI")  # noqa: E731
+    if message is None:
+        check()
+    else:
+        with pytest.raises(ConfigKeyError, match=re.escape(message)):
+            check()
+
+
+def test_a_trial_build_calls_the_cli_class_again_with_its_config(built: Any) -> None:
+    LinkedCLI = type(built)  # noqa: N806
+
+    assert built.call == CLICall(LinkedCLI, (), {"args": BASE, "run": False})
+    built.call.check()
+
+    class Fixed(LinkedCLI):
+        def __init__(self) -> None:
+            super().__init__(args=BASE, run=False)
+
+    with pytest.raises(UsageError, match=r"Fixed\(\.\.\.\) cannot be called again with args= and run= .*let "
+                                         r"Fixed.__init__ take args and run"):
+        Fixed().call.check()
