@@ -154,6 +154,14 @@ class SearchCLI(LightningCLI):
         self._parsers.append(parser)  # the links made on it name the source of a searched link target
         return parser
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand in _SEARCH_COMMANDS:
+            # This process trains nothing (each trial is seeded search.seed + n): no seeding here,
+            # nor LightningCLI's "No seed found, seed set to 0" and "Seed set to 0" at every start.
+            self.config[subcommand]["seed_everything"] = False
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), **{name: set(_SKIP) for name in _SEARCH_COMMANDS}}
