@@ -286,6 +286,15 @@ class SearchCLI(LightningCLI):
                           dumped_link_targets(self.parser, self.config, self.subcommand),
                           [link for p in self._parsers for link in getattr(p, "links", ())], type(self).__name__)
 
+    def _added_callbacks(self) -> list[Any]:
+        """The callbacks LightningCLI gives ``fit``'s Trainer besides ``trainer.callbacks``: those of the
+        callback groups (``parser.add_lightning_class_args(EarlyStopping, "early_stopping")``, which the
+        parser lists in ``callback_keys``) and ``trainer_defaults``' callbacks."""
+        section = self.config_init[self.subcommand]
+        keys = dict.fromkeys(k for p in self._parsers for k in getattr(p, "callback_keys", ()))
+        groups = [section.get(k) for k in keys]
+        return [cb for cb in groups if cb is not None] + _as_list(self.trainer_defaults.get("callbacks"))
+
     def _fit_dump(self) -> dict[str, Any]:
         """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand,
         no link targets (the links set them, as in the config.yaml LightningCLI's ``fit`` saves)."""
@@ -305,8 +314,7 @@ class SearchCLI(LightningCLI):
         section = self.config_init[self.subcommand]
         cfg: SearchConfig = section.search
         trainer = dict(section.trainer)
-        callbacks = trainer.pop("callbacks", None) or []  # bound to each trial, like search.stopping
-        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        callbacks = [*_as_list(trainer.pop("callbacks", None)), *self._added_callbacks()]  # bound to each trial
         base = self._fit_dump()
         try:
             runner = SearchRunner(
@@ -406,6 +414,13 @@ class SearchCLI(LightningCLI):
                 f"search.study_name to one of them, or run {self._prog()} search {self._config_args()} first."
             )
         return Study.load(self.plan.study_name, store)
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A ``callbacks`` value (``None``, one callback or a list) as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _waiting_reruns(storage: str, study_name: str) -> int:
