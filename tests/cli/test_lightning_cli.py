@@ -104,3 +104,19 @@ def test_best_writes_what_the_trial_trained_and_says_the_command_line_differs(
         "(model.init_args.sleep: 0.01 now, 0.0 in the trial; trainer.max_epochs: 2 now, 1 in the trial); "
         "wrote what the trial trained."
     ]
+
+
+def test_an_injected_optimizer_is_built_per_trial_as_fit_builds_it(tmp_path: Path) -> None:
+    # model.init_args.optimizer is an OptimizerCallable: fit gives the module a callable, never the mapping.
+    config = search_config(tmp_path, n_trials=None, sampler={"class_path": "frameworm_lightning.GridSampler"},
+                           space={"model.init_args.optimizer.init_args.lr": [1.0e-3, 5.0e-2]})
+    config["model"] = {"class_path": "tiny.InjectedModel", "init_args": {"optimizer": OPTIMIZER}}
+    write_config(tmp_path / "search.yaml", config)
+    run = run_cli("search", "-c", "search.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = Study.load("InjectedModel", f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        ckpt = torch.load(t.system_attrs["checkpoint_path"], map_location="cpu", weights_only=True)
+        (group,) = ckpt["optimizer_states"][0]["param_groups"]
+        assert (group["lr"], group["momentum"]) == (t.params["model.optimizer.init_args.lr"], 0.5)

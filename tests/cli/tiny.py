@@ -10,6 +10,7 @@ import time
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -64,3 +65,15 @@ class TinyModel(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class InjectedModel(TinyModel):
+    """:class:`TinyModel` given its optimizer as LightningCLI's docs advise: an ``OptimizerCallable``
+    argument, configured by ``class_path`` in ``model.init_args.optimizer``."""
+
+    def __init__(self, optimizer: OptimizerCallable = torch.optim.SGD) -> None:
+        super().__init__()
+        self.optimizer = optimizer
+
+    def configure_optimizers(self):
+        return self.optimizer(self.parameters())
