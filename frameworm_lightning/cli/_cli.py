@@ -20,10 +20,13 @@ LightningCLI's own and ignore the ``search:`` section.
 LightningCLI is extended only through its hooks: ``subcommands()`` names the new
 subcommands, whose options LightningCLI reads from the signatures of
 :class:`SearchTrainer`'s methods; ``add_arguments_to_parser`` adds the ``search:``
-section; ``before_instantiate_classes`` validates the search before anything is built;
-``instantiate_classes`` turns a config that does not build into one line;
-``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
-``parser_class`` gives the one-line errors.
+section; ``parse_arguments`` leaves a search's own process unseeded;
+``before_instantiate_classes`` validates the search (space keys, link targets) before
+anything is built; ``instantiate_classes`` turns a config that does not build into one
+line; ``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
+``parser_class`` gives the one-line errors and notes the links; ``init_parser`` keeps the
+parsers. Each trial is built by calling the CLI class again on the trial's config
+(``cli/_trial_config.py``), so it trains what ``fit`` would.
 """
 
 from __future__ import annotations
