@@ -177,8 +177,9 @@ class SearchCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
+        fixed = {k: v for p in self._parsers for k, v in getattr(p, "section_classes", {}).items()}
         self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
-                               reading=self.subcommand in ("trials", "plot"))
+                               reading=self.subcommand in ("trials", "plot"), section_classes=fixed)
         if self.subcommand in ("search", "worker"):
             self._check_links()
             self.call.check()
@@ -324,7 +325,7 @@ class SearchCLI(LightningCLI):
                 metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
                 trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
                 root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective,
-                callbacks=[TrialConfig(base), *callbacks, *cfg.stopping],
+                callbacks=[TrialConfig(plan.sections), *callbacks, *cfg.stopping],
                 retry_failed=cfg.retry_failed, allow_sampler_change=cfg.allow_sampler_change,
                 stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
                 executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,

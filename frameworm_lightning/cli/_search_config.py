@@ -212,6 +212,7 @@ class SearchPlan:
     enqueue: list[dict[str, Any]]
     study_name: str
     storage: str
+    sections: dict[str, type] = field(default_factory=dict)  # the optimizer: / lr_scheduler: classes
 
 
 def _default_storage(root_dir: str) -> str:
@@ -219,10 +220,12 @@ def _default_storage(root_dir: str) -> str:
 
 
 def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None,
-               *, reading: bool = False) -> SearchPlan:
+               *, reading: bool = False, section_classes: Mapping[str, type] | None = None) -> SearchPlan:
     """Validate the ``search:`` section of a parsed (not yet instantiated) subcommand config.
 
-    ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any.
+    ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any;
+    ``section_classes`` the classes of ``optimizer:`` / ``lr_scheduler:`` groups given one
+    class (``parser.add_optimizer_args(torch.optim.Adam)``), whose sections name none.
     ``reading``: the subcommand only reads a stored study (``trials``, ``plot``), which may
     have been recorded by stopping callbacks without a space: no space or model needed
     (``space`` is then ``None``), given ``search.study_name``.
@@ -246,8 +249,9 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
             "search.space is empty: add at least one dimension, e.g. "
             "model.init_args.lr: {type: real, low: 1.0e-4, high: 1.0e-2, log: true}."
         )
-    targets = {"model": module_cls, "data": data_cls, "trainer": pl.Trainer,
-               **{name: section_class(config.get(name)) for name in CALLBACK_TARGETS}}
+    given = dict(section_classes or {})
+    sections = {name: section_class(config.get(name)) or given.get(name) for name in CALLBACK_TARGETS}
+    targets = {"model": module_cls, "data": data_cls, "trainer": pl.Trainer, **sections}
     check_space_keys(list(raw), targets)
     dims = SearchSpace(raw)  # errors name the key as the user wrote it
     rekeyed: dict[str, Any] = {}
@@ -269,6 +273,7 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
         enqueue=enqueue,
         study_name=search.study_name or module_cls.__name__,
         storage=search.storage or _default_storage(search.root_dir),
+        sections={name: cls for name, cls in sections.items() if cls is not None},
     )
 
 

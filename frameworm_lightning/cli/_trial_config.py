@@ -32,8 +32,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from frameworm_lightning.cli._errors import UsageError
-from frameworm_lightning.cli._search_config import section_class, trial_fit_config
-from frameworm_lightning.runner._routing import CALLBACK_TARGETS
+from frameworm_lightning.cli._search_config import trial_fit_config
 from frameworm_lightning.study import Trial
 
 __all__ = ["CONFIG_ATTR", "CLICall", "TrialBuild", "TrialConfig"]
@@ -99,18 +98,13 @@ class TrialConfig(Callback):
     """Writes each trial's LightningCLI config as its ``config.yaml``; declares the ``optimizer:``/``lr_scheduler:`` classes.
 
     Args:
-        base: the search's config as ``fit`` takes it (see :class:`TrialBuild`).
+        search_targets: the classes of the config's ``optimizer:`` and ``lr_scheduler:``
+            sections, which the runner checks ``optimizer.*``/``lr_scheduler.*`` keys against.
     """
 
-    def __init__(self, base: dict[str, Any]) -> None:
-        self.base = base
+    def __init__(self, search_targets: dict[str, type]) -> None:
+        self.search_targets = dict(search_targets)
         self.trial: Trial | None = None
-
-    @property
-    def search_targets(self) -> dict[str, type]:
-        """The classes of the config's ``optimizer:`` and ``lr_scheduler:`` sections (runner key check)."""
-        found = {name: section_class(self.base.get(name)) for name in CALLBACK_TARGETS}
-        return {name: cls for name, cls in found.items() if cls is not None}
 
     def bind_trial(self, trial: Trial) -> None:
         """Called by the runner with the trial this copy belongs to."""
