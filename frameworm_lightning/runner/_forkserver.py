@@ -21,33 +21,44 @@ environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone)
   threads were left behind anyway, its log says so. ``FRAMEWORM_FORKSERVER_WARM_UP=0``
   turns it off;
 * takes the finalizers its imports registered for the interpreter's teardown off the
-  exit list (:func:`keep_import_finalizers_from_exit`). A trial's process ends with
+  exit list (:func:`~._trial_entry.keep_import_finalizers_from_exit`). A trial's process ends with
   ``os._exit`` after its ``atexit`` hooks (loggers flush there), never tearing the
   interpreter down; torch's ~180 finalizers unregistering its operator libraries cost
-  each trial 40-90 ms there for nothing. Finalizers a trial registers itself still run.
+  each trial 40-90 ms there for nothing. Finalizers a trial registers itself still run;
+* creates the file named by ``FRAMEWORM_FORKSERVER_READY``: the search process reads
+  :func:`forkserver_ready` to know whether a trial started now would wait for these
+  imports (``runner/_processes.py`` then forks it from the search process itself, when
+  that is safe).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import warnings
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from frameworm_lightning.runner._signals import STOP_SIGNALS, stop_signals_handled_by
+from frameworm_lightning.runner._trial_entry import keep_import_finalizers_from_exit
 
-__all__ = ["LIGHTNING_PRELOAD", "PRELOAD", "keep_import_finalizers_from_exit", "start_forkserver", "warm_up"]
+__all__ = [
+    "LIGHTNING_PRELOAD", "PRELOAD", "forkserver_ready", "start_forkserver", "warm_up",
+]
 
 _SERVER_ENV = "FRAMEWORM_FORKSERVER"
 _WARM_UP_ENV = "FRAMEWORM_FORKSERVER_WARM_UP"
+_READY_ENV = "FRAMEWORM_FORKSERVER_READY"
+# The file the forkserver of this process creates once its imports are done (None: not started).
+_ready_file: str | None = None
 # Imported once by the forkserver, so no trial pays for them. Imports alone never touch
 # CUDA, threads or files; a module that is not installed is skipped by multiprocessing.
 PRELOAD = (
@@ -75,18 +86,30 @@ def start_forkserver(lightning: bool | None = None) -> multiprocessing.context.B
     if lightning is None:
         lightning = "lightning.pytorch" in sys.modules
     ctx.set_forkserver_preload([*(LIGHTNING_PRELOAD if lightning else ()), *PRELOAD])
+    global _ready_file
+    if _ready_file is None:
+        folder = tempfile.mkdtemp(prefix="fw-forkserver-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _ready_file = os.path.join(folder, "ready")
     # The forkserver inherits this environment when it starts (trials get their own).
-    previous = os.environ.get(_SERVER_ENV)
-    os.environ[_SERVER_ENV] = "1"
+    server_env = {_SERVER_ENV: "1", _READY_ENV: _ready_file}
+    previous = {k: os.environ.get(k) for k in server_env}
+    os.environ.update(server_env)
     try:
         with _stop_signals_ignored_by_children():
             multiprocessing.forkserver.ensure_running()
     finally:
-        if previous is None:
-            del os.environ[_SERVER_ENV]
-        else:
-            os.environ[_SERVER_ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
     return ctx
+
+
+def forkserver_ready() -> bool:
+    """Whether this process's forkserver has finished its imports (a trial started now waits for nothing)."""
+    return _ready_file is not None and os.path.exists(_ready_file)
 
 
 @contextmanager
@@ -172,27 +195,14 @@ def warm_up() -> None:
         print(f"forkserver warm-up left {_threads() - before} thread(s) running", file=sys.stderr)
 
 
-def keep_import_finalizers_from_exit() -> int:
-    """Mark every live ``weakref.finalize`` not to run at exit; how many were marked.
-
-    Called by the forkserver once its imports are done: what they registered tears down
-    an interpreter, and a trial's process never tears its interpreter down. The stdlib
-    keeps live finalizers in ``weakref.finalize._registry``, a private name, read here
-    because the only public alternative is a scan of every object (``gc.get_objects``,
-    0.1 s on the forkserver's 400,000); ``atexit`` is the finalizer's public attribute.
-    ``tests/parallel/test_process_executor.py`` checks that a trial starts with none due at
-    exit and that its own finalizers still run.
-    """
-    marked = 0
-    for finalizer in list(weakref.finalize._registry):  # noqa: SLF001 - see the docstring
-        if finalizer.atexit:
-            finalizer.atexit = False
-            marked += 1
-    return marked
-
-
 if os.environ.get(_SERVER_ENV) == "1":  # imported by the forkserver, as its last preload
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a trial's process restores the default
     if os.environ.get(_WARM_UP_ENV) != "0" and "lightning.pytorch" in sys.modules and _cpu_only_torch():
         warm_up()
     keep_import_finalizers_from_exit()
+    if os.environ.get(_READY_ENV):
+        try:
+            with open(os.environ[_READY_ENV], "w"):
+                pass
+        except OSError:
+            pass  # the search process has ended (and removed the file's folder) while we imported

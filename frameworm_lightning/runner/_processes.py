@@ -20,6 +20,18 @@ per trial. Each trial process:
 
 The forkserver is shared by every search of the process and started once; its preload
 list is fixed then (``runner/_forkserver.py``).
+
+**The first trials of a cold start.** The forkserver's imports take seconds (torch and
+Lightning: about 3 s on a 2-core machine). A trial started before they are done is forked
+from the search process itself, which has loaded all of it, when that is safe
+(:func:`can_fork_trial_here`): no CUDA context, no Python thread besides this one, and no
+native thread beyond the pools of OpenBLAS (which stops its threads around a fork) and of
+OpenMP, and the trial runs one intra-op thread (an OpenMP team made before a fork is
+dead in the child: a child that asked it for two threads would wait on them forever), or
+this process has no other thread at all. Such a trial starts in tenths of a second; it
+clears the search process's exit handlers and builds everything else (storage, the
+search script's module, its evaluation) from its payload, as a forkserver's trial does.
+Otherwise the trial waits for the forkserver.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -38,13 +51,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frameworm_lightning.runner._forkserver import start_forkserver
+from threadpoolctl import threadpool_info
+
+from frameworm_lightning.runner._forkserver import forkserver_ready, start_forkserver
 from frameworm_lightning.runner._launcher import WorkerExit
 from frameworm_lightning.runner._payload import PAYLOAD_FILE, STORAGE_URL_ENV, worker_env, write_private
 from frameworm_lightning.runner._trial_entry import run_forked
-from frameworm_lightning.study import Trial
+from frameworm_lightning.study import Trial, heartbeat_threads, heartbeats_paused
 
-__all__ = ["ProcessLauncher", "kill_group", "log_tail", "rank_errors"]
+__all__ = ["ProcessLauncher", "can_fork_trial_here", "kill_group", "log_tail", "rank_errors"]
 
 _KILL_GRACE_S = 5.0     # SIGTERM to SIGKILL
 _LOG_TAIL_LINES = 30
@@ -83,6 +98,37 @@ def rank_errors(directory: Path) -> list[str]:
         except OSError:
             continue
     return out
+
+
+def can_fork_trial_here(intra_op_threads: int) -> bool:
+    """Whether a trial of ``intra_op_threads`` threads may be forked from this process (see above).
+
+    Call it, and fork, under :func:`~frameworm_lightning.study.heartbeats_paused`: the
+    heartbeat threads of the trials this process holds are the only Python threads
+    allowed besides this one. Native threads (``/proc/self/task``, so Linux only) are
+    counted against the most that the pools known to survive a fork may hold: each
+    OpenBLAS pool (stopped by its own fork handler), torch's pthreadpool (remade in a
+    child by torch's fork handler) and each OpenMP runtime's team (dead in the child,
+    harmless to a child of one thread: ``run_forked`` sets every runtime's limit through
+    threadpoolctl). Any other thread may hold a lock the child would wait on forever; one
+    could hide in a pool not yet started, a risk taken only for a trial of one thread. ``tests/parallel/test_process_executor.py`` forks after OpenMP and OpenBLAS
+    ran here.
+    """
+    beats = heartbeat_threads()
+    if not os.path.isdir("/proc/self/task") or any(
+            t is not threading.current_thread() and t not in beats for t in threading.enumerate()):
+        return False
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return False
+    native = len(os.listdir("/proc/self/task")) - len(beats)
+    if native == 1:
+        return True
+    pools = sum(max(0, info["num_threads"] - 1) for info in threadpool_info()
+                if info["internal_api"] in ("openblas", "openmp"))
+    if torch is not None:
+        pools += max(0, torch.get_num_threads() - 1)  # torch's own pthreadpool (set_num_threads makes it): remade in a child
+    return intra_op_threads == 1 and native <= 1 + pools
 
 
 @contextmanager
@@ -154,8 +200,16 @@ class ProcessLauncher:
         path = write_private(directory / PAYLOAD_FILE, pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         log_path = directory / "worker.log"
         env = worker_env({STORAGE_URL_ENV: self.storage_url, **env}, self.n_jobs)
-        process = self.context.Process(target=run_forked, args=(str(path), str(log_path), env),
-                                       name=f"frameworm-trial-{payload['number']}")
+        name = f"frameworm-trial-{payload['number']}"
+        threads = env.get("OMP_NUM_THREADS", "")
+        if not forkserver_ready():
+            with heartbeats_paused():
+                if can_fork_trial_here(int(threads) if threads.isdigit() else 0):
+                    process = multiprocessing.get_context("fork").Process(
+                        target=run_forked, args=(str(path), str(log_path), env, True), name=name)
+                    process.start()
+                    return ProcessHandle(process, log_path, directory)
+        process = self.context.Process(target=run_forked, args=(str(path), str(log_path), env), name=name)
         with _search_script_hidden():
             process.start()
         return ProcessHandle(process, log_path, directory)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import faulthandler
+import gc
 import json
 import os
 import pickle
@@ -33,9 +34,12 @@ import threading
 import time
 import traceback
 import types
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from threadpoolctl import threadpool_limits
 
 from frameworm_lightning.runner._payload import (
     ENTRY_MODULE,
@@ -50,7 +54,7 @@ from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["FollowerTrial", "load_evaluate", "main", "run_forked"]
+__all__ = ["FollowerTrial", "keep_import_finalizers_from_exit", "load_evaluate", "main", "run_forked"]
 
 # Environment variable naming the process group of the trial (set by rank 0 when it leads one).
 _PGID_ENV = "FRAMEWORM_TRIAL_PGID"
@@ -296,9 +300,49 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-def run_forked(payload_path: str, log_path: str, env: Mapping[str, str]) -> None:
-    """The body of a trial's process forked by the forkserver: become the trial's process, run it, exit."""
+def keep_import_finalizers_from_exit() -> int:
+    """Mark every live ``weakref.finalize`` not to run at exit; how many were marked.
+
+    Called by the forkserver once its imports are done, and by a trial forked from the search
+    process: what was registered before the trial tears down an interpreter, and a trial's
+    process never tears its interpreter down. The stdlib
+    keeps live finalizers in ``weakref.finalize._registry``, a private name, read here
+    because the only public alternative is a scan of every object (``gc.get_objects``,
+    0.1 s on the forkserver's 400,000); ``atexit`` is the finalizer's public attribute.
+    ``tests/parallel/test_process_executor.py`` checks that a trial starts with none due at
+    exit and that its own finalizers still run.
+    """
+    marked = 0
+    for finalizer in list(weakref.finalize._registry):  # noqa: SLF001 - see the docstring
+        if finalizer.atexit:
+            finalizer.atexit = False
+            marked += 1
+    return marked
+
+
+def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_search: bool = False) -> None:
+    """The body of a trial's process: become the trial's process, run it, exit.
+
+    Forked by the forkserver or, ``from_search``, by the search process itself before the
+    forkserver is ready (``runner/_processes.py``): the search process's exit handlers
+    and finalizers are then dropped (they are its own: its temporary folders, its
+    loggers), and every OpenMP and BLAS runtime is held to the trial's thread count
+    (an OpenMP team the search process started did not survive the fork).
+    """
     code = 1
+    # Every object the process was forked with (torch's, Lightning's: 400,000) leaves the
+    # collector's generations: a full collection would otherwise walk them all, writing to
+    # each one's header, and copy every page of them from the parent (0.5 s once in each
+    # trial, measured in benchmarks/parallel.py's trials). Objects the trial makes are
+    # collected as usual.
+    gc.freeze()
+    if from_search:
+        atexit._clear()  # noqa: SLF001 - the search process's hooks; tests/parallel checks they do not run here
+        keep_import_finalizers_from_exit()
+        # The search script is loaded afresh, as in a forkserver's trial (multiprocessing
+        # names the running script __mp_main__): a trial behaves the same whichever process
+        # forked it, and a script that searches when imported is refused by both.
+        sys.modules.pop("__mp_main__", None)
     try:
         os.setpgid(0, 0)  # its own process group: killed as one, deaf to the terminal's Ctrl-C
         log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -310,8 +354,11 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str]) -> None
         os.environ.clear()  # the trial's whole environment, as a fresh interpreter would get it
         os.environ.update(env)
         threads = os.environ.get("OMP_NUM_THREADS", "")
-        if threads.isdigit() and int(threads) > 0 and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(int(threads))  # OpenMP read the variable in the forkserver
+        if threads.isdigit() and int(threads) > 0:
+            # The runtimes read the variable when the forkserver (or the search process) loaded them.
+            threadpool_limits(int(threads))
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(int(threads))
         # What Lightning's DDP launcher re-runs for ranks 1..n-1: this module and the payload.
         sys.modules["__main__"] = sys.modules[ENTRY_MODULE]
         sys.argv = [sys.modules[ENTRY_MODULE].__file__ or "", payload_path]

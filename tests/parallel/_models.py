@@ -187,6 +187,7 @@ def exit_marker(config: dict) -> float:
     notes how many finalizers were due at exit before it did (the forkserver's imports' are not).
     """
     import atexit  # noqa: PLC0415
+    import gc  # noqa: PLC0415
     import multiprocessing  # noqa: PLC0415
     import os  # noqa: PLC0415
     import sys  # noqa: PLC0415
@@ -196,7 +197,8 @@ def exit_marker(config: dict) -> float:
              "lightning_before_trial": "lightning.pytorch.trainer" in sys.modules,
              "torch_before_trial": "torch" in sys.modules,
              "finalizers_due_at_exit": sum(f.atexit for f in weakref.finalize._registry),  # noqa: SLF001
-             "main": sys.modules["__main__"].__name__, "process": multiprocessing.current_process().name}
+             "main": sys.modules["__main__"].__name__, "process": multiprocessing.current_process().name,
+             "frozen_objects": gc.get_freeze_count()}
     atexit.register(lambda: Path(config["path"]).with_suffix(f".{config['x']}").write_text(repr(facts)))
     _KEPT.append(kept := _Kept())
     weakref.finalize(kept, Path(config["path"]).with_suffix(f".fin.{config['x']}").write_text, "ran")

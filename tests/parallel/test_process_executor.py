@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import pytest
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from frameworm_lightning import GridSampler, MetricNotFoundError, SearchRunner, Study
+from frameworm_lightning.runner._forkserver import forkserver_ready, start_forkserver
 from frameworm_lightning.search import GridSearch
 from frameworm_lightning.trial import TrialState
 
@@ -153,6 +155,8 @@ def test_a_wrong_metric_name_stops_the_function_api(tmp_path: Path) -> None:
 
 
 def test_a_trial_process_is_forked_by_the_preloaded_forkserver_and_runs_its_exit_handlers(tmp_path: Path) -> None:
+    start_forkserver()  # ready first: a trial started before would be forked by this process (the next tests)
+    assert wait_for(forkserver_ready, timeout=120)
     search = GridSearch(base_config={"x": 0.0, "path": str(tmp_path / "exit")}, search_space={"x": [1.0, 2.0]},
                         metric="loss", verbose=False)
     search.run(exit_marker, n_jobs=2)
@@ -166,6 +170,8 @@ def test_a_trial_process_is_forked_by_the_preloaded_forkserver_and_runs_its_exit
         assert f["pgid"] == f["pid"]  # its own process group
         assert f["lightning_before_trial"]  # preloaded: imported before the trial began
         assert f["torch_before_trial"] and f["finalizers_due_at_exit"] == 0
+        # What it was forked with is out of the collector's way (no full collection walks it).
+        assert f["frozen_objects"] > 100_000
         assert f["main"] == "frameworm_lightning.runner._trial_entry"  # what DDP relaunches re-run
 
 
@@ -264,3 +270,94 @@ def test_a_trial_process_imports_the_search_script_with_the_search_command_line(
                          cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.split() == ["1", "3.0"]
+
+
+def _threads_env(**threads: str) -> dict[str, str]:
+    """This environment with only these thread counts set (conftest sets one thread for MKL and OpenMP)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    return {**env, **threads}
+
+
+COLD_SEARCH = """
+import atexit, json, os, sys, weakref
+import numpy as np, torch
+import lightning.pytorch  # its forkserver must import Lightning: seconds, while the first trials start
+from frameworm_lightning.search import GridSearch
+
+def trial(config):
+    # A big op runs on an OpenMP team: the search process's team is dead in a forked child,
+    # so this would wait forever in one that asked for two threads.
+    torch.randn(2_000_000).exp().sum(); np.ones((300, 300)) @ np.ones((300, 300))
+    facts = {{"ppid": os.getppid(), "threads": torch.get_num_threads(), "x": config["x"],
+             "due_at_exit": sum(f.atexit for f in weakref.finalize._registry)}}
+    with open({out!r} + f".{{config['x']}}", "w") as f:
+        json.dump(facts, f)
+    return float(config["x"])
+
+class Kept:
+    pass
+
+kept = Kept()
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)  # the trials get OMP_NUM_THREADS=1
+    before = len(os.listdir("/proc/self/task"))
+    torch.randn(2_000_000).exp().sum(); np.ones((300, 300)) @ np.ones((300, 300))  # OpenMP's team, OpenBLAS's pool
+    assert len(os.listdir("/proc/self/task")) > before, "no OpenMP team: the test would prove nothing"
+    atexit.register(lambda: open({out!r} + ".search-exit", "a").write(f"{{os.getpid()}}\\n"))
+    weakref.finalize(kept, lambda: open({out!r} + ".search-fin", "a").write(f"{{os.getpid()}}\\n"))
+    best, _ = GridSearch({{}}, {{"x": [1, 2]}}, metric="loss", verbose=False).run(trial, n_jobs=2)
+    print(os.getpid(), best["x"])
+"""
+
+
+def test_trials_started_before_the_forkserver_is_ready_are_forked_by_the_search_process(tmp_path: Path) -> None:
+    out = str(tmp_path / "facts")
+    script = tmp_path / "cold.py"
+    script.write_text(COLD_SEARCH.format(out=out))
+    # One thread per trial, what n_jobs=2 gives on two cores, here on any machine.
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=_threads_env(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    search_pid, best = proc.stdout.split()
+    assert best == "1"
+    facts = [json.loads(Path(f"{out}.{x}").read_text()) for x in (1, 2)]
+    # Both trials started at once, seconds before the forkserver's Lightning imports were
+    # done: the search process forked them, and their big ops did not wait on its OpenMP team.
+    assert [f["ppid"] for f in facts] == [int(search_pid)] * 2
+    assert [f["threads"] for f in facts] == [1, 1]
+    # The search process's exit handler and finalizer ran once, in the search process;
+    # the trials started with none of its finalizers due.
+    assert Path(f"{out}.search-exit").read_text().split() == [search_pid]
+    assert Path(f"{out}.search-fin").read_text().split() == [search_pid]
+    assert [f["due_at_exit"] for f in facts] == [0, 0]
+
+
+FORK_CHECK = """
+import json, os, threading
+import numpy as np, torch
+from frameworm_lightning.runner._processes import can_fork_trial_here
+from frameworm_lightning.study import heartbeats_paused
+seen = {"fresh": [can_fork_trial_here(1), can_fork_trial_here(2)]}
+before = len(os.listdir("/proc/self/task"))
+torch.randn(2_000_000).exp().sum(); np.ones((300, 300)) @ np.ones((300, 300))
+assert len(os.listdir("/proc/self/task")) > before, "no OpenMP team: the test would prove nothing"
+seen["after OpenMP"] = [can_fork_trial_here(1), can_fork_trial_here(2)]
+stop = threading.Event()
+t = threading.Thread(target=stop.wait); t.start()
+seen["a thread of the user's"] = [can_fork_trial_here(1), can_fork_trial_here(2)]
+stop.set(); t.join()
+print(json.dumps(seen))
+"""
+
+
+def test_a_trial_is_forked_from_the_search_process_only_when_no_thread_there_could_hang_it(tmp_path: Path) -> None:
+    script = tmp_path / "check.py"
+    script.write_text(FORK_CHECK)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env=_threads_env(OMP_NUM_THREADS="2", OPENBLAS_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout)
+    # No other thread before any op: any trial. Once OpenMP made a team of two, only a trial
+    # of one thread (the team is dead in the child). With a thread of the user's: none.
+    assert seen == {"fresh": [True, True], "after OpenMP": [True, False], "a thread of the user's": [False, False]}
