@@ -313,3 +313,19 @@ def test_a_required_argument_nobody_gives_is_an_error_before_the_study_is_stored
     result = runner(tmp_path, n_trials=1).fit(NeedsWidth, {"lr": Real(0.01, 0.1)}, datamodule=LineData,
                                               model_kwargs={"width": 3})
     assert result.trials[0].state is TrialState.COMPLETE
+
+
+def _build_with_width(trial):
+    """A ``build_trial``: the module's width from the trial's number, which no model_kwargs give."""
+    return NeedsWidth(width=trial.number + 2, lr=trial.params["model.lr"]), LineData(batch_size=8)
+
+
+def test_build_trial_builds_each_trials_module_and_datamodule(tmp_path, monkeypatch):
+    built = []  # what each trial trained: the module's width and lr, the datamodule's batch size
+    monkeypatch.setattr(NeedsWidth, "on_fit_start", lambda module: built.append(
+        (module.width, module.hparams.lr, module.trainer.datamodule.batch_size)))
+    result = runner(tmp_path, n_trials=None, sampler=GridSampler()).fit(
+        NeedsWidth, {"model.lr": [0.01, 0.1]}, datamodule=LineData, build_trial=_build_with_width)
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2
+    # width is required and given by no model_kwargs: the builder completes the arguments.
+    assert built == [(t.number + 2, t.params["model.lr"], 8) for t in result.trials]
