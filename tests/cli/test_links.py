@@ -43,8 +43,10 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, S
     """The search over the links' sources, and each search of a link's target, started at once."""
     runs: dict[str, tuple[Path, Started]] = {}
     cases = {
-        # Two worker processes: what builds each trial travels to them.
-        "sources": _config(Path("."), {"data.init_args.batch_size": [4, 8], "data.init_args.n": [32, 64]}, n_jobs=2),
+        # Two worker processes: what builds each trial travels to them. Two trials, each source its own value.
+        "sources": _config(Path("."), {"data.init_args.batch_size": [4, 8], "data.init_args.n": [32, 64]}, n_jobs=2,
+                           n_trials=2, enqueue=[{"data.init_args.batch_size": 4, "data.init_args.n": 64},
+                                                {"data.init_args.batch_size": 8, "data.init_args.n": 32}]),
         "parse target": _config(Path("."), {"model.init_args.batch_size": [4, 8]}),
         "instantiate target": _config(Path("."), {"model.lr": [0.1], "model.train_size": [8, 16]}),
     }
@@ -61,8 +63,8 @@ def test_each_trial_model_gets_the_linked_values_of_its_own_params(started: dict
     run: Run = proc.wait()
     assert run.returncode == 0, run.stderr[-3000:]
     trials = Study.load("LinkedModel", f"sqlite:///{folder / 'study.db'}").trials
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
-    assert {(t.params["data.batch_size"], t.params["data.n"]) for t in trials} == {(4, 32), (4, 64), (8, 32), (8, 64)}
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert {(t.params["data.batch_size"], t.params["data.n"]) for t in trials} == {(4, 64), (8, 32)}
     for t in trials:
         ckpt = torch.load(t.system_attrs["checkpoint_path"], map_location="cpu", weights_only=True)
         # What the model's __init__ received: batch_size linked when the config is parsed, train_size
