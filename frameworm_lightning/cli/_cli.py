@@ -78,45 +78,60 @@ class SearchTrainer(Trainer):
     the parsed config rather than built objects, so :class:`SearchCLI`'s methods of the
     same names do the work (LightningCLI calls the CLI's method when it has one); called
     on a Trainer directly, these raise.
+
+    Each takes ``ckpt_path``, ``fit``'s option, so that a config ``fit`` saved (which has
+    ``ckpt_path: null``) is a config of every subcommand; a search refuses any other value.
     """
 
-    def run_search(self, model: Any, datamodule: Any = None) -> None:
-        """Run the search of the config's search: section, or resume its stored study."""
+    def run_search(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None) -> None:
+        """Run the search of the config's search: section, or resume its stored study.
+
+        Args:
+            ckpt_path: fit's option, accepted as null (a config fit saved has it).
+        """
         raise NotImplementedError("run a search with the frameworm-search command or SearchRunner")
 
     # jsonargparse names a method's option group after its __name__, and "search" is
     # taken by the search: section, so the subcommand's method is an alias.
     search = run_search
 
-    def worker(self, model: Any, datamodule: Any = None, wait: bool = True) -> None:
+    def worker(self, model: Any, datamodule: Any = None, wait: bool = True, ckpt_path: Optional[str] = None) -> None:
         """Join the stored study as one more worker (another process or machine sharing search.storage).
 
         Args:
             wait: when nothing is left to claim, wait for the other workers' trials (and
                 run again those whose worker died) before exiting.
+            ckpt_path: fit's option, accepted as null (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command or SearchRunner.worker")
 
-    def trials(self, model: Any, datamodule: Any = None) -> None:
-        """Show the trials of the stored study as a table."""
+    def trials(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None) -> None:
+        """Show the trials of the stored study as a table.
+
+        Args:
+            ckpt_path: fit's option, ignored (a config fit saved has it).
+        """
         raise NotImplementedError("use the frameworm-search command")
 
-    def best(self, model: Any, datamodule: Any = None, output: Optional[str] = None) -> None:
+    def best(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
+             ckpt_path: Optional[str] = None) -> None:
         """Write the best trial as a config that fit accepts.
 
         Args:
             output: the file to write; default: print the config.
+            ckpt_path: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command")
 
     def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
-             kinds: Optional[list[str]] = None) -> None:
+             kinds: Optional[list[str]] = None, ckpt_path: Optional[str] = None) -> None:
         """Write the analysis report of the stored study: an interactive report.html and trials.csv.
 
         Args:
             output: the folder to write; default: <root_dir>/<study>/report.
             kinds: the plots to draw (history, curves, importance, parallel, slice, contour, edf);
                 default: all.
+            ckpt_path: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
 
@@ -181,6 +196,11 @@ class SearchCLI(LightningCLI):
         self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
                                reading=self.subcommand in ("trials", "plot"), section_classes=fixed)
         if self.subcommand in ("search", "worker"):
+            ckpt_path = self.config[self.subcommand].get("ckpt_path")
+            if ckpt_path is not None:
+                raise UsageError(f"ckpt_path={ckpt_path!r} is fit's option to resume a training; a search trains each "
+                                 "trial from its start: remove it (to fine-tune from a checkpoint, load its weights in "
+                                 "the module).")
             self._check_links()
             self.call.check()
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its

@@ -32,7 +32,9 @@ CALLBACK = ["--trainer.callbacks+=frameworm_lightning.ImprovementStopping", "--t
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("search")
-    write_config(tmp / "search.yaml", search_config(tmp, stopping=STOPPING))
+    config = search_config(tmp, stopping=STOPPING)
+    config["ckpt_path"] = None  # as in the config.yaml fit saves: a search accepts it
+    write_config(tmp / "search.yaml", config)
     return tmp
 
 
