@@ -79,15 +79,18 @@ class SearchTrainer(Trainer):
     same names do the work (LightningCLI calls the CLI's method when it has one); called
     on a Trainer directly, these raise.
 
-    Each takes ``ckpt_path``, ``fit``'s option, so that a config ``fit`` saved (which has
-    ``ckpt_path: null``) is a config of every subcommand; a search refuses any other value.
+    Each takes ``fit``'s own options, ``ckpt_path`` and ``weights_only``, so that a config
+    ``fit`` saved (which has them, null) is a config of every subcommand; a search refuses a
+    ``ckpt_path``.
     """
 
-    def run_search(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None) -> None:
+    def run_search(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None,
+                   weights_only: Optional[bool] = None) -> None:
         """Run the search of the config's search: section, or resume its stored study.
 
         Args:
             ckpt_path: fit's option, accepted as null (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("run a search with the frameworm-search command or SearchRunner")
 
@@ -95,36 +98,42 @@ class SearchTrainer(Trainer):
     # taken by the search: section, so the subcommand's method is an alias.
     search = run_search
 
-    def worker(self, model: Any, datamodule: Any = None, wait: bool = True, ckpt_path: Optional[str] = None) -> None:
+    def worker(self, model: Any, datamodule: Any = None, wait: bool = True, ckpt_path: Optional[str] = None,
+               weights_only: Optional[bool] = None) -> None:
         """Join the stored study as one more worker (another process or machine sharing search.storage).
 
         Args:
             wait: when nothing is left to claim, wait for the other workers' trials (and
                 run again those whose worker died) before exiting.
             ckpt_path: fit's option, accepted as null (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command or SearchRunner.worker")
 
-    def trials(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None) -> None:
+    def trials(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None,
+               weights_only: Optional[bool] = None) -> None:
         """Show the trials of the stored study as a table.
 
         Args:
             ckpt_path: fit's option, ignored (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command")
 
     def best(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
-             ckpt_path: Optional[str] = None) -> None:
+             ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> None:
         """Write the best trial as a config that fit accepts.
 
         Args:
             output: the file to write; default: print the config.
             ckpt_path: fit's option, ignored (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command")
 
     def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
-             kinds: Optional[list[str]] = None, ckpt_path: Optional[str] = None) -> None:
+             kinds: Optional[list[str]] = None, ckpt_path: Optional[str] = None,
+             weights_only: Optional[bool] = None) -> None:
         """Write the analysis report of the stored study: an interactive report.html and trials.csv.
 
         Args:
@@ -132,6 +141,7 @@ class SearchTrainer(Trainer):
             kinds: the plots to draw (history, curves, importance, parallel, slice, contour, edf);
                 default: all.
             ckpt_path: fit's option, ignored (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
 

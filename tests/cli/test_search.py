@@ -33,7 +33,7 @@ CALLBACK = ["--trainer.callbacks+=frameworm_lightning.ImprovementStopping", "--t
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("search")
     config = search_config(tmp, stopping=STOPPING)
-    config["ckpt_path"] = None  # as in the config.yaml fit saves: a search accepts it
+    config["ckpt_path"] = config["weights_only"] = None  # fit's options, as the config.yaml fit saves has them
     write_config(tmp / "search.yaml", config)
     return tmp
 
