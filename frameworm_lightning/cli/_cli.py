@@ -170,6 +170,7 @@ class SearchCLI(LightningCLI):
         kwargs.setdefault("parser_class", SearchArgumentParser)
         kwargs.setdefault("parser_kwargs", {"description": "Hyperparameter search for LightningModules."})
         self._parsers: list[Any] = []
+        self._search_sections = 0  # parsers given the search: section by add_arguments_to_parser
         # Run as a command (by frameworm-search or a user's script), its errors are one line each;
         # built with run=False (each trial's build, a user's own code), they are raised.
         run = inspect.signature(LightningCLI).bind_partial(*args, **kwargs).arguments.get("run", True)
@@ -183,6 +184,10 @@ class SearchCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
+        if not self._search_sections:  # else jsonargparse: "Subcommand 'search' does not accept option 'search.space...'"
+            name = type(self).__name__
+            raise UsageError(f"{name}.add_arguments_to_parser does not call super().add_arguments_to_parser(parser), "
+                             "which adds the search: section; call it first there.")
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         if subcommand in _SEARCH_COMMANDS:
@@ -198,6 +203,7 @@ class SearchCLI(LightningCLI):
         parser.add_argument(
             "--search", type=SearchConfig, help="The hyperparameter search (ignored by fit/validate/test/predict)."
         )
+        self._search_sections += 1
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:

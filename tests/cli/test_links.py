@@ -156,3 +156,17 @@ def test_a_trial_build_calls_the_cli_class_again_with_its_config(built: Any) -> 
     with pytest.raises(UsageError, match=r"Fixed\(\.\.\.\) cannot be called again with args= and run= .*let "
                                          r"Fixed.__init__ take args and run"):
         Fixed().call.check()
+
+
+def test_a_subclass_that_drops_the_search_section_is_told_to_call_super(built: Any, capsys: Any) -> None:
+    # It was: "Subcommand 'search' does not accept option 'search.space.data.init_args.batch_size'".
+    class NoSuper(type(built)):  # type: ignore[misc]
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.link_arguments("data.init_args.batch_size", "model.init_args.batch_size")
+
+    with pytest.raises(SystemExit) as exit_:
+        NoSuper(args=["search", "--search.n_trials", "1"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: NoSuper.add_arguments_to_parser does not call super().add_arguments_to_parser(parser), which adds "
+        "the search: section; call it first there.\n")
