@@ -176,7 +176,8 @@ def _run(payload: Mapping[str, Any], rank: int) -> int:
     cwd = payload.get("cwd")
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
-    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
+    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"],
+                           create_tables=False)  # the search made them
     try:
         evaluate = load_evaluate(payload)
     except Exception as err:  # noqa: BLE001 - stored: every trial of the search would fail the same way
