@@ -292,3 +292,22 @@ def test_finished_trials_reports_are_read_once_and_everything_else_afresh(storag
     assert second[0].system_attrs["promoted_to"] == 7  # rows are read afresh
     assert second[1].intermediate_values == {1: 0.9, 2: 0.8}  # a running trial's reports are
     assert storage.get_trials(study.study_id)[0].intermediate_values == {}  # without the dict: all read
+
+
+def test_a_trial_process_opens_its_search_database_without_waiting_for_the_write_lock(tmp_path):
+    # A trial's process opens a database its search made (create_tables=False): the tables'
+    # check took SQLite's write lock, which other trials' reports hold, at each trial's start.
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(url, "held").ask()
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing
+    opened: list[sql.Storage] = []
+    thread = threading.Thread(target=lambda: opened.append(open_storage(url, create_tables=False)), daemon=True)
+    thread.start()
+    thread.join(timeout=20)  # with the check, it waited out SQLite's busy timeout (60 s)
+    assert len(opened) == 1
+    writer.rollback()
+    assert opened[0].study_names() == ["held"]
