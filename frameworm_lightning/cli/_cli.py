@@ -20,10 +20,13 @@ LightningCLI's own and ignore the ``search:`` section.
 LightningCLI is extended only through its hooks: ``subcommands()`` names the new
 subcommands, whose options LightningCLI reads from the signatures of
 :class:`SearchTrainer`'s methods; ``add_arguments_to_parser`` adds the ``search:``
-section; ``before_instantiate_classes`` validates the search before anything is built;
-``instantiate_classes`` turns a config that does not build into one line;
-``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
-``parser_class`` gives the one-line errors.
+section; ``parse_arguments`` leaves a search's own process unseeded;
+``before_instantiate_classes`` validates the search (space keys, link targets) before
+anything is built; ``instantiate_classes`` turns a config that does not build into one
+line; ``instantiate_trainer`` keeps the never-used Trainer of a search subcommand quiet;
+``parser_class`` gives the one-line errors and notes the links; ``init_parser`` keeps the
+parsers. Each trial is built by calling the CLI class again on the trial's config
+(``cli/_trial_config.py``), so it trains what ``fit`` would.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import inspect
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -42,8 +47,17 @@ from lightning.pytorch.cli import LightningCLI
 
 import frameworm_lightning.stopping  # noqa: F401 - imported so short names (--trainer.callbacks+=ASHA) resolve
 from frameworm_lightning.cli._errors import SearchArgumentParser, UsageError, explain
-from frameworm_lightning.cli._search_config import SearchConfig, SearchPlan, build_plan, trainer_overrides, trial_fit_config
-from frameworm_lightning.cli._trial_config import CONFIG_ATTR, TrialConfig
+from frameworm_lightning.cli._links import check_space_links, dumped_link_targets
+from frameworm_lightning.cli._search_config import (
+    SearchConfig,
+    SearchPlan,
+    build_plan,
+    dotted_key,
+    runner_key,
+    trainer_overrides,
+    trial_fit_config,
+)
+from frameworm_lightning.cli._trial_config import CONFIG_ATTR, CLICall, TrialBuild, TrialConfig
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.storage import masked_url, open_storage
 from frameworm_lightning.runner._progress import format_params
@@ -64,45 +78,70 @@ class SearchTrainer(Trainer):
     the parsed config rather than built objects, so :class:`SearchCLI`'s methods of the
     same names do the work (LightningCLI calls the CLI's method when it has one); called
     on a Trainer directly, these raise.
+
+    Each takes ``fit``'s own options, ``ckpt_path`` and ``weights_only``, so that a config
+    ``fit`` saved (which has them, null) is a config of every subcommand; a search refuses a
+    ``ckpt_path``.
     """
 
-    def run_search(self, model: Any, datamodule: Any = None) -> None:
-        """Run the search of the config's search: section, or resume its stored study."""
+    def run_search(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None,
+                   weights_only: Optional[bool] = None) -> None:
+        """Run the search of the config's search: section, or resume its stored study.
+
+        Args:
+            ckpt_path: fit's option, accepted as null (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
+        """
         raise NotImplementedError("run a search with the frameworm-search command or SearchRunner")
 
     # jsonargparse names a method's option group after its __name__, and "search" is
     # taken by the search: section, so the subcommand's method is an alias.
     search = run_search
 
-    def worker(self, model: Any, datamodule: Any = None, wait: bool = True) -> None:
+    def worker(self, model: Any, datamodule: Any = None, wait: bool = True, ckpt_path: Optional[str] = None,
+               weights_only: Optional[bool] = None) -> None:
         """Join the stored study as one more worker (another process or machine sharing search.storage).
 
         Args:
             wait: when nothing is left to claim, wait for the other workers' trials (and
                 run again those whose worker died) before exiting.
+            ckpt_path: fit's option, accepted as null (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command or SearchRunner.worker")
 
-    def trials(self, model: Any, datamodule: Any = None) -> None:
-        """Show the trials of the stored study as a table."""
+    def trials(self, model: Any, datamodule: Any = None, ckpt_path: Optional[str] = None,
+               weights_only: Optional[bool] = None) -> None:
+        """Show the trials of the stored study as a table.
+
+        Args:
+            ckpt_path: fit's option, ignored (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
+        """
         raise NotImplementedError("use the frameworm-search command")
 
-    def best(self, model: Any, datamodule: Any = None, output: Optional[str] = None) -> None:
+    def best(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
+             ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> None:
         """Write the best trial as a config that fit accepts.
 
         Args:
             output: the file to write; default: print the config.
+            ckpt_path: fit's option, ignored (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command")
 
     def plot(self, model: Any, datamodule: Any = None, output: Optional[str] = None,
-             kinds: Optional[list[str]] = None) -> None:
+             kinds: Optional[list[str]] = None, ckpt_path: Optional[str] = None,
+             weights_only: Optional[bool] = None) -> None:
         """Write the analysis report of the stored study: an interactive report.html and trials.csv.
 
         Args:
             output: the folder to write; default: <root_dir>/<study>/report.
             kinds: the plots to draw (history, curves, importance, parallel, slice, contour, edf);
                 default: all.
+            ckpt_path: fit's option, ignored (a config fit saved has it).
+            weights_only: fit's option, ignored (a config fit saved has it).
         """
         raise NotImplementedError("use the frameworm-search command or frameworm_lightning.analysis")
 
@@ -119,14 +158,43 @@ class SearchCLI(LightningCLI):
     """
 
     plan: SearchPlan
+    call: CLICall  # how this CLI was called: each trial calls it again on its config
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> SearchCLI:
+        cli = super().__new__(cls)
+        cli.call = CLICall(cls, args, kwargs)  # as given to the class, whatever a subclass's __init__ takes
+        return cli
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("trainer_class", SearchTrainer)
         kwargs.setdefault("parser_class", SearchArgumentParser)
         kwargs.setdefault("parser_kwargs", {"description": "Hyperparameter search for LightningModules."})
-        super().__init__(*args, **kwargs)
+        self._parsers: list[Any] = []
+        self._search_sections = 0  # parsers given the search: section by add_arguments_to_parser
+        # Run as a command (by frameworm-search or a user's script), its errors are one line each;
+        # built with run=False (each trial's build, a user's own code), they are raised.
+        run = inspect.signature(LightningCLI).bind_partial(*args, **kwargs).arguments.get("run", True)
+        with _as_command() if run else nullcontext():
+            super().__init__(*args, **kwargs)
 
     # Hooks ------------------------------------------------------------------------------
+    def init_parser(self, **kwargs: Any) -> Any:
+        parser = super().init_parser(**kwargs)
+        self._parsers.append(parser)  # the links made on it name the source of a searched link target
+        return parser
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        if not self._search_sections:  # else jsonargparse: "Subcommand 'search' does not accept option 'search.space...'"
+            name = type(self).__name__
+            raise UsageError(f"{name}.add_arguments_to_parser does not call super().add_arguments_to_parser(parser), "
+                             "which adds the search: section; call it first there.")
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        if subcommand in _SEARCH_COMMANDS:
+            # This process trains nothing (each trial is seeded search.seed + n): no seeding here,
+            # nor LightningCLI's "No seed found, seed set to 0" and "Seed set to 0" at every start.
+            self.config[subcommand]["seed_everything"] = False
+
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
         return {**LightningCLI.subcommands(), **{name: set(_SKIP) for name in _SEARCH_COMMANDS}}
@@ -135,12 +203,22 @@ class SearchCLI(LightningCLI):
         parser.add_argument(
             "--search", type=SearchConfig, help="The hyperparameter search (ignored by fit/validate/test/predict)."
         )
+        self._search_sections += 1
 
     def before_instantiate_classes(self) -> None:
         if self.subcommand not in _SEARCH_COMMANDS:
             return
+        fixed = {k: v for p in self._parsers for k, v in getattr(p, "section_classes", {}).items()}
         self.plan = build_plan(self.config[self.subcommand], self.model_class, self.datamodule_class,
-                               reading=self.subcommand in ("trials", "plot"))
+                               reading=self.subcommand in ("trials", "plot"), section_classes=fixed)
+        if self.subcommand in ("search", "worker"):
+            ckpt_path = self.config[self.subcommand].get("ckpt_path")
+            if ckpt_path is not None:
+                raise UsageError(f"ckpt_path={ckpt_path!r} is fit's option to resume a training; a search trains each "
+                                 "trial from its start: remove it (to fine-tune from a checkpoint, load its weights in "
+                                 "the module).")
+            self._check_links()
+            self.call.check()
         # The Trainer LightningCLI builds for a search subcommand never trains: keep its
         # "GPU available..." lines off the screen.
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -239,9 +317,28 @@ class SearchCLI(LightningCLI):
         print(f"wrote {page} (and trials.csv) for study {study.name!r}", flush=True)
 
     # Helpers ----------------------------------------------------------------------------
+    def _check_links(self) -> None:
+        """A space key that a ``parser.link_arguments`` link sets: an error naming the link."""
+        dump = self._fit_dump()
+        space = self.config[self.subcommand].search.space
+        keys = space.as_dict() if hasattr(space, "as_dict") else dict(space or {})
+        check_space_links({k: dotted_key(dump, runner_key(k)) for k in keys},
+                          dumped_link_targets(self.parser, self.config, self.subcommand),
+                          [link for p in self._parsers for link in getattr(p, "links", ())], type(self).__name__)
+
+    def _added_callbacks(self) -> list[Any]:
+        """The callbacks LightningCLI gives ``fit``'s Trainer besides ``trainer.callbacks``: those of the
+        callback groups (``parser.add_lightning_class_args(EarlyStopping, "early_stopping")``, which the
+        parser lists in ``callback_keys``) and ``trainer_defaults``' callbacks."""
+        section = self.config_init[self.subcommand]
+        keys = dict.fromkeys(k for p in self._parsers for k in getattr(p, "callback_keys", ()))
+        groups = [section.get(k) for k in keys]
+        return [cb for cb in groups if cb is not None] + _as_list(self.trainer_defaults.get("callbacks"))
+
     def _fit_dump(self) -> dict[str, Any]:
-        """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand."""
-        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))[self.subcommand]
+        """This subcommand's config as ``fit`` takes it: no ``search:`` section, no options of the subcommand,
+        no link targets (the links set them, as in the config.yaml LightningCLI's ``fit`` saves)."""
+        dump = yaml.safe_load(self.parser.dump(self.config, skip_none=False))[self.subcommand]
         method = getattr(SearchTrainer, self.subcommand)
         own = set(inspect.signature(method).parameters) - {"self", "model", "datamodule"}
         for key in ("search", "config", *own):
@@ -257,15 +354,14 @@ class SearchCLI(LightningCLI):
         section = self.config_init[self.subcommand]
         cfg: SearchConfig = section.search
         trainer = dict(section.trainer)
-        callbacks = trainer.pop("callbacks", None) or []  # bound to each trial, like search.stopping
-        callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+        callbacks = [*_as_list(trainer.pop("callbacks", None)), *self._added_callbacks()]  # bound to each trial
+        base = self._fit_dump()
         try:
-            trial_config = TrialConfig(self._fit_dump(), cfg.seed, type(self).configure_optimizers)
             runner = SearchRunner(
                 metric=cfg.metric, mode=cfg.mode, sampler=cfg.sampler, n_trials=cfg.n_trials,
                 trainer_kwargs=trainer_overrides(trainer), storage=plan.storage, study_name=plan.study_name,
                 root_dir=cfg.root_dir, seed=cfg.seed, objective=cfg.objective,
-                callbacks=[trial_config, *callbacks, *cfg.stopping],
+                callbacks=[TrialConfig(plan.sections), *callbacks, *cfg.stopping],
                 retry_failed=cfg.retry_failed, allow_sampler_change=cfg.allow_sampler_change,
                 stop_on_error=cfg.stop_on_error, quiet=True, n_jobs=cfg.n_jobs,
                 executor=cfg.executor, gpus_per_trial=cfg.gpus_per_trial, trial_timeout=cfg.trial_timeout,
@@ -283,7 +379,7 @@ class SearchCLI(LightningCLI):
                                   storage=plan.storage, study_name=plan.study_name)
         args = (plan.module_cls, plan.space, plan.datamodule_cls)
         common = {"model_kwargs": plan.model_kwargs, "datamodule_kwargs": plan.data_kwargs,
-                  "printer": progress}
+                  "printer": progress, "build_trial": TrialBuild(self.call, base, cfg.seed)}
         try:
             with progress:
                 if how == "fit":
@@ -360,6 +456,13 @@ class SearchCLI(LightningCLI):
         return Study.load(self.plan.study_name, store)
 
 
+def _as_list(value: Any) -> list[Any]:
+    """A ``callbacks`` value (``None``, one callback or a list) as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _waiting_reruns(storage: str, study_name: str) -> int:
     """How many interrupted trials of the study wait to run again (0 if it cannot be read)."""
     try:
@@ -413,11 +516,19 @@ def main(args: Optional[list[str]] = None) -> None:
     (``frameworm_lightning/dashboard/_cli.py``).
     """
     argv = list(sys.argv[1:] if args is None else args)
-    try:
-        if argv[:1] == ["dashboard"]:
+    if argv[:1] == ["dashboard"]:
+        with _as_command():
             _dashboard(argv[1:])
-            return
-        SearchCLI(args=args)
+        return
+    SearchCLI(args=args)
+
+
+@contextmanager
+def _as_command() -> Iterator[None]:
+    """A command's ending: an error a user can fix as one line (exit code 2; its traceback with
+    ``FRAMEWORM_DEBUG=1``), Ctrl+C as exit code 130."""
+    try:
+        yield
     except (FramewormError, UsageError) as err:
         if os.environ.get("FRAMEWORM_DEBUG"):
             raise

@@ -26,7 +26,8 @@ from typing import Any, NoReturn
 import yaml
 
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.cli import LightningArgumentParser
+from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
+from torch.optim import Optimizer
 
 import frameworm_lightning
 from frameworm_lightning.exceptions import (
@@ -217,7 +218,36 @@ def parse_error(message: str, ex: BaseException | None = None) -> str:
 
 
 class SearchArgumentParser(LightningArgumentParser):
-    """LightningCLI's parser; a parse error is one line (:func:`parse_error`) instead of the usage text."""
+    """LightningCLI's parser; a parse error is one line (:func:`parse_error`) instead of the usage text.
+
+    It also notes the links made on it (``links``: ``(sources, target, apply_on)``), for
+    the error that names the link of a searched link target (``cli/_links.py``), and the
+    class of an optimizer or LR scheduler group given one class
+    (``parser.add_optimizer_args(torch.optim.Adam)``), whose config section has no
+    ``class_path`` to tell it (``section_classes``: nested key to class).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.links: list[tuple[tuple[str, ...], str, str]] = []
+        self.section_classes: dict[str, type] = {}
+        super().__init__(*args, **kwargs)
+
+    def add_optimizer_args(self, optimizer_class: Any = (Optimizer,), nested_key: str = "optimizer",
+                           link_to: str = "AUTOMATIC") -> None:
+        if isinstance(optimizer_class, type):
+            self.section_classes[nested_key] = optimizer_class
+        super().add_optimizer_args(optimizer_class, nested_key, link_to)
+
+    def add_lr_scheduler_args(self, lr_scheduler_class: Any = LRSchedulerTypeTuple, nested_key: str = "lr_scheduler",
+                              link_to: str = "AUTOMATIC") -> None:
+        if isinstance(lr_scheduler_class, type):
+            self.section_classes[nested_key] = lr_scheduler_class
+        super().add_lr_scheduler_args(lr_scheduler_class, nested_key, link_to)
+
+    def link_arguments(self, source: str | tuple[str, ...], target: str, *args: Any, **kwargs: Any) -> None:
+        apply_on = kwargs.get("apply_on", args[1] if len(args) > 1 else "parse")
+        self.links.append(((source,) if isinstance(source, str) else tuple(source), target, apply_on))
+        super().link_arguments(source, target, *args, **kwargs)
 
     def parse_path(self, path: str | os.PathLike[str], *args: Any, **kwargs: Any) -> Any:
         token = _CONFIG_FILE.set(os.fspath(path))  # for a YAML error's message

@@ -34,7 +34,16 @@ from frameworm_lightning.runner._routing import CALLBACK_TARGETS, TARGETS, init_
 from frameworm_lightning.samplers import Sampler
 from frameworm_lightning.space import SearchSpace
 
-__all__ = ["SearchConfig", "SearchPlan", "build_plan", "config_key", "runner_key", "section_class", "trial_fit_config"]
+__all__ = [
+    "SearchConfig",
+    "SearchPlan",
+    "build_plan",
+    "config_key",
+    "dotted_key",
+    "runner_key",
+    "section_class",
+    "trial_fit_config",
+]
 
 # The sections given as class_path/init_args; the optimizer and LR scheduler are LightningCLI's.
 _CLASS_TARGETS = ("model", "data", *CALLBACK_TARGETS)
@@ -203,6 +212,7 @@ class SearchPlan:
     enqueue: list[dict[str, Any]]
     study_name: str
     storage: str
+    sections: dict[str, type] = field(default_factory=dict)  # the optimizer: / lr_scheduler: classes
 
 
 def _default_storage(root_dir: str) -> str:
@@ -210,10 +220,12 @@ def _default_storage(root_dir: str) -> str:
 
 
 def build_plan(config: Namespace, model_class: type | None = None, datamodule_class: type | None = None,
-               *, reading: bool = False) -> SearchPlan:
+               *, reading: bool = False, section_classes: Mapping[str, type] | None = None) -> SearchPlan:
     """Validate the ``search:`` section of a parsed (not yet instantiated) subcommand config.
 
-    ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any.
+    ``model_class`` / ``datamodule_class`` are the classes the CLI was built with, if any;
+    ``section_classes`` the classes of ``optimizer:`` / ``lr_scheduler:`` groups given one
+    class (``parser.add_optimizer_args(torch.optim.Adam)``), whose sections name none.
     ``reading``: the subcommand only reads a stored study (``trials``, ``plot``), which may
     have been recorded by stopping callbacks without a space: no space or model needed
     (``space`` is then ``None``), given ``search.study_name``.
@@ -237,8 +249,9 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
             "search.space is empty: add at least one dimension, e.g. "
             "model.init_args.lr: {type: real, low: 1.0e-4, high: 1.0e-2, log: true}."
         )
-    targets = {"model": module_cls, "data": data_cls, "trainer": pl.Trainer,
-               **{name: section_class(config.get(name)) for name in CALLBACK_TARGETS}}
+    given = dict(section_classes or {})
+    sections = {name: section_class(config.get(name)) or given.get(name) for name in CALLBACK_TARGETS}
+    targets = {"model": module_cls, "data": data_cls, "trainer": pl.Trainer, **sections}
     check_space_keys(list(raw), targets)
     dims = SearchSpace(raw)  # errors name the key as the user wrote it
     rekeyed: dict[str, Any] = {}
@@ -260,6 +273,7 @@ def build_plan(config: Namespace, model_class: type | None = None, datamodule_cl
         enqueue=enqueue,
         study_name=search.study_name or module_cls.__name__,
         storage=search.storage or _default_storage(search.root_dir),
+        sections={name: cls for name, cls in sections.items() if cls is not None},
     )
 
 
@@ -304,22 +318,28 @@ def trial_fit_config(dump: Mapping[str, Any], params: Mapping[str, Any], seed: i
     Args:
         dump: the subcommand's config as a plain dict (``search`` and the subcommand's own
             options already removed).
-        params: the best trial's params, runner keys.
-        seed: the trial's seed (``search.seed + number``), set as ``seed_everything``.
+        params: the trial's params, runner keys.
+        seed: the trial's seed (``search.seed + number``), set as ``seed_everything``; ``None``
+            (``search.seed: null``) sets ``seed_everything: false``.
     """
     config: dict[str, Any] = {k: v for k, v in _deep_copy(dict(dump)).items() if v is not None}
     if isinstance(config.get("trainer"), Mapping):
         config["trainer"] = trainer_overrides(config["trainer"])  # the arguments the user set
     for key, value in params.items():
-        dotted = config_key(key)
-        head = dotted.split(".", 1)[0]
-        section = config.get(head)
-        if head in _CLASS_TARGETS and isinstance(section, Mapping) and "class_path" not in section:
-            dotted = dotted.replace(".init_args.", ".", 1)  # a CLI built with a fixed class
-        _set(config, dotted, list(value) if isinstance(value, tuple) else value)
-    if seed is not None:
-        config["seed_everything"] = seed
+        _set(config, dotted_key(config, key), list(value) if isinstance(value, tuple) else value)
+    config["seed_everything"] = False if seed is None else seed
     return config
+
+
+def dotted_key(config: Mapping[str, Any], key: str) -> str:
+    """Where the runner key ``key`` sits in a dumped config: :func:`config_key`, less ``init_args``
+    in the section of a class the CLI was built with (``SearchCLI(MyModule)``: ``model.lr``)."""
+    dotted = config_key(key)
+    head = dotted.split(".", 1)[0]
+    section = config.get(head)
+    if head in _CLASS_TARGETS and isinstance(section, Mapping) and "class_path" not in section:
+        dotted = dotted.replace(".init_args.", ".", 1)
+    return dotted
 
 
 def _deep_copy(value: Any) -> Any:

@@ -1,94 +1,123 @@
 """What LightningCLI does for ``fit``, done for each trial of a ``frameworm-search`` search.
 
-:class:`TrialConfig` is a Lightning callback the CLI gives every trial (the runner
-deep-copies it per trial and binds it to the trial, in whichever process runs it):
+A trial's config is the search's config with the trial's params set and
+``seed_everything`` set to the trial's seed (``search.seed + number``; ``false`` when
+``search.seed`` is null). Each trial is built from it by the search's own CLI class,
+called again as ``MyCLI(args=config, run=False)`` in the trial's process
+(:class:`TrialBuild`, which the runner calls in place of building the module itself).
+So LightningCLI does for the trial exactly what ``fit -c config.yaml`` does: it parses the
+config (applying ``parser.link_arguments`` links of ``apply_on="parse"``), seeds, runs the
+CLI's ``before_instantiate_classes``, instantiates the classes (applying ``apply_on=
+"instantiate"`` links) and makes the ``optimizer:``/``lr_scheduler:`` sections the module's
+``configure_optimizers`` (through the CLI's ``configure_optimizers``, overrides included).
 
-* it records the trial's config: the search's config with the trial's params set and
-  ``seed_everything`` set to the trial's seed, as the trial's :data:`CONFIG_ATTR` system
-  attribute (what ``frameworm-search best`` writes) and as ``config.yaml`` in the trial's
-  folder, the file LightningCLI's ``SaveConfigCallback`` writes for ``fit``, so that
-  ``frameworm-search fit -c runs/<study>/trial_<n>/config.yaml`` trains that trial again
-  (it replaces, in the ``setup`` hook, the runner's generic ``config.yaml`` written just
-  before ``fit``: the CLI knows the config in LightningCLI's own terms, ``class_path``s
-  included, where the runner only sees built objects);
-* it builds the optimizer and LR scheduler of LightningCLI's ``optimizer:`` and
-  ``lr_scheduler:`` sections (with the trial's ``optimizer.init_args.*`` and
-  ``lr_scheduler.init_args.*`` params) and makes them the module's
-  ``configure_optimizers``, as LightningCLI does before ``fit``; it declares those
-  sections' classes in ``search_targets`` so the runner accepts their keys.
+:class:`TrialConfig` is a Lightning callback the CLI gives every trial: it writes the
+trial's config as ``config.yaml`` in the trial's folder, the file LightningCLI's
+``SaveConfigCallback`` writes for ``fit`` (link targets left out, as there), so that
+``frameworm-search fit -c runs/<study>/trial_<n>/config.yaml`` trains that trial again; and
+it declares the ``optimizer:``/``lr_scheduler:`` classes in ``search_targets`` so the
+runner accepts their keys.
 """
 
 from __future__ import annotations
 
-from functools import partial, update_wrapper
+import inspect
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import MethodType
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 import yaml
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.cli import LightningCLI, instantiate_class
 
-from frameworm_lightning.cli._search_config import section_class, trial_fit_config
-from frameworm_lightning.runner._routing import CALLBACK_TARGETS
+from frameworm_lightning.cli._errors import UsageError
+from frameworm_lightning.cli._search_config import trial_fit_config
 from frameworm_lightning.study import Trial
 
-__all__ = ["CONFIG_ATTR", "TrialConfig"]
+__all__ = ["CONFIG_ATTR", "CLICall", "TrialBuild", "TrialConfig"]
 
 CONFIG_ATTR = "cli_config"
 
 
-class TrialConfig(Callback):
-    """Records each trial's LightningCLI config and sets up its ``optimizer:``/``lr_scheduler:``.
+@dataclass(frozen=True)
+class CLICall:
+    """How the search's CLI was called (its class and arguments), to call it again on a trial's config."""
+
+    cls: type
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` if the class cannot be called again with ``args=`` and ``run=``."""
+        try:
+            inspect.signature(self.cls).bind(*self.args, **{**self.kwargs, "args": {}, "run": False})
+        except TypeError as err:
+            name = self.cls.__name__
+            raise UsageError(
+                f"{name}(...) cannot be called again with args= and run= ({err}): each trial is built by "
+                f"{name}(args=<the trial's config>, run=False), as LightningCLI builds fit's; let {name}.__init__ "
+                "take args and run (or **kwargs) and pass them on to SearchCLI.__init__."
+            ) from None
+
+    def on(self, config: dict[str, Any]) -> Any:
+        """The CLI built on ``config`` (parsed, seeded, its classes instantiated), without running a subcommand."""
+        with warnings.catch_warnings():
+            # LightningCLI warns that args= is given while sys.argv holds arguments: the search's own.
+            warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
+            return self.cls(*self.args, **{**self.kwargs, "args": config, "run": False})
+
+
+class TrialBuild:
+    """Builds a trial's module and datamodule with the search's CLI class (``SearchRunner.fit(build_trial=)``).
 
     Args:
+        call: how the search's CLI was called.
         base: the search's config as ``fit`` takes it (a plain dict of the dumped
-            subcommand config, without the ``search:`` section).
+            subcommand config, without the ``search:`` section and link targets).
         seed: the search's seed; trial ``n`` runs under ``seed + n``.
-        configure_optimizers: how the optimizer and scheduler become the module's
-            ``configure_optimizers`` output (``LightningCLI.configure_optimizers`` or a
-            subclass's override).
     """
 
-    def __init__(self, base: dict[str, Any], seed: Optional[int],
-                 configure_optimizers: Callable[..., Any] = LightningCLI.configure_optimizers) -> None:
+    def __init__(self, call: CLICall, base: dict[str, Any], seed: Optional[int]) -> None:
+        self.call = call
         self.base = base
         self.seed = seed
-        self.configure_optimizers = configure_optimizers
-        self.config: dict[str, Any] = {}
+
+    def config(self, trial: Trial) -> dict[str, Any]:
+        """The trial's config, as ``fit`` takes it."""
+        return trial_fit_config(self.base, trial.params, None if self.seed is None else self.seed + trial.number)
+
+    def __call__(self, trial: Trial) -> tuple[pl.LightningModule, Any]:
+        config = self.config(trial)
+        trial.set_system_attr(CONFIG_ATTR, config)  # what `frameworm-search best` writes
+        cli = self.call.on(config)
+        return cli.model, cli.datamodule
+
+
+class TrialConfig(Callback):
+    """Writes each trial's LightningCLI config as its ``config.yaml``; declares the ``optimizer:``/``lr_scheduler:`` classes.
+
+    Args:
+        search_targets: the classes of the config's ``optimizer:`` and ``lr_scheduler:``
+            sections, which the runner checks ``optimizer.*``/``lr_scheduler.*`` keys against.
+    """
+
+    def __init__(self, search_targets: dict[str, type]) -> None:
+        self.search_targets = dict(search_targets)
         self.trial: Trial | None = None
 
-    @property
-    def search_targets(self) -> dict[str, type]:
-        """The classes of the config's ``optimizer:`` and ``lr_scheduler:`` sections (runner key check)."""
-        found = {name: section_class(self.base.get(name)) for name in CALLBACK_TARGETS}
-        return {name: cls for name, cls in found.items() if cls is not None}
-
     def bind_trial(self, trial: Trial) -> None:
-        """Called by the runner with the trial this copy belongs to: build and record its config."""
+        """Called by the runner with the trial this copy belongs to."""
         self.trial = trial
-        seed = None if self.seed is None else self.seed + trial.number
-        self.config = trial_fit_config(self.base, trial.params, seed)
-        trial.set_system_attr(CONFIG_ATTR, self.config)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit" or self.trial is None:
+        # In setup, after the runner's generic config.yaml, written just before fit: the CLI
+        # knows the config in LightningCLI's own terms, class_paths included.
+        if stage != "fit" or self.trial is None or not trainer.is_global_zero:
             return
-        if trainer.is_global_zero:
-            folder = Path(self.trial.system_attrs.get("trial_dir") or trainer.default_root_dir)
-            text = f"# trial {self.trial.number} of study {self.trial.study.name!r}\n"
-            (folder / "config.yaml").write_text(text + yaml.safe_dump(self.config, sort_keys=False), encoding="utf-8")
-        self._set_optimizers(pl_module)
-
-    def _set_optimizers(self, pl_module: pl.LightningModule) -> None:
-        """LightningCLI's ``_add_configure_optimizers_method_to_model``, on this trial's module."""
-        optimizer_init = self.config.get("optimizer")
-        if not optimizer_init:
+        config = self.trial.system_attrs.get(CONFIG_ATTR)
+        if config is None:
             return
-        optimizer = instantiate_class(pl_module.parameters(), optimizer_init)
-        scheduler_init = self.config.get("lr_scheduler")
-        scheduler = instantiate_class(optimizer, scheduler_init) if scheduler_init else None
-        fn = partial(self.configure_optimizers, optimizer=optimizer, lr_scheduler=scheduler)
-        update_wrapper(fn, self.configure_optimizers)
-        pl_module.configure_optimizers = MethodType(fn, pl_module)  # type: ignore[method-assign]
+        folder = Path(self.trial.system_attrs.get("trial_dir") or trainer.default_root_dir)
+        text = f"# trial {self.trial.number} of study {self.trial.study.name!r}\n"
+        (folder / "config.yaml").write_text(text + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

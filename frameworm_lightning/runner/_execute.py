@@ -248,6 +248,8 @@ class TrialSpec:
         callbacks: extra callbacks, deep-copied for each trial; a callback with a
             ``bind_trial(trial)`` method is given the live trial (stopping policies).
         callback_factories: callables ``f(trial) -> Callback`` run for each trial.
+        build_trial: ``f(trial) -> (module, datamodule)`` that builds a trial's module and
+            datamodule in place of ``module_cls`` and ``datamodule`` (``SearchRunner.fit``).
         loggers: each trial's Lightning loggers, built for it by name, class or factory
             (see ``runner/_loggers.py``); ``None`` is a CSVLogger. A ``logger`` in
             ``trainer_kwargs`` takes precedence.
@@ -269,12 +271,16 @@ class TrialSpec:
     save_checkpoint: bool = True
     quiet: bool = False
     loggers: Any = None
+    build_trial: Callable[[Trial], tuple[pl.LightningModule, Any]] | None = None
 
-    def build(self, params: Mapping[str, Any]) -> tuple[Routed, pl.LightningModule, pl.LightningDataModule | None]:
-        """A run of ``params``: the routed arguments, the module and the datamodule (a trial's, or
+    def build(self, params: Mapping[str, Any], trial: Trial | None = None,
+              ) -> tuple[Routed, pl.LightningModule, pl.LightningDataModule | None]:
+        """A run of ``params``: the routed arguments, the module and the datamodule (``trial``'s, or
         ``SearchResult.retrain_best``'s). A datamodule class is built with the ``data.*`` params; an
-        instance is copied, so runs never share its state."""
+        instance is copied, so runs never share its state. A trial's ``build_trial`` builds both."""
         routed = route_params(params, self.model_kwargs, self.data_kwargs, self.trainer_kwargs)
+        if self.build_trial is not None and trial is not None:
+            return routed, *self.build_trial(trial)
         return routed, self.module_cls(**routed.model), _build_datamodule(self, routed.data)
 
 
@@ -380,7 +386,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
         with _trial_output(spec.quiet):
             if spec.seed is not None:
                 pl.seed_everything(spec.seed + trial.number, workers=True, verbose=False)
-            routed, model, datamodule = spec.build(trial.params)
+            routed, model, datamodule = spec.build(trial.params, trial)
             trainer_kwargs = dict(routed.trainer)
             user_callbacks = [copy.deepcopy(cb) for cb in spec.callbacks]
             user_callbacks += [factory(trial) for factory in spec.callback_factories]

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import inspect
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from frameworm_lightning.runner._routing import (
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage, masked_url
-from frameworm_lightning.study import Study, validate_mode
+from frameworm_lightning.study import Study, Trial, validate_mode
 
 __all__ = ["SearchRunner"]
 
@@ -186,6 +186,7 @@ class SearchRunner:
         model_kwargs: Mapping[str, Any] | None = None,
         datamodule_kwargs: Mapping[str, Any] | None = None,
         enqueue: Iterable[Mapping[str, Any]] = (),
+        build_trial: Callable[[Trial], tuple[pl.LightningModule, Any]] | None = None,
     ) -> tuple[Study, TrialSpec]:
         """Validate everything, open (or resume) the study and describe its trials.
 
@@ -207,8 +208,11 @@ class SearchRunner:
         given = {"model": model_kwargs or {}, "data": datamodule_kwargs or {}, "trainer": self.trainer_kwargs}
         check_keys(space.keys(), {**targets, **search_targets(self.callbacks)})
         check_types(space, targets)
-        check_given(targets, given)
-        check_required(space.keys(), targets, given)
+        if build_trial is None:  # a builder completes the model's and datamodule's arguments itself
+            check_given(targets, given)
+            check_required(space.keys(), targets, given)
+        else:
+            check_given(targets, {"trainer": self.trainer_kwargs})
         check_paths(space.keys(), targets, given)
         self._check_limits_not_searched(space)
         storage, root_dir = self._storage_url(), self.root_dir
@@ -230,7 +234,7 @@ class SearchRunner:
             data_kwargs=dict(datamodule_kwargs or {}), trainer_kwargs=dict(self.trainer_kwargs),
             objective=self.objective, root_dir=root_dir,
             study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
-            save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers,
+            save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers, build_trial=build_trial,
         )
         limits = trainer_limits(trial_callbacks(spec.callbacks, spec.trainer_kwargs))  # as each trial's Trainer gets
         study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study, limits))
@@ -280,6 +284,7 @@ class SearchRunner:
         datamodule_kwargs: Mapping[str, Any] | None = None,
         enqueue: Iterable[Mapping[str, Any]] = (),
         printer: TrialPrinter | None = None,
+        build_trial: Callable[[Trial], tuple[pl.LightningModule, Any]] | None = None,
     ) -> SearchResult:
         """Run (or resume) the search and return its :class:`SearchResult`.
 
@@ -292,12 +297,19 @@ class SearchRunner:
             enqueue: configurations to evaluate first (warm start); skipped if already stored.
             printer: shown each finished trial (``printer(frozen)``) and each stored one
                 (``printer.observe(frozen)``); default a :class:`TrialPrinter` (none if ``quiet``).
+            build_trial: ``f(trial) -> (module, datamodule)``, called in the trial's process after
+                seeding, builds each trial's module and datamodule in place of ``module_cls(**model
+                args)`` and ``datamodule(**data args)`` (``frameworm-search`` lets LightningCLI build
+                them, argument links included); ``module_cls`` and ``datamodule`` still name the
+                classes the space's keys configure. It must pickle when trials run in processes.
         """
-        return self._run(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue, printer, linger=False)
+        return self._run(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue, printer,
+                         linger=False, build_trial=build_trial)
 
     def _run(self, module_cls: type[pl.LightningModule], space: Mapping[str, Any] | SearchSpace, datamodule: Any,
              model_kwargs: Mapping[str, Any] | None, datamodule_kwargs: Mapping[str, Any] | None,
-             enqueue: Iterable[Mapping[str, Any]], printer: TrialPrinter | None, *, linger: bool) -> SearchResult:
+             enqueue: Iterable[Mapping[str, Any]], printer: TrialPrinter | None, *, linger: bool,
+             build_trial: Callable[[Trial], tuple[pl.LightningModule, Any]] | None = None) -> SearchResult:
         refuse_nested_search()
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         budget = self._budget(space)  # a grid too large to finish fails here, before the study is stored
@@ -305,7 +317,7 @@ class SearchRunner:
                                     gpus_per_trial=self.gpus_per_trial, trainer_kwargs=self.trainer_kwargs, space=space)
         if executor == "process":
             start_forkserver()  # its imports overlap the set-up below
-        study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue)
+        study, spec = self.prepare(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, enqueue, build_trial)
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
@@ -337,6 +349,7 @@ class SearchRunner:
         datamodule_kwargs: Mapping[str, Any] | None = None,
         printer: TrialPrinter | None = None,
         wait: bool = True,
+        build_trial: Callable[[Trial], tuple[pl.LightningModule, Any]] | None = None,
     ) -> SearchResult:
         """Join this search as one of many pull workers (SLURM, Kubernetes...) sharing its storage.
 
@@ -362,4 +375,5 @@ class SearchRunner:
                 "a pull worker joins a study other processes share, but storage is in memory; use "
                 "storage='postgresql://user@host/db' (many machines) or 'sqlite:///path/study.db' (one machine)."
             )
-        return self._run(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, (), printer, linger=wait)
+        return self._run(module_cls, space, datamodule, model_kwargs, datamodule_kwargs, (), printer, linger=wait,
+                         build_trial=build_trial)

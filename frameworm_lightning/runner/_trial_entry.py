@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from frameworm_lightning.runner._payload import (
     ENTRY_MODULE,
@@ -176,7 +176,8 @@ def _run(payload: Mapping[str, Any], rank: int) -> int:
     cwd = payload.get("cwd")
     if cwd and os.path.isdir(cwd):
         os.chdir(cwd)
-    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"])
+    storage = open_storage(os.environ[STORAGE_URL_ENV], heartbeat_timeout=payload["heartbeat_timeout"],
+                           create_tables=False)  # the search made them
     try:
         evaluate = load_evaluate(payload)
     except Exception as err:  # noqa: BLE001 - stored: every trial of the search would fail the same way
@@ -300,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+# The OpenMP and BLAS runtimes loaded by now: in the forkserver, all of them, found once
+# there (a scan in each trial costs it 14 ms); a trial forked from the search process scans
+# afresh, as the search may have loaded more since.
+_THREAD_POOLS = ThreadpoolController()
+
+
 def keep_import_finalizers_from_exit() -> int:
     """Mark every live ``weakref.finalize`` not to run at exit; how many were marked.
 
@@ -356,7 +363,7 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_se
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if threads.isdigit() and int(threads) > 0:
             # The runtimes read the variable when the forkserver (or the search process) loaded them.
-            threadpool_limits(int(threads))
+            (ThreadpoolController() if from_search else _THREAD_POOLS).limit(limits=int(threads))
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(int(threads))
         # What Lightning's DDP launcher re-runs for ranks 1..n-1: this module and the payload.

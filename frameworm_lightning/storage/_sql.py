@@ -297,9 +297,13 @@ class Storage:
 
     Every public method is one transaction. Instances are safe to share between threads
     of one process; processes each open their own.
+
+    ``create_tables=False`` opens a database that already has them without checking
+    (a trial's process, whose search made them): the check takes SQLite's write lock,
+    which the other trials' reports hold often.
     """
 
-    def __init__(self, url: str = "memory", *, heartbeat_timeout: float = 120.0) -> None:
+    def __init__(self, url: str = "memory", *, heartbeat_timeout: float = 120.0, create_tables: bool = True) -> None:
         #: The URL as given, password included: only ever passed to a database driver.
         self.secret_url = url
         #: The URL to show: its password, if any, masked (``masked_url``).
@@ -311,7 +315,8 @@ class Storage:
         self.dialect = sa_url.split(":", 1)[0].split("+", 1)[0]
         try:
             self.engine = self._create_engine(sa_url)
-            self._create_schema()
+            if create_tables or self.is_memory:
+                self._create_schema()
         except StorageError:
             raise
         except ModuleNotFoundError as err:

@@ -50,9 +50,9 @@ def command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "frameworm_lightning.cli"]
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 180) -> Run:
-    """Run the command to its end."""
-    return start_cli(*args, cwd=cwd).wait(timeout)
+def run_cli(*args: str, cwd: Path, timeout: float = 180, script: str | None = None) -> Run:
+    """Run the command to its end (``script``: as :func:`start_cli`)."""
+    return start_cli(*args, cwd=cwd, script=script).wait(timeout)
 
 
 class Started:
@@ -69,9 +69,14 @@ class Started:
         return self._run
 
 
-def start_cli(*args: str, cwd: Path) -> Started:
-    """Start the command without waiting (several cases can start up side by side)."""
-    proc = subprocess.Popen([*command(), *args], cwd=cwd, env=cli_env(), text=True,
+def start_cli(*args: str, cwd: Path, script: str | None = None) -> Started:
+    """Start the command without waiting (several cases can start up side by side).
+
+    ``script``: a file of this folder that runs a ``SearchCLI`` of its own, run as
+    ``python <script> <args>`` in place of ``frameworm-search``.
+    """
+    cmd = [sys.executable, str(HERE / script)] if script else command()
+    proc = subprocess.Popen([*cmd, *args], cwd=cwd, env=cli_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     return Started(proc)
 

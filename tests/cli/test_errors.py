@@ -44,6 +44,10 @@ def _config_does_not_build(c: dict[str, Any], tmp: Path) -> None:
     c["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": -1.0}}
 
 
+def _fit_checkpoint(c: dict[str, Any], tmp: Path) -> None:
+    c["ckpt_path"] = "last.ckpt"  # fit's option (a config fit saved has ckpt_path: null, which is accepted)
+
+
 def _every_trial_fails_in_setup(c: dict[str, Any], tmp: Path) -> None:
     c["optimizer"] = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1}}
     c["search"]["space"] = {"optimizer.init_args.lr": [-1.0, -2.0]}
@@ -66,6 +70,9 @@ CASES: list[tuple[str, Callable[[dict[str, Any], Path], None], list[str]]] = [
      ["search.metric: metric 'val_acc' was never logged; logged metrics: train_loss, val_loss"]),
     ("config does not build", _config_does_not_build,
      ["error: the config does not build: ValueError: Invalid learning rate: -1.0; fix it before searching."]),
+    ("fit's checkpoint", _fit_checkpoint,
+     ["error: ckpt_path='last.ckpt' is fit's option to resume a training; a search trains each trial from its "
+      "start: remove it (to fine-tune from a checkpoint, load its weights in the module)."]),
     ("every trial fails in setup", _every_trial_fails_in_setup,
      ["error: trial 0 failed: ValueError: Invalid learning rate: -",
       "(before its first training step: every trial would fail the same way, so the search stopped)."]),

@@ -9,12 +9,13 @@ import csv
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
-from frameworm_lightning import Study, TrialState
+from frameworm_lightning import FrozenTrial, Study, TrialState
 from tests.cli.conftest import Run, Started, run_cli, search_config, start_cli, write_config
 
 OPTIMIZER = {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.1, "momentum": 0.5}}
@@ -42,6 +43,13 @@ def _study(folder: Path) -> Study:
     return Study.load("TinyModel", f"sqlite:///{folder / 'study.db'}")
 
 
+def _trained_optimizer(trial: FrozenTrial) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The optimizer's param group and the LR schedulers' states, from the trial's checkpoint."""
+    ckpt = torch.load(trial.system_attrs["checkpoint_path"], map_location="cpu", weights_only=True)
+    (group,) = ckpt["optimizer_states"][0]["param_groups"]
+    return group, ckpt["lr_schedulers"]
+
+
 @pytest.fixture(scope="module")
 def after_search(folder: Path, searched: Run) -> dict[str, Started]:
     assert searched.returncode == 0, searched.stderr[-3000:]
@@ -62,10 +70,9 @@ def test_optimizer_and_scheduler_sections_build_each_trials_optimizer(folder: Pa
     trials = _study(folder).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     for t in trials:
-        ckpt = torch.load(t.system_attrs["checkpoint_path"], map_location="cpu", weights_only=True)
-        (group,) = ckpt["optimizer_states"][0]["param_groups"]
+        group, schedulers = _trained_optimizer(t)
         assert group["momentum"] == 0.5  # SGD from the optimizer: section, not the module's own
-        (scheduler,) = ckpt["lr_schedulers"]
+        (scheduler,) = schedulers
         assert scheduler["base_lrs"] == [pytest.approx(t.params["optimizer.lr"])]
         assert scheduler["gamma"] == t.params["lr_scheduler.gamma"] and scheduler["step_size"] == 1
 
@@ -104,3 +111,36 @@ def test_best_writes_what_the_trial_trained_and_says_the_command_line_differs(
         "(model.init_args.sleep: 0.01 now, 0.0 in the trial; trainer.max_epochs: 2 now, 1 in the trial); "
         "wrote what the trial trained."
     ]
+
+
+def test_an_injected_optimizer_is_built_per_trial_as_fit_builds_it(tmp_path: Path) -> None:
+    # model.init_args.optimizer is an OptimizerCallable: fit gives the module a callable, never the mapping.
+    config = search_config(tmp_path, n_trials=None, sampler={"class_path": "frameworm_lightning.GridSampler"},
+                           space={"model.init_args.optimizer.init_args.lr": [1.0e-3, 5.0e-2]})
+    config["model"] = {"class_path": "tiny.InjectedModel", "init_args": {"optimizer": OPTIMIZER}}
+    write_config(tmp_path / "search.yaml", config)
+    run = run_cli("search", "-c", "search.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = Study.load("InjectedModel", f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        group, _ = _trained_optimizer(t)
+        assert (group["lr"], group["momentum"]) == (t.params["model.optimizer.init_args.lr"], 0.5)
+
+
+def test_optimizer_and_scheduler_groups_of_one_class_are_searched_by_their_arguments(tmp_path: Path) -> None:
+    # parser.add_optimizer_args(torch.optim.Adam): `optimizer: {lr: ...}`, no class_path to say the class.
+    config = search_config(tmp_path, n_trials=None, sampler={"class_path": "frameworm_lightning.GridSampler"},
+                           space={"optimizer.lr": [1.0e-3, 5.0e-2], "lr_scheduler.init_args.gamma": [0.5]})
+    config["optimizer"], config["lr_scheduler"] = {"lr": 0.01, "weight_decay": 0.1}, {"gamma": 0.9}
+    write_config(tmp_path / "search.yaml", config)
+    run = run_cli("search", "-c", "search.yaml", cwd=tmp_path, script="fixed_optimizer_cli.py")
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = _study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    for t in trials:
+        group, schedulers = _trained_optimizer(t)
+        assert group["weight_decay"] == 0.1 and "betas" in group  # Adam, with the config's other arguments
+        (scheduler,) = schedulers
+        assert scheduler["base_lrs"] == [t.params["optimizer.lr"]] and scheduler["gamma"] == 0.5
+        assert t.system_attrs["cli_config"]["optimizer"]["lr"] == t.params["optimizer.lr"]

@@ -32,7 +32,9 @@ CALLBACK = ["--trainer.callbacks+=frameworm_lightning.ImprovementStopping", "--t
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("search")
-    write_config(tmp / "search.yaml", search_config(tmp, stopping=STOPPING))
+    config = search_config(tmp, stopping=STOPPING)
+    config["ckpt_path"] = config["weights_only"] = None  # fit's options, as the config.yaml fit saves has them
+    write_config(tmp / "search.yaml", config)
     return tmp
 
 
@@ -177,20 +179,26 @@ def test_a_worker_joins_a_study(folder: Path, after_search: dict[str, Started]) 
     assert [t.state for t in _study(folder, "pulled").trials] == [TrialState.COMPLETE]
 
 
-def test_an_interrupted_search_resumes(tmp_path: Path) -> None:
-    config = search_config(tmp_path, n_trials=3)
-    config["model"]["init_args"]["sleep"] = 0.25  # ~1 s a trial, time to interrupt one
-    path = write_config(tmp_path / "search.yaml", config)
-    proc = subprocess.Popen([*command(), "search", "-c", str(path)], cwd=tmp_path, env=cli_env(),
+def _signal_mid_trial(path: Path, sig: signal.Signals) -> tuple[int, str]:
+    """Run the search of ``path``, send ``sig`` into its second trial; its exit code and stderr."""
+    proc = subprocess.Popen([*command(), "search", "-c", str(path)], cwd=path.parent, env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("trial "):
             time.sleep(0.3)  # into the next trial
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-3000:]
+    return proc.returncode, err
+
+
+def test_an_interrupted_search_resumes(tmp_path: Path) -> None:
+    config = search_config(tmp_path, n_trials=3)
+    config["model"]["init_args"]["sleep"] = 0.25  # ~1 s a trial, time to interrupt one
+    path = write_config(tmp_path / "search.yaml", config)
+    returncode, err = _signal_mid_trial(path, signal.SIGINT)
+    assert returncode == 130, err[-3000:]
     assert "interrupted:" in err and "run the same command again to resume" in err
     assert "Traceback" not in err
     study = Study.load("TinyModel", f"sqlite:///{tmp_path / 'study.db'}")
@@ -211,3 +219,23 @@ def test_an_interrupted_search_resumes(tmp_path: Path) -> None:
     for t in trials:  # the trial cut short is stored as interrupted and its params ran again
         if t.interrupted:
             assert any(c.params == t.params for c in complete)
+
+
+def test_sigterm_stops_the_search_and_its_resume_runs_the_interrupted_trial_first(tmp_path: Path) -> None:
+    # A SLURM or Kubernetes preemption: exit 143, the running trial stored interrupted.
+    config = search_config(tmp_path, n_trials=3, sampler={"class_path": "frameworm_lightning.GridSampler"},
+                           space={"model.init_args.lr": [1.0e-3, 1.0e-2, 5.0e-2]})
+    config["model"]["init_args"]["sleep"] = 0.25  # ~1 s a trial, time to stop one
+    path = write_config(tmp_path / "search.yaml", config)
+    returncode, err = _signal_mid_trial(path, signal.SIGTERM)
+    assert returncode == 143, err[-3000:]
+    assert "search stopped by SIGTERM" in err and "Traceback" not in err
+    assert "seed" not in err.lower()  # the search's own process is never seeded: no "Seed set to 0" lines
+    study = Study.load("TinyModel", f"sqlite:///{tmp_path / 'study.db'}")
+    (cut,) = [t for t in study.trials if t.interrupted]
+
+    resumed = run_cli("search", "-c", str(path), "--model.init_args.sleep", "0", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    after = [t for t in study.trials if t.number > cut.number]
+    assert after[0].params == cut.params and after[0].state is TrialState.COMPLETE  # run first
+    assert sorted(t.params["model.lr"] for t in study.trials if t.state is TrialState.COMPLETE) == [1.0e-3, 1.0e-2, 5.0e-2]

@@ -53,6 +53,8 @@ def test_trial_fit_config_sets_params_and_drops_defaults() -> None:
         "data": {"class_path": "m.D", "init_args": {"batch_size": 32}},
     }
     assert dump["model"]["init_args"]["lr"] == 0.1  # the dump is not changed
+    # search.seed: null -> no seeding: the config's own seed_everything (a seed LightningCLI chose) would seed it.
+    assert trial_fit_config(dump, {}, seed=None)["seed_everything"] is False
 
 
 def _plan(tmp: Path, monkeypatch: pytest.MonkeyPatch, space: dict, **sections: object):  # noqa: ANN202

@@ -10,6 +10,7 @@ import time
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch.utils.data import DataLoader, TensorDataset
 
 
@@ -47,11 +48,12 @@ class TinyModel(pl.LightningModule):
     def __init__(self, lr: float = 0.1, hidden: int = 4, sleep: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
+        self.lr, self.sleep = lr, sleep
         self.layer = torch.nn.Linear(1, 1)
 
     def training_step(self, batch, batch_idx):
-        if self.hparams.sleep:
-            time.sleep(self.hparams.sleep)
+        if self.sleep:
+            time.sleep(self.sleep)
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
         self.log("train_loss", loss)
@@ -62,4 +64,16 @@ class TinyModel(pl.LightningModule):
         self.log("val_loss", torch.nn.functional.mse_loss(self.layer(x), y))
 
     def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class InjectedModel(TinyModel):
+    """:class:`TinyModel` given its optimizer as LightningCLI's docs advise: an ``OptimizerCallable``
+    argument, configured by ``class_path`` in ``model.init_args.optimizer``."""
+
+    def __init__(self, optimizer: OptimizerCallable = torch.optim.SGD) -> None:
+        super().__init__()
+        self.optimizer = optimizer
+
+    def configure_optimizers(self):
+        return self.optimizer(self.parameters())

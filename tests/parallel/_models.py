@@ -193,12 +193,16 @@ def exit_marker(config: dict) -> float:
     import sys  # noqa: PLC0415
     import weakref  # noqa: PLC0415
 
+    from threadpoolctl import threadpool_info  # noqa: PLC0415
+
     facts = {"ppid": os.getppid(), "pgid": os.getpgid(0), "pid": os.getpid(),
              "lightning_before_trial": "lightning.pytorch.trainer" in sys.modules,
              "torch_before_trial": "torch" in sys.modules,
              "finalizers_due_at_exit": sum(f.atexit for f in weakref.finalize._registry),  # noqa: SLF001
              "main": sys.modules["__main__"].__name__, "process": multiprocessing.current_process().name,
-             "frozen_objects": gc.get_freeze_count()}
+             "frozen_objects": gc.get_freeze_count(),
+             "pool_threads": sorted({p["num_threads"] for p in threadpool_info()}),
+             "omp_num_threads": int(os.environ["OMP_NUM_THREADS"])}
     atexit.register(lambda: Path(config["path"]).with_suffix(f".{config['x']}").write_text(repr(facts)))
     _KEPT.append(kept := _Kept())
     weakref.finalize(kept, Path(config["path"]).with_suffix(f".fin.{config['x']}").write_text, "ran")

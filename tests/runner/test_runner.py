@@ -423,3 +423,19 @@ def test_a_policy_on_another_metric_in_a_max_search_must_say_its_mode(tmp_path):
     given.bind_trial(Study.create("s", {"x": Real(0, 1)}, metric="neg_loss", mode="max").ask())
     assert given.mode == "min"
     SearchRunner(metric="val_loss", mode="min", callbacks=[ImprovementStopping(monitor="train_loss")])
+
+
+def _build_with_width(trial):
+    """A ``build_trial``: the module's width from the trial's number, which no model_kwargs give."""
+    return NeedsWidth(width=trial.number + 2, lr=trial.params["model.lr"]), LineData(batch_size=8)
+
+
+def test_build_trial_builds_each_trials_module_and_datamodule(tmp_path, monkeypatch):
+    built = []  # what each trial trained: the module's width and lr, the datamodule's batch size
+    monkeypatch.setattr(NeedsWidth, "on_fit_start", lambda module: built.append(
+        (module.width, module.hparams.lr, module.trainer.datamodule.batch_size)))
+    result = runner(tmp_path, n_trials=None, sampler=GridSampler()).fit(
+        NeedsWidth, {"model.lr": [0.01, 0.1]}, datamodule=LineData, build_trial=_build_with_width)
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2
+    # width is required and given by no model_kwargs: the builder completes the arguments.
+    assert built == [(t.number + 2, t.params["model.lr"], 8) for t in result.trials]

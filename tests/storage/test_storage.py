@@ -303,3 +303,22 @@ def test_a_changed_space_names_the_keys_that_changed(tmp_path):
                                                  r'given as \{"high": 0\.1, "log": true, "low": 0\.0001, "type": '
                                                  r'"real"\}; ' r"'act' is new; 'drop' is gone\. Use another"):
         make_study(url, "s", space={"lr": Real(1e-4, 1e-1, log=True), "hidden": [4, 8], "act": ["relu"]})
+
+
+def test_a_trial_process_opens_its_search_database_without_waiting_for_the_write_lock(tmp_path):
+    # A trial's process opens a database its search made (create_tables=False): the tables'
+    # check took SQLite's write lock, which other trials' reports hold, at each trial's start.
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    make_study(url, "held").ask()
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing
+    opened: list[sql.Storage] = []
+    thread = threading.Thread(target=lambda: opened.append(open_storage(url, create_tables=False)), daemon=True)
+    thread.start()
+    thread.join(timeout=20)  # with the check, it waited out SQLite's busy timeout (60 s)
+    assert len(opened) == 1
+    writer.rollback()
+    assert opened[0].study_names() == ["held"]
