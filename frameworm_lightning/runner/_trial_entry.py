@@ -23,6 +23,7 @@ import atexit
 import faulthandler
 import gc
 import json
+import logging
 import os
 import pickle
 import runpy
@@ -327,6 +328,25 @@ def keep_import_finalizers_from_exit() -> int:
     return marked
 
 
+def _streams_to_log() -> None:
+    """``sys.stdout``/``sys.stderr`` on file descriptors 1 and 2 (the trial's log), and the
+    logging handlers that wrote to the old ones on the new ones.
+
+    In a trial forked from the search process they may be anything (pytest's capture, a
+    user's tee, a progress bar's proxy), and would take the trial's output, tracebacks and
+    faulthandler's stack away from its log.
+    """
+    old = {id(sys.stdout): "stdout", id(sys.stderr): "stderr"}
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if type(handler) is logging.StreamHandler and id(handler.stream) in old:
+                handler.setStream(getattr(sys, old[id(handler.stream)]))
+
+
 def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_search: bool = False) -> None:
     """The body of a trial's process: become the trial's process, run it, exit.
 
@@ -356,6 +376,8 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_se
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.close(log)
+        if from_search:
+            _streams_to_log()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.environ.clear()  # the trial's whole environment, as a fresh interpreter would get it

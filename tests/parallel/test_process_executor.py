@@ -367,3 +367,41 @@ def test_a_trial_is_forked_from_the_search_process_only_when_no_thread_there_cou
     # No other thread before any op: any trial. Once OpenMP made a team of two, only a trial
     # of one thread (the team is dead in the child). With a thread of the user's: none.
     assert seen == {"fresh": [True, True], "after OpenMP": [True, False], "a thread of the user's": [False, False]}
+
+
+STREAMS_SEARCH = """
+import io, logging, sys
+import lightning.pytorch  # its forkserver must import Lightning: the trials come from this process
+from frameworm_lightning import GridSampler, SearchRunner
+from parallel._models import SleepyModule, trainer_kwargs
+
+class Talky(SleepyModule):
+    def on_fit_start(self):
+        print("printed by the trial")
+        logging.getLogger("talky").warning("logged by the trial")
+
+if __name__ == "__main__":
+    tee = io.StringIO()  # what the search process's streams are: pytest's capture, a user's tee
+    logging.getLogger("talky").addHandler(logging.StreamHandler(tee))
+    sys.stdout = sys.stderr = tee
+    SearchRunner(metric="val_loss", sampler=GridSampler(), n_trials=None, n_jobs=2, root_dir="runs", quiet=True,
+                 storage="sqlite:///study.db", save_checkpoints=False,
+                 trainer_kwargs=trainer_kwargs()).fit(Talky, {{"sleep": [0.0, 0.01]}})
+    sys.__stdout__.write(repr(tee.getvalue()))
+"""
+
+
+def test_a_trial_forked_from_the_search_process_writes_to_its_own_log_whatever_the_search_s_streams_are(
+        tmp_path: Path) -> None:
+    tests = Path(__file__).resolve().parents[1]
+    (tmp_path / "search.py").write_text(STREAMS_SEARCH.format())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "search.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "by the trial" not in proc.stdout  # nothing of the trials in the search process's own streams
+    logs = sorted(tmp_path.glob("runs/Talky/trial_*/worker.log"))
+    assert len(logs) == 2
+    for log in logs:
+        text = log.read_text()
+        assert "printed by the trial" in text and "logged by the trial" in text
