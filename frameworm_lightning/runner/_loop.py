@@ -214,7 +214,11 @@ class _Loop:
                 continue
             if self.linger and self.study.trials_in(TrialState.RUNNING):
                 self._sleep(_LINGER_S)
-                self.study.recover()
+                lost = set(self.study.recover())
+                if lost and self.printer is not None:  # a dead worker's trials: shown as the loop's own are
+                    for frozen in self.study.trials:
+                        if frozen.number in lost:
+                            self.printer(frozen)
                 exhausted = False
                 continue
             return

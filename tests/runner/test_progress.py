@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from frameworm_lightning import GridSampler, Study, TrialState
+from frameworm_lightning.runner._loop import run_search
 from frameworm_lightning.runner._progress import TrialPrinter
 
 
@@ -68,3 +69,29 @@ def test_a_signal_prints_the_interrupted_trial_and_one_closing_line_the_same_way
                        "when the search is resumed (run it again)."], proc.stderr[-3000:]
     trials = Study.load("stopped", f"sqlite:///{tmp_path / 'frameworm.db'}").trials
     assert trials[0].interrupted and trials[1].state is TrialState.WAITING
+
+
+CLAIM_AND_DIE = """
+import os, sys
+sys.path.insert(0, {root!r})
+from frameworm_lightning import GridSampler, Study
+study = Study.create("lost", {{"x": [1, 2]}}, metric="loss", sampler=GridSampler(), storage={url!r})
+trial = study.ask(budget=2)
+trial.report(1, 5.0)
+os._exit(0)  # as SIGKILL would: the trial stays RUNNING
+"""
+
+
+def test_a_pull_worker_prints_the_trial_whose_worker_died_as_interrupted(tmp_path) -> None:
+    # The worker that re-ran a dead worker's trial printed nothing about it.
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    subprocess.run([sys.executable, "-c", CLAIM_AND_DIE.format(root=str(TESTS.parent), url=url)], check=True, timeout=120)
+    study = Study.create("lost", {"x": [1, 2]}, metric="loss", sampler=GridSampler(), storage=url)
+    out = io.StringIO()
+    ran = run_search(study, lambda trial: trial.complete(float(trial.params["x"])), executor="inline", budget=2,
+                     what="a function", linger=True, printer=TrialPrinter("loss", "min", stream=out))
+    lines = out.getvalue().splitlines()
+    assert ran == 2 and [t.state for t in study.trials] == [TrialState.FAILED, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert re.match(r"trial +0 INTERRUPTED loss=- +best=2 \(trial 1\) +x=1 .*\(.*its process is gone.*; "
+                    r"runs first on resume as trial 2\)$", lines[1]), lines
+    assert [line.split()[1:3] for line in lines] == [["1", "COMPLETE"], ["0", "INTERRUPTED"], ["2", "COMPLETE"]]
