@@ -62,8 +62,8 @@ def test_a_signal_prints_the_interrupted_trial_and_one_closing_line_the_same_way
                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == (-signal.SIGINT if signum == signal.SIGINT else 143), proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("trial ")]
-    assert len(lines) == 1 and re.match(r"trial +0 INTERRUPTED val_loss=- +best=- +lr=0\.1 \[\d+\.\ds\]  \(.+; "
-                                        r"runs first on resume as trial 1\)$", lines[0]), proc.stdout
+    assert len(lines) == 1 and re.match(r"trial +0 INTERRUPTED val_loss=- +best=- +lr=0\.1 \[\d+\.\ds\]  \(the search "
+                                        rf"was stopped by {signum.name}; runs first on resume as trial 1\)$", lines[0]), proc.stdout
     closing = [line for line in proc.stderr.splitlines() if "stopped by" in line]
     assert closing == [f"search stopped by {signum.name}: running trials were stored interrupted and run first "
                        "when the search is resumed (run it again)."], proc.stderr[-3000:]
