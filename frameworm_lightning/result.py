@@ -226,8 +226,16 @@ class SearchResult:
             return cls.load_from_checkpoint(file, map_location=map_location, weights_only=True,
                                             **{**routed.model, **model_kwargs})
         except pickle.UnpicklingError as err:
-            raise FramewormError(f"the best checkpoint {str(file)!r} is not a plain weights file, so it is not "
-                                 f"loaded (weights_only=True refused it: {str(err).splitlines()[0]}).") from None
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+            what = (f"it holds a pickled {found.group(1)}" if found
+                    else " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(err)).split())[:300])  # no terminal colours
+            raise FramewormError(
+                f"the best checkpoint {str(file)!r} is not a plain weights file, so it is not loaded (weights_only=True "
+                f"refused it: {what}). A hyperparameter that is an object (an argument saved by "
+                "save_hyperparameters()) is the usual cause: search with save_hyperparameters(ignore=[...]), as "
+                f"Lightning advises; or, if you trust the file, load it yourself: {cls.__name__}.load_from_checkpoint("
+                f"{str(file)!r}, weights_only=False)."
+            ) from None
 
     def retrain_best(
         self,
@@ -251,7 +259,8 @@ class SearchResult:
         study attribute ``frameworm.retrained``.
 
         Args:
-            max_epochs: the training budget (default: the search's own).
+            max_epochs: the training budget (default: the search's own, a halving policy's
+                ``max_resource`` included).
             datamodule: a LightningDataModule class (built with the routed ``data.*``
                 params) or instance; needed when the search had one: the class the
                 runner recorded is never imported, only compared with this one.
@@ -300,6 +309,7 @@ class SearchResult:
         if datamodule is not None:
             _check_recorded("datamodule class", datamodule if inspect.isclass(datamodule) else type(datamodule),
                             recorded_dm_name)
+        limits = record.get("trainer_limits") or {}  # the search's budget, where its policy set it (halving)
         given = {"model_kwargs": model_kwargs, "data_kwargs": datamodule_kwargs, "trainer_kwargs": trainer_kwargs}
         missing = []  # what the search had but its record could not hold ("trainer_kwargs.callbacks[0]"), not given again
         for where in record.get("not_recorded", []):
@@ -314,7 +324,7 @@ class SearchResult:
             module_cls=cls, datamodule=datamodule,
             model_kwargs={**record.get("model_kwargs", {}), **dict(model_kwargs or {})},
             data_kwargs={**record.get("data_kwargs", {}), **dict(datamodule_kwargs or {})},
-            trainer_kwargs={**record.get("trainer_kwargs", {}), **dict(trainer_kwargs or {})},
+            trainer_kwargs={**record.get("trainer_kwargs", {}), **limits, **dict(trainer_kwargs or {})},
         )
         if seed is None and record.get("seed") is not None:
             seed = record["seed"] + best.number
@@ -326,6 +336,8 @@ class SearchResult:
         kwargs = dict(routed.trainer)
         if max_epochs is not None:
             kwargs["max_epochs"] = max_epochs
+            if "max_steps" in limits and "max_steps" not in (trainer_kwargs or {}):
+                kwargs.pop("max_steps")  # the policy's budget on steps, which max_epochs replaces
         callbacks = [cb for cb in kwargs.pop("callbacks", None) or [] if cb is not None]  # None: not recorded
         checkpoint = None
         if kwargs.get("enable_checkpointing", True):

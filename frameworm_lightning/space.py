@@ -59,6 +59,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
+def _check_log(log: Any) -> bool:
+    """``log`` as a bool; a string such as YAML's quoted ``"false"`` would otherwise be true."""
+    if not isinstance(log, (bool, np.bool_)):
+        raise SpaceError(f"log must be True or False, but got log={log!r}.")
+    return bool(log)
+
+
 def _linspace_at(low: float, high: float, n: int, i: int) -> float:
     """``np.linspace(low, high, n)[i]``, with NumPy's arithmetic, without the array."""
     return float(high) if i == n - 1 else i * ((high - low) / (n - 1)) + low
@@ -170,6 +177,7 @@ class Real(Dimension):
     """
 
     def __init__(self, low: float, high: float, log: bool = False, grid_points: int | None = None) -> None:
+        log = _check_log(log)
         if not (_is_number(low) and _is_number(high)):
             raise SpaceError(f"Real bounds must be numbers, but got low={low!r}, high={high!r}.")
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -246,6 +254,7 @@ class Integer(Dimension):
     """
 
     def __init__(self, low: int, high: int, log: bool = False, step: int = 1) -> None:
+        log = _check_log(log)
         for name, v in (("low", low), ("high", high), ("step", step)):
             if isinstance(v, bool) or not (
                 isinstance(v, (int, np.integer)) or (isinstance(v, float) and v.is_integer())

@@ -29,7 +29,9 @@ from typing import Any
 from frameworm_lightning.exceptions import FramewormError, SamplerError, StorageError
 from frameworm_lightning.samplers import AskContext, RandomSampler, Sampler
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
-from frameworm_lightning.storage import DuplicateClaimError, Storage, TrialHistory, current_owner, open_storage
+from frameworm_lightning.storage import (
+    DuplicateClaimError, Storage, TrialHistory, current_owner, open_storage, read_storage,
+)
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["Study", "Trial", "heartbeat_threads", "heartbeats_paused", "recorded_space", "validate_mode"]
@@ -262,8 +264,11 @@ class Study:
 
     @classmethod
     def load(cls, name: str, storage: str | Storage, sampler: Sampler | None = None) -> Study:
-        """Open a stored study (for analysis or to add workers) using its stored space."""
-        store = open_storage(storage)
+        """Open a stored study (for analysis or to add workers) using its stored space.
+
+        A SQLite file that does not exist is a :class:`StorageError` (never created).
+        """
+        store = read_storage(storage)
         record = store.load_study(name)
         if record is None:
             known = ", ".join(store.study_names()) or "none"

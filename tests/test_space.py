@@ -127,6 +127,9 @@ def test_apply_rejects_missing_or_non_mapping_parents(base, key, match):
         (lambda: Categorical(["a", "b", "a"]), r"duplicates 'a'"),
         (lambda: Categorical("abc"), r"choices='abc'"),
         (lambda: Categorical([object()]), "must be str"),
+        # log="false" (a YAML string) searched on the log scale: bool("false") is True
+        (lambda: Real(1e-4, 1e-1, log="false"), r"log must be True or False, but got log='false'"),
+        (lambda: Integer(1, 64, log=1), r"log must be True or False, but got log=1"),
     ],
 )
 def test_bad_dimension_specs(make, match):

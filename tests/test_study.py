@@ -113,3 +113,14 @@ def test_ask_history_is_never_stale_across_processes(tmp_path, study_name):
                     seen.system_attrs) == (now.state, now.params, now.value, now.intermediate_values,
                                            now.claim_key, now.system_attrs), (step, action, now.number)
     assert checked > 30
+
+
+def test_loading_from_a_sqlite_file_that_does_not_exist_says_so_and_creates_nothing(tmp_path):
+    # Study.load("vae", "sqlite:///run/vae.db") (for runs/) created run/vae.db, then said "stored studies: none".
+    from frameworm_lightning import StorageError
+
+    missing = tmp_path / "run" / "vae.db"
+    with pytest.raises(StorageError, match=rf"no database at '{missing}' \(from 'sqlite:///{missing}'\); point the "
+                                           r"storage URL at the file a search wrote"):
+        Study.load("vae", f"sqlite:///{missing}")
+    assert not (tmp_path / "run").exists()

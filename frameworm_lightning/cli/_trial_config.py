@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import Callback
 
 from frameworm_lightning.cli._errors import UsageError
 from frameworm_lightning.cli._search_config import trial_fit_config
+from frameworm_lightning.runner._execute import trainer_limits
 from frameworm_lightning.study import Trial
 
 __all__ = ["CONFIG_ATTR", "CLICall", "TrialBuild", "TrialConfig"]
@@ -118,6 +119,10 @@ class TrialConfig(Callback):
         config = self.trial.system_attrs.get(CONFIG_ATTR)
         if config is None:
             return
+        limits = trainer_limits(trainer.callbacks)  # a halving policy's budget (ASHA's max_resource)
+        if limits and any(config.get("trainer", {}).get(k) != v for k, v in limits.items()):
+            config = {**config, "trainer": {**config.get("trainer", {}), **limits}}
+            self.trial.set_system_attr(CONFIG_ATTR, config)  # what the trial trains: `best` writes it
         folder = Path(self.trial.system_attrs.get("trial_dir") or trainer.default_root_dir)
         text = f"# trial {self.trial.number} of study {self.trial.study.name!r}\n"
         (folder / "config.yaml").write_text(text + yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

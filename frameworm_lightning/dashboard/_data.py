@@ -14,31 +14,18 @@ Example:
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from frameworm_lightning.analysis._frame import PARAM_PREFIX, best_trial, param_keys, params_of, trials_dataframe
-from frameworm_lightning.exceptions import StorageError
-from frameworm_lightning.storage import Storage, masked_url, open_storage
+from frameworm_lightning.storage import Storage, read_storage
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 INTERRUPTED = "INTERRUPTED"  # the count of interrupted trials, apart from FAILED
 
 __all__ = ["INTERRUPTED", "counts", "read_storage", "study_summaries", "table_frame", "trial_detail"]
-
-
-def read_storage(url: str | Storage) -> Storage:
-    """Open ``url`` for reading; a SQLite file that does not exist is an error (never created)."""
-    if isinstance(url, str) and url.startswith("sqlite:///"):
-        database = sa.engine.make_url(url).database
-        if database and database != ":memory:" and not Path(database).expanduser().is_file():
-            raise StorageError(f"no database at {database!r} (from {masked_url(url)!r}); point --storage at the file a "
-                               "search writes (its storage= or search.storage).")
-    return open_storage(url)
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:

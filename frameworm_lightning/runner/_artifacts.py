@@ -79,8 +79,12 @@ def jsonable(value: Any, where: str, dropped: list[str]) -> Any:
     return None
 
 
-def runner_record(spec: TrialSpec, study: Study) -> dict[str, Any]:
-    """The JSON-able description of a search that ``SearchResult`` needs to rebuild its models."""
+def runner_record(spec: TrialSpec, study: Study, trainer_limits: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON-able description of a search that ``SearchResult`` needs to rebuild its models.
+
+    ``trainer_limits``: what the search's policies set in every trial's Trainer (a halving
+    policy's ``max_epochs``/``max_steps``), over ``trainer_kwargs``.
+    """
     dropped: list[str] = []
     dm = spec.datamodule
     if dm is None:
@@ -96,6 +100,7 @@ def runner_record(spec: TrialSpec, study: Study) -> dict[str, Any]:
         "model_kwargs": jsonable(spec.model_kwargs, "model_kwargs", dropped),
         "data_kwargs": jsonable(spec.data_kwargs, "data_kwargs", dropped),
         "trainer_kwargs": jsonable(spec.trainer_kwargs, "trainer_kwargs", dropped),
+        "trainer_limits": dict(trainer_limits or {}),
         "not_recorded": dropped,
         "metric": study.metric,
         "mode": study.mode,

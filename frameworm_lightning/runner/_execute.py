@@ -18,7 +18,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
@@ -30,6 +30,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from typing_extensions import override
 
+from frameworm_lightning._trainer import why_no_validation
 from frameworm_lightning.exceptions import MetricNotFoundError
 from frameworm_lightning.runner._artifacts import write_trial_config
 from frameworm_lightning.runner._loggers import TrialLogContext, build_loggers, finish_loggers, run_name
@@ -45,6 +46,7 @@ __all__ = [
     "execute_trial",
     "read_metric",
     "resume_checkpoint",
+    "trainer_limits",
     "trial_dir",
 ]
 
@@ -104,14 +106,7 @@ class TrialReporter(Callback):
 
     def no_validation(self, trainer: pl.Trainer) -> str:
         """Why no validation ran in this fit (the Trainer settings to blame) and the fix; ``""`` if one did."""
-        if self.validated:
-            return ""
-        if trainer.limit_val_batches == 0:
-            return "limit_val_batches=0 turns validation off; let a validation run, or pick one of those."
-        limits = (f"max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}, "
-                  f"check_val_every_n_epoch={trainer.check_val_every_n_epoch}, "
-                  f"val_check_interval={trainer.val_check_interval}")
-        return f"No validation ran before training ended ({limits}); let a validation run, or pick one of those."
+        return "" if self.validated else why_no_validation(trainer)
 
     def _report(self, trainer: pl.Trainer) -> None:
         value = read_metric(trainer, self.metric, self.no_validation(trainer))
@@ -181,6 +176,17 @@ def trial_callbacks(callbacks: Sequence[Any], trainer_kwargs: Mapping[str, Any])
     """
     own = trainer_kwargs.get("callbacks") or []
     return [*callbacks, *(own if isinstance(own, (list, tuple)) else [own])]
+
+
+def trainer_limits(callbacks: Sequence[Any]) -> dict[str, Any]:
+    """What the callbacks' ``trainer_limits()`` set in a trial's Trainer: how long a scheduler lets
+    trials train (a halving policy's ``max_epochs``/``max_steps`` from its ``max_resource``)."""
+    limits: dict[str, Any] = {}
+    for cb in callbacks:
+        of = getattr(cb, "trainer_limits", None)
+        if callable(of):
+            limits.update(of())
+    return limits
 
 
 def checkpointing(trainer_kwargs: Mapping[str, Any]) -> bool:
@@ -393,10 +399,8 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
-            for cb in callbacks:  # how long a scheduler lets trials train (halving: max_resource)
-                limits = getattr(cb, "trainer_limits", None)
-                if callable(limits):
-                    trainer_kwargs.update(limits())
+            limits = trainer_limits(callbacks)
+            trainer_kwargs.update(limits)
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))
@@ -409,10 +413,12 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             loggers = list(trainer.loggers)
             for logger in trainer.loggers:
                 logger.log_hyperparams({**trial.params, "trial": trial.number, "study": spec.study_name})
-            write_trial_config(directory, spec, trial, routed)  # after the loggers made the folder theirs
+            # after the loggers made the folder theirs; the limits are what the trial trained with too
+            write_trial_config(directory, spec, trial, replace(routed, trainer={**routed.trainer, **limits}))
             _fit(trainer, model, datamodule, resume_checkpoint(trial))
             if checkpoint is not None and checkpoint.best_model_path:
-                trial.set_system_attr("checkpoint_path", checkpoint.best_model_path)
+                # absolute: a user's ModelCheckpoint under a relative root_dir has a path relative to this folder
+                trial.set_system_attr("checkpoint_path", os.path.abspath(checkpoint.best_model_path))
             if trial.should_prune():
                 trial.prune(trial.prune_reason)
                 return

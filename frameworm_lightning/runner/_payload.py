@@ -102,12 +102,12 @@ def _main_reference() -> tuple[str, str]:
     if name and name != "__main__" and not name.endswith(".__main__"):
         return ("module", name)
     path = getattr(main, "__file__", None)
-    if path:
+    if path and not (path.startswith("<") and path.endswith(">")):  # "<stdin>": python - reads the script
         return ("path", os.path.abspath(path))
     raise ValueError(
         "worker processes cannot import classes or functions defined in an interactive session "
-        "(a notebook or the REPL has no file to re-import). Move the LightningModule, datamodule "
-        "and train_fn into a .py module and import them from there."
+        f"({f'python - reads {path}, ' if path else ''}a notebook or the REPL has no file to re-import). Move the "
+        "LightningModule, datamodule and train_fn into a .py module and import them from there, or use n_jobs=1."
     )
 
 

@@ -11,26 +11,34 @@ target's signature before any training starts.
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import math
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from frameworm_lightning.exceptions import ConfigKeyError
-from frameworm_lightning.space import apply_params
+from frameworm_lightning.space import Real, SearchSpace, apply_params
 
 __all__ = [
     "CALLBACK_TARGETS",
     "Routed",
     "TARGETS",
+    "check_given",
     "check_keys",
+    "check_paths",
     "check_required",
+    "check_types",
     "init_arguments",
     "route_params",
     "search_targets",
 ]
 
 TARGETS = ("model", "data", "trainer")
+# The SearchRunner argument holding each target's base arguments.
+_BASE_KWARGS = {"model": "model_kwargs", "data": "datamodule_kwargs", "trainer": "trainer_kwargs"}
 # Keys under these heads configure what a trial's callback builds (``search_targets``).
 CALLBACK_TARGETS = ("optimizer", "lr_scheduler")
 
@@ -109,6 +117,65 @@ def check_keys(keys: Iterable[str], targets: Mapping[str, Any]) -> None:
         raise ConfigKeyError("unknown search-space key(s): " + "; ".join(problems) + ".")
 
 
+def check_given(targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise :class:`ConfigKeyError` for a base argument its target does not take (a misspelt
+    ``trainer_kwargs={"max_epoch": 2}``), naming the closest argument; ``given`` maps
+    ``"model"``/``"data"``/``"trainer"`` to ``model_kwargs``/``datamodule_kwargs``/``trainer_kwargs``."""
+    for target_name, kwargs in given.items():
+        target = targets.get(target_name)
+        if target is None or not kwargs:
+            continue
+        names, var_kw = init_arguments(target)
+        for arg in kwargs:
+            if var_kw or arg in names:
+                continue
+            where = _BASE_KWARGS[target_name]
+            close = difflib.get_close_matches(arg, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; valid: {', '.join(sorted(names)) or 'none'}"
+            raise ConfigKeyError(f"{where} has {arg!r}, which is not an argument of "
+                                 f"{getattr(target, '__name__', target)}{hint}.")
+
+
+def check_paths(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
+    """Raise :class:`ConfigKeyError` for a key inside an argument (``optim.lr``) whose base kwargs
+    (``given[target]``: ``model_kwargs``...) do not give that argument as a mapping to set it in."""
+    for key in keys:
+        target_name, rest = _split(key)
+        if target_name not in given or "." not in rest:
+            continue
+        try:
+            apply_params(given[target_name], {rest: None})  # what each trial's routing does
+        except ConfigKeyError:
+            where = _BASE_KWARGS[target_name]
+            head = rest.split(".", 1)[0]
+            owner = getattr(targets.get(target_name), "__name__", target_name)
+            raise ConfigKeyError(
+                f"search-space key {key!r} sets an entry of {owner}'s {head}, which {where} does not give as a "
+                f"mapping: pass {where}={{{head!r}: {{...}}}} (the argument's default is not used)."
+            ) from None
+
+
+def check_types(space: SearchSpace, targets: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigKeyError` for a ``Real`` searched for an argument annotated ``int``
+    (``Trainer(max_epochs=1.64)`` fails every trial, deep inside Lightning)."""
+    for key in space.keys():
+        dim = space[key]
+        target_name, rest = _split(key)
+        target = targets.get(target_name)
+        if not isinstance(dim, Real) or target is None or "." in rest:
+            continue
+        try:
+            hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+        except Exception:  # noqa: BLE001 - annotations that do not resolve are not checked
+            continue
+        if hints.get(rest) not in (int, Optional[int]):
+            continue
+        low, high = math.ceil(dim.low), math.floor(dim.high)
+        use = f"Integer({low}, {high}{', log=True' if dim.log else ''})" if low < high else "an Integer"
+        raise ConfigKeyError(f"{key!r} is a Real (floats), but {getattr(target, '__name__', target)}'s {rest} takes "
+                             f"an int; use {use}.")
+
+
 def check_required(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[str, Mapping[str, Any]]) -> None:
     """Raise :class:`ConfigKeyError` for a required argument of a target (no default) that
     neither its base kwargs (``given["model"]``: ``model_kwargs``...) nor a key sets."""
@@ -128,7 +195,7 @@ def check_required(keys: Iterable[str], targets: Mapping[str, Any], given: Mappi
         missing = [n for n, p in params.items() if n != "self" and p.default is p.empty
                    and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in have]
         if missing:
-            where = {"model": "model_kwargs", "data": "datamodule_kwargs"}[target_name]
+            where = _BASE_KWARGS[target_name]
             raise ConfigKeyError(
                 f"{getattr(target, '__name__', target)} needs {', '.join(missing)}: give it in "
                 f"{where}={{{missing[0]!r}: ...}} or search it ({f'{target_name}.{missing[0]}'!r})."

@@ -10,7 +10,8 @@ Each path (inline, worker processes, pull workers, the function API) calls
 
   - the monitored metric was never logged: :class:`MetricNotFoundError`, listing what was;
   - a configuration error (Lightning's ``MisconfigurationException``, a ``TypeError`` or
-    ``ValueError``) before the first training batch: :class:`TrialFailed` with that error;
+    ``ValueError``) before the first training batch, or a ``train_fn`` result that is not a
+    number (``"when"``: ``"its first result"``): :class:`TrialFailed` with that error;
 
 * with ``stop_on_error``, any failure (not an interruption): :class:`TrialFailed`.
 
@@ -47,8 +48,9 @@ def search_error(study: Study, frozen: FrozenTrial, stop_on_error: bool = False)
         if fatal.get("kind") == "metric":
             return MetricNotFoundError(str(fatal.get("metric")), fatal.get("available") or (), str(fatal.get("fix") or ""))
         summary = " ".join(str(fatal.get("error")).split())
-        return TrialFailed(frozen.number, f"{frozen.error or ''}\n{summary} (before its first training step: every "
-                           "trial would fail the same way, so the search stopped)")
+        when = fatal.get("when") or "before its first training step"
+        return TrialFailed(frozen.number, f"{frozen.error or ''}\n{summary} ({when}: every trial would fail the same "
+                           "way, so the search stopped)")
     if stop_on_error:
         return TrialFailed(frozen.number, frozen.error or "")
     return None

@@ -16,7 +16,9 @@ from lightning.pytorch.callbacks import Callback
 from frameworm_lightning.exceptions import ConfigKeyError, SamplerError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._artifacts import RUNNER_ATTR, claim_trial_folders, remove_checkpoints, runner_record
-from frameworm_lightning.runner._execute import TrialSpec, checkpointing, execute_trial, trial_callbacks, trial_dir
+from frameworm_lightning.runner._execute import (
+    TrialSpec, checkpointing, execute_trial, trainer_limits, trial_callbacks, trial_dir,
+)
 from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
@@ -24,7 +26,9 @@ from frameworm_lightning.runner._loop import run_search, schedulers_in
 from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._routing import check_keys, check_required, search_targets
+from frameworm_lightning.runner._routing import (
+    check_given, check_keys, check_paths, check_required, check_types, search_targets,
+)
 from frameworm_lightning.samplers import RandomSampler, Sampler
 from frameworm_lightning.space import SearchSpace
 from frameworm_lightning.storage import Storage, masked_url
@@ -160,6 +164,10 @@ class SearchRunner:
         self.loggers = loggers
         self.keep_checkpoints = keep_checkpoints
         self._check_checkpointing()
+        for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
+            check = getattr(cb, "check_search", None)  # a stopping policy: its monitor and mode against the search's
+            if callable(check):
+                check(metric, mode)
 
     # Set-up -----------------------------------------------------------------------------
     def _storage_url(self) -> str | Storage:
@@ -187,13 +195,25 @@ class SearchRunner:
         """
         if not (inspect.isclass(module_cls) and issubclass(module_cls, pl.LightningModule)):
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
+        if datamodule is not None and not (isinstance(datamodule, pl.LightningDataModule) or (
+                inspect.isclass(datamodule) and issubclass(datamodule, pl.LightningDataModule))):
+            raise TypeError(
+                f"datamodule must be a LightningDataModule class or instance (or None), but got {datamodule!r}; "
+                "wrap DataLoaders with LightningDataModule.from_datasets(train_dataset=..., val_dataset=...), or "
+                "give the module train_dataloader/val_dataloader methods."
+            )
         space = space if isinstance(space, SearchSpace) else SearchSpace(space)
         dm_target = datamodule if inspect.isclass(datamodule) else None
-        check_keys(space.keys(), {"model": module_cls, "data": dm_target, "trainer": pl.Trainer,
-                                  **search_targets(self.callbacks)})
-        if build_trial is None:  # a builder completes the arguments itself
-            check_required(space.keys(), {"model": module_cls, "data": dm_target},
-                           {"model": model_kwargs or {}, "data": datamodule_kwargs or {}})
+        targets = {"model": module_cls, "data": dm_target, "trainer": pl.Trainer}
+        given = {"model": model_kwargs or {}, "data": datamodule_kwargs or {}, "trainer": self.trainer_kwargs}
+        check_keys(space.keys(), {**targets, **search_targets(self.callbacks)})
+        check_types(space, targets)
+        if build_trial is None:  # a builder completes the model's and datamodule's arguments itself
+            check_given(targets, given)
+            check_required(space.keys(), targets, given)
+        else:
+            check_given(targets, {"trainer": self.trainer_kwargs})
+        check_paths(space.keys(), targets, given)
         self._check_limits_not_searched(space)
         storage, root_dir = self._storage_url(), self.root_dir
         if self.trainer_kwargs.get("fast_dev_run"):
@@ -217,19 +237,29 @@ class SearchRunner:
             study_name=study.name, seed=self.seed, callbacks=list(self.callbacks),
             save_checkpoint=self.save_checkpoints, quiet=self.quiet, loggers=self.loggers, build_trial=build_trial,
         )
-        study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study))
+        limits = trainer_limits(trial_callbacks(spec.callbacks, spec.trainer_kwargs))  # as each trial's Trainer gets
+        study.storage.set_study_attr(study.study_id, RUNNER_ATTR, runner_record(spec, study, limits))
         return study, spec
 
     def _check_limits_not_searched(self, space: SearchSpace) -> None:
-        """Refuse a ``trainer.*`` key that a scheduler's ``trainer_limits()`` would overwrite in every trial."""
+        """Refuse a ``trainer.*`` key that a scheduler's ``trainer_limits()`` would overwrite in every trial,
+        and a ``max_steps`` (given or searched) that would end trials before a budget in epochs."""
         for cb in trial_callbacks(self.callbacks, self.trainer_kwargs):
-            limits = getattr(cb, "trainer_limits", None)
-            for name, value in (limits() if callable(limits) else {}).items():
+            limits = trainer_limits([cb])
+            for name, value in limits.items():
                 if f"trainer.{name}" in space.keys():
                     raise ConfigKeyError(
                         f"trainer.{name} cannot be searched: {type(cb).__name__} sets it to {value} (from its max_resource) "
                         "in every trial; remove it from the space (the policy gives each trial its budget)."
                     )
+            steps = "trainer.max_steps" in space.keys() or self.trainer_kwargs.get("max_steps") not in (None, -1)
+            if "max_epochs" in limits and "max_steps" not in limits and steps:
+                name = type(cb).__name__
+                raise ConfigKeyError(
+                    f"max_steps may end trials before {name}'s max_resource ({limits['max_epochs']} epochs): Lightning stops "
+                    "at whichever comes first; remove it (the policy gives each trial its budget), or use "
+                    f"{name}(resource='steps') to budget in steps."
+                )
 
     def _check_checkpointing(self) -> None:
         """Refuse a halving scheduler that pauses and resumes trials when checkpoints are off."""

@@ -73,12 +73,15 @@ def _wants_trial(train_fn: TrainFn) -> bool:
 def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str, Any] | None, metric: str) -> None:
     """Run ``train_fn`` on the trial's config and store the outcome (never raises for user errors).
 
-    A missing metric is marked as a failure every trial would share (``runner/_rules.py``);
+    A missing metric, or a result that is not a number, is marked as a failure every trial
+    would share (``runner/_rules.py``);
     Ctrl-C and SIGTERM store the trial interrupted and are re-raised.
     """
+    returned = False  # whether train_fn returned: a TypeError after it is about what it returned
     try:
         config = trial.study.space.apply(base_config, trial.params)
         out = train_fn(config, trial) if _wants_trial(train_fn) else train_fn(config)
+        returned = True
         if trial.should_prune():
             trial.prune(trial.prune_reason)
             return
@@ -96,6 +99,9 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
         if isinstance(err, MetricNotFoundError):
             trial.set_system_attr(FATAL_ATTR, {"kind": "metric", "metric": err.metric, "available": err.available,
                                                  "fix": err.fix})
+        elif returned and isinstance(err, TypeError):  # no number in what train_fn returns: nor in any trial's
+            trial.set_system_attr(FATAL_ATTR, {"kind": "config", "error": f"TypeError: {err}",
+                                                 "when": "its first result"})
         trial.fail(traceback.format_exc())
 
 

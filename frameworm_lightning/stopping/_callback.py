@@ -29,6 +29,7 @@ that one trial, and ``fast_dev_run`` is never stored.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -39,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from typing_extensions import override
 
+from frameworm_lightning._trainer import why_no_validation
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.stopping._base import (
     Check,
@@ -53,6 +56,7 @@ from frameworm_lightning.stopping._base import (
     best_of,
     non_finite,
 )
+from frameworm_lightning.stopping._rungs import CONFIG_ATTRS
 from frameworm_lightning.stopping._script import SCRIPT_TRIALS, ScriptTrial, flat_params
 from frameworm_lightning.storage import TrialHistory, masked_url
 from frameworm_lightning.study import validate_mode
@@ -61,6 +65,18 @@ from frameworm_lightning.trial import FrozenTrial, LiveTrial, TrialState
 __all__ = ["StoppingCallback"]
 
 log = logging.getLogger(__name__)
+
+def _loads_weights_only(value: Any) -> bool:
+    """Whether ``torch.load(..., weights_only=True)`` loads ``value`` back (tensors, plain containers)."""
+    buffer = io.BytesIO()
+    try:
+        torch.save(value, buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+    except Exception:  # noqa: BLE001 - anything it cannot save or load back is not a plain value
+        return False
+    return True
+
 
 class StoppingCallback(EarlyStopping, ABC):
     """Base class of the stopping policies: a Lightning callback around a pure ``decide``.
@@ -74,7 +90,8 @@ class StoppingCallback(EarlyStopping, ABC):
     Args:
         monitor: the logged metric to judge; inside a ``SearchRunner`` it defaults to the
             search's metric.
-        mode: ``"min"`` or ``"max"``; defaults to the search's mode, else ``"min"``.
+        mode: ``"min"`` or ``"max"``; defaults to the search's mode, else ``"min"`` (a policy on
+            another metric than the search's keeps its own; in a ``"max"`` search it must give it).
         verbose: log every check on rank zero, not only the stop.
         strict: raise :class:`~frameworm_lightning.MetricNotFoundError` when ``monitor``
             was not logged at a check; ``False`` skips that check.
@@ -175,6 +192,7 @@ class StoppingCallback(EarlyStopping, ABC):
         self._seen: TrialHistory | None = None  # the study as last read: each check reads what changed since
         self._trial: LiveTrial | None = None
         self._in_runner = False
+        self._saving_pause = False
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -253,18 +271,30 @@ class StoppingCallback(EarlyStopping, ABC):
         return best_of(self._values.values(), self._mode())
 
     # Runner integration ----------------------------------------------------------------
-    def bind_trial(self, trial: LiveTrial) -> None:
-        """Called by ``SearchRunner`` with the live trial this copy of the callback judges."""
-        metric, mode = trial.study.metric, trial.study.mode
-        if self.mode is not None and self.mode != mode:
-            raise ValueError(f"{type(self).__name__}(mode={self.mode!r}) disagrees with the search's mode={mode!r}.")
+    def check_search(self, metric: str, mode: str) -> None:
+        """Raise ``ValueError`` if this policy cannot judge a search of ``metric`` and ``mode``
+        (``SearchRunner`` asks before anything is stored; binding a trial asks again)."""
+        if self.mode is not None and self.mode != mode and self.monitor in (None, metric):
+            raise ValueError(f"{type(self).__name__}(mode={self.mode!r}) disagrees with the search's mode={mode!r}; "
+                             "leave mode unset.")
         if self.needs_others and self.monitor is not None and self.monitor != metric:
             raise ValueError(
                 f"{type(self).__name__} compares trials on the search's metric {metric!r}, "
                 f"but got monitor={self.monitor!r}; leave monitor unset."
             )
+        if self.mode is None and self.monitor not in (None, metric) and mode == "max":
+            # It would take the search's mode, where EarlyStopping users expect its default, "min".
+            raise ValueError(
+                f"{type(self).__name__} monitors {self.monitor!r}, not the search's metric {metric!r}: give its mode "
+                f"('min' or 'max'); the search's mode='max' is for {metric!r}."
+            )
+
+    def bind_trial(self, trial: LiveTrial) -> None:
+        """Called by ``SearchRunner`` with the live trial this copy of the callback judges."""
+        metric, mode = trial.study.metric, trial.study.mode
+        self.check_search(metric, mode)
         self.monitor = self.monitor or metric
-        self.mode = mode
+        self.mode = self.mode or mode  # its own, for another metric than the search's
         self._trial = trial
         self._in_runner = True
 
@@ -396,6 +426,22 @@ class StoppingCallback(EarlyStopping, ABC):
         return state
 
     @override
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """A pause checkpoint, which the promoted trial resumes with ``weights_only=True``, leaves out the
+        hyperparameters that are objects (an ``nn.Module`` given to ``save_hyperparameters()``): resuming
+        never reads them (the trial builds its module from its params), and that load would refuse them."""
+        if not self._saving_pause:
+            return
+        for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_KEY, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY):
+            hparams = checkpoint.get(key)
+            if isinstance(hparams, dict):
+                checkpoint[key] = {k: v for k, v in hparams.items() if _loads_weights_only(v)}
+            elif hparams is not None and not _loads_weights_only(hparams):
+                del checkpoint[key]
+        for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_TYPE, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_TYPE):
+            checkpoint.pop(key, None)  # the class of OmegaConf hparams: not a weight either
+
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._values = {int(k): float(v) for k, v in state_dict.get("values", {}).items()}
         self._elapsed_before = float(state_dict.get("elapsed", 0.0))
@@ -437,13 +483,20 @@ class StoppingCallback(EarlyStopping, ABC):
         return None if value is None else float(value)
 
     def _link_resumed_run(self) -> None:
-        """A script resumed from a checkpoint: carry the curve over and close the old trial."""
+        """A script resumed from a checkpoint: carry the curve and the configuration's rung records
+        over (it goes on as the same configuration), and close the old trial."""
         old, trial = self._resumed, self._trial
         if old is None or old.get("storage") != self.storage or old.get("study") != self.study:
             return
         trial.set_system_attr("resumed_from", old.get("trial"))
         for step, value in sorted(self._values.items()):
             trial.report(step, value)
+        before = trial.study.storage.get_trial(int(old["trial_id"])).system_attrs
+        for key in CONFIG_ATTRS:
+            if key in before:
+                trial.set_system_attr(key, before[key])
+        # a finished run stays as it was stored; this one carries its curve, so medians count the run once
+        trial.study.storage.set_trial_attr(int(old["trial_id"]), "resumed_as", trial.number, system=True)
         trial.study.storage.finish_trial(
             int(old["trial_id"]), TrialState.FAILED, error=f"interrupted; resumed as trial {trial.number}",
             reason="interrupted",
@@ -499,7 +552,8 @@ class StoppingCallback(EarlyStopping, ABC):
         """The monitored value now; ``None`` when it is missing and ``strict=False``."""
         metrics = trainer.callback_metrics
         if self.monitor not in metrics:
-            error = MetricNotFoundError(self.monitor, set(metrics) | set(trainer.logged_metrics))  # type: ignore[arg-type]
+            error = MetricNotFoundError(self.monitor, set(metrics) | set(trainer.logged_metrics),  # type: ignore[arg-type]
+                                        why_no_validation(trainer) if trainer.limit_val_batches == 0 else "")
             if self.strict:
                 raise error
             if self.verbose and not self._warned_missing:
@@ -604,7 +658,11 @@ class StoppingCallback(EarlyStopping, ABC):
 
     def _save_pause(self, trainer: pl.Trainer, decision: StopDecision) -> None:
         path = self._pause_checkpoint_path(trainer, decision)
-        trainer.save_checkpoint(path)  # every rank: saving is collective under DDP
+        self._saving_pause = True  # on_save_checkpoint keeps it loadable with weights_only=True
+        try:
+            trainer.save_checkpoint(path)  # every rank: saving is collective under DDP
+        finally:
+            self._saving_pause = False
         if self._trial is not None and trainer.is_global_zero:
             self._trial.set_system_attr("fw_checkpoint", str(path))
 

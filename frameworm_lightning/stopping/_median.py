@@ -39,7 +39,8 @@ class MedianStopping(StoppingCallback):
     At each check (global step ``t``) the trial's statistic — its best value so far, or
     the running mean of its values with ``statistic="mean"`` — is compared with the same
     statistic of every other finished trial (``COMPLETE`` or ``PRUNED``) that trained to
-    step ``t`` or beyond, computed over its values up to ``t``. The trial is pruned when
+    step ``t`` or beyond, computed over its values up to ``t`` (a run continued from its
+    checkpoint counts once, as the trial that continued it). The trial is pruned when
     it is strictly worse than their median. Nothing is pruned before ``grace_steps``, nor
     while fewer than ``min_trials`` trials can be compared.
 
@@ -87,6 +88,8 @@ class MedianStopping(StoppingCallback):
         out = []
         for trial in others:
             if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not trial.intermediate_values:
+                continue
+            if "resumed_as" in trial.system_attrs:  # a run continued from its checkpoint: the later trial counts
                 continue
             if max(trial.intermediate_values) < step:
                 continue

@@ -29,6 +29,8 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 __all__ = ["Bracket", "Config", "Layout", "configs_of", "dump_records", "rung_key", "rung_resources"]
 
 ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+#: A trial's bookkeeping of its configuration, which a run resumed from its checkpoint continues.
+CONFIG_ATTRS = ("fw_bracket", "fw_root", "fw_rungs")
 
 
 def rung_resources(min_resource: float, max_resource: float, eta: int) -> tuple[float, ...]:

@@ -9,6 +9,7 @@ from frameworm_lightning.storage._sql import (
     TrialHistory,
     current_owner,
     open_storage,
+    read_storage,
 )
 from frameworm_lightning.storage._url import masked_url
 
@@ -22,4 +23,5 @@ __all__ = [
     "current_owner",
     "masked_url",
     "open_storage",
+    "read_storage",
 ]

@@ -134,6 +134,15 @@ def _dumps(obj: Any, ordered: bool = False) -> str:
     return json.dumps(obj, sort_keys=not ordered, default=_json_default)
 
 
+def _space_changes(stored: dict[str, Any], given: dict[str, Any]) -> str:
+    """The keys whose spec differs, and those added or removed, in words."""
+    changes = [f"{k!r} is stored as {_dumps(stored[k])} and given as {_dumps(given[k])}"
+               for k in stored if k in given and stored[k] != given[k]]
+    changes += [f"{k!r} is new" for k in given if k not in stored]
+    changes += [f"{k!r} is gone" for k in stored if k not in given]
+    return "; ".join(changes)
+
+
 def _json_default(obj: Any) -> Any:
     # numpy scalars and paths reach us from user code and samplers.
     if hasattr(obj, "item"):
@@ -468,10 +477,9 @@ class Storage:
                     problems.append(f"metric {record.metric!r} is stored, this {who} uses {metric!r}")
                 if record.mode != mode:
                     problems.append(f"mode {record.mode!r} is stored, this {who} uses {mode!r}")
-                if check_space and record.space != json.loads(_dumps(space)):
-                    problems.append(
-                        f"the search space changed: stored {json.dumps(record.space)}, given {_dumps(space)}"
-                    )
+                given = json.loads(_dumps(space))
+                if check_space and record.space != given:
+                    problems.append(f"the search space changed: {_space_changes(record.space or {}, given)}")
                 if problems:
                     raise StudyMismatchError(
                         f"study {name!r} in {self.url!r} does not match this {who}: " + "; ".join(problems)
@@ -983,3 +991,18 @@ def open_storage(storage: str | Storage | None = None, **kwargs: Any) -> Storage
     if "://" not in storage and storage not in ("memory", ":memory:"):
         raise StorageError(f"storage {masked_url(storage)!r} is not a database URL; use {SUPPORTED}.")
     return Storage(storage, **kwargs)
+
+
+def read_storage(storage: str | Storage) -> Storage:
+    """:func:`open_storage` for reading what a search stored: a SQLite file that does not
+    exist is an error (never created, as opening it to write would).
+
+    Raises:
+        StorageError: the SQLite file is missing, or the storage cannot be opened.
+    """
+    if isinstance(storage, str) and storage.startswith("sqlite:///"):
+        database = sa.engine.make_url(storage).database
+        if database and database != ":memory:" and not Path(database).expanduser().is_file():
+            raise StorageError(f"no database at {database!r} (from {masked_url(storage)!r}); point the storage URL at "
+                               "the file a search wrote (its storage= or search.storage).")
+    return open_storage(storage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -223,3 +224,49 @@ def test_retrain_best_after_a_search_with_trainer_callbacks_runs_and_names_what_
                                     trainer_kwargs={"callbacks": [EarlyStopping("val_loss", patience=7)]})
     assert not [w for w in caught if "retrain_best runs without" in str(w.message)]
     assert [cb.patience for cb in model.trainer.callbacks if isinstance(cb, EarlyStopping)] == [7]
+
+
+class SavesAnObject(Tiny):
+    """Puts ``extra`` in its hyperparameters too (``save_hyperparameters()``, which Lightning only warns about)."""
+
+    def __init__(self, lr: float = 0.1, extra: Any = None) -> None:
+        super().__init__(lr=lr, extra=extra)
+        self.save_hyperparameters()
+
+
+def test_load_best_model_of_a_checkpoint_holding_an_object_names_it_and_the_fixes(tmp_path: Path) -> None:
+    # The error ended in torch's own text (ANSI codes, "two options" about torch.load) and named no fix.
+    result = SearchRunner(metric="val_loss", n_trials=1, root_dir=tmp_path, quiet=True,
+                          trainer_kwargs={"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1}).fit(
+        SavesAnObject, {"lr": Real(1e-3, 0.5, log=True)}, datamodule=TinyData, model_kwargs={"extra": torch.nn.Linear(1, 1)})
+    with pytest.raises(FramewormError, match=r"is not a plain weights file, so it is not loaded \(weights_only=True "
+                                             r"refused it: it holds a pickled torch\.nn\.modules\.linear\.Linear\)\. "
+                                             r".*save_hyperparameters\(ignore=\[\.\.\.\]\).*if you trust the file, "
+                                             r"load it yourself: SavesAnObject\.load_from_checkpoint\(.*"
+                                             r"weights_only=False\)") as caught:
+        result.load_best_model()
+    assert "\x1b" not in str(caught.value)
+    model = SavesAnObject.load_from_checkpoint(result.best_checkpoint, weights_only=False)  # the fix it names works
+    assert isinstance(model.hparams.extra, torch.nn.Linear)
+
+
+@pytest.mark.parametrize(("resource", "retrained_steps"), [("epochs", 2 * 4), ("steps", 6)])
+def test_retrain_best_after_a_halving_search_trains_the_budget_its_policy_gave(tmp_path: Path, resource: str,
+                                                                              retrained_steps: int) -> None:
+    # The policy's limits (max_resource) never reached the record: retrain_best() trained with Lightning's
+    # own default, max_epochs=1000, where the search had trained its best config for 2 epochs (or 6 steps).
+    from frameworm_lightning import ASHA
+
+    policy = ASHA(min_resource=1, max_resource=2, eta=2) if resource == "epochs" else \
+        ASHA(min_resource=3, max_resource=6, eta=2, resource="steps")
+    result = SearchRunner(metric="val_loss", n_trials=2, root_dir=tmp_path, quiet=True, callbacks=[policy],
+                          trainer_kwargs={"limit_val_batches": 1, "enable_progress_bar": False}).fit(
+        Tiny, {"lr": Real(1e-3, 0.5, log=True)}, datamodule=TinyData)
+    assert result.runner_record()["trainer_limits"] == policy.trainer_limits()
+    for t in result.trials:  # what each trial trained with
+        config = yaml.safe_load((Path(t.system_attrs["trial_dir"]) / "config.yaml").read_text())
+        assert {k: config["trainer"][k] for k in policy.trainer_limits()} == policy.trainer_limits()
+    model = result.retrain_best()
+    assert model.trainer.global_step == retrained_steps  # 4 batches an epoch
+    model = result.retrain_best(max_epochs=3)  # replaces the budget, on steps too
+    assert model.trainer.global_step == 3 * 4

@@ -144,3 +144,20 @@ def test_optimizer_and_scheduler_groups_of_one_class_are_searched_by_their_argum
         (scheduler,) = schedulers
         assert scheduler["base_lrs"] == [t.params["optimizer.lr"]] and scheduler["gamma"] == 0.5
         assert t.system_attrs["cli_config"]["optimizer"]["lr"] == t.params["optimizer.lr"]
+
+
+def test_best_writes_the_budget_a_halving_policy_gave_not_the_yamls(tmp_path: Path) -> None:
+    # ASHA trains each configuration to its max_resource (2 epochs); the YAML says 6. `best`
+    # wrote 6, so `fit -c best.yaml` trained three times what the best trial did.
+    config = search_config(tmp_path, n_trials=3, stopping=[
+        {"class_path": "frameworm_lightning.ASHA", "init_args": {"min_resource": 1, "max_resource": 2}}])
+    config["trainer"]["max_epochs"] = 6
+    write_config(tmp_path / "search.yaml", config)
+    run = run_cli("search", "-c", "search.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    best = run_cli("best", "-c", "search.yaml", "--output", "best.yaml", cwd=tmp_path)
+    assert best.returncode == 0, best.stderr[-3000:]
+    assert yaml.safe_load((tmp_path / "best.yaml").read_text())["trainer"]["max_epochs"] == 2
+    trial = Study.load("TinyModel", f"sqlite:///{tmp_path / 'study.db'}").best_trial
+    assert trial is not None
+    assert yaml.safe_load((Path(trial.system_attrs["trial_dir"]) / "config.yaml").read_text())["trainer"]["max_epochs"] == 2

@@ -88,6 +88,17 @@ def test_classes_of_an_interactive_session_are_refused(monkeypatch: pytest.Monke
         dump_evaluate(cls, "the LightningModule")
 
 
+def test_classes_of_a_script_read_from_stdin_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # python - <<EOF ... n_jobs=2: every worker failed "No such file or directory: '.../<stdin>'".
+    piped = types.ModuleType("__main__")
+    piped.__file__ = "<stdin>"
+    monkeypatch.setitem(sys.modules, "__main__", piped)
+    cls = type("PipedModel", (), {"__module__": "__main__"})
+    piped.PipedModel = cls  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"interactive session \(python - reads <stdin>"):
+        dump_evaluate(cls, "the LightningModule")
+
+
 def test_script_classes_are_re_imported_from_the_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     script = types.ModuleType("__main__")
     script.__file__ = str(tmp_path / "search.py")

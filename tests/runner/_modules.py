@@ -88,3 +88,10 @@ class NeedsWidth(Regression):
     def __init__(self, width: int, lr: float = 0.05) -> None:
         super().__init__(lr=lr)
         self.width = width
+
+
+class Nested(Regression):
+    """A module configured by a mapping: ``optim.lr`` keys set an entry inside it."""
+
+    def __init__(self, optim: dict | None = None) -> None:
+        super().__init__(lr=(optim or {}).get("lr", 0.05))

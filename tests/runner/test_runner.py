@@ -23,7 +23,7 @@ from frameworm_lightning import (
     TrialState,
 )
 
-from ._modules import EpochLogged, LineData, NeedsWidth, Regression
+from ._modules import EpochLogged, LineData, NeedsWidth, Nested, Regression
 
 FAST = {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
 
@@ -99,9 +99,10 @@ def test_a_wrong_metric_name_stops_the_search_at_the_first_trial_listing_logged_
 
 
 def test_a_config_error_before_the_first_step_stops_the_search(tmp_path):
-    with pytest.raises(TrialFailed, match=r"trial 0 failed: TypeError: .*unexpected keyword argument 'width'"):
-        runner(tmp_path, n_trials=4).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData,
-                                         model_kwargs={"width": 3})
+    # (A misspelt model_kwargs key, the example here before, is now refused before the study is stored.)
+    with pytest.raises(TrialFailed, match=r"trial 0 failed: TypeError: '<' not supported between instances of 'str'"):
+        runner(tmp_path, n_trials=4).fit(Regression, {"hidden": [2, 4]}, datamodule=LineData,
+                                         model_kwargs={"lr": "fast"})
     assert len(Study.load("Regression", f"sqlite:///{tmp_path / 'frameworm.db'}").trials) == 1
 
 
@@ -313,6 +314,115 @@ def test_a_required_argument_nobody_gives_is_an_error_before_the_study_is_stored
     result = runner(tmp_path, n_trials=1).fit(NeedsWidth, {"lr": Real(0.01, 0.1)}, datamodule=LineData,
                                               model_kwargs={"width": 3})
     assert result.trials[0].state is TrialState.COMPLETE
+
+
+@pytest.mark.parametrize(("kwargs", "named"), [
+    ({"trainer_kwargs": {**FAST, "max_epoch": 2}},
+     r"trainer_kwargs has 'max_epoch', which is not an argument of Trainer \(did you mean 'max_epochs'\?\)"),
+    ({"fit": {"model_kwargs": {"hiden": 3}}},
+     r"model_kwargs has 'hiden', which is not an argument of Regression \(did you mean 'hidden'\?\)"),
+    ({"fit": {"datamodule_kwargs": {"batchsize": 8}}},
+     r"datamodule_kwargs has 'batchsize', which is not an argument of LineData \(did you mean 'batch_size'\?\)"),
+])
+def test_a_misspelt_base_argument_is_an_error_before_the_study_is_stored(tmp_path, kwargs, named):
+    # Trainer(max_epoch=2) failed the first trial with TypeError, stored FAILED in the study.
+    fit = kwargs.pop("fit", {})
+    with pytest.raises(ConfigKeyError, match=named):
+        runner(tmp_path, n_trials=2, **kwargs).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData, **fit)
+    assert not (tmp_path / "frameworm.db").exists()
+
+
+@pytest.mark.parametrize(("policy", "named"), [
+    ({"monitor": "val_los"}, r"ASHA compares trials on the search's metric 'val_loss', but got monitor='val_los'"),
+    ({"mode": "max"}, r"ASHA\(mode='max'\) disagrees with the search's mode='min'"),
+])
+def test_a_policy_at_odds_with_the_search_is_an_error_before_the_study_is_stored(tmp_path, policy, named):
+    # Found when each trial's copy was bound: trial 0 stored FAILED, then TrialFailed.
+    from frameworm_lightning import ASHA
+
+    for callbacks, trainer_kwargs in (([ASHA(min_resource=1, max_resource=3, **policy)], FAST),
+                                      ([], {**FAST, "callbacks": [ASHA(min_resource=1, max_resource=3, **policy)]})):
+        with pytest.raises(ValueError, match=named):
+            runner(tmp_path, n_trials=2, callbacks=callbacks, trainer_kwargs=trainer_kwargs).fit(
+                Regression, {"lr": Real(0.01, 0.1)}, datamodule=LineData)
+        assert not (tmp_path / "frameworm.db").exists()
+
+
+@pytest.mark.parametrize(("space", "named"), [
+    ({"trainer.max_epochs": Real(1, 3)},
+     r"'trainer\.max_epochs' is a Real \(floats\), but Trainer's max_epochs takes an int; use Integer\(1, 3\)"),
+    ({"hidden": Real(2, 8.5)}, r"'hidden' is a Real \(floats\), but Regression's hidden takes an int; use Integer\("),
+])
+def test_a_real_for_an_integer_argument_is_an_error_before_the_study_is_stored(tmp_path, space, named):
+    # Trainer(max_epochs=1.64) failed every trial with a bare AssertionError inside Lightning, each stored FAILED.
+    with pytest.raises(ConfigKeyError, match=named):
+        runner(tmp_path, n_trials=2).fit(Regression, space, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
+    # A Real where the annotation takes floats too is searched as before.
+    result = runner(tmp_path, n_trials=1).fit(Regression, {"trainer.gradient_clip_val": Real(0.5, 1.0)},
+                                              datamodule=LineData)
+    assert result.trials[0].state is TrialState.COMPLETE
+
+
+def test_a_key_inside_an_argument_not_given_is_an_error_before_the_study_is_stored(tmp_path):
+    # 'optim.lr' with no model_kwargs['optim']: every trial failed 'the config has no optim', trial 0 stored FAILED.
+    with pytest.raises(ConfigKeyError, match=r"search-space key 'optim\.lr' sets an entry of Nested's optim, which "
+                                             r"model_kwargs does not give as a mapping: pass model_kwargs=\{'optim': "
+                                             r"\{\.\.\.\}\}"):
+        runner(tmp_path, n_trials=2).fit(Nested, {"optim.lr": Real(0.01, 0.1)}, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
+    result = runner(tmp_path, n_trials=1).fit(Nested, {"optim.lr": Real(0.01, 0.1)}, datamodule=LineData,
+                                              model_kwargs={"optim": {"lr": 0.05}})
+    assert result.trials[0].state is TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("datamodule", ["loader", "class"], ids=["a DataLoader", "a Dataset class"])
+def test_a_datamodule_that_is_not_a_lightning_datamodule_is_an_error_before_the_study_is_stored(tmp_path, datamodule):
+    # datamodule=DataLoader(...) failed every trial with AttributeError ('DataLoader' object has no attribute
+    # 'on_exception'), each stored FAILED, and the search went on.
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    given = DataLoader(TensorDataset(torch.zeros(4, 1))) if datamodule == "loader" else TensorDataset
+    with pytest.raises(TypeError, match=r"datamodule must be a LightningDataModule class or instance \(or None\), but "
+                                        r"got .*; wrap DataLoaders with LightningDataModule\.from_datasets"):
+        runner(tmp_path, n_trials=2).fit(Regression, {"lr": Real(0.01, 0.1)}, datamodule=given)
+    assert not (tmp_path / "frameworm.db").exists()
+
+
+@pytest.mark.parametrize("where", ["trainer_kwargs", "space"])
+def test_a_step_limit_beside_a_halving_policy_on_epochs_is_an_error_before_the_study_is_stored(tmp_path, where):
+    # trainer_kwargs={"max_steps": 6} with ASHA on epochs (4 batches an epoch): a trial going on from rung 1 stopped
+    # at step 6 and was stored COMPLETE at 1.5 epochs; a promoted one resumed at step 4, trained 2 steps, never
+    # validated, and FAILED with "metric 'val_loss' was never logged".
+    from frameworm_lightning import ASHA
+
+    trainer_kwargs = {**FAST, "max_steps": 6} if where == "trainer_kwargs" else FAST
+    space = {"lr": Real(0.01, 0.1), **({"trainer.max_steps": [6, 8]} if where == "space" else {})}
+    with pytest.raises(ConfigKeyError, match=r"max_steps may end trials before ASHA's max_resource \(4 epochs\): Lightning "
+                                             r"stops at whichever comes first; remove it \(the policy gives each trial "
+                                             r"its budget\), or use ASHA\(resource='steps'\)"):
+        runner(tmp_path, n_trials=2, trainer_kwargs=trainer_kwargs,
+               callbacks=[ASHA(min_resource=1, max_resource=4, eta=2)]).fit(Regression, space, datamodule=LineData)
+    assert not (tmp_path / "frameworm.db").exists()
+
+
+def test_a_policy_on_another_metric_in_a_max_search_must_say_its_mode(tmp_path):
+    # ImprovementStopping(monitor="train_loss") in a val_acc (max) search took mode='max' for train_loss:
+    # a falling loss was "no improvement", and trials stopped after `patience` checks, silently.
+    from frameworm_lightning import ImprovementStopping
+
+    with pytest.raises(ValueError, match=r"ImprovementStopping monitors 'train_loss', not the search's metric "
+                                         r"'neg_loss': give its mode \('min' or 'max'\); the search's mode='max' is "
+                                         r"for 'neg_loss'"):
+        SearchRunner(metric="neg_loss", mode="max", callbacks=[ImprovementStopping(monitor="train_loss")])
+    # Given (it was refused: "disagrees with the search's mode"), or in a min search (EarlyStopping's
+    # default, too), it is taken as it is.
+    given = ImprovementStopping(monitor="train_loss", mode="min")
+    SearchRunner(metric="neg_loss", mode="max", callbacks=[given])
+    given.bind_trial(Study.create("s", {"x": Real(0, 1)}, metric="neg_loss", mode="max").ask())
+    assert given.mode == "min"
+    SearchRunner(metric="val_loss", mode="min", callbacks=[ImprovementStopping(monitor="train_loss")])
 
 
 def _build_with_width(trial):

@@ -223,3 +223,17 @@ def test_a_validation_metric_with_no_validation_says_that_validation_never_ran(t
         run(tmp_path, trainer)
     (t,) = Study.load("Regression", f"sqlite:///{tmp_path / 'frameworm.db'}").trials
     assert re.search(why, t.error)
+
+
+@pytest.mark.parametrize("theirs", [True, False], ids=["their ModelCheckpoint", "ours"])
+def test_the_best_checkpoint_is_an_absolute_path_with_a_relative_root_dir(tmp_path: Path, monkeypatch: Any,
+                                                                         theirs: bool) -> None:
+    # With the user's own ModelCheckpoint and root_dir="runs", best_checkpoint was "runs/Regression/...":
+    # Regression.load_from_checkpoint(result.best_checkpoint) failed from any other folder.
+    monkeypatch.chdir(tmp_path)
+    callbacks = [ModelCheckpoint(monitor="val_loss", save_top_k=1)] if theirs else []
+    result = run(tmp_path, {"callbacks": callbacks}, root_dir="runs")
+    assert all(Path(t.system_attrs["checkpoint_path"]).is_absolute() for t in result.trials)
+    monkeypatch.chdir(tmp_path / "runs")
+    model = Regression.load_from_checkpoint(result.best_checkpoint)
+    assert model.hparams.lr == result.best_params["lr"]

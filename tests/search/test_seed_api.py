@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import pytest
@@ -202,3 +203,26 @@ def test_a_search_key_whose_leaf_is_not_in_the_base_config_warns_before_anything
         warnings.simplefilter("error")
         GridSearch(base, {"training.lr": [0.1, 0.2]}, metric="loss", verbose=False)
         GridSearch({}, {"x": [1, 2]}, metric="loss", verbose=False)  # no base config: every key is new
+
+
+@pytest.mark.parametrize("returned", [None, "0.5", [0.5]])
+def test_a_train_fn_that_returns_no_number_stops_the_search_at_the_first_trial(returned):
+    # Every trial ran (50 of RandomSearch's 50), each stored FAILED with the same TypeError,
+    # then 'no trial completed'.
+    from frameworm_lightning import TrialFailed
+    from frameworm_lightning.search import GridSearch
+
+    search = GridSearch(base_config={"x": 0}, search_space={"x": [0, 1, 2]}, metric="loss", verbose=False)
+    with pytest.raises(TrialFailed, match=r"train_fn must return a number or a dict of metrics holding 'loss', but "
+                                          rf"got {re.escape(repr(returned))}\. \(its first result: every trial would "
+                                          r"fail the same way, so the search stopped\)"):
+        search.run(lambda c: returned)
+    assert len(search.study.trials) == 1
+
+
+def test_a_train_fn_that_returns_no_number_after_a_complete_trial_fails_that_trial_only():
+    from frameworm_lightning.search import GridSearch
+
+    search = GridSearch(base_config={"x": 0}, search_space={"x": [0, 1, 2]}, metric="loss", verbose=False)
+    assert search.run(lambda c: None if c["x"] == 1 else c["x"]) == ({"x": 0}, 0)
+    assert [t.state.value for t in search.study.trials] == ["COMPLETE", "FAILED", "COMPLETE"]

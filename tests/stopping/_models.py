@@ -95,6 +95,14 @@ class ScheduledModule(CurveModule):
         ScheduledModule.final_lr[float(self.hparams.x)] = self.trainer.optimizers[0].param_groups[0]["lr"]
 
 
+class HoldsAModule(CurveModule):
+    """A :class:`CurveModule` whose hyperparameters hold an ``nn.Module`` (Lightning only warns about it)."""
+
+    def __init__(self, x: float = 0.0, head: nn.Module | None = None) -> None:
+        super().__init__(x=x)
+        self.save_hyperparameters()
+
+
 def nan() -> float:
     return math.nan
 

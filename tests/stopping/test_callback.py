@@ -75,6 +75,19 @@ def test_a_metric_never_logged_is_a_clear_error(tmp_path: Path) -> None:
     assert trial.state is TrialState.FAILED and "MetricNotFoundError" in trial.reason
 
 
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_validation_metric_with_validation_off_says_so(tmp_path: Path, stored: bool) -> None:
+    # The error told a user who logs val_loss in validation_step to log it with self.log.
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    policy = (MedianStopping("val_loss", storage=url, study="s") if stored else ImprovementStopping("val_loss"))
+    with pytest.raises(MetricNotFoundError, match=r"'val_loss' was never logged; logged metrics: train_loss\. "
+                                                  r"limit_val_batches=0 turns validation off; let a validation run"):
+        fit(policy, CurveModule(), limit_val_batches=0)
+    if stored:
+        [trial] = trials(url, "s")
+        assert trial.state is TrialState.FAILED and "limit_val_batches=0 turns validation off" in trial.error
+
+
 def test_per_trial_budget_stops_at_the_exact_step() -> None:
     policy = BudgetStopping(max_steps=11)
     model = CurveModule()
@@ -113,6 +126,46 @@ def test_resuming_from_a_checkpoint_restores_the_history(tmp_path: Path) -> None
     assert new.state is TrialState.COMPLETE and new.system_attrs["resumed_from"] == old.number
     assert sorted(new.intermediate_values) == [4, 8, 12, 16]  # the curve carried over
     assert new.system_attrs["fw_start_step"] == 8 and new.system_attrs["fw_steps"] == 8
+
+
+def test_a_run_resumed_from_a_checkpoint_continues_its_configuration_at_the_rungs(tmp_path: Path) -> None:
+    # The resumed run was a new configuration whose first check (epoch 3) recorded rungs 1 and 2
+    # with its epoch-3 value, and its interrupted first part still stood at rung 1 as another one.
+    from frameworm_lightning.stopping._rungs import configs_of
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    first = ASHA("val_loss", min_resource=1, max_resource=4, eta=2, storage=url, study="halving")
+    with pytest.warns(UserWarning, match="max_resource=4 epochs"):  # the run is cut short, as a preemption would
+        fit(first, CurveModule(), max_epochs=2, enable_checkpointing=True, callbacks=[ckpt])
+    second = ASHA("val_loss", min_resource=1, max_resource=4, eta=2, storage=url, study="halving")
+    trainer = pl.Trainer(**{**QUIET, "enable_checkpointing": True}, max_epochs=4, callbacks=[second],
+                         default_root_dir=tmp_path)
+    trainer.fit(CurveModule(), ckpt_path=str(tmp_path / "last.ckpt"))
+    old, new = trials(url, "halving")
+    assert new.system_attrs["resumed_from"] == old.number
+    assert new.system_attrs["fw_rungs"]["1"] == old.system_attrs["fw_rungs"]["1"]  # the value at epoch 1
+    assert new.system_attrs["fw_rungs"]["2"] == old.system_attrs["fw_rungs"]["2"]
+    assert new.system_attrs["fw_rungs"]["4"][0] == new.value
+    (config,) = configs_of([old, new]).values()  # one configuration, not two
+    assert [t.number for t in config.rows] == [old.number, new.number]
+
+
+def test_a_finished_run_continued_from_its_checkpoint_counts_once_in_the_median(tmp_path: Path) -> None:
+    # Continuing a finished run ("train 1 more epoch") stored a second trial with the same curve: the
+    # median counted that run twice, so the next run met two "trials" where there was one, and was pruned.
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    fit(MedianStopping("val_loss", min_trials=2, storage=url, study="m"), CurveModule(x=0.0), max_epochs=1,
+        enable_checkpointing=True, callbacks=[ckpt])
+    trainer = pl.Trainer(**{**QUIET, "enable_checkpointing": True}, max_epochs=2, default_root_dir=tmp_path,
+                         callbacks=[MedianStopping("val_loss", min_trials=2, storage=url, study="m")])
+    trainer.fit(CurveModule(x=0.0), ckpt_path=str(tmp_path / "last.ckpt"))
+    later = MedianStopping("val_loss", min_trials=2, storage=url, study="m")
+    fit(later, CurveModule(x=1.0), max_epochs=2)
+    first, continued, third = trials(url, "m")
+    assert first.system_attrs["resumed_as"] == continued.number and continued.system_attrs["resumed_from"] == 0
+    assert third.state is TrialState.COMPLETE, third.reason  # one run to compare with: fewer than min_trials
 
 
 def test_repeated_runs_of_a_script_are_judged_against_earlier_runs(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import frameworm_lightning.stopping as stopping
 from frameworm_lightning import GridSampler, SearchRunner, TrialState
 from frameworm_lightning.stopping import ASHA, SuccessiveHalving, trained_steps
 
-from ._models import QUIET, CurveModule, ScheduledModule
+from ._models import QUIET, CurveModule, HoldsAModule, ScheduledModule
 
 
 def search(tmp_path: Path, policy: pl.Callback, xs: list[float], module: type = CurveModule,
@@ -155,3 +155,16 @@ def test_a_promotion_interrupted_by_ctrl_c_runs_again_when_the_search_resumes(tm
     assert final.params["x"] == 0.0 and final.system_attrs["retry_of"] == interrupted[0].number
     assert final.system_attrs["promoted_from"] == interrupted[0].system_attrs["promoted_from"]
     assert trained_steps(final) == 16  # from the pause at 1 epoch to max_resource=3 epochs, 8 batches each
+
+
+def test_a_module_whose_hyperparameters_hold_an_object_is_promoted(tmp_path: Path) -> None:
+    # save_hyperparameters() with an nn.Module argument (Lightning only warns) put it, pickled, in the
+    # paused checkpoint, which the promoted trial's fit(ckpt_path=..., weights_only=True) refused:
+    # every promotion FAILED ("Weights only load failed") and no config reached max_resource.
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True,
+                          callbacks=[ASHA(min_resource=1, max_resource=2, eta=2)],
+                          trainer_kwargs={"num_sanity_val_steps": 0, "limit_train_batches": 2})
+    done = runner.fit(HoldsAModule, {"x": [0.0, 0.5]}, model_kwargs={"head": torch.nn.Linear(1, 1)}).trials
+    assert not [t for t in done if t.state is TrialState.FAILED], [t.error for t in done]
+    [final] = [t for t in done if t.state is TrialState.COMPLETE]
+    assert "promoted_from" in final.system_attrs and final.params == {"x": 0.0}

@@ -294,6 +294,17 @@ def test_finished_trials_reports_are_read_once_and_everything_else_afresh(storag
     assert storage.get_trials(study.study_id)[0].intermediate_values == {}  # without the dict: all read
 
 
+def test_a_changed_space_names_the_keys_that_changed(tmp_path):
+    # The error printed both whole spaces, in two key orders, for the user to diff by eye.
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    make_study(url, "s", space={"lr": Real(1e-3, 1e-1, log=True), "hidden": [4, 8], "drop": [0.1, 0.2]})
+    with pytest.raises(StudyMismatchError, match=r"the search space changed: 'lr' is stored as "
+                                                 r'\{"high": 0\.1, "log": true, "low": 0\.001, "type": "real"\} and '
+                                                 r'given as \{"high": 0\.1, "log": true, "low": 0\.0001, "type": '
+                                                 r'"real"\}; ' r"'act' is new; 'drop' is gone\. Use another"):
+        make_study(url, "s", space={"lr": Real(1e-4, 1e-1, log=True), "hidden": [4, 8], "act": ["relu"]})
+
+
 def test_a_trial_process_opens_its_search_database_without_waiting_for_the_write_lock(tmp_path):
     # A trial's process opens a database its search made (create_tables=False): the tables'
     # check took SQLite's write lock, which other trials' reports hold, at each trial's start.
