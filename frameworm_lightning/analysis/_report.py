@@ -151,7 +151,8 @@ def figure_div(fig: go.Figure, div_id: str) -> str:
 def _summary(source: StudyLike) -> str:
     study, trials = resolve(source)
     best = best_trial(source)
-    counts = {s.value: sum(t.state is s for t in trials) for s in TrialState}
+    counts = {s.value: sum(t.state is s and not t.interrupted for t in trials) for s in TrialState}
+    counts["interrupted"] = sum(t.interrupted for t in trials)  # stored FAILED, but its params run again
     rows = [
         ("study", study.name),
         ("objective", f"{study.metric} ({study.mode})"),
@@ -177,7 +178,12 @@ def _failures(source: StudyLike) -> str:
     parts = []
     for t in failed:
         tail = "\n".join(t.error.strip().splitlines()[-6:])  # type: ignore[union-attr]
-        parts.append(f"<details><summary>trial {t.number}: {html.escape((t.reason or 'failed').splitlines()[0][:200])}"
+        reason = (t.reason or "failed").splitlines()[0][:200]
+        if t.interrupted:  # not its own fault: say why and where its params ran again
+            reason = t.error.strip().splitlines()[0][:200]  # type: ignore[union-attr]
+            again = t.system_attrs.get("requeued_as")
+            reason += "; its params run again" + ("" if again is None else f" as trial {again}")
+        parts.append(f"<details><summary>trial {t.number}: {html.escape(reason)}"
                      f"</summary><pre>{html.escape(tail)}</pre></details>")
     return "<h2>Failures</h2>" + "".join(parts)
 

@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from frameworm_lightning.analysis._plots import plot
 from frameworm_lightning.analysis._report import CSS, SORT_SCRIPT, html_table
-from frameworm_lightning.dashboard._data import counts, read_storage, study_summaries, table_frame, trial_detail
+from frameworm_lightning.dashboard._data import INTERRUPTED, counts, read_storage, study_summaries, table_frame, trial_detail
 from frameworm_lightning.storage import Storage, masked_url
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
@@ -133,9 +133,8 @@ def _version(trials: list[FrozenTrial]) -> str:
 
 def _counts_html(c: dict[str, int]) -> str:
     parts = [f'<span>trials <b id="count-total">{c["total"]}</b></span>']
-    for state in TrialState:
-        parts.append(f'<span class="state-{state.value}">{state.value.lower()} '
-                     f'<b id="count-{state.value.lower()}">{c[state.value]}</b></span>')
+    for state in [*(s.value for s in TrialState), INTERRUPTED]:
+        parts.append(f'<span class="state-{state}">{state.lower()} <b id="count-{state.lower()}">{c[state]}</b></span>')
     return "".join(parts)
 
 
@@ -187,11 +186,12 @@ class _Dashboard:
             rows.append(f'<tr><td class="text">{link}</td><td class="text">{html.escape(s["metric"])} ({s["mode"]})</td>'
                         f'<td data-v="{c["total"]}">{c["total"]}</td><td data-v="{c["COMPLETE"]}">{c["COMPLETE"]}</td>'
                         f'<td data-v="{c["RUNNING"]}">{c["RUNNING"]}</td><td data-v="{c["PRUNED"]}">{c["PRUNED"]}</td>'
-                        f'<td data-v="{c["FAILED"]}">{c["FAILED"]}</td><td class="text">{best}</td></tr>')
+                        f'<td data-v="{c["FAILED"]}">{c["FAILED"]}</td>'
+                        f'<td data-v="{c[INTERRUPTED]}">{c[INTERRUPTED]}</td><td class="text">{best}</td></tr>')
         if not rows:
             return '<p class="note">no study stored yet</p>'
         head = "".join(f'<th class="text">{h}</th>' for h in
-                       ("study", "objective", "trials", "complete", "running", "pruned", "failed", "best"))
+                       ("study", "objective", "trials", "complete", "running", "pruned", "failed", "interrupted", "best"))
         return (f'<div class="scroll"><table class="sortable" id="study-list"><thead><tr>{head}</tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table></div>')
 

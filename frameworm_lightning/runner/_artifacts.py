@@ -8,6 +8,10 @@
 * Each trial's ``config.yaml`` in its directory: the params and the arguments the
   module, datamodule and ``Trainer`` were built with.
 * Removing the checkpoints of all trials but the best (``keep_checkpoints="best"``).
+* The owner of the trial folders (``<root_dir>/<study>/.frameworm/study.json``): trial
+  folders are named by study and number only, so a study of the same name in another
+  storage would write into the same ``trial_<n>`` folders; :func:`claim_trial_folders`
+  refuses it before anything trains.
 
 Example:
     >>> import_path(Path)
@@ -17,12 +21,16 @@ Example:
 from __future__ import annotations
 
 import inspect
+import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from frameworm_lightning.exceptions import StudyMismatchError
 
 if TYPE_CHECKING:
     from frameworm_lightning.runner._execute import TrialSpec
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RUNNER_ATTR",
+    "claim_trial_folders",
     "import_path",
     "jsonable",
     "remove_checkpoints",
@@ -40,6 +49,7 @@ __all__ = [
 
 RUNNER_ATTR = "frameworm.runner"
 RECORD_VERSION = 1
+OWNER_FILE = "study.json"  # in <root_dir>/<study>/.frameworm/
 
 
 def import_path(obj: Any) -> str:
@@ -167,3 +177,42 @@ def remove_checkpoints(study: Study) -> list[Path]:
         study.storage.set_trial_attr(t.trial_id, "checkpoint_path", None, system=True)  # type: ignore[arg-type]
         study.storage.set_trial_attr(t.trial_id, "checkpoint_removed", path, system=True)  # type: ignore[arg-type]
     return removed
+
+
+def claim_trial_folders(root_dir: str | os.PathLike[str], study: Study) -> None:
+    """Make ``study`` the owner of ``root_dir/<study>/``'s trial folders, or refuse another study's.
+
+    A study is known by its name and creation time (the same in every storage URL that
+    reaches it, and in every pull worker). The first stored study to run there owns the
+    folders; resuming it (or joining it as a worker) is fine. A study in memory never
+    owns them (each run is a new one) but may not write over a stored study's.
+
+    Raises:
+        StudyMismatchError: the folders hold the trials of another study of that name.
+    """
+    folder = Path(root_dir) / study.name
+    path = folder / ".frameworm" / OWNER_FILE
+    record = None if study.storage.is_memory else study.storage.load_study(study.name)
+    mine = None if record is None else {"study": study.name, "created_at": record.created_at,
+                                        "storage": study.storage.url}
+    try:
+        owner = json.loads(path.read_text(encoding="utf-8"))  # data: only compared and shown
+    except (OSError, ValueError):
+        owner = None
+    if not isinstance(owner, dict):
+        owner = None
+    if owner is not None and (mine is None or owner.get("created_at") != mine["created_at"]):
+        created = owner.get("created_at")
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created)) if isinstance(created, (int, float)) else "?"
+        this = "in memory" if mine is None else f"in {study.storage.url}"
+        raise StudyMismatchError(
+            f"{folder} holds the trial folders of another study named {study.name!r} (created {when} in "
+            f"{owner.get('storage')!r}); this search's study ({this}) would overwrite their checkpoints, logs and "
+            "config.yaml: pass another root_dir or study_name, resume that study with its own storage, or remove "
+            f"{folder} if its trials are no longer needed."
+        )
+    if mine is not None and owner is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{OWNER_FILE}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(mine), encoding="utf-8")
+        os.replace(temporary, path)  # pull workers starting together write the same owner

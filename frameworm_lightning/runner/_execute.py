@@ -425,11 +425,11 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             value = _objective(trial, trainer, spec, reporter)
         trial.complete(value)
     except KeyboardInterrupt:
-        trial.interrupt("KeyboardInterrupt")
+        trial.interrupt("the search was stopped by SIGINT")
         raise
     except SIGTERMException:
         # Lightning's own SIGTERM path (synchronised across DDP ranks): stop the search, never swallow it.
-        trial.interrupt("SIGTERM")
+        trial.interrupt("the search was stopped by SIGTERM")
         raise
     except SystemExit as exit_:
         # sys.exit() in user code ends this trial, not the search.

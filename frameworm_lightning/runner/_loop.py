@@ -50,7 +50,8 @@ from frameworm_lightning.runner._launcher import Launcher, WorkerExit, describe_
 from frameworm_lightning.runner._payload import base_payload, dump_evaluate, portable_url, write_private
 from frameworm_lightning.runner._processes import ProcessLauncher
 from frameworm_lightning.runner._rules import search_error
-from frameworm_lightning.runner._signals import SIGTERM_EXIT, sigterm_stops_search, stop_signals_handled_by, stopped
+from frameworm_lightning.runner._signals import (SIGTERM_EXIT, say_stopped, sigterm_stops_search, stop_signals_handled_by,
+                                                 stopped)
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -149,6 +150,10 @@ class _Loop:
             with self._signals():
                 try:
                     self._loop()
+                except KeyboardInterrupt:  # inline: Ctrl-C reached the trial, which stored itself interrupted
+                    self._shutdown("the search was stopped by SIGINT")
+                    say_stopped(signal.SIGINT)
+                    raise
                 except BaseException as err:
                     self._shutdown(f"the search process stopped: {type(err).__name__}: {err}")
                     raise
@@ -159,6 +164,7 @@ class _Loop:
             os.close(self._wake_w)
         if self._signal is not None:
             if self._signal == signal.SIGINT:
+                say_stopped(signal.SIGINT)
                 raise KeyboardInterrupt
             raise stopped()
         if self._failure is not None:
@@ -208,7 +214,11 @@ class _Loop:
                 continue
             if self.linger and self.study.trials_in(TrialState.RUNNING):
                 self._sleep(_LINGER_S)
-                self.study.recover()
+                lost = set(self.study.recover())
+                if lost and self.printer is not None:  # a dead worker's trials: shown as the loop's own are
+                    for frozen in self.study.trials:
+                        if frozen.number in lost:
+                            self.printer(frozen)
                 exhausted = False
                 continue
             return
@@ -231,6 +241,7 @@ class _Loop:
         except BaseException as err:
             self._release(lease)
             if self.launcher.blocking:
+                self._print_stored(trial)  # a signal: the trial stored itself interrupted
                 raise
             # It never ran: its params run again first on resume.
             trial.interrupt(f"could not start the trial's worker: {type(err).__name__}: {err}")
@@ -276,6 +287,17 @@ class _Loop:
             self.after_trial(self.study)
         self._failure = self._failure or search_error(self.study, frozen, self.stop_on_error)
 
+    def _print_stored(self, trial: Trial) -> None:
+        """Print ``trial`` if it has stored its outcome (never an error of its own: the search is stopping)."""
+        if self.printer is None:
+            return
+        try:
+            frozen = trial.snapshot()
+        except Exception:  # noqa: BLE001 - storage trouble must not hide why the search stopped
+            return
+        if frozen.state.is_finished:
+            self.printer(frozen)
+
     def _shutdown(self, why: str) -> None:
         """Store every running trial as interrupted, then stop their workers."""
         running, self.running = self.running, []
@@ -289,11 +311,7 @@ class _Loop:
         for run in running:
             self.launcher.poll(run.handle)
             self._release(run.lease)
-            if self.printer is not None:
-                try:
-                    self.printer(run.trial.snapshot())
-                except Exception:  # noqa: BLE001
-                    pass
+            self._print_stored(run.trial)
 
 
 def run_study(

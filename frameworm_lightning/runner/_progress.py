@@ -1,4 +1,10 @@
-"""One line per finished trial: number, state, value, best so far, params, duration."""
+"""One line per finished trial: number, state, value, best so far, params, duration.
+
+An interrupted trial (a signal, a lost worker: stored ``FAILED`` with ``interrupted``) is
+shown ``INTERRUPTED`` with where its params run again, in every execution mode::
+
+    trial   0 INTERRUPTED val_loss=-  best=-  lr=0.1 [1.9s]  (the search was stopped by SIGINT; runs first on resume as trial 2)
+"""
 
 from __future__ import annotations
 
@@ -45,8 +51,14 @@ class TrialPrinter:
         value = "-" if trial.value is None else f"{trial.value:.6g}"
         best = "-" if self.best is None else f"{self.best.value:.6g} (trial {self.best.number})"
         took = "" if trial.duration is None else f" [{trial.duration:.1f}s]"
-        text = f"trial {trial.number:>3} {trial.state.value:<8} {self.metric}={value}  best={best}  {format_params(trial.params)}{took}"
-        if trial.state is not TrialState.COMPLETE and trial.reason:
+        state = "INTERRUPTED" if trial.interrupted else trial.state.value
+        text = f"trial {trial.number:>3} {state:<8} {self.metric}={value}  best={best}  {format_params(trial.params)}{took}"
+        if trial.interrupted:
+            why = (trial.error or "").strip().splitlines()[0].removeprefix("interrupted: ") if trial.error else ""
+            again = trial.system_attrs.get("requeued_as")
+            rerun = "runs first on resume" + ("" if again is None else f" as trial {again}")
+            text += f"  ({why[:160]}; {rerun})" if why else f"  ({rerun})"
+        elif trial.state is not TrialState.COMPLETE and trial.reason:
             text += f"  ({trial.reason.strip().splitlines()[-1][:160]})"
         return text
 

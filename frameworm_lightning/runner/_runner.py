@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import Callback
 
 from frameworm_lightning.exceptions import ConfigKeyError, SamplerError
 from frameworm_lightning.result import SearchResult
-from frameworm_lightning.runner._artifacts import RUNNER_ATTR, remove_checkpoints, runner_record
+from frameworm_lightning.runner._artifacts import RUNNER_ATTR, claim_trial_folders, remove_checkpoints, runner_record
 from frameworm_lightning.runner._execute import (
     TrialSpec, checkpointing, execute_trial, trainer_limits, trial_callbacks, trial_dir,
 )
@@ -226,6 +226,7 @@ class SearchRunner:
             self.study_name or module_cls.__name__, space, metric=self.metric, mode=self.mode,
             sampler=self.sampler, storage=storage, allow_sampler_change=self.allow_sampler_change,
         )
+        claim_trial_folders(root_dir, study)  # another study of that name elsewhere: an error
         for params in enqueue:
             study.enqueue(params)
         study.recover(retry_failed=self.retry_failed)

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SIGTERM_EXIT", "STOP_SIGNALS", "StopRequest", "is_sigterm", "sigterm_exception", "sigterm_stops_search",
+__all__ = ["SIGTERM_EXIT", "STOP_SIGNALS", "StopRequest", "is_sigterm", "say_stopped", "sigterm_exception", "sigterm_stops_search",
            "stop_signals_handled_by", "stopped"]
 
 SIGTERM_EXIT = 128 + int(signal.SIGTERM)  # 143
@@ -66,10 +66,15 @@ def is_sigterm(exc: BaseException) -> bool:
     return module is not None and isinstance(exc, module.SIGTERMException)
 
 
+def say_stopped(signum: int, what: str = "search") -> None:
+    """The one line that ends a search a signal stopped, the same for SIGINT and SIGTERM."""
+    _log.warning("%s stopped by %s: running trials were stored interrupted and run first when the search "
+                 "is resumed (run it again).", what, signal.Signals(signum).name)
+
+
 def stopped(what: str = "search") -> SystemExit:
     """The exception that ends a search (or a trial's worker) stopped by SIGTERM: exit status 143."""
-    _log.warning("%s stopped by SIGTERM: running trials were stored interrupted and run first when the search "
-                 "is resumed (run it again).", what)
+    say_stopped(signal.SIGTERM, what)
     return sigterm_exception(SIGTERM_EXIT)
 
 

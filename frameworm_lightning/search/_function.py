@@ -87,11 +87,11 @@ def evaluate_function(train_fn: TrainFn, trial: Trial, base_config: Mapping[str,
             return
         trial.complete(_objective_value(out, metric))
     except KeyboardInterrupt:
-        trial.interrupt("KeyboardInterrupt")
+        trial.interrupt("the search was stopped by SIGINT")
         raise
     except SystemExit as exit_:
         if is_sigterm(exit_):
-            trial.interrupt("SIGTERM")
+            trial.interrupt("the search was stopped by SIGTERM")
             raise
         # sys.exit() in train_fn ends this trial, not the search (as in a Lightning trial).
         trial.fail(traceback.format_exc(), reason=f"the trial called sys.exit({exit_.code!r})")

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from frameworm_lightning import SearchResult, Study
-from frameworm_lightning.analysis import REPORT_KINDS, write_report
+from frameworm_lightning.analysis import REPORT_KINDS, render_report, write_report
 
 from ._browser import chromium_page
 from ._images import assert_non_blank_png
@@ -93,3 +93,14 @@ def test_report_in_chromium_offline_sortable_and_readable(report: tuple[Study, P
         shot = tmp_path / f"report-{columns}.png"
         page.screenshot(path=str(shot), full_page=False)
         assert_non_blank_png(shot, min_size=(columns * 8, 900))
+
+
+def test_an_interrupted_trial_is_counted_and_listed_apart_from_the_failed_ones() -> None:
+    # The summary said "2 failed" for a failed trial and an interrupted one (which runs again on resume).
+    study = build_study("stopped", n=6, prune_every=None, fail=(2,))
+    trial = study.ask(budget=7)
+    trial.interrupt("the search was stopped by SIGINT")
+    page = render_report(study, kinds=("history",))
+    assert "1 waiting, 5 complete, 1 failed, 1 interrupted" in page
+    assert re.search(r"trial 6: interrupted: the search was stopped by SIGINT; its params run again as trial 7", page)
+    assert "trial 2: " in page
