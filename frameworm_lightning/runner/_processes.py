@@ -109,8 +109,8 @@ def can_fork_trial_here(intra_op_threads: int) -> bool:
     counted against the most that the pools known to survive a fork may hold: each
     OpenBLAS pool (stopped by its own fork handler), torch's pthreadpool (remade in a
     child by torch's fork handler) and each OpenMP runtime's team (dead in the child,
-    harmless to a child of one thread: ``run_forked`` sets every runtime's limit through
-    threadpoolctl). Any other thread may hold a lock the child would wait on forever; one
+    harmless to a child of one thread: ``run_forked`` sets every OpenMP runtime's limit
+    through threadpoolctl). Any other thread may hold a lock the child would wait on forever; one
     could hide in a pool not yet started, a risk taken only for a trial of one thread. ``tests/parallel/test_process_executor.py`` forks after OpenMP and OpenBLAS
     ran here.
     """

@@ -302,10 +302,20 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-# The OpenMP and BLAS runtimes loaded by now: in the forkserver, all of them, found once
-# there (a scan in each trial costs it 14 ms); a trial forked from the search process scans
-# afresh, as the search may have loaded more since.
-_THREAD_POOLS = ThreadpoolController()
+def _openmp_runtimes() -> ThreadpoolController:
+    """The OpenMP runtimes loaded in this process (torch's, and any other library's copy).
+
+    Only OpenMP's: an OpenBLAS told its thread count in a forked child starts its pool of
+    threads there and then (30-80 ms a trial, measured), and OpenBLAS's pool is safe across
+    a fork anyway (it stops it around each fork itself).
+    """
+    return ThreadpoolController().select(user_api="openmp")
+
+
+# In the forkserver, every runtime its imports loaded, found once there (a scan in each
+# trial costs it 14 ms); a trial forked from the search process scans afresh, as the search
+# may have loaded more since.
+_OPENMP = _openmp_runtimes()
 
 
 def keep_import_finalizers_from_exit() -> int:
@@ -353,8 +363,8 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_se
     Forked by the forkserver or, ``from_search``, by the search process itself before the
     forkserver is ready (``runner/_processes.py``): the search process's exit handlers
     and finalizers are then dropped (they are its own: its temporary folders, its
-    loggers), and every OpenMP and BLAS runtime is held to the trial's thread count
-    (an OpenMP team the search process started did not survive the fork).
+    loggers). Every OpenMP runtime is held to the trial's thread count (an OpenMP team
+    the search process started did not survive the fork).
     """
     code = 1
     # Every object the process was forked with (torch's, Lightning's: 400,000) leaves the
@@ -385,7 +395,7 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_se
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if threads.isdigit() and int(threads) > 0:
             # The runtimes read the variable when the forkserver (or the search process) loaded them.
-            (ThreadpoolController() if from_search else _THREAD_POOLS).limit(limits=int(threads))
+            (_openmp_runtimes() if from_search else _OPENMP).limit(limits=int(threads))
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(int(threads))
         # What Lightning's DDP launcher re-runs for ranks 1..n-1: this module and the payload.

@@ -201,7 +201,7 @@ def exit_marker(config: dict) -> float:
              "finalizers_due_at_exit": sum(f.atexit for f in weakref.finalize._registry),  # noqa: SLF001
              "main": sys.modules["__main__"].__name__, "process": multiprocessing.current_process().name,
              "frozen_objects": gc.get_freeze_count(),
-             "pool_threads": sorted({p["num_threads"] for p in threadpool_info()}),
+             "openmp_threads": sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp"}),
              "omp_num_threads": int(os.environ["OMP_NUM_THREADS"])}
     atexit.register(lambda: Path(config["path"]).with_suffix(f".{config['x']}").write_text(repr(facts)))
     _KEPT.append(kept := _Kept())
