@@ -9,12 +9,13 @@ within one epoch are all kept. :class:`LiveTrial` is what the code running a tri
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FrozenTrial", "LiveTrial", "TrialState"]
+__all__ = ["INTERRUPTED", "FrozenTrial", "LiveTrial", "TrialState", "count_states"]
 
 
 class TrialState(str, Enum):
@@ -159,3 +160,17 @@ class LiveTrial(Protocol):
 
     def interrupt(self, why: str) -> bool:
         """Store the trial as interrupted: its params run again first on resume."""
+
+
+#: The count of interrupted trials in :func:`count_states` (stored ``FAILED``; their params run again).
+INTERRUPTED = "INTERRUPTED"
+
+
+def count_states(trials: Iterable[FrozenTrial]) -> dict[str, int]:
+    """Trials by state, every state present (zero when none), interrupted ones apart under
+    :data:`INTERRUPTED`: a signal or a lost worker stopped them, not their own error."""
+    out = {state.value: 0 for state in TrialState}
+    out[INTERRUPTED] = 0
+    for t in trials:
+        out[INTERRUPTED if t.interrupted else t.state.value] += 1
+    return out

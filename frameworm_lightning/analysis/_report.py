@@ -35,7 +35,7 @@ from plotly.offline import get_plotlyjs
 from frameworm_lightning.analysis._frame import StudyLike, best_trial, params_of, resolve, top_k, trials_dataframe
 from frameworm_lightning.analysis._importance import importance_table
 from frameworm_lightning.analysis._plots import PLOT_KINDS, plot, save_figure
-from frameworm_lightning.trial import TrialState
+from frameworm_lightning.trial import TrialState, count_states
 
 __all__ = ["CSS", "REPORT_KINDS", "SORT_SCRIPT", "figure_div", "html_table", "render_report", "save_plots",
            "write_report"]
@@ -151,8 +151,7 @@ def figure_div(fig: go.Figure, div_id: str) -> str:
 def _summary(source: StudyLike) -> str:
     study, trials = resolve(source)
     best = best_trial(source)
-    counts = {s.value: sum(t.state is s and not t.interrupted for t in trials) for s in TrialState}
-    counts["interrupted"] = sum(t.interrupted for t in trials)  # stored FAILED, but its params run again
+    counts = count_states(trials)  # an interrupted trial is stored FAILED, but its params run again
     rows = [
         ("study", study.name),
         ("objective", f"{study.metric} ({study.mode})"),

@@ -8,7 +8,7 @@ from rich.table import Table
 
 from frameworm_lightning.cli._progress import format_duration
 from frameworm_lightning.study import Study
-from frameworm_lightning.trial import TrialState
+from frameworm_lightning.trial import INTERRUPTED, TrialState, count_states
 
 __all__ = ["trials_table"]
 
@@ -33,8 +33,8 @@ def trials_table(study: Study) -> Table:
     """Number, state, value, each param, duration and why a trial ended early; best in bold."""
     trials = study.trials
     best = study.best_trial
-    counts = {s: sum(t.state is s for t in trials) for s in TrialState}
-    caption = ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n)
+    counts = count_states(trials)  # an interrupted trial is stored FAILED, but its params run again
+    caption = ", ".join(f"{n} {s.lower()}" for s, n in counts.items() if n)
     table = Table(
         title=f"study {study.name!r} ({study.metric}, {study.mode})",
         caption=f"{len(trials)} trials: {caption or 'none yet'}" + (f"; best is trial {best.number}" if best else ""),
@@ -49,9 +49,10 @@ def trials_table(study: Study) -> Table:
     for t in trials:
         reason = (t.reason or "").strip().splitlines()
         note = "" if t.state is TrialState.COMPLETE or not reason else reason[-1][:120]
+        state = f"[magenta]{INTERRUPTED}[/]" if t.interrupted else f"[{_STATE_STYLE[t.state]}]{t.state.value}[/]"
         table.add_row(
             str(t.number),
-            f"[{_STATE_STYLE[t.state]}]{t.state.value}[/]",
+            state,
             _cell(t.value),
             *(_cell(t.params.get(k)) for k in study.space),
             format_duration(t.duration) if t.duration is not None else "-",

@@ -21,25 +21,15 @@ import pandas as pd
 from frameworm_lightning.analysis._frame import PARAM_PREFIX, best_trial, param_keys, params_of, trials_dataframe
 from frameworm_lightning.storage import Storage, read_storage
 from frameworm_lightning.study import Study
-from frameworm_lightning.trial import FrozenTrial, TrialState
+from frameworm_lightning.trial import INTERRUPTED, FrozenTrial, TrialState, count_states
 
-INTERRUPTED = "INTERRUPTED"  # the count of interrupted trials, apart from FAILED
 
 __all__ = ["INTERRUPTED", "counts", "read_storage", "study_summaries", "table_frame", "trial_detail"]
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Trials by state, every state present (zero when none), ``INTERRUPTED`` and ``total``.
-
-    An interrupted trial (stored ``FAILED``: a signal or a lost worker, not its own error;
-    its params run again) counts as ``INTERRUPTED``, not ``FAILED``.
-    """
-    out = {state.value: 0 for state in TrialState}
-    out[INTERRUPTED] = 0
-    for t in trials:
-        out[INTERRUPTED if t.interrupted else t.state.value] += 1
-    out["total"] = len(trials)
-    return out
+    """Trials by state (:func:`~frameworm_lightning.trial.count_states`: interrupted apart) and ``total``."""
+    return {**count_states(trials), "total": len(trials)}
 
 
 def study_summaries(storage: Storage) -> list[dict[str, Any]]:

@@ -1,0 +1,25 @@
+"""``frameworm-search trials``: the table of stored trials."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from frameworm_lightning import Real, Study
+from frameworm_lightning.cli._table import trials_table
+from frameworm_lightning.trial import count_states
+
+
+def test_an_interrupted_trial_is_counted_and_shown_apart_from_the_failed_ones() -> None:
+    # It was "FAILED" and counted in "n failed", though its params run again on resume.
+    study = Study.create("t", {"x": Real(0, 1)}, metric="loss")
+    study.ask().complete(0.5)
+    study.ask().interrupt("the search was stopped by SIGTERM")
+    study.ask().fail("ValueError: bad", reason="ValueError: bad")
+    assert {k: n for k, n in count_states(study.trials).items() if n} == {"COMPLETE": 1, "FAILED": 1, "INTERRUPTED": 1}
+    console = Console(record=True, width=200)
+    console.print(trials_table(study))
+    text = console.export_text()
+    assert "3 trials: 1 complete, 1 failed, 1 interrupted; best is trial 0" in " ".join(text.split())
+    states = {cells[0]: cells[1] for line in text.splitlines()
+              if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) > 2 and cells[0].isdigit()}
+    assert states == {"0": "COMPLETE", "1": "INTERRUPTED", "2": "FAILED"}
