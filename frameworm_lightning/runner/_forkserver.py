@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from frameworm_lightning.runner._signals import STOP_SIGNALS, stop_signals_handled_by
-from frameworm_lightning.runner._trial_entry import keep_import_finalizers_from_exit
+from frameworm_lightning.runner._trial_entry import keep_import_finalizers_from_exit, preloaded_openmp_runtimes
 
 __all__ = [
     "LIGHTNING_PRELOAD", "PRELOAD", "forkserver_ready", "start_forkserver", "warm_up",
@@ -200,6 +200,7 @@ if os.environ.get(_SERVER_ENV) == "1":  # imported by the forkserver, as its las
     if os.environ.get(_WARM_UP_ENV) != "0" and "lightning.pytorch" in sys.modules and _cpu_only_torch():
         warm_up()
     keep_import_finalizers_from_exit()
+    preloaded_openmp_runtimes()  # found once here, inherited by every trial
     if os.environ.get(_READY_ENV):
         try:
             with open(os.environ[_READY_ENV], "w"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import faulthandler
+import functools
 import gc
 import json
 import logging
@@ -55,7 +56,8 @@ from frameworm_lightning.storage import open_storage
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["FollowerTrial", "keep_import_finalizers_from_exit", "load_evaluate", "main", "run_forked"]
+__all__ = ["FollowerTrial", "keep_import_finalizers_from_exit", "load_evaluate", "main", "preloaded_openmp_runtimes",
+           "run_forked"]
 
 # Environment variable naming the process group of the trial (set by rank 0 when it leads one).
 _PGID_ENV = "FRAMEWORM_TRIAL_PGID"
@@ -312,10 +314,11 @@ def _openmp_runtimes() -> ThreadpoolController:
     return ThreadpoolController().select(user_api="openmp")
 
 
-# In the forkserver, every runtime its imports loaded, found once there (a scan in each
-# trial costs it 14 ms); a trial forked from the search process scans afresh, as the search
-# may have loaded more since.
-_OPENMP = _openmp_runtimes()
+@functools.cache
+def preloaded_openmp_runtimes() -> ThreadpoolController:
+    """The OpenMP runtimes found once: the forkserver calls it after its imports, so its trials
+    inherit the result (a scan in each trial costs it 14 ms)."""
+    return _openmp_runtimes()
 
 
 def keep_import_finalizers_from_exit() -> int:
@@ -395,7 +398,8 @@ def run_forked(payload_path: str, log_path: str, env: Mapping[str, str], from_se
         threads = os.environ.get("OMP_NUM_THREADS", "")
         if threads.isdigit() and int(threads) > 0:
             # The runtimes read the variable when the forkserver (or the search process) loaded them.
-            (_openmp_runtimes() if from_search else _OPENMP).limit(limits=int(threads))
+            # A trial forked from the search process scans afresh: the search may have loaded more.
+            (_openmp_runtimes() if from_search else preloaded_openmp_runtimes()).limit(limits=int(threads))
             if "torch" in sys.modules:
                 sys.modules["torch"].set_num_threads(int(threads))
         # What Lightning's DDP launcher re-runs for ranks 1..n-1: this module and the payload.
