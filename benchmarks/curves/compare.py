@@ -26,6 +26,9 @@ reports reach the policy in the order their epochs end.
   ``MultiFidelitySampler(BayesianSampler(seed))`` (the sampler's default settings), whose
   model is fitted on the values of the highest rung with enough results; the sampler's
   initial design takes the random rows' configurations.
+- ``ASHA+BOF``, ``Hyperband+BOF``, ``ASHA+BOF+pause``: the same with the fidelity model,
+  ``MultiFidelitySampler(BayesianSampler(seed), model="fidelity")``: one GP over
+  configuration x resource fitted on every rung's values, proposing at the largest resource.
 - ``ASHA+BO+cost``, ``ASHA+BO+cost+pause``: the same with a cost-aware model,
   ``BayesianSampler(seed, cost="duration")``: expected improvement per second of training,
   each configuration's seconds per epoch read from the (simulated) durations of its
@@ -295,13 +298,15 @@ def _key(params: dict[str, Any]) -> str:
 
 def table_sampler(table: Table, seed: int, model: str | None) -> TableSampler:
     """Random proposals (``model=None``), or ``MultiFidelitySampler(BayesianSampler(seed))``'s
-    (default settings; ``model="cost"``: with ``cost="duration"``, ``"blind"``: without)."""
+    (default settings; ``model="cost"``: with ``cost="duration"``, ``"blind"``: without;
+    ``"fidelity"``: cost-blind, with ``model="fidelity"``)."""
     if model is None:
         return TableSampler(table, seed)
     from frameworm_lightning import BayesianSampler, MultiFidelitySampler  # noqa: PLC0415 - torch on first use
 
-    cost = {"blind": None, "cost": "duration"}[model]
-    return TableSampler(table, seed, MultiFidelitySampler(BayesianSampler(seed=seed, cost=cost)))
+    cost = {"blind": None, "cost": "duration", "fidelity": None}[model]
+    return TableSampler(table, seed, MultiFidelitySampler(BayesianSampler(seed=seed, cost=cost),
+                                                          model="fidelity" if model == "fidelity" else "rung"))
 
 
 class OursRow(Row):
@@ -436,11 +441,12 @@ def our_rows(table: Table) -> dict[str, Callable[[], Any] | None]:
 
 
 #: Our halving policies with configurations proposed by MultiFidelitySampler(BayesianSampler()),
-#: cost-blind or cost-aware (see :func:`table_sampler`).
-MODEL_BASED = {"ASHA+BO": ("ASHA", "blind"), "Hyperband+BO": ("Hyperband", "blind"), "ASHA+BO+cost": ("ASHA", "cost")}
+#: cost-blind or cost-aware, or by its fidelity model (see :func:`table_sampler`).
+MODEL_BASED = {"ASHA+BO": ("ASHA", "blind"), "Hyperband+BO": ("Hyperband", "blind"), "ASHA+BO+cost": ("ASHA", "cost"),
+               "ASHA+BOF": ("ASHA", "fidelity"), "Hyperband+BOF": ("Hyperband", "fidelity")}
 #: Our halving policies with promotions (pause and resume, a SearchRunner's default), random or model-based.
 PAUSING = {"ASHA+pause": ("ASHA", None), "Hyperband+pause": ("Hyperband", None), "ASHA+BO+pause": ("ASHA", "blind"),
-           "ASHA+BO+cost+pause": ("ASHA", "cost")}
+           "ASHA+BO+cost+pause": ("ASHA", "cost"), "ASHA+BOF+pause": ("ASHA", "fidelity")}
 
 
 # --- Optuna ---------------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "AcquisitionFunction",
     "CostWeighted",
     "ExpectedImprovement",
+    "FixedColumns",
     "LogExpectedImprovement",
     "ProbabilityOfImprovement",
     "UpperConfidenceBound",
@@ -257,6 +258,42 @@ class CostWeighted(AcquisitionFunction):
         penalty = self.weight * self.log_cost(X)[0]
         score = self.acquisition(X)
         return score - penalty if self.log_scale else score * torch.exp(-penalty)
+
+
+class FixedColumns(AcquisitionFunction):
+    """``acquisition([x, tail])``: scores points of the free columns, the last columns held at ``tail``.
+
+    The GP takes ``d + c`` inputs, the last ``c`` a context the search does not choose (the
+    training resource of a GP over configuration x fidelity); the optimiser searches the
+    ``d`` free columns, and every point it scores, shape ``(b, d)``, is completed with
+    ``tail``, shape ``(c,)``.
+
+    Args:
+        acquisition: an acquisition over ``d + c`` columns.
+        tail: the model values of the ``c`` fixed columns.
+
+    Example:
+        >>> import torch
+        >>> from frameworm_lightning._gp.gp import GPModel, GPPosterior
+        >>> X = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=torch.float64)  # columns: x, resource
+        >>> gp = GPPosterior.from_model(GPModel(X, torch.tensor([0.0, 1.0], dtype=torch.float64),
+        ...                                     torch.tensor([False, False])))
+        >>> ucb = UpperConfidenceBound(gp, beta=0.0)
+        >>> at_top = FixedColumns(ucb, [1.0])
+        >>> bool(torch.allclose(at_top(torch.tensor([[0.3]])), ucb(torch.tensor([[0.3, 1.0]]))))
+        True
+    """
+
+    def __init__(self, acquisition: AcquisitionFunction, tail: np.ndarray | list[float]) -> None:
+        super().__init__(acquisition.gp)
+        self.acquisition = acquisition
+        self.register_buffer("tail", torch.as_tensor(np.asarray(tail, dtype=float), dtype=DTYPE).reshape(-1))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = torch.as_tensor(X, dtype=DTYPE)
+        if X.dim() == 1:
+            X = X.unsqueeze(0)
+        return self.acquisition(torch.cat([X, self.tail.expand(X.shape[0], -1)], dim=-1))
 
 
 def build_acquisition(

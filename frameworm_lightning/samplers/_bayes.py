@@ -18,10 +18,11 @@ worker, or a resumed search, makes the same suggestion from the same history.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ from frameworm_lightning._gp.acquisition import (
     COST_AWARE,
     HEDGE_ARMS,
     CostWeighted,
+    FixedColumns,
     build_acquisition,
     hedge_probabilities,
     validate_acquisition,
@@ -256,15 +258,41 @@ class BayesianSampler(Sampler):
 
     # Ask ----------------------------------------------------------------------------------
     def ask(self, context: AskContext) -> Suggestion | None:
-        encoding = self._encoding(context.space)
-        tried = self._points(encoding, [t for t in context.trials if t.has_params])
-        X, y = self._observations(context, encoding)
-        X_pending = self._points(encoding, context.pending)
+        return self.ask_at(context, {})
+
+    def ask_at(self, context: AskContext, fixed: Mapping[str, Any]) -> Suggestion | None:
+        """A suggestion for the dimensions of ``context.space`` other than ``fixed``, which are held.
+
+        The GP is fitted on every dimension of the trials; the acquisition is maximised
+        over the others with ``fixed`` held at their values (:class:`FixedColumns`), the
+        incumbent is the best posterior mean at those values over the evaluated and
+        pending points, and the suggestion's params leave them out. ``fixed`` names the
+        last dimensions of the space, in order. :class:`MultiFidelitySampler`'s
+        ``model="fidelity"`` uses it for one GP over configuration x resource that
+        proposes at the largest resource. With no ``fixed`` it is :meth:`ask`.
+        """
+        model_encoding = encoding = self._encoding(context.space)
+        tail: np.ndarray | None = None
+        free_context = context
+        if fixed:
+            names = list(context.space)
+            free = names[: len(names) - len(fixed)]
+            if not free or list(fixed) != names[len(free):]:
+                raise ValueError(f"fixed must name the last dimensions of the space, in order, and leave at least one "
+                                 f"free, but got fixed={list(fixed)!r} for the dimensions {names!r}.")
+            encoding = self._encoding(SearchSpace({k: context.space[k] for k in free}))
+            tail = model_encoding.encode({**encoding.decode(np.zeros(encoding.dim)), **fixed})[len(free):]
+            trials = [dataclasses.replace(t, params={k: v for k, v in t.params.items() if k in free})
+                      for t in context.trials]
+            free_context = dataclasses.replace(context, space=encoding.space, trials=trials)
+        tried = self._points(encoding, [t for t in free_context.trials if t.has_params])
+        X, y = self._observations(context, model_encoding)
+        X_pending = self._points(model_encoding, context.pending)
         if self._in_initial_design(len(y), len(X_pending)):
-            return self._sobol(context, encoding, tried, reason="initial")
+            return self._sobol(free_context, encoding, tried, reason="initial")
         try:
             with torch_threads(self.n_threads):
-                return self._ask_gp(context, encoding, X, y, X_pending, tried)
+                return self._ask_gp(free_context, encoding, X, y, X_pending, tried, model_encoding, tail)
         except (RuntimeError, ValueError, FloatingPointError, ArithmeticError) as err:
             warnings.warn(
                 f"BayesianSampler: the GP step failed for trial {context.number} ({type(err).__name__}: {err}); "
@@ -272,7 +300,7 @@ class BayesianSampler(Sampler):
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return self._sobol(context, encoding, tried, reason="fallback", salt=_SALT_FALLBACK)
+            return self._sobol(free_context, encoding, tried, reason="fallback", salt=_SALT_FALLBACK)
 
     def _in_initial_design(self, n_values: int, n_pending: int) -> bool:
         """Whether the next trial is a Sobol design point, given the usable values and the running trials.
@@ -400,9 +428,14 @@ class BayesianSampler(Sampler):
         y: np.ndarray,
         X_pending: np.ndarray,
         tried: np.ndarray,
+        model_encoding: ModelEncoding | None = None,
+        tail: np.ndarray | None = None,
     ) -> Suggestion | None:
+        """One GP suggestion. ``X``, ``X_pending``: points of ``model_encoding`` (default:
+        ``encoding``); with a ``tail`` (:meth:`ask_at`), their last columns are held at it
+        and the acquisition searches the first ``encoding.dim``."""
         y_std, _, _ = standardize(warp_targets(y) if self.warp_outputs else y)
-        posterior, record = self._fit(context, encoding, X, y_std)
+        posterior, record = self._fit(context, model_encoding or encoding, X, y_std)
 
         if len(X_pending):
             lies = self._lies(posterior, X_pending, y_std)
@@ -412,17 +445,28 @@ class BayesianSampler(Sampler):
         else:
             fantasy = posterior
         X_known = np.concatenate([X, X_pending])
-        best_f = float(fantasy.mean(torch.as_tensor(X_known, dtype=DTYPE)).max())
+        d = encoding.dim
+        if tail is not None:  # every known configuration, at the held values
+            X_known = _with_tail(np.unique(X_known[:, :d], axis=0), tail)
+            X_pending = X_pending[:, :d]
+        known_mean = fantasy.mean(torch.as_tensor(X_known, dtype=DTYPE))
+        best_f = float(known_mean.max())
 
         # Raw candidates also include small perturbations of the best evaluated points, so a
         # local search can refine the incumbent (the points themselves score no improvement).
         seed = self.rng(context.number, salt=_SALT_RAW)
-        extra = _perturbations(encoding, X[np.argsort(-y_std, kind="stable")[:5]], seed, per_point=20)
+        if tail is None:
+            best = X[np.argsort(-y_std, kind="stable")[:5]]
+        else:  # the best predicted at the held values: values at other ones do not compare
+            best = X_known[np.argsort(-known_mean.detach().numpy(), kind="stable")[:5], :d]
+        extra = _perturbations(encoding, best, seed, per_point=20)
         arms = HEDGE_ARMS if self.acquisition == "hedge" else (self.acquisition,)
         cost = self._cost_model(context, encoding) if self.cost is not None else None
         proposals: dict[str, np.ndarray] = {}
         for arm in arms:
             acqf = build_acquisition(arm, fantasy, best_f, self.beta)
+            if tail is not None:
+                acqf = FixedColumns(acqf, tail)
             if cost is not None:
                 acqf = CostWeighted(acqf, cost[0], cost[2], self.cost_exponent, log_scale=arm != "ei")
             result = optimize_acquisition(acqf, encoding, seed, n_raw=self.n_candidates, n_starts=self.n_starts,
@@ -435,7 +479,7 @@ class BayesianSampler(Sampler):
 
         attrs: dict[str, Any] = {"bo": "gp", "bo_gp": record}
         if self.acquisition == "hedge":
-            chosen = self._hedge_choice(context, encoding, posterior, proposals)
+            chosen = self._hedge_choice(context, encoding, posterior, proposals, tail)
             attrs["bo_hedge"] = {arm: encoding.to_unit(x[None, :])[0].tolist() for arm, x in proposals.items()}
         else:
             chosen = self.acquisition
@@ -492,7 +536,8 @@ class BayesianSampler(Sampler):
         return torch.full((k,), float(value), dtype=DTYPE)
 
     def _hedge_choice(
-        self, context: AskContext, encoding: ModelEncoding, posterior: GPPosterior, proposals: dict[str, np.ndarray]
+        self, context: AskContext, encoding: ModelEncoding, posterior: GPPosterior, proposals: dict[str, np.ndarray],
+        tail: np.ndarray | None = None,
     ) -> str:
         """GP-Hedge: each arm's gain is the current posterior mean summed over its past proposals."""
         past: dict[str, list[list[float]]] = {arm: [] for arm in HEDGE_ARMS}
@@ -507,11 +552,18 @@ class BayesianSampler(Sampler):
         for i, arm in enumerate(HEDGE_ARMS):
             if past[arm]:
                 X_arm = encoding.to_model(np.array(past[arm], dtype=float))
+                if tail is not None:
+                    X_arm = _with_tail(X_arm, tail)
                 gains[i] = float(posterior.mean(torch.as_tensor(X_arm, dtype=DTYPE)).sum())
         available = [i for i, arm in enumerate(HEDGE_ARMS) if arm in proposals]
         p = hedge_probabilities(gains[available], self.hedge_eta)
         pick = int(self.rng(context.number, salt=_SALT_HEDGE).choice(len(available), p=p))
         return HEDGE_ARMS[available[pick]]
+
+
+def _with_tail(X: np.ndarray, tail: np.ndarray) -> np.ndarray:
+    """Points ``(n, d)`` completed with the held columns ``tail`` ``(c,)``: ``(n, d + c)``."""
+    return np.concatenate([X, np.broadcast_to(tail, (len(X), len(tail)))], axis=1)
 
 
 def _random_starts(model: GPModel, rng: np.random.Generator, n: int) -> list[np.ndarray]:

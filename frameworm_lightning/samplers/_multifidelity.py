@@ -4,7 +4,10 @@ Successive halving stops most configurations after a fraction of the budget, so 
 values a plain Bayesian sampler learns from arrive late and few. BOHB (Falkner et al., 2018)
 fits its model instead on the values recorded at one rung: the highest rung with enough
 results. This module does that for any base sampler, by showing it the history as seen
-at that rung.
+at that rung (``model="rung"``, the default). With ``model="fidelity"`` it fits instead one
+GP over configuration x resource on every rung's values, the resource (in log scale) an
+input of the GP, and proposes where the GP's acquisition is best at the largest resource
+(:meth:`BayesianSampler.ask_at`, the resource held there).
 
 Notations:
     rung ``r``: a resource at which a halving policy (``ASHA``, ``SuccessiveHalving``,
@@ -13,7 +16,9 @@ Notations:
     config: one configuration across the trials that trained it (a promoted trial
         continues its parent's and carries ``fw_root``, the config's first trial).
     ``n_r``: the configs with a finite value recorded at rung ``r``.
-    ``min_points``: ``n_r`` needed for rung ``r`` to feed the model.
+    ``min_points``: ``n_r`` needed for rung ``r`` to feed the model (``model="fidelity"``:
+        the configs with a finite value at any rung needed to feed it).
+    ``R``: the largest resource any config recorded (``model="fidelity"`` proposes there).
 
 Everything is read from the trials of :class:`~frameworm_lightning.samplers.AskContext`
 (the stored history), so any worker, or a resumed search, makes the same suggestion.
@@ -27,8 +32,11 @@ training takes there, whichever rung the config stopped at.
 
 ``system_attrs`` written on each trial (besides the base sampler's):
     ``mf_rung``: the rung whose values the model saw (``None``: no rung had ``min_points``
-    results, the base sampler's initial design); ``mf_points``: ``n_r`` of that rung;
-    ``mf_random``: ``True`` on a random draw made instead of asking the base (``random_fraction``).
+    results, the base sampler's initial design; ``model="fidelity"``: ``R``, the rung the
+    acquisition held the resource at); ``mf_points``: ``n_r`` of that rung (``model="fidelity"``:
+    the configs with a finite value at some rung); ``mf_model``: ``"fidelity"`` on the
+    suggestions of that model; ``mf_random``: ``True`` on a random draw made instead of asking
+    the base (``random_fraction``).
 """
 
 from __future__ import annotations
@@ -38,10 +46,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from frameworm_lightning.samplers._base import AskContext, Sampler, Suggestion
 from frameworm_lightning.samplers._bayes import BayesianSampler
 from frameworm_lightning.samplers._random import RandomSampler
-from frameworm_lightning.space import SearchSpace
+from frameworm_lightning.space import Real, SearchSpace
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 __all__ = ["MultiFidelitySampler"]
@@ -49,6 +59,9 @@ __all__ = ["MultiFidelitySampler"]
 _ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
 # Salt of the draw deciding whether a suggestion is random (independent of the random point's own draw).
 _SALT_RANDOM_PICK = 7919
+MODELS = ("rung", "fidelity")
+# The resource's name in the fidelity model's view (prefixed with "_" while the space has it).
+_RESOURCE = "mf_resource"
 
 
 @dataclass
@@ -123,6 +136,35 @@ def _trained(trial: FrozenTrial, values: dict[str, float]) -> tuple[float, float
     return duration, resource
 
 
+def _shifts(configs: list[_Config]) -> dict[str, float]:
+    """Each rung's shift: how much a value typically changes from the rungs below (0 at the lowest).
+
+    The median, over the configs with a finite value at the rung and at a lower one, of
+    their value there less their value at the highest such lower rung, plus that rung's
+    shift (0 when no config has both). Values less their rung's shift compare across
+    rungs: the fidelity model's prior mean per resource, so that a config seen only at
+    rung 1 is predicted at ``R`` from its rank there, not from the level of rung 1.
+    """
+    keys = sorted({key for config in configs for key in _rungs(config)}, key=_resource)
+    shifts: dict[str, float] = {}
+    for key in keys:
+        changes = []
+        for config in configs:
+            value = config.values.get(key)
+            if value is None or not math.isfinite(value):
+                continue
+            lower = [k for k in _rungs(config) if _resource(k) < _resource(key) and math.isfinite(config.values[k])]
+            if lower:
+                changes.append(value - config.values[lower[-1]] + shifts[lower[-1]])
+        shifts[key] = float(np.median(changes)) if changes else 0.0
+    return shifts
+
+
+def _rungs(config: _Config) -> list[str]:
+    """The config's rungs whose resource is a positive number (data, not code: others are skipped), smallest first."""
+    return sorted((key for key in config.values if 0 < _resource(key) < math.inf), key=_resource)
+
+
 def _resource(key: str) -> float:
     try:
         return float(key)
@@ -164,6 +206,24 @@ class MultiFidelitySampler(Sampler):
     sampler is its base. The promoted trials of a configuration count once, as that
     configuration.
 
+    With ``model="fidelity"`` (a :class:`BayesianSampler` base), the model is instead one
+    GP over configuration x resource, fitted on every rung's values:
+
+    * each configuration enters once per rung it recorded, the rung's resource an extra
+      input (in log scale, from the smallest recorded resource to ``R``, the largest); a
+      diverged value is a pruned point at its rung;
+    * the acquisition is maximised over the configurations with the resource held at
+      ``R`` (:meth:`BayesianSampler.ask_at`), its incumbent the best value the GP
+      predicts at ``R`` for a configuration tried so far: a configuration stopped at
+      rung 1 tells the model what it can of its value at ``R``;
+    * a configuration running or enqueued is pending at ``R`` (with ``n_jobs > 1`` the
+      base's fantasies spread the workers out); one paused at a rung is not, its values
+      there are what the model knows of it; configurations without any value (failed,
+      or stopped before their first rung) and trials no halving policy manages are
+      tried points without a value (never suggested again);
+    * it feeds the model once ``min_points`` configurations have a finite value at some
+      rung; before, the base makes its initial design as with ``model="rung"``.
+
     Args:
         base: the sampler whose model is fitted on the rung values (default:
             ``BayesianSampler(seed=seed)``). Any sampler works; one that ignores the
@@ -176,6 +236,9 @@ class MultiFidelitySampler(Sampler):
             random (:class:`RandomSampler`'s draw for that trial number) rather than asked
             of the base; in ``[0, 1)``. Whether suggestion ``n`` is random depends only on
             the seed and ``n``, so a resumed search or another worker decides the same.
+        model: ``"rung"`` (default): the base sees the values of one rung (BOHB's rule);
+            ``"fidelity"``: one GP over configuration x resource on all rungs, proposing
+            at the largest resource (needs a :class:`BayesianSampler` base).
 
     Example:
         >>> from frameworm_lightning import BayesianSampler, Real, Study
@@ -188,7 +251,7 @@ class MultiFidelitySampler(Sampler):
     """
 
     def __init__(self, base: Sampler | None = None, *, seed: int | None = None, min_points: int | None = None,
-                 random_fraction: float = 0.0) -> None:
+                 random_fraction: float = 0.0, model: str = "rung") -> None:
         if base is not None and not isinstance(base, Sampler):
             raise ValueError(f"base must be a frameworm_lightning Sampler, but got base={base!r}.")
         if isinstance(base, MultiFidelitySampler):
@@ -202,7 +265,13 @@ class MultiFidelitySampler(Sampler):
         if (isinstance(random_fraction, bool) or not isinstance(random_fraction, (int, float))
                 or not 0.0 <= random_fraction < 1.0):
             raise ValueError(f"random_fraction must be a number in [0, 1), but got random_fraction={random_fraction!r}.")
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(map(repr, MODELS))}, but got model={model!r}.")
+        if model == "fidelity" and base is not None and not isinstance(base, BayesianSampler):
+            raise ValueError(f"model='fidelity' fits the base's GP with the resource as an input, so the base must be "
+                             f"a BayesianSampler, but got base={base!r}; pass one, or model='rung'.")
         self.base = base if base is not None else BayesianSampler(seed=seed)
+        self.model = model
         super().__init__(seed=self.base.seed)
         self.min_points = min_points
         self.random_fraction = float(random_fraction)
@@ -210,16 +279,18 @@ class MultiFidelitySampler(Sampler):
 
     def __repr__(self) -> str:
         return (f"MultiFidelitySampler(base={self.base!r}, min_points={self.min_points!r}, "
-                f"random_fraction={self.random_fraction!r})")
+                f"random_fraction={self.random_fraction!r}, model={self.model!r})")
 
     def identity(self) -> dict[str, Any]:
-        return {"sampler": type(self).__name__, "base": self.base.identity()}  # random_fraction only changes draws
+        # random_fraction and model only change the draws, not which points a search may run
+        return {"sampler": type(self).__name__, "base": self.base.identity()}
 
     def max_trials(self, space: SearchSpace) -> int | None:
         return self.base.max_trials(space)
 
     def points_needed(self, space: SearchSpace) -> int:
-        """Results a rung needs to feed the model (see ``min_points``)."""
+        """Results a rung needs to feed the model (see ``min_points``; ``model="fidelity"``: the
+        configurations with a finite value at some rung)."""
         if self.min_points is not None:
             return self.min_points
         return max(space.dim + 2, int(getattr(self.base, "n_initial_points", 0) or 0))
@@ -242,12 +313,75 @@ class MultiFidelitySampler(Sampler):
                 return key, counts[key]
         return None, max(counts.values(), default=0)
 
+    def fidelity(self, context: AskContext) -> tuple[str | None, int]:
+        """``model="fidelity"``: the rung ``R`` the acquisition holds the resource at (the largest
+        recorded; ``None`` while fewer than ``min_points`` configurations have a finite value at
+        some rung) and how many configurations have one."""
+        configs, _ = _group(context.trials)
+        count, keys = 0, set()
+        for config in configs.values():
+            rungs = _rungs(config)
+            keys.update(rungs)
+            count += any(math.isfinite(config.values[key]) for key in rungs)
+        top = max(sorted(keys), key=_resource, default=None)
+        return (top if count >= self.points_needed(context.space) else None), count
+
+    def fidelity_view(self, context: AskContext) -> tuple[AskContext, dict[str, float]]:
+        """``model="fidelity"``: the context the base's GP is fitted on, and the resource to hold.
+
+        The space gains a dimension, the resource (``Real(smallest, R, log=True)``); each
+        configuration is one trial per rung it recorded, complete with its value there (pruned
+        when it diverged), one more running at ``R`` while it trains or is enqueued, and one
+        failed at ``R`` (a tried point) when it has no value at all.
+        """
+        key, _ = self.fidelity(context)
+        if key is None:
+            raise ValueError("fidelity_view needs a rung feeding the model (see fidelity()), but none has enough "
+                             "results yet.")
+        configs, others = _group(context.trials)
+        top = _resource(key)
+        low = min(_resource(k) for c in configs.values() for k in _rungs(c))
+        name = _RESOURCE
+        while name in context.space:
+            name = "_" + name
+        # One recorded resource: any range does, every point sits at its low end, as R does.
+        space = SearchSpace({**context.space, name: Real(low, top if top > low else 2 * low, log=True)})
+        trials = [FrozenTrial(t.number, t.state if t.state in _ACTIVE else TrialState.FAILED, {**t.params, name: top})
+                  for t in others]
+        shift = _shifts(list(configs.values()))
+        for config in configs.values():
+            params = dict(config.latest.params)
+            # The base's own records (warm-started GP hyperparameters) carry over only between
+            # suggestions of this model at the same R.
+            first = config.first.system_attrs
+            attrs = dict(first) if first.get("mf_model") == "fidelity" and first.get("mf_rung") == key else {}
+            entries = []
+            for rung in _rungs(config):
+                value = config.values[rung]
+                entries.append(FrozenTrial(config.first.number, TrialState.COMPLETE if math.isfinite(value)
+                                           else TrialState.PRUNED, {**params, name: _resource(rung)},
+                                           value - shift[rung] if math.isfinite(value) else None))
+            if config.latest.state in _ACTIVE:
+                entries.append(FrozenTrial(config.first.number, TrialState.RUNNING, {**params, name: top}))
+            elif not entries:
+                entries.append(FrozenTrial(config.first.number, TrialState.FAILED, {**params, name: top}))
+            # Its seconds per unit of resource (see the module docstring), once per configuration.
+            per_unit = config.seconds_per_resource
+            entries[-1] = replace(entries[-1], started_at=None if per_unit is None else 0.0, completed_at=per_unit)
+            entries[0] = replace(entries[0], system_attrs=attrs)
+            trials.extend(entries)
+        trials.sort(key=lambda t: t.number)
+        return replace(context, space=space, trials=trials), {name: top}
+
     def view(self, context: AskContext) -> AskContext:
         """The context the base sampler is asked with: the history as seen at :meth:`rung`."""
+        return self._view_at(context, self.rung(context)[0])
+
+    def _view_at(self, context: AskContext, key: str | None) -> AskContext:
+        """The history as seen at rung ``key`` (``None``: no values, the base's initial design)."""
         configs, others = _group(context.trials)
         if not any(config.values for config in configs.values()):
             return context  # no halving policy recorded anything: the base sees the study as it is
-        key, _ = self.rung(context)
         trials = [t if t.state in _ACTIVE else _as(t, TrialState.FAILED) for t in others]
         for config in configs.values():
             latest = config.latest
@@ -274,15 +408,22 @@ class MultiFidelitySampler(Sampler):
         return replace(context, trials=trials)
 
     def ask(self, context: AskContext) -> Suggestion | None:
-        key, count = self.rung(context)
+        fidelity = self.model == "fidelity"
+        key, count = self.fidelity(context) if fidelity else self.rung(context)
         if key is not None and self.rng(context.number, salt=_SALT_RANDOM_PICK).random() < self.random_fraction:
             suggestion = self._random.ask(context)
             return replace(suggestion, system_attrs={**suggestion.system_attrs, "mf_rung": key, "mf_points": count,
                                                      "mf_random": True})
-        suggestion = self.base.ask(self.view(context))
+        if fidelity and key is not None:
+            assert isinstance(self.base, BayesianSampler)  # checked in __init__
+            suggestion = self.base.ask_at(*self.fidelity_view(context))
+        else:  # before the fidelity model has enough results, the base's initial design, as with rungs
+            suggestion = self.base.ask(self._view_at(context, None) if fidelity else self.view(context))
         if suggestion is None:
             return None
         attrs = {**suggestion.system_attrs, "mf_rung": key, "mf_points": count}
+        if fidelity and key is not None:
+            attrs["mf_model"] = "fidelity"
         return replace(suggestion, system_attrs=attrs)
 
 

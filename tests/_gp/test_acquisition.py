@@ -13,6 +13,7 @@ from frameworm_lightning._gp.acquisition import (
     ACQUISITIONS,
     CostWeighted,
     ExpectedImprovement,
+    FixedColumns,
     LogExpectedImprovement,
     ProbabilityOfImprovement,
     UpperConfidenceBound,
@@ -198,3 +199,16 @@ def test_cost_weighted_rejects_a_non_positive_exponent() -> None:
     gp = GPPosterior.from_model(GPModel(X, torch.tensor([0.0, 1.0], dtype=D), torch.tensor([False])))
     with pytest.raises(ValueError, match="exponent=0"):
         CostWeighted(ExpectedImprovement(gp, 1.0), gp, cost_scale=1.0, exponent=0, log_scale=False)
+
+
+@pytest.mark.parametrize("name", ["logei", "ucb"])
+def test_fixed_columns_score_the_free_columns_with_the_last_ones_held(name: str) -> None:
+    X = torch.tensor([[0.1, 0.0], [0.4, 1.0], [0.9, 0.5]], dtype=D)  # columns: x, a context
+    gp = GPPosterior.from_model(GPModel(X, torch.tensor([0.3, -1.0, 1.2], dtype=D), torch.tensor([False, False])))
+    full = build_acquisition(name, gp, best_f=1.2, beta=2.0)
+    held = FixedColumns(full, [0.75])
+    Xq = torch.tensor([[0.0], [0.3], [0.65]], dtype=D, requires_grad=True)
+    torch.testing.assert_close(held(Xq), full(torch.cat([Xq, torch.full((3, 1), 0.75, dtype=D)], dim=1)))
+    (grad,) = torch.autograd.grad(held(Xq).sum(), Xq)  # the optimiser's gradients reach the free columns
+    assert grad.shape == (3, 1) and bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
+    assert held(Xq[0].detach()).shape == (1,)

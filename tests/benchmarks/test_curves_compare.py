@@ -78,22 +78,28 @@ def test_asynchronous_workers_train_side_by_side(table) -> None:
     assert 0 < max(t for t, _ in timed.trace) <= 2.0
 
 
-def test_model_based_rows_start_with_the_random_order_then_follow_the_rungs(table) -> None:
+@pytest.mark.parametrize("name", ["ASHA+BO", "ASHA+BOF"])
+def test_model_based_rows_start_with_the_random_order_then_follow_the_rungs(table, name: str) -> None:
     pytest.importorskip("gpytorch")
     budget = 3 * table.max_epochs
-    row = compare.make_row(table, 0, "ASHA+BO")
+    row = compare.make_row(table, 0, name)
     search = compare.drive(row, budget)
     assert search.spent == budget
     random_row = compare.make_row(table, 0, "ASHA")
     compare.drive(random_row, budget)
     numbers = sorted(row.index)
     assert [row.index[n] for n in numbers[:10]] == [random_row.index[n] for n in numbers[:10]]
-    rungs = [t.system_attrs.get("mf_rung") for t in sorted(row.done, key=lambda t: t.number)]
-    assert rungs[:10] == [None] * 10 and "1" in rungs[10:]
+    done = sorted(row.done, key=lambda t: t.number)
+    rungs = [t.system_attrs.get("mf_rung") for t in done]
+    if name == "ASHA+BO":
+        assert rungs[:10] == [None] * 10 and "1" in rungs[10:]
+    else:  # one GP on every rung, proposing at the largest resource recorded (27: the first config trained it)
+        assert rungs[:10] == [None] * 10 and set(rungs[10:]) == {"27"}
+        assert all(t.system_attrs["mf_model"] == "fidelity" for t in done[10:])
     assert len({row.index[n] for n in numbers}) == len(numbers)  # a proposal trains an untried configuration
 
 
-@pytest.mark.parametrize("row", ["ray:ASHA", "ray:HyperBand", "optuna:random:SHA", "Hyperband+BO"])
+@pytest.mark.parametrize("row", ["ray:ASHA", "ray:HyperBand", "optuna:random:SHA", "Hyperband+BO", "ASHA+BOF+pause"])
 def test_rows_run_on_four_asynchronous_workers(table, row: str) -> None:
     if row.startswith("ray:") and compare.ray_available() is not None:
         pytest.skip("ray.tune does not import")

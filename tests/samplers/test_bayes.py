@@ -363,3 +363,33 @@ def test_equal_or_unknown_costs_leave_the_suggestion_as_it_is() -> None:
     odd = BayesianSampler(seed=0, cost=lambda t: {0: -1.0, 1: math.nan, 2: None, 3: "slow"}.get(t.number, 3.0))
     suggestion = odd.ask(AskContext(space, "min", _two_valleys(lambda x: 3.0), number=12))
     assert suggestion is not None and suggestion.params == blind.params
+
+
+def _context_valleys() -> list[FrozenTrial]:
+    """``f(x, c) = (x - c)**2`` on a grid of x and three values of the context c."""
+    return [FrozenTrial(i, TrialState.COMPLETE, {"x": float(x), "c": c}, float((x - c) ** 2))
+            for i, (x, c) in enumerate((x, c) for c in (0.2, 0.5, 0.8) for x in np.linspace(0.0, 1.0, 7))]
+
+
+def test_ask_at_holds_the_fixed_dimensions_and_suggests_the_others() -> None:
+    space = SearchSpace({"x": Real(0.0, 1.0), "c": Real(0.0, 1.0)})
+    ctx = AskContext(space, "min", _context_valleys(), number=21)
+    sampler = BayesianSampler(seed=0, n_initial_points=4)
+    for c in (0.2, 0.8):
+        suggestion = sampler.ask_at(ctx, {"c": c})
+        assert suggestion is not None and set(suggestion.params) == {"x"}
+        assert suggestion.system_attrs["bo"] == "gp" and len(suggestion.system_attrs["bo_gp"]["lengthscale"]) == 2
+        assert abs(suggestion.params["x"] - c) < 0.1, (c, suggestion.params)
+    # A point tried at another context value is still tried: it is never suggested again.
+    tried = {round(t.params["x"], 9) for t in ctx.trials}
+    assert round(sampler.ask_at(ctx, {"c": 0.2}).params["x"], 9) not in tried  # type: ignore[union-attr]
+    # With nothing fixed it is ask().
+    assert sampler.ask_at(ctx, {}) == sampler.ask(ctx)
+
+
+def test_ask_at_needs_the_last_dimensions_and_a_free_one() -> None:
+    space = SearchSpace({"x": Real(0.0, 1.0), "c": Real(0.0, 1.0)})
+    ctx = AskContext(space, "min", _context_valleys(), number=21)
+    for fixed in ({"x": 0.5}, {"c": 0.5, "x": 0.5}, {"x": 0.5, "c": 0.5}):
+        with pytest.raises(ValueError, match="fixed must name the last dimensions"):
+            BayesianSampler(seed=0).ask_at(ctx, fixed)

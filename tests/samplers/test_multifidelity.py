@@ -1,8 +1,10 @@
-"""MultiFidelitySampler: the rung it picks, the values it shows its base, pending trials, resume."""
+"""MultiFidelitySampler: the rung it picks, the values it shows its base, pending trials, resume;
+and its fidelity model (one GP over configuration x resource)."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ from frameworm_lightning import BayesianSampler, MultiFidelitySampler, RandomSam
 from frameworm_lightning.samplers import AskContext, Sampler, Suggestion
 from frameworm_lightning.stopping import ASHA, History
 from frameworm_lightning.testing import SamplerContract
+from frameworm_lightning.testing.samplers import mixed_space, objective
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
 SPACE = SearchSpace({"x": Real(0.0, 1.0)})
@@ -22,6 +25,12 @@ SPACE = SearchSpace({"x": Real(0.0, 1.0)})
 class TestMultiFidelitySamplerContract(SamplerContract):
     def make_sampler(self, seed: int | None) -> MultiFidelitySampler:
         return MultiFidelitySampler(BayesianSampler(seed=seed, n_initial_points=4, n_candidates=256, n_starts=3))
+
+
+class TestFidelityModelContract(SamplerContract):
+    def make_sampler(self, seed: int | None) -> MultiFidelitySampler:
+        return MultiFidelitySampler(BayesianSampler(seed=seed, n_initial_points=4, n_candidates=256, n_starts=3),
+                                    model="fidelity")
 
 
 class Recorder(Sampler):
@@ -211,8 +220,9 @@ def _asha_search(study: Study, n: int, curve: Callable[[float, int], float] = _c
             trial.complete(values[max(values)])
 
 
-def _mf(seed: int = 0) -> MultiFidelitySampler:
-    return MultiFidelitySampler(BayesianSampler(seed=seed, n_initial_points=4, n_candidates=256, n_starts=2))
+def _mf(seed: int = 0, model: str = "rung") -> MultiFidelitySampler:
+    return MultiFidelitySampler(BayesianSampler(seed=seed, n_initial_points=4, n_candidates=256, n_starts=2),
+                                model=model)
 
 
 def test_with_asha_the_model_moves_up_the_rungs() -> None:
@@ -227,25 +237,31 @@ def test_with_asha_the_model_moves_up_the_rungs() -> None:
     assert study.trials[first].system_attrs["bo"] == "gp"
 
 
-def test_parallel_asks_with_rung_history_get_distinct_points() -> None:
-    study = Study.create("mf-par", SPACE, metric="loss", sampler=_mf())
+@pytest.mark.parametrize("model", ["rung", "fidelity"])
+def test_parallel_asks_with_rung_history_get_distinct_points(model: str) -> None:
+    study = Study.create("mf-par", SPACE, metric="loss", sampler=_mf(model=model))
     _asha_search(study, 12)
     held = [study.ask() for _ in range(4)]  # four workers, none finished
     assert all(t is not None and t.system_attrs["mf_rung"] is not None for t in held)
+    assert all(t.system_attrs.get("mf_model") == ("fidelity" if model == "fidelity" else None)
+               for t in held)  # type: ignore[union-attr]
     xs = sorted(t.params["x"] for t in held)  # type: ignore[union-attr]
     assert min(np.diff(xs)) > 1e-3, xs
 
 
-def test_resumed_search_makes_the_same_suggestions(tmp_path: Any) -> None:
-    whole = Study.create("whole", SPACE, metric="loss", sampler=_mf(3))
+@pytest.mark.parametrize("model", ["rung", "fidelity"])
+def test_resumed_search_makes_the_same_suggestions(tmp_path: Any, model: str) -> None:
+    whole = Study.create("whole", SPACE, metric="loss", sampler=_mf(3, model))
     _asha_search(whole, 16)
     url = f"sqlite:///{tmp_path / 'resume.db'}"
-    _asha_search(Study.create("resumed", SPACE, metric="loss", sampler=_mf(3), storage=url), 8)
-    resumed = Study.create("resumed", SPACE, metric="loss", sampler=_mf(3), storage=url)  # a new process
+    _asha_search(Study.create("resumed", SPACE, metric="loss", sampler=_mf(3, model), storage=url), 8)
+    resumed = Study.create("resumed", SPACE, metric="loss", sampler=_mf(3, model), storage=url)  # a new process
     _asha_search(resumed, 16)
     assert [t.params for t in resumed.trials] == [t.params for t in whole.trials]
-    assert [t.system_attrs.get("mf_rung") for t in resumed.trials] == [
-        t.system_attrs.get("mf_rung") for t in whole.trials]
+    for key in ("mf_rung", "mf_model", "bo"):
+        assert [t.system_attrs.get(key) for t in resumed.trials] == [t.system_attrs.get(key) for t in whole.trials]
+    if model == "fidelity":  # the model did run, on the resumed history too
+        assert sum(t.system_attrs.get("mf_model") == "fidelity" for t in resumed.trials[8:]) >= 4
 
 
 # --- the public surface ---------------------------------------------------------------------------
@@ -262,6 +278,8 @@ def test_identity_names_the_base() -> None:
     ({"min_points": 0}, "min_points must be a positive integer"),
     ({"min_points": 2.5}, "min_points must be a positive integer"),
     ({"base": MultiFidelitySampler(RandomSampler())}, "must not itself be a MultiFidelitySampler"),
+    ({"model": "joint"}, "model must be one of 'rung', 'fidelity', but got model='joint'"),
+    ({"base": RandomSampler(), "model": "fidelity"}, "the base must be a BayesianSampler"),
 ])
 def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -388,3 +406,119 @@ def test_cost_aware_suggestions_depend_only_on_the_stored_history(tmp_path: Any)
     held = [study.ask() for _ in range(4)]  # four workers, none finished
     xs = sorted(t.params["x"] for t in held if t is not None)
     assert len(xs) == 4 and min(np.diff(xs)) > 1e-3, xs
+
+
+# --- model="fidelity": one GP over configuration x resource -------------------------------------------
+def _fidelity(min_points: int | None = None, seed: int = 0) -> MultiFidelitySampler:
+    return MultiFidelitySampler(BayesianSampler(seed=seed, n_initial_points=4, n_candidates=256, n_starts=3),
+                                min_points=min_points, model="fidelity")
+
+
+def test_the_fidelity_model_sees_every_rung_with_its_resource_and_pending_configs_at_the_top() -> None:
+    trials = [
+        _trial(0, 0.1, {"1": 0.5, "3": 0.4, "9": 0.3}, TrialState.COMPLETE, 0.3),
+        _trial(1, 0.2, {"1": 0.6, "3": math.nan}),  # diverged at rung 3
+        _trial(2, 0.3, {"1": 0.7}, TrialState.RUNNING),  # training on: pending at the top
+        _trial(3, 0.4, {}, TrialState.FAILED),  # no value anywhere: a tried point
+        FrozenTrial(4, TrialState.WAITING, {"x": 0.5}),  # enqueued
+        FrozenTrial(5, TrialState.COMPLETE, {"x": 0.6}, 0.1),  # not managed by a halving policy
+        # A promoted config counts once: its rungs merged, its cost per epoch on one of its points.
+        _timed(_trial(6, 0.7, {"1": 0.2}, fw_paused_at="1", promoted_to=7), 2.0),
+        _timed(_trial(7, 0.7, {"1": 0.2, "3": 0.1}, fw_root=6, fw_promoted_at="1"), 4.0),
+    ]
+    ctx = AskContext(SPACE, "min", trials, number=8)
+    sampler = _fidelity(min_points=4)
+    assert sampler.fidelity(ctx) == ("9", 4)
+    assert _fidelity(min_points=5).fidelity(ctx) == (None, 4)
+    view, fixed = sampler.fidelity_view(ctx)
+    assert fixed == {"mf_resource": 9.0}
+    assert view.space["mf_resource"] == Real(1.0, 9.0, log=True) and view.space["x"] == SPACE["x"]
+    rows = [(t.number, t.params["x"], t.params["mf_resource"], t.state) for t in view.trials]
+    assert rows == [
+        (0, 0.1, 1.0, TrialState.COMPLETE), (0, 0.1, 3.0, TrialState.COMPLETE), (0, 0.1, 9.0, TrialState.COMPLETE),
+        (1, 0.2, 1.0, TrialState.COMPLETE), (1, 0.2, 3.0, TrialState.PRUNED),
+        (2, 0.3, 1.0, TrialState.COMPLETE), (2, 0.3, 9.0, TrialState.RUNNING),
+        (3, 0.4, 9.0, TrialState.FAILED),
+        (4, 0.5, 9.0, TrialState.WAITING),
+        (5, 0.6, 9.0, TrialState.FAILED),
+        (6, 0.7, 1.0, TrialState.COMPLETE), (6, 0.7, 3.0, TrialState.COMPLETE),
+    ]
+    # Each rung's values less its shift: the median change from the rung below over the configs
+    # recorded at both (rung 3: 0.4 - 0.5 and 0.1 - 0.2; rung 9: 0.3 - 0.4, plus rung 3's -0.1).
+    values = [t.value for t in view.trials]
+    assert values == pytest.approx([0.5, 0.5, 0.5, 0.6, None, 0.7, None, None, None, None, 0.2, 0.2])
+    assert [t.duration for t in view.trials if t.number == 6] == [None, 2.0]  # 3 epochs in 6 s
+    # The space may already have a dimension of that name.
+    named = AskContext(SearchSpace({"mf_resource": Real(0.0, 1.0)}), "min",
+                       [dataclasses.replace(t, params={"mf_resource": t.params["x"]}) for t in trials], 8)
+    assert sampler.fidelity_view(named)[1] == {"_mf_resource": 9.0}
+
+
+def test_the_fidelity_model_carries_the_bases_records_only_between_its_own_suggestions_at_the_same_top() -> None:
+    record = {"lengthscale": [0.3, 0.5], "outputscale": 1.0, "noise": 1e-3, "n": 4}
+    marks = [{"mf_model": "fidelity", "mf_rung": "3"}, {"mf_model": "fidelity", "mf_rung": "1"}, {"mf_rung": "3"}]
+    trials = [_trial(i, i / 10, {"1": 0.1 * i, "3": 0.1 * i}, bo_gp=record, **mark) for i, mark in enumerate(marks)]
+    view, _ = _fidelity(min_points=3).fidelity_view(AskContext(SPACE, "min", trials, number=3))
+    assert [(t.number, "bo_gp" in t.system_attrs) for t in view.trials] == [
+        (0, True), (0, False), (1, False), (1, False), (2, False), (2, False)]
+
+
+def _informative_rung_1() -> list[FrozenTrial]:
+    """Twelve configs; every value is ``(x - 0.7)**2 + 1 / epochs``, so rung 1 knows where the best
+    is, but only the four with x < 0.3 reached rung 9, where every value is lower."""
+    def f(x: float, epochs: int) -> float:
+        return (x - 0.7) ** 2 + 1.0 / epochs
+
+    trials = []
+    for i, x in enumerate(np.linspace(0.0, 1.0, 12)):
+        x = float(x)
+        if x < 0.3:
+            trials.append(_trial(i, x, {"1": f(x, 1), "3": f(x, 3), "9": f(x, 9)}, TrialState.COMPLETE, f(x, 9)))
+        else:
+            trials.append(_trial(i, x, {"1": f(x, 1)}, TrialState.PRUNED, f(x, 1)))
+    return trials
+
+
+def test_the_fidelity_model_learns_from_lower_rungs_where_few_configs_reached_the_top() -> None:
+    ctx = AskContext(SPACE, "min", _informative_rung_1(), number=12)
+    suggestion = _fidelity(min_points=4).ask(ctx)
+    assert suggestion is not None
+    assert suggestion.system_attrs["mf_model"] == "fidelity" and suggestion.system_attrs["bo"] == "gp"
+    assert suggestion.system_attrs["mf_rung"] == "9" and suggestion.system_attrs["mf_points"] == 12
+    assert len(suggestion.system_attrs["bo_gp"]["lengthscale"]) == 2  # x and the resource
+    assert abs(suggestion.params["x"] - 0.7) < 0.1, suggestion.params
+    # The rung model at the top rung (four values there) knows nothing of rung 1: it stays low.
+    rung = MultiFidelitySampler(BayesianSampler(seed=0, n_initial_points=4, n_candidates=256, n_starts=3),
+                                min_points=4).ask(ctx)
+    assert rung is not None and rung.system_attrs["mf_rung"] == "9"
+    assert abs(rung.params["x"] - 0.7) > 0.2, rung.params
+    # Pooled without the resource, the top rung's values (lower) would win: the resource as an
+    # input, and its shift, are what let rung 1's values point at x = 0.7.
+    pooled = [FrozenTrial(t.number, TrialState.COMPLETE, t.params, record[0])
+              for t in ctx.trials for record in t.system_attrs["fw_rungs"].values()]
+    flat = BayesianSampler(seed=0, n_initial_points=4, n_candidates=256, n_starts=3).ask(
+        AskContext(SPACE, "min", pooled, number=12))
+    assert flat is not None and flat.params["x"] < 0.5, flat.params
+
+
+def test_the_fidelity_model_holds_pending_configs_at_the_top_and_suggests_in_a_mixed_space() -> None:
+    space = mixed_space()
+    rng = np.random.default_rng(0)
+    trials = []
+    for i in range(14):
+        params = space.sample(rng)
+        rungs = {"1": objective(params) + 1.0, **({"3": objective(params) + 0.3} if i % 3 == 0 else {})}
+        trials.append(FrozenTrial(i, TrialState.PRUNED, params, rungs["1"], system_attrs={
+            "fw_bracket": 0, "fw_root": i, "fw_rungs": {k: [v, False] for k, v in rungs.items()}}))
+    held: list[dict[str, Any]] = []
+    for number in range(14, 17):  # three workers, none finished: each suggestion is pending for the next
+        suggestion = _fidelity().ask(AskContext(space, "min", trials, number))
+        assert suggestion is not None and suggestion.system_attrs["mf_model"] == "fidelity"
+        assert suggestion.system_attrs["bo"] == "gp"
+        space.validate(suggestion.params)
+        held.append(suggestion.params)
+        trials.append(FrozenTrial(number, TrialState.RUNNING, suggestion.params, system_attrs={
+            "fw_bracket": 0, "fw_root": number, "fw_rungs": {}}))
+    assert len({json.dumps(p, sort_keys=True) for p in held}) == 3
+    tried = {json.dumps(t.params, sort_keys=True) for t in trials[:14]}
+    assert not tried & {json.dumps(p, sort_keys=True) for p in held}  # never a config already trained
