@@ -210,8 +210,11 @@ class MultiFidelitySampler(Sampler):
     GP over configuration x resource, fitted on every rung's values:
 
     * each configuration enters once per rung it recorded, the rung's resource an extra
-      input (in log scale, from the smallest recorded resource to ``R``, the largest); a
-      diverged value is a pruned point at its rung;
+      input (in log scale, from the smallest recorded resource to ``R``, the largest), its
+      value less the rung's *shift* (the median change from the rung below over the
+      configurations recorded at both: values improve with training, and a stationary GP
+      would otherwise read rung 1's level, not its ranking, into its predictions at ``R``);
+      a diverged value is a pruned point at its rung;
     * the acquisition is maximised over the configurations with the resource held at
       ``R`` (:meth:`BayesianSampler.ask_at`), its incumbent the best value the GP
       predicts at ``R`` for a configuration tried so far: a configuration stopped at
@@ -330,8 +333,8 @@ class MultiFidelitySampler(Sampler):
         """``model="fidelity"``: the context the base's GP is fitted on, and the resource to hold.
 
         The space gains a dimension, the resource (``Real(smallest, R, log=True)``); each
-        configuration is one trial per rung it recorded, complete with its value there (pruned
-        when it diverged), one more running at ``R`` while it trains or is enqueued, and one
+        configuration is one trial per rung it recorded, complete with its value there less
+        the rung's shift (pruned when it diverged), one more running at ``R`` while it trains or is enqueued, and one
         failed at ``R`` (a tried point) when it has no value at all.
         """
         key, _ = self.fidelity(context)
