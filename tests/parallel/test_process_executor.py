@@ -343,7 +343,6 @@ FORK_CHECK = """
 import json, os, threading
 import numpy as np, torch
 from frameworm_lightning.runner._processes import can_fork_trial_here
-from frameworm_lightning.study import heartbeats_paused
 seen = {"fresh": [can_fork_trial_here(1), can_fork_trial_here(2)]}
 before = len(os.listdir("/proc/self/task"))
 torch.randn(2_000_000).exp().sum(); np.ones((300, 300)) @ np.ones((300, 300))
