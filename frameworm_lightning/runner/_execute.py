@@ -158,6 +158,26 @@ class TrialCheckpoint(ModelCheckpoint):
     user adds: Lightning refuses two stateful callbacks with one key.
     """
 
+    _epoch_batches = 0  # training batches of the current epoch run in this fit
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_batches = 0
+        super().on_train_epoch_start(trainer, pl_module)
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._epoch_batches = batch_idx + 1
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # No batch of this epoch ran in this fit: Lightning replays the end of the epoch a checkpoint
+        # was saved at (a promoted trial on steps, max_steps), with no metric yet; it was saved then.
+        if self._epoch_batches > 0:
+            super().on_train_epoch_end(trainer, pl_module)
+
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # A promoted trial resumes its parent's pause checkpoint in a folder of its own: the
