@@ -122,7 +122,17 @@ class TrialReporter(Callback):
         if self.when is ReadAt.VALIDATION:
             self._report(trainer)
 
+    @staticmethod
+    def _validation_not_due(trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """A validation loop exists but none was due this epoch (``check_val_every_n_epoch`` > 1): Lightning
+        has not even loaded its dataloader (without a sanity check), so nothing says yet where the metric is."""
+        every = trainer.check_val_every_n_epoch
+        return (trainer.limit_val_batches != 0 and is_overridden("validation_step", pl_module)
+                and (every is None or (trainer.current_epoch + 1) % every != 0))
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.when is None and self.metric not in trainer.callback_metrics and self._validation_not_due(trainer, pl_module):
+            return  # the first validation tells
         if self.when is None and not trainer.val_dataloaders and trainer.num_val_batches in ([], 0, [0]):
             self.when = ReadAt.EPOCH  # no validation loop
         if self.when is ReadAt.EPOCH:

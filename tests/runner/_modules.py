@@ -95,3 +95,13 @@ class Nested(Regression):
 
     def __init__(self, optim: dict | None = None) -> None:
         super().__init__(lr=(optim or {}).get("lr", 0.05))
+
+
+class OwnData(Regression):
+    """A :class:`Regression` with its own ``train_dataloader``/``val_dataloader`` (no datamodule)."""
+
+    def train_dataloader(self):
+        return LineData().train_dataloader()
+
+    def val_dataloader(self):
+        return LineData().val_dataloader()
