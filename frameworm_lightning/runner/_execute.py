@@ -245,6 +245,19 @@ def _best_checkpoint(spec: TrialSpec, study: Study, directory: Path, trainer_kwa
     ), True
 
 
+def _note_early_stop(trainer: pl.Trainer, trial: Trial) -> None:
+    """A user's own ``EarlyStopping`` that stopped the fit: the trial keeps why (``request_finish``).
+
+    Our stopping policies are ``EarlyStopping``s too, bound to the trial; they have said so themselves.
+    """
+    if not trainer.should_stop:
+        return
+    for cb in trainer.early_stopping_callbacks:
+        message = cb.stopping_reason_message
+        if message and not callable(getattr(cb, "bind_trial", None)):
+            trial.request_finish(f"{type(cb).__name__}: {message.removesuffix(' Signaling Trainer to stop.')}")
+
+
 def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any] | None:
     """What makes ``err`` a failure every trial would share: a metric never logged, or a set-up error."""
     if (isinstance(err, MisconfigurationException) and reporter is not None and reporter.missing is not None
@@ -452,6 +465,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if trial.should_prune():
                 trial.prune(trial.prune_reason)
                 return
+            _note_early_stop(trainer, trial)
             value = _objective(trial, trainer, spec, reporter)
         trial.complete(value)
     except KeyboardInterrupt:

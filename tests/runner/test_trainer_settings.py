@@ -86,9 +86,12 @@ def beside_theirs(result: SearchResult) -> None:
 
 
 def stopped_early(result: SearchResult) -> None:
-    # patience=0 and min_delta=10: the second validation never improves enough, so it stops there.
+    # patience=0 and min_delta=10: the second validation never improves enough, so it stops there, and the
+    # trial says why (it was stored COMPLETE with no reason: nothing told it from a trial that ran to the end).
     for t in result.trials:
         assert sorted(t.intermediate_values) == [4, 8]
+        assert t.reason is not None and t.reason.startswith("EarlyStopping: Monitored metric val_loss did not improve"), t
+        assert not t.reason.endswith("Signaling Trainer to stop.")
 
 
 def lr_logged(result: SearchResult) -> None:
