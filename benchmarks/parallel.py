@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/parallel.py            # about 6 minutes on 2 CPU cores
+    python benchmarks/parallel.py            # about 8 minutes on 2 CPU cores
     python benchmarks/parallel.py --quick    # one round, fewer trials
 
 Two tables, printed side by side:
@@ -17,7 +17,10 @@ Two tables, printed side by side:
   once — so the ``n_jobs=2`` figure can be read against the parallel capacity the
   machine had to give, and the same CpuMLP fits in two bare processes (one thread each,
   no frameworm) against one, so the ``n_jobs=2`` figure can be read against what this
-  workload itself can gain from a second process.
+  workload itself can gain from a second process. The share of each control is taken
+  round by round (``n_jobs=2`` over one-thread ``n_jobs=1`` of that round, over that
+  round's control), then its median: settings and controls a minute apart, not
+  medians of rows whose rounds ran at different speeds of the machine.
 * **Empty-trial cost** — a trial of one training step on one sample, run with each
   executor, ``n_jobs=1``: the median time a trial is held (claim to stored outcome,
   from storage), the first trial's, the overhead over in-process, and the one-off
@@ -190,7 +193,7 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
     """
     default_threads = torch.get_num_threads()
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in SETTINGS}
-    ratios, trial_ratios = [], []
+    ratios, trial_ratios, shares = [], [], []
     for r in range(rounds):
         ratios.append(capacity())
         trial_ratios.append(trial_capacity(n_trials, epochs))
@@ -211,6 +214,14 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
                     os.environ["OMP_NUM_THREADS"] = omp
             runs[label].append(row)
             print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min", flush=True)
+        # The round's own share: its n_jobs=2 gain over its one-thread n_jobs=1, read against
+        # its own controls. A round pairs settings and controls measured within a minute of
+        # each other, so a change of the machine's speed between rounds (others' load, a
+        # neighbour on the host) cancels out instead of landing on one setting's median.
+        gain = runs[SETTINGS[2][0]][-1]["per_min"] / runs[SETTINGS[1][0]][-1]["per_min"]
+        shares.append((gain / ratios[-1], gain / trial_ratios[-1]))
+        print(f"  round {r + 1}: n_jobs=2 does {gain:.2f}x the work of n_jobs=1 (1 thread): {shares[-1][0]:.2f} of "
+              f"the machine's two processes, {shares[-1][1]:.2f} of these fits'", flush=True)
     rows = []
     for label, _, threads in SETTINGS:
         per_min = sorted(x["per_min"] for x in runs[label])
@@ -223,6 +234,10 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
                  "range": (min(ratios), max(ratios))})
     rows.append({"setting": "these fits: 2 bare procs vs 1", "ratio": statistics.median(trial_ratios),
                  "range": (min(trial_ratios), max(trial_ratios))})
+    for i, control in enumerate(("share of the machine's 2 procs", "share of these fits' 2 procs")):
+        each = sorted(share[i] for share in shares)
+        rows.append({"setting": control, "share": statistics.median(each), "range": (each[0], each[-1]),
+                     "rounds": each})
     return rows
 
 
@@ -326,7 +341,7 @@ def side_by_side(left: list[str], right: list[str]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round, fewer trials")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of the throughput settings (default 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the throughput settings (default 5)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures there")
     parser.add_argument("--bare-fits", type=int, default=None, help=argparse.SUPPRESS)  # trial_capacity's processes
@@ -335,7 +350,7 @@ def main() -> None:
     if args.bare_fits is not None:
         bare_fits(args.bare_fits, args.epochs or 1)
         return
-    n_mlp, epochs, n_empty, rounds = (2, 2, 4, 1) if args.quick else (4, 6, 8, 3)
+    n_mlp, epochs, n_empty, rounds = (2, 2, 4, 1) if args.quick else (6, 6, 8, 5)
     rounds = args.rounds or rounds
 
     root = Path(tempfile.mkdtemp(prefix="fw-bench-parallel-"))
@@ -367,8 +382,12 @@ def main() -> None:
              f"the machine itself: 2 processes do {tput[3]['ratio']:.2f}x the work of 1",
              f"  (rounds {tput[3]['range'][0]:.2f}-{tput[3]['range'][1]:.2f}; 2.00 with two free cores)",
              f"the same fits in 2 bare processes: {tput[4]['ratio']:.2f}x the work of 1",
-             f"  (rounds {tput[4]['range'][0]:.2f}-{tput[4]['range'][1]:.2f}); n_jobs=2 reaches "
-             f"{tput[2]['per_min'] / tput[1]['per_min'] / tput[4]['ratio']:.2f} of it"]
+             f"  (rounds {tput[4]['range'][0]:.2f}-{tput[4]['range'][1]:.2f})",
+             "n_jobs=2's gain over 1 thread, as a share of each control",
+             f"  round by round (median, range): machine {tput[5]['share']:.2f} "
+             f"({tput[5]['range'][0]:.2f}-{tput[5]['range'][1]:.2f}),",
+             f"  these fits {tput[6]['share']:.2f} ({tput[6]['range'][0]:.2f}-{tput[6]['range'][1]:.2f}); "
+             f"{sum(x >= 0.9 for x in tput[5]['rounds'])}/{len(tput[5]['rounds'])} rounds >= 0.9 of the machine's"]
     right = ["Empty-trial cost (n_jobs=1)", "",
              f"{'executor':<30}{'median s':>9}{'first s':>8}{'overhead s':>11}{'start s':>8}"]
     right += [f"{r['executor']:<30}{r['median_trial_s']:>9.2f}{r['first_trial_s']:>8.2f}{r['overhead_s']:>11.2f}"

@@ -21,11 +21,10 @@ import json
 import math
 import os
 import threading
-import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from frameworm_lightning import _fork_safe as fork_safe
 from frameworm_lightning.exceptions import FramewormError, SamplerError, StorageError
 from frameworm_lightning.samplers import AskContext, RandomSampler, Sampler
 from frameworm_lightning.space import Categorical, Dimension, Integer, Real, SearchSpace
@@ -34,7 +33,7 @@ from frameworm_lightning.storage import (
 )
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["Study", "Trial", "heartbeat_threads", "heartbeats_paused", "recorded_space", "validate_mode"]
+__all__ = ["Study", "Trial", "recorded_space", "validate_mode"]
 
 # How often a sampler may be asked again after its claim key was taken meanwhile.
 _MAX_CLAIM_RETRIES = 50
@@ -81,33 +80,6 @@ def recorded_space(trials: Sequence[FrozenTrial]) -> SearchSpace:
     return SearchSpace(dims, allow_empty=True)
 
 
-# Held by a heartbeat while it writes. A process that forks a trial holds it too
-# (heartbeats_paused), so the child never starts with a heartbeat halfway through a
-# database call, whose locks (SQLite's, the driver's) it would inherit held.
-_beat_lock = threading.Lock()
-_beats: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-
-
-def _new_beat_lock() -> None:
-    global _beat_lock
-    _beat_lock = threading.Lock()  # the child's copy may be held: its own trials beat afresh
-
-
-os.register_at_fork(after_in_child=_new_beat_lock)
-
-
-def heartbeat_threads() -> set[threading.Thread]:
-    """The heartbeat threads of this process's live trials (idle while :func:`heartbeats_paused`)."""
-    return {t for t in _beats if t.is_alive()}
-
-
-@contextmanager
-def heartbeats_paused() -> Iterator[None]:
-    """No heartbeat writes while this block runs (it waits for one in flight)."""
-    with _beat_lock:
-        yield
-
-
 class Trial:
     """The live handle of one claimed trial: report values, finish it, read its params.
 
@@ -130,13 +102,12 @@ class Trial:
         interval = heartbeat_interval if heartbeat_interval is not None else study.storage.heartbeat_timeout / 4
         self._beat = threading.Thread(target=self._heartbeat, args=(max(interval, 0.05),), daemon=True,
                                       name=f"fw-heartbeat-{self.number}")
-        _beats.add(self._beat)
-        self._beat.start()
+        fork_safe.register(self._beat).start()
 
     def _heartbeat(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                with _beat_lock:
+                with fork_safe.working():  # a trial forked from this process meanwhile waits for the write
                     self.study.storage.heartbeat(self.trial_id)
             except FramewormError:
                 pass  # a transient DB error must not kill the trial; the next beat retries

@@ -43,6 +43,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from frameworm_lightning import _fork_safe as fork_safe
 from frameworm_lightning.runner._progress import TrialPrinter, format_params
 from frameworm_lightning.storage import Storage, open_storage
 from frameworm_lightning.trial import FrozenTrial, TrialState
@@ -51,6 +52,7 @@ __all__ = ["SearchProgress", "format_duration"]
 
 # The running trials shown at most; more are counted on one line.
 _MAX_RUNNING_ROWS = 8
+_REFRESH_S = 0.5  # the live view's refresh period
 
 
 def format_duration(seconds: float | None) -> str:
@@ -143,6 +145,7 @@ class SearchProgress:
         self.warnings_seen: set[tuple[str, str]] = set()
         self._running_trials = _RunningTrials(storage, study_name or name) if storage is not None else None
         self._live: Live | None = None
+        self._stop_refresh = threading.Event()
         self._showwarning: Any = None
 
     # The TrialPrinter interface ---------------------------------------------------------
@@ -199,8 +202,12 @@ class SearchProgress:
         warnings.showwarning = self._show_warning
         if self.live_view:
             # Output written while the view is up (a print in the user's model) goes above it.
-            self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=2, transient=False)
-            self._live.start()
+            # Refreshed by a thread of ours, not rich's: one the search may fork a trial beside
+            # (its refresh, which reads storage and writes the terminal, pauses meanwhile).
+            self._live = Live(console=self.console, get_renderable=self.render, auto_refresh=False, transient=False)
+            self._live.start(refresh=True)
+            self._stop_refresh.clear()
+            fork_safe.register(threading.Thread(target=self._refresh, daemon=True, name="fw-live-view")).start()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -208,9 +215,18 @@ class SearchProgress:
         self.running = False
         warnings.showwarning = self._showwarning
         if self._live is not None:
-            self._live.refresh()
-            self._live.stop()
-            self._live = None
+            self._stop_refresh.set()
+            with fork_safe.working():  # the refresh in flight ends first
+                self._live.refresh()
+                self._live.stop()
+                self._live = None
+
+    def _refresh(self) -> None:
+        while not self._stop_refresh.wait(_REFRESH_S):
+            with fork_safe.working():
+                if self._live is None:
+                    return
+                self._live.refresh()
 
     # State ------------------------------------------------------------------------------
     @property

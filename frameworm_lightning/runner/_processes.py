@@ -53,11 +53,12 @@ from typing import Any
 
 from threadpoolctl import threadpool_info
 
+from frameworm_lightning import _fork_safe as fork_safe
 from frameworm_lightning.runner._forkserver import forkserver_ready, start_forkserver
 from frameworm_lightning.runner._launcher import WorkerExit
 from frameworm_lightning.runner._payload import PAYLOAD_FILE, STORAGE_URL_ENV, worker_env, write_private
 from frameworm_lightning.runner._trial_entry import run_forked
-from frameworm_lightning.study import Trial, heartbeat_threads, heartbeats_paused
+from frameworm_lightning.study import Trial
 
 __all__ = ["ProcessLauncher", "can_fork_trial_here", "kill_group", "log_tail", "rank_errors"]
 
@@ -103,9 +104,9 @@ def rank_errors(directory: Path) -> list[str]:
 def can_fork_trial_here(intra_op_threads: int) -> bool:
     """Whether a trial of ``intra_op_threads`` threads may be forked from this process (see above).
 
-    Call it, and fork, under :func:`~frameworm_lightning.study.heartbeats_paused`: the
-    heartbeat threads of the trials this process holds are the only Python threads
-    allowed besides this one. Native threads (``/proc/self/task``, so Linux only) are
+    Call it, and fork, under :func:`frameworm_lightning._fork_safe.paused`: the threads
+    registered there (the heartbeats of the trials this process holds, the CLI's live
+    view), idle then, are the only Python threads allowed besides this one. Native threads (``/proc/self/task``, so Linux only) are
     counted against the most that the pools known to survive a fork may hold: each
     OpenBLAS pool (stopped by its own fork handler), torch's pthreadpool (remade in a
     child by torch's fork handler) and each OpenMP runtime's team (dead in the child,
@@ -114,7 +115,7 @@ def can_fork_trial_here(intra_op_threads: int) -> bool:
     could hide in a pool not yet started, a risk taken only for a trial of one thread. ``tests/parallel/test_process_executor.py`` forks after OpenMP and OpenBLAS
     ran here.
     """
-    beats = heartbeat_threads()
+    beats = fork_safe.threads()
     if not os.path.isdir("/proc/self/task") or any(
             t is not threading.current_thread() and t not in beats for t in threading.enumerate()):
         return False
@@ -203,7 +204,7 @@ class ProcessLauncher:
         name = f"frameworm-trial-{payload['number']}"
         threads = env.get("OMP_NUM_THREADS", "")
         if not forkserver_ready():
-            with heartbeats_paused():
+            with fork_safe.paused():
                 if can_fork_trial_here(int(threads) if threads.isdigit() else 0):
                     process = multiprocessing.get_context("fork").Process(
                         target=run_forked, args=(str(path), str(log_path), env, True), name=name)

@@ -3,7 +3,8 @@
 One implementation serves every backend:
 
 * ``sqlite:///path/study.db`` — an embedded file (WAL journal, a busy timeout, every
-  transaction ``BEGIN IMMEDIATE`` so claims are serialised across processes);
+  writing transaction ``BEGIN IMMEDIATE`` so claims are serialised across processes;
+  reads take no lock and wait for no writer);
 * ``postgresql://user@host/db`` — many machines; claims lock the study's row
   (``SELECT ... FOR UPDATE``) so numbering, budgets and claim keys stay atomic;
 * ``None`` or ``"memory"`` — an in-memory SQLite database for tests and quick scripts
@@ -45,6 +46,7 @@ from frameworm_lightning.trial import FrozenTrial, TrialState
 __all__ = ["MAX_NAME_LENGTH", "MAX_PROCESS_DEATHS", "DuplicateClaimError", "Storage", "StudyRecord", "TrialHistory", "check_name", "current_owner", "open_storage"]
 
 _SCHEMA_VERSION = 1
+_READ_ONLY = "frameworm_read_only"  # execution option of a read transaction (_tx(read=True))
 
 _log = logging.getLogger("frameworm_lightning.storage")
 
@@ -370,7 +372,9 @@ class Storage:
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             # IMMEDIATE takes the write lock up front: read-then-write claims cannot interleave.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read (_tx(read=True)) takes none: in WAL mode it reads the last commit, and
+            # waits for no writer (it waited up to SQLite's busy timeout for one before).
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
 
@@ -388,11 +392,15 @@ class Storage:
                 time.sleep(0.2 * (attempt + 1))
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, read: bool = False) -> Iterator[Connection]:
+        """One transaction; ``read``: one that writes nothing (on SQLite it then takes no lock)."""
         with self._lock:
             try:
-                with self.engine.begin() as conn:
-                    yield conn
+                with self.engine.connect() as conn:
+                    if read:
+                        conn.execution_options(**{_READ_ONLY: True})
+                    with conn.begin():
+                        yield conn
             except (IntegrityError, DuplicateClaimError):
                 raise
             except DatabaseError as err:
@@ -528,7 +536,7 @@ class Storage:
     def load_study(self, name: str) -> StudyRecord | None:
         """The stored study of that name, or ``None``."""
         check_name("study name", name)
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             row = conn.execute(sa.select(studies).where(studies.c.name == name)).mappings().first()
         if row is None:
             return None
@@ -537,7 +545,7 @@ class Storage:
 
     def study_names(self) -> list[str]:
         """Names of every stored study."""
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return [r[0] for r in conn.execute(sa.select(studies.c.name).order_by(studies.c.study_id))]
 
     def set_study_attr(self, study_id: int, key: str, value: Any) -> None:
@@ -561,7 +569,7 @@ class Storage:
         grows with every value every trial ever reported.
         """
         known = known_values if known_values is not None else {}
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             q = sa.select(trials).where(trials.c.study_id == study_id).order_by(trials.c.number)
             if states:
                 q = q.where(trials.c.state.in_([s.value for s in states]))
@@ -597,7 +605,7 @@ class Storage:
         make the database walk the study's index, every trial of it), and other studies'
         rows met on the way are skipped once.
         """
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             if history.last_id == 0:
                 changed = trials.c.study_id == history.study_id
             else:
@@ -621,7 +629,7 @@ class Storage:
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         """One trial by its database id."""
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             row = conn.execute(sa.select(trials).where(trials.c.trial_id == trial_id)).mappings().first()
             if row is None:
                 raise StorageError(f"no trial with id {trial_id} in {self.url!r}.")
@@ -677,7 +685,7 @@ class Storage:
 
     def budget_used(self, study_id: int) -> int:
         """How many trials count against the study's trial budget now."""
-        with self._tx() as conn:
+        with self._tx(read=True) as conn:
             return self._budget_used(conn, study_id)
 
     def claim_trial(self, study_id: int, owner: str, budget: int | None) -> tuple[FrozenTrial | None, bool]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -10,7 +12,9 @@ import pytest
 from rich.console import Console
 
 from frameworm_lightning import FrozenTrial, Real, Study, TrialState
+from frameworm_lightning import _fork_safe as fork_safe
 from frameworm_lightning.cli._progress import SearchProgress, format_duration
+from frameworm_lightning.runner._processes import can_fork_trial_here
 
 
 def _trial(number: int, state: TrialState, value: float | None, duration: float = 2.0) -> FrozenTrial:
@@ -121,3 +125,26 @@ def test_each_distinct_warning_is_shown_once_on_stderr(capsys: pytest.CaptureFix
     assert err.count("does not have many workers") == 1 and err.count("number of training batches") == 1
     assert "warn" not in out.getvalue()
     assert warnings.showwarning is before  # restored when the view ends
+
+
+def test_the_live_view_refreshes_itself_yet_lets_a_first_trial_fork_from_the_search(tmp_path: Path) -> None:
+    """Its refresh thread pauses while the search forks a trial, as the heartbeats do.
+
+    rich's own refresh thread could hold storage's or the console's locks at the fork, so
+    it made every cold start of ``frameworm-search`` in a terminal wait seconds for the
+    forkserver (``can_fork_trial_here`` refused it).
+    """
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study = Study.create("live", {"lr": Real(1e-4, 1e-1, log=True)}, metric="val_loss", storage=url)
+    running = study.ask()
+    console, out = _console(terminal=True)
+    progress = SearchProgress("live", "val_loss", "min", total=3, n_jobs=2, console=console, storage=url)
+    with progress:
+        assert threading.active_count() > 2  # the view's refresh thread, the trial's heartbeat
+        with fork_safe.paused():
+            assert can_fork_trial_here(1)
+        deadline = time.monotonic() + 30
+        while out.getvalue().count("running 1") < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert out.getvalue().count("running 1") >= 3  # refreshed on its own, twice a second
+    running.complete(1.0)

@@ -97,6 +97,24 @@ def square(config: dict) -> float:
     return (config["x"] - 1.0) ** 2
 
 
+def churn_page_faults(config: dict) -> float:
+    """A train_fn: the page faults of allocating and freeing buffers of 4 to 24 MB twice each.
+
+    A process whose allocator keeps freed memory for reuse faults each page of the largest
+    buffer once (24 MB: about 6,000 faults); one that maps each new size afresh and returns
+    it at once, as glibc's allocator does until it has seen such sizes, faults them all
+    (84 MB mapped and unmapped, then the reused heap: about 27,000).
+    """
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for mb in (4, 8, 12, 16, 20, 24):
+        for _ in range(2):
+            buffer = bytearray(mb << 20)  # zero-filled: every page written
+            del buffer
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) + config["x"]
+
+
 def metrics_dict(config: dict) -> dict:
     """A train_fn that returns a dict of metrics: ``{"loss": (x - 1)^2}``."""
     return {"loss": (config["x"] - 1.0) ** 2}

@@ -322,3 +322,41 @@ def test_a_trial_process_opens_its_search_database_without_waiting_for_the_write
     assert len(opened) == 1
     writer.rollback()
     assert opened[0].study_names() == ["held"]
+
+
+def test_reads_never_wait_for_sqlites_write_lock(tmp_path):
+    # Every transaction was BEGIN IMMEDIATE, reads included: a stopping policy's read of
+    # the other trials, a sampler's history, a trial's own row waited for any process's
+    # report or heartbeat (SQLite's busy handler sleeps up to 100 ms a try). In WAL mode
+    # a read needs no lock; claims and other writes still take it up front.
+    import sqlite3
+    import threading
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = make_study(url, "held")
+    trial = study.ask()
+    trial.report(1, 0.5)
+    trial.complete(0.5)  # its heartbeat thread, whose write would wait for the lock, is gone
+    storage = study.storage
+    history = sql.TrialHistory(study.study_id)
+    writer = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")  # another process is writing
+    writer.execute("UPDATE fw_trial_values SET value = 9.0")  # not committed: no read may see it
+    seen: list[object] = []
+
+    def read() -> None:
+        seen.append(storage.load_study("held").name)
+        seen.append(storage.study_names())
+        seen.append(storage.get_trials(study.study_id)[0].intermediate_values)
+        seen.append(storage.get_trial(trial.trial_id).intermediate_values)
+        seen.append([t.number for t in storage.read_history(history)])
+        seen.append(storage.budget_used(study.study_id))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(timeout=20)  # with IMMEDIATE, each read waited out SQLite's busy timeout (60 s)
+    alive = thread.is_alive()
+    writer.rollback()
+    thread.join()
+    assert not alive
+    assert seen == ["held", ["held"], {1: 0.5}, {1: 0.5}, [trial.number], 1]
