@@ -220,7 +220,7 @@ def test_runner_stores_a_pruned_trial_once_with_its_last_value_and_reason(tmp_pa
     ("policy", "reason", "steps"),
     [
         # val_loss = x + 1 / (1 + epochs): 0.5 after one epoch, 0.333 after two, less than min_delta=0.2 better
-        (ImprovementStopping(min_delta=0.2, patience=1), "no improvement of val_loss over 0.5 in 1 checks", 16),
+        (ImprovementStopping(min_delta=0.2, patience=1), "no improvement of val_loss by more than 0.2 over 0.5 in 1 check", 16),
         (BudgetStopping(max_steps=12), "trial budget: step 12 >= max_steps=12", 12),
         (ASHA(min_resource=1, max_resource=2, eta=2, promotion=False), "reached the largest resource, 2 epochs", 16),
     ],
