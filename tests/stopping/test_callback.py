@@ -234,6 +234,14 @@ def test_runner_stores_why_a_policy_finished_a_trial_early(tmp_path: Path, polic
     assert done.system_attrs["fw_stop"]["decision"] == Decision.FINISH.value
 
 
+def test_a_script_run_a_policy_finished_early_is_stored_complete_with_why(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    fit(ImprovementStopping("val_loss", patience=1, storage=url, study="script"), CurveModule(script=[1.0, 1.5]))
+    [run] = trials(url, "script")
+    assert run.state is TrialState.COMPLETE and run.value == 1.5
+    assert run.reason == "no improvement of val_loss over 1 in 1 check (patience 1, step 16)"
+
+
 def test_runner_search_budget_ends_the_search_cleanly(tmp_path: Path) -> None:
     # 24 steps per trial; the budget of 30 steps is crossed 6 steps into the second trial.
     done = search(tmp_path, BudgetStopping(search_max_steps=30), [0.0, 0.1, 0.2, 0.3], val_check_interval=0.25)
