@@ -206,8 +206,9 @@ class SearchResult:
         Works on a study read back from storage. ``module_cls`` is the class to build:
         the class name the runner recorded is never imported, only compared with it (a
         different class is an error naming both). The module is built with the best
-        params applied to the search's recorded ``model_kwargs``; ``model_kwargs`` given
-        here win (for arguments that could not be recorded, such as objects). The
+        params applied to the search's recorded ``model_kwargs`` and the ``model_kwargs``
+        given here, which replace recorded ones (arguments that could not be recorded,
+        such as objects or a dataclass whose fields were searched). The
         checkpoint is loaded with ``weights_only=True``: tensors and plain containers,
         never pickled code.
 
@@ -221,10 +222,10 @@ class SearchResult:
         record = self.runner_record()
         cls = self._module_cls(module_cls, record)
         file = self._checkpoint_file(record)
-        routed = route_params(self.study.space.canonical(best.params), (record or {}).get("model_kwargs"))
+        base = {**((record or {}).get("model_kwargs") or {}), **model_kwargs}  # as retrain_best: params applied to both
+        routed = route_params(self.study.space.canonical(best.params), base)
         try:
-            return cls.load_from_checkpoint(file, map_location=map_location, weights_only=True,
-                                            **{**routed.model, **model_kwargs})
+            return cls.load_from_checkpoint(file, map_location=map_location, weights_only=True, **routed.model)
         except pickle.UnpicklingError as err:
             found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
             what = (f"it holds a pickled {found.group(1)}" if found

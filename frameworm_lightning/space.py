@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -452,26 +453,42 @@ def apply_params(base_config: Mapping[str, Any] | None, params: Mapping[str, Any
     """Return a deep copy of ``base_config`` with each dotted key of ``params`` set.
 
     ``"training.lr"`` sets ``config["training"]["lr"]``. The parent path must exist and be
-    a mapping; the leaf may be new. The caller's config is never mutated.
+    a mapping or a dataclass instance (``"cfg.optim.lr"`` sets a field of a dataclass
+    argument, through :func:`dataclasses.replace`, so frozen ones too); the leaf may be new
+    in a mapping and must be a field of a dataclass. The caller's config is never mutated.
 
     Raises:
-        ConfigKeyError: a parent of a key is missing or not a mapping.
+        ConfigKeyError: a parent of a key is missing or neither a mapping nor a dataclass,
+            or a dataclass has no such field.
     """
     config: dict[str, Any] = copy.deepcopy(dict(base_config or {}))
     for key, value in params.items():
-        parts = _split_key(key)
-        node: Any = config
-        for depth, part in enumerate(parts[:-1]):
-            path = ".".join(parts[: depth + 1])
-            if not isinstance(node, Mapping) or part not in node:
-                raise ConfigKeyError(f"cannot set {key!r}: the config has no {path!r}.")
-            node = node[part]
-            if not isinstance(node, Mapping):
-                raise ConfigKeyError(
-                    f"cannot set {key!r}: {path!r} is a {type(node).__name__} ({node!r}), not a mapping."
-                )
-        node[parts[-1]] = value  # type: ignore[index]
+        config = _set_path(config, _split_key(key), value, key, 0)
     return config
+
+
+def _set_path(node: Any, parts: list[str], value: Any, key: str, depth: int) -> Any:
+    """``node`` with ``parts[depth:]`` set to ``value``: a mapping is changed in place, a dataclass replaced."""
+    part = parts[depth]
+    path = ".".join(parts[: depth + 1])
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        names = {f.name for f in dataclasses.fields(node) if f.init}
+        if part not in names:
+            raise ConfigKeyError(f"cannot set {key!r}: {type(node).__name__} has no field {part!r} "
+                                 f"(fields: {', '.join(sorted(names))}).")
+        child = value if depth == len(parts) - 1 else _set_path(getattr(node, part), parts, value, key, depth + 1)
+        return dataclasses.replace(node, **{part: child})
+    if depth < len(parts) - 1:
+        if part not in node:
+            raise ConfigKeyError(f"cannot set {key!r}: the config has no {path!r}.")
+        child = node[part]
+        if not isinstance(child, Mapping) and not (dataclasses.is_dataclass(child) and not isinstance(child, type)):
+            raise ConfigKeyError(
+                f"cannot set {key!r}: {path!r} is a {type(child).__name__} ({child!r}), not a mapping or a dataclass."
+            )
+        value = _set_path(child, parts, value, key, depth + 1)
+    node[part] = value
+    return node
 
 
 class SearchSpace(Mapping[str, Dimension]):

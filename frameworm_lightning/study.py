@@ -96,6 +96,7 @@ class Trial:
         self.system_attrs = dict(frozen.system_attrs)
         self.intermediate_values: dict[int, float] = dict(frozen.intermediate_values)
         self.prune_reason: str | None = None
+        self.finish_reason: str | None = None
         self._finished = False
         self._stop = threading.Event()
         interval = heartbeat_interval if heartbeat_interval is not None else study.storage.heartbeat_timeout / 4
@@ -135,6 +136,11 @@ class Trial:
         if self.prune_reason is None:
             self.prune_reason = reason
 
+    def request_finish(self, reason: str) -> None:
+        """Say why a stopping policy ended training early though the trial is complete (first reason wins)."""
+        if self.finish_reason is None:
+            self.finish_reason = reason
+
     @property
     def finished(self) -> bool:
         return self._finished
@@ -145,11 +151,11 @@ class Trial:
         return self.study.storage.finish_trial(self.trial_id, state, owner=self.study.owner, **kwargs)
 
     def complete(self, value: float, **system_attrs: Any) -> bool:
-        """Store the objective; a NaN or infinite value fails the trial instead."""
+        """Store the objective (and ``finish_reason``); a NaN or infinite value fails the trial instead."""
         value = float(value)
         if not math.isfinite(value):
             return self.fail(f"the objective {self.study.metric!r} is {value} (diverged)")
-        return self._finish(TrialState.COMPLETE, value=value, system_attrs=system_attrs)
+        return self._finish(TrialState.COMPLETE, value=value, reason=self.finish_reason, system_attrs=system_attrs)
 
     def prune(self, reason: str | None = None, value: float | None = None) -> bool:
         """Store the trial ``PRUNED`` with its last finite value (or ``value``)."""

@@ -123,9 +123,12 @@ class LiveTrial(Protocol):
     Three kinds implement it: a search's trial (:class:`frameworm_lightning.study.Trial`),
     its view on DDP ranks above 0 (``runner._trial_entry.FollowerTrial``, which never
     writes to storage), and the run of a user's own training script that a stopping
-    callback records (``stopping._callback._ScriptTrial``). Reports are keyed by global
+    callback records (``stopping._script.ScriptTrial``). Reports are keyed by global
     step; the outcome is stored once, by whichever of ``complete``, ``prune``, ``fail``
-    or ``interrupt`` comes first (they return whether this call stored it).
+    or ``interrupt`` comes first (they return whether this call stored it). A stopping
+    policy that ends the trial early says why with ``request_prune`` (stored ``PRUNED``)
+    or ``request_finish`` (stored ``COMPLETE``); either reason is stored as the trial's
+    ``reason``.
     """
 
     number: int
@@ -133,6 +136,7 @@ class LiveTrial(Protocol):
     system_attrs: dict[str, Any]
     intermediate_values: dict[int, float]
     prune_reason: str | None
+    finish_reason: str | None
 
     @property
     def study(self) -> StudyView: ...
@@ -146,11 +150,15 @@ class LiveTrial(Protocol):
     def request_prune(self, reason: str) -> None:
         """Ask for the trial to be stored ``PRUNED`` when it ends (first reason wins)."""
 
+    def request_finish(self, reason: str) -> None:
+        """Say why a stopping policy ended training early though the trial is complete
+        (it converged, used its budget): stored as its ``reason`` (first reason wins)."""
+
     def should_prune(self) -> bool:
         """Whether a stopping policy asked the trial to stop."""
 
     def complete(self, value: float) -> bool:
-        """Store the objective (a non-finite one fails the trial)."""
+        """Store the objective (a non-finite one fails the trial), with ``finish_reason`` if any."""
 
     def prune(self, reason: str | None = None, value: float | None = None) -> bool:
         """Store the trial ``PRUNED`` with its last finite value (or ``value``)."""

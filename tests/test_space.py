@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 
 import numpy as np
@@ -94,6 +96,28 @@ def test_apply_sets_nested_keys_without_mutating_the_caller():
     assert base == {"training": {"lr": 0.1, "batch_size": 32}, "model": {"hidden": 8}}
     assert out["training"] is not base["training"]
     assert apply_params({}, {"top": 1}) == {"top": 1}  # a top-level key may be new
+
+
+@dataclasses.dataclass(frozen=True)
+class _Optim:
+    lr: float = 0.1
+    momentum: float = 0.0
+
+
+@dataclasses.dataclass
+class _Config:
+    hidden: int = 8
+    optim: _Optim = dataclasses.field(default_factory=_Optim)
+
+
+def test_apply_sets_fields_of_dataclasses_frozen_or_not():
+    # A module configured by a (nested) dataclass: "cfg.optim.lr" was refused ("'cfg' is a _Config, not a mapping").
+    base = {"cfg": _Config()}
+    out = apply_params(base, {"cfg.optim.lr": 0.01, "cfg.hidden": 16})
+    assert out == {"cfg": _Config(hidden=16, optim=_Optim(lr=0.01))}
+    assert base == {"cfg": _Config()}, "the caller's config is not mutated"
+    with pytest.raises(ConfigKeyError, match=r"cannot set 'cfg\.optim\.lrr': _Optim has no field 'lrr'"):
+        apply_params(base, {"cfg.optim.lrr": 0.01})
 
 
 @pytest.mark.parametrize(

@@ -115,7 +115,7 @@ def _row(trial: FrozenTrial, keys: list[str], study: Study) -> dict[str, Any]:
         "duration": trial.duration if trial.duration is not None else math.nan,
         "steps": len(steps),
         "last_step": steps[-1] if steps else pd.NA,
-        "reason": trial.reason if trial.state is not TrialState.COMPLETE else None,
+        "reason": trial.reason,
         "error": trial.error,
         "datetime_start": pd.Timestamp(trial.datetime_start) if trial.started_at is not None else pd.NaT,
         "datetime_complete": pd.Timestamp(trial.datetime_complete) if trial.completed_at is not None else pd.NaT,
@@ -133,7 +133,8 @@ def trials_dataframe(source: StudyLike, states: tuple[TrialState, ...] | None = 
     Columns: ``number``, ``state``, ``value`` (NaN when there is none), one
     ``params_<key>`` column per space key, ``duration`` (seconds), ``steps`` (how many
     values were reported), ``last_step`` (the global step of the last report, where a
-    pruned trial stopped), ``reason`` (why a trial was pruned or failed), ``error`` (a
+    pruned trial stopped), ``reason`` (why a trial was pruned or failed, or why a
+    stopping policy ended a complete one early), ``error`` (a
     failure's traceback), ``datetime_start``/``datetime_complete`` (UTC),
     ``checkpoint_path``, ``trial_dir``, and one ``user_attrs_<key>`` per user attribute.
 

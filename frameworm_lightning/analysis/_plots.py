@@ -112,7 +112,7 @@ def _hover_text(trial: FrozenTrial, study: Any, value: float | None = None) -> s
     if shown is not None and not (isinstance(shown, float) and math.isnan(shown)):
         lines.append(f"{study.metric} = {shown:.6g}")
     lines += [f"{k} = {_short(v)}" for k, v in params_of(study, trial).items()]
-    if trial.state is not TrialState.COMPLETE and trial.reason:
+    if trial.reason:
         reason = trial.reason if len(trial.reason) <= 80 else trial.reason[:77] + "..."
         lines.append(f"<i>{reason.replace('<', '&lt;')}</i>")
     return "<br>".join(lines)
@@ -266,7 +266,7 @@ def learning_curves(source: StudyLike) -> list[Curve]:
         steps = sorted(t.intermediate_values)
         stopped = steps[-1] if t.state in (TrialState.PRUNED, TrialState.FAILED) else None
         curves.append(Curve(t.number, t.state.value, steps, [t.intermediate_values[s] for s in steps], stopped,
-                            t.reason if t.state is not TrialState.COMPLETE else None))
+                            t.reason))
     return curves
 
 

@@ -15,16 +15,19 @@ Two sources:
 from __future__ import annotations
 
 import ast
+import difflib
 import inspect
 import os
 import re
 import sys
+import textwrap
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
 import yaml
 
+from lightning.pytorch import callbacks as lightning_callbacks
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LRSchedulerTypeTuple
 from torch.optim import Optimizer
@@ -38,6 +41,7 @@ from frameworm_lightning.exceptions import (
     StorageError,
     StudyMismatchError,
 )
+from frameworm_lightning.runner._routing import init_arguments
 from frameworm_lightning.samplers import Sampler
 
 __all__ = ["SearchArgumentParser", "UsageError", "explain", "known_policies", "known_samplers", "parse_error"]
@@ -96,7 +100,11 @@ def explain(err: BaseException) -> str:
 # Parse errors ------------------------------------------------------------------------
 _KEY = re.compile(r'Parser key "([^"]+)"')
 _GIVEN = re.compile(r"Given value: (.*)")
-_CLASS_PROBLEM = re.compile(r"Problem with given class_path '([^']+)':\s*(.+)")
+_CLASS_PROBLEM = re.compile(r"(\s*)(?:- )?Problem with given class_path '([^']+)':\s*$")
+# What jsonargparse says when a class_path names no class of the expected kind (else the class
+# exists and one of its init_args is wrong).
+_NO_CLASS = ("has no attribute", "No module named", "Expected a dot import path", "Unexpected import path format",
+             "does not correspond to a subclass", "does not implement protocol", "Multiple subclasses with name")
 _WHAT = {
     "search.sampler": ("sampler", known_samplers, "sampler: {class_path: frameworm_lightning.RandomSampler}"),
     "search.stopping": ("stopping policy", known_policies, "stopping: [{class_path: frameworm_lightning.ASHA}]"),
@@ -104,31 +112,112 @@ _WHAT = {
 }
 
 
+def _class_problem(message: str) -> tuple[str, str] | None:
+    """``(class_path, what is wrong)`` from jsonargparse's "Problem with given class_path" block
+    (the lines indented under it, dedented), or ``None``."""
+    lines = message.splitlines()
+    for i, line in enumerate(lines):
+        if match := _CLASS_PROBLEM.match(line):
+            depth, body = len(match.group(1)), []
+            for nxt in lines[i + 1:]:
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= depth:
+                    break
+                body.append(nxt)
+            return match.group(2), textwrap.dedent("\n".join(body)).strip()
+    return None
+
+
+def _closest(word: str, names: list[str]) -> str | None:
+    """The name closest to ``word``, case aside (``Asha`` is ``ASHA``), or ``None``."""
+    lowered = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1)
+    return lowered[close[0]] if close else None
+
+
+def _did_you_mean(name: str, prefix: str | None) -> str:
+    """``"did you mean module.Class? "`` for the exported name of the module closest to ``name``."""
+    if "." in name:
+        module_name, attr = name.rsplit(".", 1)
+        module = sys.modules.get(module_name)
+        if module is None:
+            return ""
+        names = list(getattr(module, "__all__", None) or [n for n in dir(module) if not n.startswith("_")])
+        close = _closest(attr, names)
+        return f"did you mean {module_name}.{close}? " if close else ""
+    paths = _WHAT[prefix][1]() if prefix else []
+    if prefix is not None and prefix != "search.sampler":  # Lightning's own callbacks, by their short names too
+        paths += [f"lightning.pytorch.callbacks.{n}" for n in lightning_callbacks.__all__]
+    known = {path.rsplit(".", 1)[1]: path for path in paths}
+    close = _closest(name, list(known))
+    return f"did you mean {known[close]}? " if close else ""
+
+
+def _unknown_class(key: str, name: str, why: str, message: str) -> str:
+    prefix = next((w for w in _WHAT if key.startswith(w)), None)
+    did = _did_you_mean(name, prefix)
+    if prefix is not None:
+        what, known, example = _WHAT[prefix]
+        names = known()
+        listing = f"known: {', '.join(names)}" if names else "none is exported yet"
+        if prefix != "search.sampler":
+            listing += ", or any Lightning callback by its import path"
+        return f"unknown {what} {name!r} in {prefix} ({why}); {did}{listing}. Write e.g. {example}."
+    subtypes = _SUBTYPES.search(message)
+    bases = [n for n in _TYPE_NAME.findall(subtypes.group(1)) if n != "NoneType"] if subtypes else []
+    kind = f"a subclass of {bases[0]}" if bases else "a class"
+    return f"unknown class {name!r} in {key} ({why}); {did}{key} takes the import path (module.ClassName) of {kind}."
+
+
+def _argument_error(key: str, name: str, problem: str) -> str:
+    """A class that exists, given an argument it does not take or a value of the wrong type."""
+    if inner := _KEY_LINE.match(problem):  # an init_arg's own error: said with the whole key
+        arg = inner.group(1)
+        return parse_error(problem.replace(f'Parser key "{arg}"', f'Parser key "{key}.init_args.{arg}"', 1))
+    first = problem.splitlines()[0].strip() if problem else "not accepted"
+    see = f"Its arguments: --{key}.help {name}."
+    if option := re.match(r"Option '([^']+)' is not accepted", first):
+        module_name, _, attr = name.rpartition(".")
+        target = getattr(sys.modules.get(module_name), attr, None)
+        close = _closest(option.group(1), sorted(init_arguments(target)[0])) if target else None
+        did = f"did you mean {close!r}? " if close else ""
+        return f"{key}: {name} takes no argument {option.group(1)!r}; {did}{see}"
+    return f"{key}: {name}: {' '.join(ln.strip() for ln in problem.splitlines() if ln.strip()).rstrip('.')}. {see}"
+
+
 def class_path_error(message: str) -> str | None:
-    """Rewrite jsonargparse's message for an unknown sampler or policy; ``None`` for others."""
-    keys = _KEY.findall(message)
-    key = next((k for k in keys if any(k.startswith(w) for w in _WHAT)), None)
+    """Rewrite jsonargparse's message about a ``class_path`` (a class that does not exist, or a wrong
+    argument of one that does); ``None`` for other messages."""
+    key = _KEY.search(message)
     if key is None:
         return None
-    prefix = next(w for w in _WHAT if key.startswith(w))
-    what, known, example = _WHAT[prefix]
-    problem = _CLASS_PROBLEM.search(message)
-    given = _GIVEN.search(message)
-    if problem:
-        name, why = problem.group(1), problem.group(2).strip().splitlines()[0]
-    elif given:
-        name = given.group(1).strip()
-        why = next(
-            (ln.strip(" -") for ln in message.splitlines() if "does not correspond" in ln or "Expected a dot import" in ln),
-            "not a class of that kind",
-        )
-    else:
+    problem = _class_problem(message)
+    if problem is not None:
+        name, text = problem
+        first = text.splitlines()[0].strip() if text else ""
+        if not any(marker in first for marker in _NO_CLASS):
+            return _argument_error(key.group(1), name, text)
+        return _unknown_class(key.group(1), name, first, message)
+    # a short name that names no class of the kind: jsonargparse never tried to import it
+    why = next((ln.strip(" -") for ln in message.splitlines() if any(m in ln for m in _NO_CLASS)), None)
+    if why is None:
         return None
-    names = known()
-    listing = f"known: {', '.join(names)}" if names else "none is exported yet"
-    if prefix != "search.sampler":
-        listing += ", or any Lightning callback by its import path"
-    return f"unknown {what} {name!r} in {prefix} ({why}); {listing}. Write e.g. {example}."
+    return _unknown_class(key.group(1), _given_class_path(message) or why.rsplit(" ", 1)[-1], why, message)
+
+
+def _given_class_path(message: str) -> str | None:
+    """The ``class_path`` of the value jsonargparse was given (a mapping, or a list of one)."""
+    given = _GIVEN.search(message)
+    if given is None:
+        return None
+    try:
+        value = ast.literal_eval(given.group(1).strip())
+    except (ValueError, SyntaxError):
+        return given.group(1).strip()
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, dict):
+        return str(value.get("class_path")) if value.get("class_path") else None
+    return str(value)
 
 
 # jsonargparse's messages for a value of the wrong type: 'Parser key "k":' then one of
@@ -211,9 +300,10 @@ def parse_error(message: str, ex: BaseException | None = None) -> str:
         return _yaml_error(bad_yaml)
     if (key := _KEY_LINE.match(message)) and (expected := _expected(message[key.end():])):
         return f"{key.group(1)} is {_shown(expected[1])}; write {expected[0]}."
-    text = " ".join(ln.strip() for ln in message.splitlines() if ln.strip())
+    rest = message[key.end():] if key else message
+    text = " ".join(ln.strip() for ln in rest.splitlines() if ln.strip())
     if key:
-        text = f"{key.group(1)}: {text[key.end():].strip()}"
+        text = f"{key.group(1)}: {text}"
     return f"{text.rstrip('.')}; see --help for the options."
 
 

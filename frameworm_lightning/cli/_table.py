@@ -30,7 +30,7 @@ def _cell(value: Any) -> str:
 
 
 def trials_table(study: Study) -> Table:
-    """Number, state, value, each param, duration and why a trial ended early; best in bold."""
+    """Number, state, value, each param, duration and why a trial ended (early); best in bold."""
     trials = study.trials
     best = study.best_trial
     counts = count_states(trials)  # an interrupted trial is stored FAILED, but its params run again
@@ -48,7 +48,7 @@ def trials_table(study: Study) -> Table:
     table.add_column("note", overflow="fold")
     for t in trials:
         reason = (t.reason or "").strip().splitlines()
-        note = "" if t.state is TrialState.COMPLETE or not reason else reason[-1][:120]
+        note = reason[-1][:120] if reason else ""  # a complete trial's: why a policy ended it early
         state = f"[magenta]{INTERRUPTED}[/]" if t.interrupted else f"[{_STATE_STYLE[t.state]}]{t.state.value}[/]"
         table.add_row(
             str(t.number),

@@ -122,7 +122,17 @@ class TrialReporter(Callback):
         if self.when is ReadAt.VALIDATION:
             self._report(trainer)
 
+    @staticmethod
+    def _validation_not_due(trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """A validation loop exists but none was due this epoch (``check_val_every_n_epoch`` > 1): Lightning
+        has not even loaded its dataloader (without a sanity check), so nothing says yet where the metric is."""
+        every = trainer.check_val_every_n_epoch
+        return (trainer.limit_val_batches != 0 and is_overridden("validation_step", pl_module)
+                and (every is None or (trainer.current_epoch + 1) % every != 0))
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.when is None and self.metric not in trainer.callback_metrics and self._validation_not_due(trainer, pl_module):
+            return  # the first validation tells
         if self.when is None and not trainer.val_dataloaders and trainer.num_val_batches in ([], 0, [0]):
             self.when = ReadAt.EPOCH  # no validation loop
         if self.when is ReadAt.EPOCH:
@@ -157,6 +167,26 @@ class TrialCheckpoint(ModelCheckpoint):
     A class of its own so that its ``state_key`` differs from any ``ModelCheckpoint`` the
     user adds: Lightning refuses two stateful callbacks with one key.
     """
+
+    _epoch_batches = 0  # training batches of the current epoch run in this fit
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_batches = 0
+        super().on_train_epoch_start(trainer, pl_module)
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._epoch_batches = batch_idx + 1
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # No batch of this epoch ran in this fit: Lightning replays the end of the epoch a checkpoint
+        # was saved at (a promoted trial on steps, max_steps), with no metric yet; it was saved then.
+        if self._epoch_batches > 0:
+            super().on_train_epoch_end(trainer, pl_module)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -213,6 +243,19 @@ def _best_checkpoint(spec: TrialSpec, study: Study, directory: Path, trainer_kwa
         dirpath=directory / "checkpoints", filename="best", monitor=study.metric, mode=study.mode,
         save_top_k=1, auto_insert_metric_name=False,
     ), True
+
+
+def _note_early_stop(trainer: pl.Trainer, trial: Trial) -> None:
+    """A user's own ``EarlyStopping`` that stopped the fit: the trial keeps why (``request_finish``).
+
+    Our stopping policies are ``EarlyStopping``s too, bound to the trial; they have said so themselves.
+    """
+    if not trainer.should_stop:
+        return
+    for cb in trainer.early_stopping_callbacks:
+        message = cb.stopping_reason_message
+        if message and not callable(getattr(cb, "bind_trial", None)):
+            trial.request_finish(f"{type(cb).__name__}: {message.removesuffix(' Signaling Trainer to stop.')}")
 
 
 def _fatal(err: BaseException, reporter: TrialReporter | None) -> dict[str, Any] | None:
@@ -422,6 +465,7 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
             if trial.should_prune():
                 trial.prune(trial.prune_reason)
                 return
+            _note_early_stop(trainer, trial)
             value = _objective(trial, trainer, spec, reporter)
         trial.complete(value)
     except KeyboardInterrupt:

@@ -212,7 +212,7 @@ def _log_outcome(logger: Logger, trial: FrozenTrial, study_name: str) -> None:
         for key, val in {"frameworm.state": trial.state.value, "frameworm.study": study_name,
                          "frameworm.trial": str(trial.number)}.items():
             client.set_tag(run_id, key, val)
-        if trial.state is not TrialState.COMPLETE and trial.reason:
+        if trial.reason:
             client.set_tag(run_id, "frameworm.reason", trial.reason[:5000])
     elif isinstance(logger, WandbLogger):  # W&B keeps a NaN as null: only the outcome metrics there are
         finite = {key: val for key, val in metrics.items() if math.isfinite(val)}

@@ -55,7 +55,7 @@ from frameworm_lightning.runner._signals import (SIGTERM_EXIT, say_stopped, sigt
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
-__all__ = ["Scheduler", "run_search", "run_study"]
+__all__ = ["Scheduler", "recover_trials", "run_search", "run_study"]
 
 _log = logging.getLogger("frameworm_lightning")
 
@@ -214,11 +214,7 @@ class _Loop:
                 continue
             if self.linger and self.study.trials_in(TrialState.RUNNING):
                 self._sleep(_LINGER_S)
-                lost = set(self.study.recover())
-                if lost and self.printer is not None:  # a dead worker's trials: shown as the loop's own are
-                    for frozen in self.study.trials:
-                        if frozen.number in lost:
-                            self.printer(frozen)
+                recover_trials(self.study, self.printer)
                 exhausted = False
                 continue
             return
@@ -312,6 +308,22 @@ class _Loop:
             self.launcher.poll(run.handle)
             self._release(run.lease)
             self._print_stored(run.trial)
+
+
+def recover_trials(study: Study, printer: Callable[[FrozenTrial], None] | None, *,
+                   retry_failed: bool = False) -> list[int]:
+    """Store the trials whose process died interrupted and requeue their params (``retry_failed``:
+    failed trials' too); ``printer`` shows each interrupted one once, as the loop shows its own.
+
+    A resumed search calls it before its first claim, a pull worker whenever it waits for others'
+    trials. Returns the numbers of the trials recovered.
+    """
+    numbers = study.recover(retry_failed=retry_failed)
+    if numbers and printer is not None:
+        for frozen in study.trials:
+            if frozen.number in numbers and frozen.interrupted:  # a retried failure was shown when it failed
+                printer(frozen)
+    return numbers
 
 
 def run_study(

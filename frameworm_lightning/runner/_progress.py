@@ -58,7 +58,7 @@ class TrialPrinter:
             again = trial.system_attrs.get("requeued_as")
             rerun = "runs first on resume" + ("" if again is None else f" as trial {again}")
             text += f"  ({why[:160]}; {rerun})" if why else f"  ({rerun})"
-        elif trial.state is not TrialState.COMPLETE and trial.reason:
+        elif trial.reason:  # why it was pruned or failed, or why a policy finished it early
             text += f"  ({trial.reason.strip().splitlines()[-1][:160]})"
         return text
 

@@ -2,7 +2,8 @@
 
 ``model.x`` (or a plain ``x``) goes to the LightningModule's ``__init__``, ``data.x`` to the
 datamodule class, ``trainer.x`` to :class:`lightning.pytorch.Trainer`. Deeper keys
-(``model.optimizer.lr``) set an entry inside the mapping passed as that argument.
+(``model.optimizer.lr``) set an entry inside the mapping (or a field of the dataclass)
+passed as that argument.
 ``optimizer.x`` and ``lr_scheduler.x`` (LightningCLI's sections of those names) are routed
 to none of these: a trial's callback that declares them in ``search_targets`` reads them
 from the trial's params (``frameworm-search`` does). Every key is checked against the
@@ -11,6 +12,7 @@ target's signature before any training starts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import math
@@ -143,16 +145,31 @@ def check_paths(keys: Iterable[str], targets: Mapping[str, Any], given: Mapping[
         target_name, rest = _split(key)
         if target_name not in given or "." not in rest:
             continue
-        try:
-            apply_params(given[target_name], {rest: None})  # what each trial's routing does
-        except ConfigKeyError:
-            where = _BASE_KWARGS[target_name]
-            head = rest.split(".", 1)[0]
-            owner = getattr(targets.get(target_name), "__name__", target_name)
-            raise ConfigKeyError(
-                f"search-space key {key!r} sets an entry of {owner}'s {head}, which {where} does not give as a "
-                f"mapping: pass {where}={{{head!r}: {{...}}}} (the argument's default is not used)."
-            ) from None
+        head = rest.split(".", 1)[0]
+        if head in given[target_name]:
+            apply_params(given[target_name], {rest: None})  # what each trial's routing does; says what is wrong
+            continue
+        where = _BASE_KWARGS[target_name]
+        target = targets.get(target_name)
+        owner = getattr(target, "__name__", target_name)
+        default = _default(target, head)
+        if dataclasses.is_dataclass(default) and not isinstance(default, type):
+            shown, how = f"{type(default).__name__}(...)", ""
+        else:
+            shown, how = "{...}", " as a mapping"
+        raise ConfigKeyError(
+            f"search-space key {key!r} sets an entry of {owner}'s {head}, which {where} does not give{how}: "
+            f"pass {where}={{{head!r}: {shown}}} (the argument's default is not used)."
+        )
+
+
+def _default(target: Any, name: str) -> Any:
+    """The default of ``target``'s argument ``name`` (``None`` when it has none or cannot be read)."""
+    try:
+        param = inspect.signature(target.__init__ if inspect.isclass(target) else target).parameters.get(name)
+    except (TypeError, ValueError):
+        return None
+    return None if param is None or param.default is param.empty else param.default
 
 
 def check_types(space: SearchSpace, targets: Mapping[str, Any]) -> None:

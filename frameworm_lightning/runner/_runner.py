@@ -22,7 +22,7 @@ from frameworm_lightning.runner._execute import (
 from frameworm_lightning.runner._gpus import validate_gpus_per_trial
 from frameworm_lightning.runner._launcher import resolve_executor, validate_executor
 from frameworm_lightning.runner._loggers import check_loggers
-from frameworm_lightning.runner._loop import run_search, schedulers_in
+from frameworm_lightning.runner._loop import recover_trials, run_search, schedulers_in
 from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._progress import TrialPrinter
@@ -191,7 +191,8 @@ class SearchRunner:
         """Validate everything, open (or resume) the study and describe its trials.
 
         All user errors (bad space, unknown key, mismatched stored study) are raised
-        here, before any training starts.
+        here, before any training starts. Trials an earlier run left are recovered by
+        the caller (:func:`~frameworm_lightning.runner._loop.recover_trials`), which shows them.
         """
         if not (inspect.isclass(module_cls) and issubclass(module_cls, pl.LightningModule)):
             raise TypeError(f"module_cls must be a LightningModule class, but got {module_cls!r}.")
@@ -229,7 +230,6 @@ class SearchRunner:
         claim_trial_folders(root_dir, study)  # another study of that name elsewhere: an error
         for params in enqueue:
             study.enqueue(params)
-        study.recover(retry_failed=self.retry_failed)
         spec = TrialSpec(
             module_cls=module_cls, datamodule=datamodule, model_kwargs=dict(model_kwargs or {}),
             data_kwargs=dict(datamodule_kwargs or {}), trainer_kwargs=dict(self.trainer_kwargs),
@@ -322,6 +322,7 @@ class SearchRunner:
         printer = printer if printer is not None else TrialPrinter(self.metric, self.mode, enabled=not self.quiet)
         for t in study.trials:
             printer.observe(t)
+        recover_trials(study, printer, retry_failed=self.retry_failed)  # shows the interrupted ones
         root = Path(spec.root_dir)
         if executor != "inline":  # workers may start in another folder
             root = root.resolve()

@@ -19,7 +19,7 @@ from typing import Any
 from frameworm_lightning.exceptions import FramewormError, MetricNotFoundError
 from frameworm_lightning.result import SearchResult
 from frameworm_lightning.runner._progress import TrialPrinter
-from frameworm_lightning.runner._loop import run_search
+from frameworm_lightning.runner._loop import recover_trials, run_search
 from frameworm_lightning.runner._payload import refuse_nested_search
 from frameworm_lightning.runner._forkserver import start_forkserver
 from frameworm_lightning.runner._rules import FATAL_ATTR
@@ -201,10 +201,10 @@ class FunctionSearch:
         if n_jobs > 1:
             start_forkserver()  # its imports overlap the set-up below
         study = self.open_study()
-        study.recover(retry_failed=self.retry_failed)
         printer = TrialPrinter(self.metric, self.mode, enabled=self.verbose)
         for t in study.trials:
             printer.observe(t)
+        recover_trials(study, printer, retry_failed=self.retry_failed)  # shows the interrupted ones
         run_search(
             study, functools.partial(evaluate_function, train_fn, base_config=self.base_config, metric=self.metric),
             executor="process" if n_jobs > 1 else "inline", budget=budget, what="train_fn and base_config",

@@ -402,7 +402,7 @@ class StoppingCallback(EarlyStopping, ABC):
         elif not math.isfinite(value):
             trial.fail(f"{self.monitor!r} is {value} (diverged)", reason="diverged")
         else:
-            trial.complete(value, reason=None if stopped is None else stopped.describe())
+            trial.complete(value)  # with the reason of a FINISH (request_finish)
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -645,7 +645,9 @@ class StoppingCallback(EarlyStopping, ABC):
                                                       "reason": decision.reason.value, "step": trainer.global_step})
                 if isinstance(trial, ScriptTrial) and first:
                     trial.stop = decision
-                if decision.decision in (Decision.PRUNE, Decision.PAUSE):
+                if decision.decision is Decision.FINISH:  # stored COMPLETE, with why it stopped early
+                    trial.request_finish(decision.describe())
+                else:
                     trial.request_prune(decision.describe())
 
     def _at_epoch_end(self, trainer: pl.Trainer, check: Check) -> bool:

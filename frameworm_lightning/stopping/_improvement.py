@@ -101,12 +101,19 @@ class ImprovementStopping(StoppingCallback):
             return CONTINUE
         wait, best = self.stale_checks(history)
         if wait >= self.patience:
-            shown = "no finite value" if best is None else f"no improvement of {history.metric} over {best:.6g}"
-            return StopDecision(
-                Decision.PRUNE if self.prune else Decision.FINISH, Reason.NO_IMPROVEMENT,
-                f"{shown} in {wait} checks (patience {self.patience}, step {history.step})",
-            )
+            checks = f"in {wait} check{'' if wait == 1 else 's'} (patience {self.patience}, step {history.step})"
+            return StopDecision(Decision.PRUNE if self.prune else Decision.FINISH, Reason.NO_IMPROVEMENT,
+                                f"{self._no_improvement(history.metric, best)} {checks}")
         return CONTINUE
+
+    def _no_improvement(self, metric: str, best: float | None) -> str:
+        """What did not happen, with the change that would have counted (a better value by less does not)."""
+        if best is None:
+            return "no finite value"
+        by = ""
+        if self.min_delta > 0:
+            by = f" by more than {self.min_delta * 100:g}%" if self.relative else f" by more than {self.min_delta:g}"
+        return f"no improvement of {metric}{by} over {best:.6g}"
 
     def _key_args(self) -> dict[str, Any]:
         return {"patience": self.patience, "min_delta": self.min_delta, "relative": self.relative}

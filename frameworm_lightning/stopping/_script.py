@@ -54,6 +54,7 @@ class ScriptTrial:
         self.system_attrs: dict[str, Any] = dict(frozen.system_attrs)
         self.intermediate_values: dict[int, float] = dict(frozen.intermediate_values)
         self.prune_reason: str | None = None
+        self.finish_reason: str | None = None
         #: the first stop any policy of the run decided (they share this trial)
         self.stop: StopDecision | None = None
         self.finished = False
@@ -88,6 +89,10 @@ class ScriptTrial:
         if self.prune_reason is None:
             self.prune_reason = reason
 
+    def request_finish(self, reason: str) -> None:
+        if self.finish_reason is None:
+            self.finish_reason = reason
+
     def should_prune(self) -> bool:
         return self.prune_reason is not None
 
@@ -107,7 +112,7 @@ class ScriptTrial:
     def complete(self, value: float, reason: str | None = None) -> bool:
         if not math.isfinite(value):
             return self.fail(f"{self.study.metric!r} is {value} (diverged)", reason="diverged")
-        return self._finish(TrialState.COMPLETE, value=value, reason=reason)
+        return self._finish(TrialState.COMPLETE, value=value, reason=reason or self.finish_reason)
 
     def prune(self, reason: str | None = None, value: float | None = None) -> bool:
         return self._finish(TrialState.PRUNED, value=value, reason=reason or self.prune_reason or "pruned")

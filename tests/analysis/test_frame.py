@@ -41,6 +41,16 @@ def test_one_row_per_trial_with_params_state_value_duration_steps_reason() -> No
             assert row["value"] == t.value
 
 
+
+def test_a_complete_trial_a_policy_finished_early_keeps_its_reason() -> None:
+    study = Study.create("finished", {"x": [0.0, 1.0]}, metric="val_loss")
+    early = study.ask()
+    early.request_finish("reached the largest resource, 9 epochs")
+    early.complete(0.5)
+    study.ask().complete(0.7)
+    reasons = trials_dataframe(study).set_index("number")["reason"]
+    assert reasons[0] == "reached the largest resource, 9 epochs" and pd.isna(reasons[1])
+
 def test_states_filter_and_user_attrs() -> None:
     study = build_study(n=10)
     first = study.trials[0]

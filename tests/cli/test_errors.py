@@ -12,6 +12,7 @@ import yaml
 
 from frameworm_lightning import Study, TrialState
 from frameworm_lightning.cli import main
+from frameworm_lightning.cli._errors import parse_error
 from tests.cli.conftest import Started, search_config, start_cli, write_config
 
 
@@ -123,6 +124,14 @@ def _negative_trials(text: str) -> str:
     return text.replace("n_trials: 3", "n_trials: -3", 1)
 
 
+def _replace(old: str, new: str) -> Callable[[str], str]:
+    return lambda text: text.replace(old, new, 1)
+
+
+_SAMPLERS = ("known: frameworm_lightning.BayesianSampler, frameworm_lightning.GridSampler, "
+             "frameworm_lightning.MultiFidelitySampler, frameworm_lightning.RandomSampler, frameworm_lightning.SobolSampler. "
+             "Write e.g. sampler: {class_path: frameworm_lightning.RandomSampler}.")
+
 PARSE_CASES: list[tuple[str, Callable[[str], str], tuple[str, ...], str]] = [
     ("yaml syntax", _yaml_syntax, (),
      "error: search.yaml is not valid YAML: did not find expected ',' or '}' at line 4, column 5 "
@@ -135,6 +144,36 @@ PARSE_CASES: list[tuple[str, Callable[[str], str], tuple[str, ...], str]] = [
      "error: search.n_trials is -2; write an integer > 0, or null."),
     ("negative n_jobs flag", lambda text: text, ("--search.n_jobs=0",),
      "error: search.n_jobs is 0; write an integer > 0."),
+    # A class that does not exist: the line lost the first letters of jsonargparse's message ("model: es not
+    # validate against any of the Union subtypes ...", ~400 characters) for every key but the sampler's and
+    # the policies'; a short name showed the whole mapping as the name.
+    ("model class typo", _replace("class_path: tiny.TinyModel", "class_path: tiny.TinyModl"), (),
+     "error: unknown class 'tiny.TinyModl' in model (module 'tiny' has no attribute 'TinyModl'); did you mean "
+     "tiny.TinyModel? model takes the import path (module.ClassName) of a subclass of LightningModule."),
+    ("optimizer class typo", lambda text: text, ("--optimizer", "torch.optim.SGDD", "--optimizer.lr", "0.1"),
+     "error: unknown class 'torch.optim.SGDD' in optimizer (module 'torch.optim' has no attribute 'SGDD'); did you "
+     "mean torch.optim.SGD? optimizer takes the import path (module.ClassName) of a subclass of Optimizer."),
+    ("sampler class typo", _replace("frameworm_lightning.SobolSampler", "frameworm_lightning.RandomSamplr"), (),
+     "error: unknown sampler 'frameworm_lightning.RandomSamplr' in search.sampler (module 'frameworm_lightning' has no "
+     "attribute 'RandomSamplr'); did you mean frameworm_lightning.RandomSampler? " + _SAMPLERS),
+    ("sampler short name typo", _replace("frameworm_lightning.SobolSampler", "RandomSamplr"), (),
+     "error: unknown sampler 'RandomSamplr' in search.sampler (Expected a dot import path string: RandomSamplr); "
+     "did you mean frameworm_lightning.RandomSampler? " + _SAMPLERS),
+    ("callback short name typo", lambda text: text, ("--trainer.callbacks+=EarlyStoping",),
+     "error: unknown callback 'EarlyStoping' in trainer.callbacks (Expected a dot import path string: EarlyStoping); "
+     "did you mean lightning.pytorch.callbacks.EarlyStopping? known: frameworm_lightning.ASHA, frameworm_lightning.AllOf, "
+     "frameworm_lightning.AnyOf, frameworm_lightning.BudgetStopping, frameworm_lightning.Hyperband, "
+     "frameworm_lightning.ImprovementStopping, frameworm_lightning.MedianStopping, frameworm_lightning.SuccessiveHalving, "
+     "frameworm_lightning.ThresholdStopping, or any Lightning callback by its import path. Write e.g. "
+     "--trainer.callbacks+=frameworm_lightning.ImprovementStopping."),
+    # A known class with a wrong argument was called an unknown sampler or policy; a model's named "model".
+    ("sampler argument typo", _replace("seed: 1", "sed: 1"), (),
+     "error: search.sampler: frameworm_lightning.SobolSampler takes no argument 'sed'; did you mean 'seed'? Its "
+     "arguments: --search.sampler.help frameworm_lightning.SobolSampler."),
+    ("sampler argument type", _replace("seed: 1", "seed: abc"), (),
+     "error: search.sampler.init_args.seed is 'abc'; write an integer, or null."),
+    ("model argument type", _replace("lr: 0.1", "hidden: abc"), (),
+     "error: model.init_args.hidden is 'abc'; write an integer."),
 ]
 
 
@@ -163,3 +202,9 @@ def test_a_parse_error_is_one_line_and_touches_nothing(
     out, err = capsys.readouterr()
     assert (out, err) == ("", expected + "\n")
     assert _tree(tmp_path) == before  # the stored study byte for byte, and no trial folder
+
+
+def test_a_message_of_another_form_keeps_every_letter() -> None:
+    message = 'Parser key "trainer.precision":\n  Does not validate against any of the Union subtypes\n  Given value: 99'
+    assert parse_error(message) == ("trainer.precision: Does not validate against any of the Union subtypes Given value: "
+                                     "99; see --help for the options.")

@@ -23,3 +23,17 @@ def test_an_interrupted_trial_is_counted_and_shown_apart_from_the_failed_ones() 
     states = {cells[0]: cells[1] for line in text.splitlines()
               if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) > 2 and cells[0].isdigit()}
     assert states == {"0": "COMPLETE", "1": "INTERRUPTED", "2": "FAILED"}
+
+
+def test_a_trial_a_policy_finished_early_says_why_in_its_note() -> None:
+    # A complete trial's reason was never shown, so a trial ImprovementStopping ended early read as a full run.
+    study = Study.create("t", {"x": Real(0, 1)}, metric="loss")
+    early = study.ask()
+    early.request_finish("no improvement of loss over 0.5 in 3 checks (patience 3, step 40)")
+    early.complete(0.5)
+    study.ask().complete(0.7)
+    console = Console(record=True, width=200)
+    console.print(trials_table(study))
+    notes = {cells[0]: cells[-1] for line in console.export_text().splitlines()
+             if len(cells := [c.strip() for c in line.split("│")[1:-1]]) > 2 and cells[0].isdigit()}
+    assert notes == {"0": "no improvement of loss over 0.5 in 3 checks (patience 3, step 40)", "1": ""}

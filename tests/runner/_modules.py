@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -95,3 +97,33 @@ class Nested(Regression):
 
     def __init__(self, optim: dict | None = None) -> None:
         super().__init__(lr=(optim or {}).get("lr", 0.05))
+
+
+@dataclass(frozen=True)
+class Optim:
+    lr: float = 0.05
+
+
+@dataclass
+class Config:
+    hidden: int = 4
+    optim: Optim = field(default_factory=Optim)
+
+
+class Configured(Regression):
+    """A module configured by a nested dataclass: ``cfg.optim.lr`` keys set a field inside it."""
+
+    def __init__(self, cfg: Config = Config()) -> None:
+        super().__init__(lr=cfg.optim.lr, hidden=cfg.hidden)
+        self.save_hyperparameters(ignore=["cfg"])  # a checkpoint loads with weights_only=True: no pickled object
+        self.cfg = cfg
+
+
+class OwnData(Regression):
+    """A :class:`Regression` with its own ``train_dataloader``/``val_dataloader`` (no datamodule)."""
+
+    def train_dataloader(self):
+        return LineData().train_dataloader()
+
+    def val_dataloader(self):
+        return LineData().val_dataloader()

@@ -23,7 +23,7 @@ from frameworm_lightning import (
     TrialState,
 )
 
-from ._modules import EpochLogged, LineData, NeedsWidth, Nested, Regression
+from ._modules import Config, Configured, EpochLogged, LineData, NeedsWidth, Nested, Optim, Regression
 
 FAST = {"max_epochs": 3, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
 
@@ -374,6 +374,19 @@ def test_a_key_inside_an_argument_not_given_is_an_error_before_the_study_is_stor
     result = runner(tmp_path, n_trials=1).fit(Nested, {"optim.lr": Real(0.01, 0.1)}, datamodule=LineData,
                                               model_kwargs={"optim": {"lr": 0.05}})
     assert result.trials[0].state is TrialState.COMPLETE
+
+
+def test_a_key_inside_a_dataclass_argument_sets_its_field(tmp_path):
+    # 'cfg.optim.lr' for a dataclass argument was refused, and the message said to pass a mapping, which
+    # the module (cfg.optim.lr) cannot read.
+    with pytest.raises(ConfigKeyError, match=r"Configured's cfg, which model_kwargs does not give: pass "
+                                             r"model_kwargs=\{'cfg': Config\(\.\.\.\)\}"):
+        runner(tmp_path, n_trials=1).fit(Configured, {"cfg.optim.lr": Real(0.01, 0.1)}, datamodule=LineData)
+    result = runner(tmp_path, n_trials=2).fit(Configured, {"cfg.optim.lr": Real(0.01, 0.1), "cfg.hidden": [2, 8]},
+                                              datamodule=LineData, model_kwargs={"cfg": Config()})
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2, [t.error for t in result.trials]
+    best = result.load_best_model(Configured, cfg=Config())  # a dataclass is not recorded (JSON): given again
+    assert best.cfg == Config(hidden=result.best_params["cfg.hidden"], optim=Optim(lr=result.best_params["cfg.optim.lr"]))
 
 
 @pytest.mark.parametrize("datamodule", ["loader", "class"], ids=["a DataLoader", "a Dataset class"])

@@ -30,7 +30,7 @@ from frameworm_lightning import (
 from frameworm_lightning.stopping import AnyOf, ThresholdStopping
 from frameworm_lightning.result import SearchResult
 
-from ._modules import LineData, Regression
+from ._modules import LineData, OwnData, Regression
 
 BASE = {"max_epochs": 3, "logger": False}
 SPACE = {"lr": [0.05, 0.2]}
@@ -86,9 +86,12 @@ def beside_theirs(result: SearchResult) -> None:
 
 
 def stopped_early(result: SearchResult) -> None:
-    # patience=0 and min_delta=10: the second validation never improves enough, so it stops there.
+    # patience=0 and min_delta=10: the second validation never improves enough, so it stops there, and the
+    # trial says why (it was stored COMPLETE with no reason: nothing told it from a trial that ran to the end).
     for t in result.trials:
         assert sorted(t.intermediate_values) == [4, 8]
+        assert t.reason is not None and t.reason.startswith("EarlyStopping: Monitored metric val_loss did not improve"), t
+        assert not t.reason.endswith("Signaling Trainer to stop.")
 
 
 def lr_logged(result: SearchResult) -> None:
@@ -237,3 +240,15 @@ def test_the_best_checkpoint_is_an_absolute_path_with_a_relative_root_dir(tmp_pa
     monkeypatch.chdir(tmp_path / "runs")
     model = Regression.load_from_checkpoint(result.best_checkpoint)
     assert model.hparams.lr == result.best_params["lr"]
+
+
+def test_check_val_every_n_epoch_with_the_modules_own_dataloaders(tmp_path: Path) -> None:
+    # Without a sanity check Lightning loads the validation dataloader at the first validation, so after the
+    # first epoch there was none: the reporter took the module for one without a validation loop, and every
+    # trial FAILED with "metric 'val_loss' was never logged".
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), n_trials=None, root_dir=tmp_path, quiet=True,
+                          trainer_kwargs={**BASE, "max_epochs": 4, "check_val_every_n_epoch": 2,
+                                          "num_sanity_val_steps": 0})
+    result = runner.fit(OwnData, SPACE)
+    assert [t.state for t in result.trials] == [TrialState.COMPLETE] * 2, [t.error for t in result.trials]
+    assert [sorted(t.intermediate_values) for t in result.trials] == [[8, 16], [8, 16]]

@@ -216,6 +216,32 @@ def test_runner_stores_a_pruned_trial_once_with_its_last_value_and_reason(tmp_pa
     assert done[1].system_attrs["fw_steps"] == 8
 
 
+@pytest.mark.parametrize(
+    ("policy", "reason", "steps"),
+    [
+        # val_loss = x + 1 / (1 + epochs): 0.5 after one epoch, 0.333 after two, less than min_delta=0.2 better
+        (ImprovementStopping(min_delta=0.2, patience=1), "no improvement of val_loss by more than 0.2 over 0.5 in 1 check", 16),
+        (BudgetStopping(max_steps=12), "trial budget: step 12 >= max_steps=12", 12),
+        (ASHA(min_resource=1, max_resource=2, eta=2, promotion=False), "reached the largest resource, 2 epochs", 16),
+    ],
+)
+def test_runner_stores_why_a_policy_finished_a_trial_early(tmp_path: Path, policy: StoppingCallback, reason: str,
+                                                          steps: int) -> None:
+    # A FINISH decision stored the trial COMPLETE with no reason: nothing a user sees said why it stopped.
+    [done] = search(tmp_path, policy, [0.0])
+    assert done.state is TrialState.COMPLETE and trained_steps(done) == steps
+    assert done.reason is not None and done.reason.startswith(reason), done.reason
+    assert done.system_attrs["fw_stop"]["decision"] == Decision.FINISH.value
+
+
+def test_a_script_run_a_policy_finished_early_is_stored_complete_with_why(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    fit(ImprovementStopping("val_loss", patience=1, storage=url, study="script"), CurveModule(script=[1.0, 1.5]))
+    [run] = trials(url, "script")
+    assert run.state is TrialState.COMPLETE and run.value == 1.5
+    assert run.reason == "no improvement of val_loss over 1 in 1 check (patience 1, step 16)"
+
+
 def test_runner_search_budget_ends_the_search_cleanly(tmp_path: Path) -> None:
     # 24 steps per trial; the budget of 30 steps is crossed 6 steps into the second trial.
     done = search(tmp_path, BudgetStopping(search_max_steps=30), [0.0, 0.1, 0.2, 0.3], val_check_interval=0.25)

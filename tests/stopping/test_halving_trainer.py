@@ -71,6 +71,27 @@ def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: P
     assert best.is_file() and best.parent.parent == Path(child.system_attrs["trial_dir"])  # its own best, its own folder
 
 
+
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])
+def test_a_promoted_trial_on_steps_judges_no_stale_epoch_end(tmp_path: Path, trainer_kwargs: dict[str, Any]) -> None:
+    # On steps the Trainer has max_steps (iteration-based training): resuming a pause saved at an epoch end,
+    # Lightning calls on_train_epoch_end of that epoch again (restarting) before the next epoch, with no
+    # metric. The policy must not judge it (a rung recorded twice, a report at the paused step), and the
+    # runner's best checkpoint warned "could not find the monitored key" in every promoted trial.
+    ScheduledModule.epoch_ends.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = search(tmp_path, SuccessiveHalving(min_resource=8, max_resource=24, eta=3, resource="steps"),
+                      [0.0, 0.1, 0.2], module=ScheduledModule, trainer_kwargs=trainer_kwargs)
+    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    parent = done[child.system_attrs["promoted_from"]]
+    assert child.state is TrialState.COMPLETE and trained_steps(child) == 16
+    assert min(child.intermediate_values) > 8 and max(child.intermediate_values) == 24
+    assert child.system_attrs["fw_rungs"]["8"] == [parent.intermediate_values[8], True]
+    assert child.reason == "reached the largest resource, 24 steps"
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "could not find the monitored key" in m], shown
+
 def test_paused_checkpoints_are_removed_once_no_trial_resumes_from_them(tmp_path: Path) -> None:
     xs = [0.0, 0.4, 0.8, 0.3, 0.7, 0.2, 0.6, 0.1, 0.5]
     done = search(tmp_path, ASHA(min_resource=1, max_resource=9, eta=3), xs, keep_checkpoints="best",

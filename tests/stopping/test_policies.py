@@ -263,3 +263,20 @@ def test_exports_are_exactly_the_public_api() -> None:
 
     for name in ("ASHA", "Hyperband", "MedianStopping", "StoppingCallback", "SuccessiveHalving"):
         assert getattr(frameworm_lightning, name, None) is getattr(stopping, name), name
+
+
+@pytest.mark.parametrize(
+    ("policy", "values", "message"),
+    [
+        # 0.7 is better than 1.0, but by less than min_delta: "no improvement of val_loss over 1" read as a contradiction
+        (ImprovementStopping("val_loss", 0.5, 1), {1: 1.0, 2: 0.7},
+         "no improvement of val_loss by more than 0.5 over 1 in 1 check (patience 1, step 2)"),
+        (ImprovementStopping("val_loss", 0.1, 2, relative=True), {1: 1.0, 2: 0.95, 3: 0.92},
+         "no improvement of val_loss by more than 10% over 1 in 2 checks (patience 2, step 3)"),
+        (ImprovementStopping("val_loss", patience=1), {1: 1.0, 2: 1.2},
+         "no improvement of val_loss over 1 in 1 check (patience 1, step 2)"),
+    ],
+)
+def test_improvement_stopping_says_what_counted_as_an_improvement(policy: ImprovementStopping,
+                                                                  values: dict[int, float], message: str) -> None:
+    assert policy.decide(History(values, metric="val_loss")).message == message
