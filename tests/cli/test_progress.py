@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-import threading
-import time
+import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -12,9 +13,7 @@ import pytest
 from rich.console import Console
 
 from frameworm_lightning import FrozenTrial, Real, Study, TrialState
-from frameworm_lightning import _fork_safe as fork_safe
 from frameworm_lightning.cli._progress import SearchProgress, format_duration
-from frameworm_lightning.runner._processes import can_fork_trial_here
 
 
 def _trial(number: int, state: TrialState, value: float | None, duration: float = 2.0) -> FrozenTrial:
@@ -127,24 +126,45 @@ def test_each_distinct_warning_is_shown_once_on_stderr(capsys: pytest.CaptureFix
     assert warnings.showwarning is before  # restored when the view ends
 
 
+LIVE_VIEW_FORK = """
+import io, json, sys, threading, time
+from rich.console import Console
+from frameworm_lightning import Real, Study
+from frameworm_lightning import _fork_safe as fork_safe
+from frameworm_lightning.cli._progress import SearchProgress
+from frameworm_lightning.runner._processes import can_fork_trial_here
+url = sys.argv[1]
+study = Study.create("live", {"lr": Real(1e-4, 1e-1, log=True)}, metric="val_loss", storage=url)
+running = study.ask()
+out = io.StringIO()
+console = Console(file=out, force_terminal=True, width=160, color_system=None)
+progress = SearchProgress("live", "val_loss", "min", total=3, n_jobs=2, console=console, storage=url)
+with progress:
+    threads = sorted(t.name for t in threading.enumerate())
+    with fork_safe.paused():
+        can_fork = can_fork_trial_here(1)
+    deadline = time.monotonic() + 30
+    while out.getvalue().count("running 1") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+running.complete(1.0)
+print(json.dumps({"threads": threads, "can_fork": can_fork, "refreshes": out.getvalue().count("running 1")}))
+"""
+
+
 def test_the_live_view_refreshes_itself_yet_lets_a_first_trial_fork_from_the_search(tmp_path: Path) -> None:
     """Its refresh thread pauses while the search forks a trial, as the heartbeats do.
 
     rich's own refresh thread could hold storage's or the console's locks at the fork, so
     it made every cold start of ``frameworm-search`` in a terminal wait seconds for the
-    forkserver (``can_fork_trial_here`` refused it).
+    forkserver (``can_fork_trial_here`` refused it). In a fresh interpreter: the threads
+    earlier tests leave in this one would decide the answer.
     """
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    study = Study.create("live", {"lr": Real(1e-4, 1e-1, log=True)}, metric="val_loss", storage=url)
-    running = study.ask()
-    console, out = _console(terminal=True)
-    progress = SearchProgress("live", "val_loss", "min", total=3, n_jobs=2, console=console, storage=url)
-    with progress:
-        assert threading.active_count() > 2  # the view's refresh thread, the trial's heartbeat
-        with fork_safe.paused():
-            assert can_fork_trial_here(1)
-        deadline = time.monotonic() + 30
-        while out.getvalue().count("running 1") < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert out.getvalue().count("running 1") >= 3  # refreshed on its own, twice a second
-    running.complete(1.0)
+    script = tmp_path / "view.py"
+    script.write_text(LIVE_VIEW_FORK)
+    proc = subprocess.run([sys.executable, str(script), f"sqlite:///{tmp_path / 'db.sqlite'}"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["threads"] == ["MainThread", "fw-heartbeat-0", "fw-live-view"]
+    assert seen["can_fork"] is True
+    assert seen["refreshes"] >= 3  # redrawn on its own, twice a second
