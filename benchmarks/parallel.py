@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/parallel.py            # about 8 minutes on 2 CPU cores
+    python benchmarks/parallel.py            # about 9 minutes on 2 CPU cores
     python benchmarks/parallel.py --quick    # one round, fewer trials
 
 Two tables, printed side by side:
@@ -11,8 +11,9 @@ Two tables, printed side by side:
   matrix products per trial) with ``n_jobs=1`` (trials in the search process, with
   torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
   one thread each): trials per minute of wall time, the median of rotated rounds
-  (the machine is shared, so its load changes under us). The forkserver is started
-  before, and its start shown in the other table. Each round also measures the
+  (the machine is shared, so its load changes under us). Each search runs in a fresh
+  process, as a user's script; its forkserver is started and ready before its clock
+  starts (the forkserver's start is shown in the other table). Each round also measures the
   machine itself without frameworm — matrix products in one process, then in two at
   once — so the ``n_jobs=2`` figure can be read against the parallel capacity the
   machine had to give, and the same CpuMLP fits in two bare processes (one thread each,
@@ -57,7 +58,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from frameworm_lightning import RandomSampler, Real, SearchRunner  # noqa: E402
-from frameworm_lightning.runner._forkserver import start_forkserver  # noqa: E402
+from frameworm_lightning.runner._forkserver import forkserver_ready, start_forkserver, warm_up  # noqa: E402
 
 
 class CpuMLP(pl.LightningModule):
@@ -140,6 +141,40 @@ print(n)
 """
 
 
+def search_in_a_process(root: Path, tag: str, n_trials: int, n_jobs: int, threads: int | None,
+                        epochs: int) -> dict[str, Any]:
+    """:func:`search` of CpuMLP in a fresh interpreter (``--one-search``), its forkserver ready first."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if n_jobs > 1:
+        env["OMP_NUM_THREADS"] = "1"  # one thread per worker on any number of cores
+    args = [sys.executable, __file__, "--one-search", json.dumps(
+        {"root": str(root), "tag": tag, "n_trials": n_trials, "n_jobs": n_jobs, "threads": threads, "epochs": epochs})]
+    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{tag}: the search's process failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def one_search(spec: dict[str, Any]) -> None:
+    """``--one-search``: one throughput search in this process, as JSON on the last line."""
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    # Warm before the clock starts, either way: the forkserver's imports and tiny fit done, or the
+    # same tiny fit here (a process's first Lightning fit fills caches for about 0.25 s).
+    if spec["n_jobs"] > 1:
+        context = start_forkserver()
+        probe = context.Process(target=time.sleep, args=(0,))
+        probe.start()
+        probe.join()
+        while not forkserver_ready():
+            time.sleep(0.05)
+    else:
+        warm_up()
+    row = search(Path(spec["root"]), spec["tag"], CpuMLP, spec["n_trials"], spec["n_jobs"], "auto",
+                 max_epochs=spec["epochs"])
+    print(json.dumps(row))
+
+
 def bare_fits(n: int, epochs: int) -> None:
     """``--bare-fits``: ``n`` CpuMLP fits one after another in this process, one thread, no frameworm."""
     torch.set_num_threads(1)
@@ -189,7 +224,11 @@ SETTINGS = (  # (label, n_jobs, torch threads in the search process; workers get
 def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict[str, Any]]:
     """Each setting once per round, in a rotated order; the median round per setting.
 
-    The machine is shared: rounds spread the others' load over every setting alike.
+    The machine is shared: rounds spread the others' load over every setting alike. Each
+    search runs in a fresh process, as a user's script does: the same single-thread search
+    ran 0.68 to 0.95 s a trial from one process to the next on this machine (and steadily
+    within one), so settings measured all in one process drew that factor once for the
+    whole run, while ``n_jobs=2``'s trials, each a fresh process, averaged it.
     """
     default_threads = torch.get_num_threads()
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in SETTINGS}
@@ -200,18 +239,7 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
         print(f"  round {r + 1}: two processes do {ratios[-1]:.2f}x the work of one on this machine now "
               f"({trial_ratios[-1]:.2f}x of these trials' fits)", flush=True)
         for label, n_jobs, threads in SETTINGS[r % len(SETTINGS):] + SETTINGS[: r % len(SETTINGS)]:
-            torch.set_num_threads(threads or default_threads)
-            omp = os.environ.get("OMP_NUM_THREADS")
-            if n_jobs > 1:
-                os.environ["OMP_NUM_THREADS"] = "1"  # one thread per worker on any number of cores
-            try:
-                row = search(root, f"mlp-{r}-{n_jobs}-{threads}", CpuMLP, n_trials, n_jobs, "auto", max_epochs=epochs)
-            finally:
-                torch.set_num_threads(default_threads)
-                if omp is None:
-                    os.environ.pop("OMP_NUM_THREADS", None)
-                else:
-                    os.environ["OMP_NUM_THREADS"] = omp
+            row = search_in_a_process(root, f"mlp-{r}-{n_jobs}-{threads}", n_trials, n_jobs, threads, epochs)
             runs[label].append(row)
             print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min", flush=True)
         # The round's own share: its n_jobs=2 gain over its one-thread n_jobs=1, read against
@@ -346,7 +374,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures there")
     parser.add_argument("--bare-fits", type=int, default=None, help=argparse.SUPPRESS)  # trial_capacity's processes
     parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--one-search", default=None, help=argparse.SUPPRESS)  # throughput's processes
     args = parser.parse_args()
+    if args.one_search is not None:
+        one_search(json.loads(args.one_search))
+        return
     if args.bare_fits is not None:
         bare_fits(args.bare_fits, args.epochs or 1)
         return
