@@ -239,10 +239,12 @@ class _RungPolicy(StoppingCallback):
         late = [r for r in self.rungs if abs(r / every - round(r / every)) > 1e-9]
         if late:
             shown = ", ".join(f"{r:g}" for r in self.rungs)
+            which = (f"rung {late[0]:g} is judged at the first validation after it" if len(late) == 1 else
+                     f"rungs {', '.join(f'{r:g}' for r in late)} are judged at the first validation after them")
             rank_zero_warn(
                 f"{type(self).__name__} judges configurations at rungs at {shown} epochs, but the Trainer validates "
-                f"every {every} epochs (check_val_every_n_epoch={every}): rungs {', '.join(f'{r:g}' for r in late)} "
-                "are judged at the first validation after them, on more training than the rung says. Use "
+                f"every {every} epochs (check_val_every_n_epoch={every}): {which}, on more training than the rung "
+                "says. Use "
                 f"check_val_every_n_epoch=1, or min_resource and eta whose rungs are multiples of {every}."
             )
 

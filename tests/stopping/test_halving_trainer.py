@@ -133,6 +133,10 @@ def test_a_halving_policy_says_which_rungs_a_sparser_validation_judges_late(tmp_
                                          r"at the first validation after them"):
         pl.Trainer(**QUIET, max_epochs=9, check_val_every_n_epoch=2,
                    callbacks=[ASHA("val_loss", 1, 9, storage=url, study="late")]).fit(CurveModule())
+    with pytest.warns(UserWarning, match=r"check_val_every_n_epoch=2\): rung 1 is judged at the first validation "
+                                         r"after it, on more training than the rung says"):
+        pl.Trainer(**QUIET, max_epochs=2, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 1, 2, eta=2, storage=url, study="one-late")]).fit(CurveModule())
     with warnings.catch_warnings():  # rungs 2, 4, 8: each one is a validation's epoch
         warnings.simplefilter("error", UserWarning)
         pl.Trainer(**QUIET, max_epochs=8, check_val_every_n_epoch=2,
