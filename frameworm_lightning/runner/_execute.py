@@ -46,6 +46,7 @@ __all__ = [
     "execute_trial",
     "read_metric",
     "resume_checkpoint",
+    "resume_limits",
     "trainer_limits",
     "trial_dir",
 ]
@@ -168,26 +169,6 @@ class TrialCheckpoint(ModelCheckpoint):
     user adds: Lightning refuses two stateful callbacks with one key.
     """
 
-    _epoch_batches = 0  # training batches of the current epoch run in this fit
-
-    @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_batches = 0
-        super().on_train_epoch_start(trainer, pl_module)
-
-    @override
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        self._epoch_batches = batch_idx + 1
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # No batch of this epoch ran in this fit: Lightning replays the end of the epoch a checkpoint
-        # was saved at (a promoted trial on steps, max_steps), with no metric yet; it was saved then.
-        if self._epoch_batches > 0:
-            super().on_train_epoch_end(trainer, pl_module)
-
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         # A promoted trial resumes its parent's pause checkpoint in a folder of its own: the
@@ -216,6 +197,19 @@ def trainer_limits(callbacks: Sequence[Any]) -> dict[str, Any]:
         of = getattr(cb, "trainer_limits", None)
         if callable(of):
             limits.update(of())
+    return limits
+
+
+def resume_limits(callbacks: Sequence[Any], trial: Trial) -> dict[str, Any]:
+    """What the callbacks' ``resume_limits(attrs)`` set in place of their :func:`trainer_limits` in a trial
+    that resumes a pause checkpoint (a promoted trial on steps: ``max_epochs`` instead of ``max_steps``)."""
+    limits: dict[str, Any] = {}
+    if resume_checkpoint(trial) is None:
+        return limits
+    for cb in callbacks:
+        of = getattr(cb, "resume_limits", None)
+        if callable(of):
+            limits.update(of(dict(trial.system_attrs)))
     return limits
 
 
@@ -442,8 +436,9 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
-            limits = trainer_limits(callbacks)
+            limits = trainer_limits(callbacks)  # what the trial trains with, as config.yaml records it
             trainer_kwargs.update(limits)
+            trainer_kwargs.update(resume_limits(callbacks, trial))
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))

@@ -78,6 +78,14 @@ def _loads_weights_only(value: Any) -> bool:
     return True
 
 
+def _epoch_steps(trainer: pl.Trainer) -> int | None:
+    """Optimizer steps in one training epoch of this fit; ``None`` when the epoch has no known length."""
+    batches = trainer.num_training_batches
+    if not isinstance(batches, (int, float)) or not math.isfinite(batches) or batches <= 0:
+        return None
+    return math.ceil(batches / trainer.accumulate_grad_batches)
+
+
 class StoppingCallback(EarlyStopping, ABC):
     """Base class of the stopping policies: a Lightning callback around a pure ``decide``.
 
@@ -240,6 +248,11 @@ class StoppingCallback(EarlyStopping, ABC):
         (and ``estimated_stepping_batches``, which LR schedules plan with) knows the run's
         length from the start. Halving policies train trials up to ``max_resource``.
         """
+        return {}
+
+    def resume_limits(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """``Trainer`` arguments that replace :meth:`trainer_limits` in a trial of the search that resumes a
+        pause checkpoint (``attrs``: the trial's system attributes); ``{}`` keeps them."""
         return {}
 
     def _key_args(self) -> dict[str, Any]:
@@ -667,6 +680,9 @@ class StoppingCallback(EarlyStopping, ABC):
             self._saving_pause = False
         if self._trial is not None and trainer.is_global_zero:
             self._trial.set_system_attr("fw_checkpoint", str(path))
+            steps = _epoch_steps(trainer)
+            if steps is not None:  # how a promotion resuming it on steps bounds its Trainer (resume_limits)
+                self._trial.set_system_attr("fw_epoch_steps", steps)
 
     def _pause_checkpoint_path(self, trainer: pl.Trainer, decision: StopDecision) -> Path:
         root = None

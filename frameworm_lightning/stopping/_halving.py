@@ -225,6 +225,20 @@ class _RungPolicy(StoppingCallback):
             return {"max_epochs": int(math.ceil(self.max_resource))}
         return {"max_steps": int(self.max_resource), "max_epochs": -1}
 
+    def resume_limits(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A promoted trial on steps resumes with ``max_epochs`` in place of ``max_steps``.
+
+        With ``max_steps`` Lightning resumes as iteration-based training, which replays the end of the
+        epoch a pause was saved at (Lightning-AI/pytorch-lightning#19617): the module's and the user's
+        ``on_train_epoch_end`` would run twice for it, a ``ModelCheckpoint`` would save it again. Bounded
+        by epochs (enough for ``max_resource`` at the paused run's steps per epoch, ``fw_epoch_steps``) it
+        resumes as an uninterrupted run goes on; the policy still stops it at ``max_resource`` steps.
+        """
+        steps = attrs.get("fw_epoch_steps")
+        if self.resource != "steps" or not attrs.get("resume_checkpoint") or not steps:
+            return {}
+        return {"max_steps": -1, "max_epochs": int(math.ceil(self.max_resource / int(steps)))}
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._in_runner:
             self._warn_on_limits(trainer)

@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 import frameworm_lightning.stopping as stopping
 from frameworm_lightning import GridSampler, SearchRunner, TrialState
@@ -74,10 +75,10 @@ def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: P
 
 @pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])
 def test_a_promoted_trial_on_steps_judges_no_stale_epoch_end(tmp_path: Path, trainer_kwargs: dict[str, Any]) -> None:
-    # On steps the Trainer has max_steps (iteration-based training): resuming a pause saved at an epoch end,
-    # Lightning calls on_train_epoch_end of that epoch again (restarting) before the next epoch, with no
-    # metric. The policy must not judge it (a rung recorded twice, a report at the paused step), and the
-    # runner's best checkpoint warned "could not find the monitored key" in every promoted trial.
+    # On steps a fresh trial's Trainer has max_steps (iteration-based training), whose resume replayed the end
+    # of the epoch a pause was saved at, with no metric: a rung recorded twice, a report at the paused step, and
+    # the runner's best checkpoint warned "could not find the monitored key" in every promoted trial. A
+    # promoted trial now resumes bounded by epochs (resume_limits), which replays nothing.
     ScheduledModule.epoch_ends.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -193,3 +194,47 @@ def test_a_module_whose_hyperparameters_hold_an_object_is_promoted(tmp_path: Pat
     assert not [t for t in done if t.state is TrialState.FAILED], [t.error for t in done]
     [final] = [t for t in done if t.state is TrialState.COMPLETE]
     assert "promoted_from" in final.system_attrs and final.params == {"x": 0.0}
+
+
+class EpochHooks(pl.Callback):
+    """A user's callback that records the (epoch, step) of each epoch start and end, per config."""
+
+    seen: dict[tuple[float, str], list[tuple[int, int]]] = {}
+
+    def _note(self, hook: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        key = (float(pl_module.hparams.x), hook)
+        EpochHooks.seen.setdefault(key, []).append((trainer.current_epoch, trainer.global_step))
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._note("start", trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._note("end", trainer, pl_module)
+
+
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])
+def test_a_promoted_trial_on_steps_runs_the_users_epoch_hooks_once_per_epoch(tmp_path: Path,
+                                                                              trainer_kwargs: dict[str, Any]) -> None:
+    # Paused at an epoch end (8 steps, 8 batches an epoch) and promoted to 24 steps, the config must see what an
+    # uninterrupted 24-step run sees. With max_steps, Lightning's resume replayed the paused epoch's end
+    # (Lightning-AI/pytorch-lightning#19617): the module's and the user's on_train_epoch_end ran twice for epoch 0,
+    # and the user's ModelCheckpoint saved epoch 0 again in the promoted trial's folder.
+    ScheduledModule.epoch_ends.clear()
+    EpochHooks.seen.clear()
+    every_epoch = ModelCheckpoint(save_top_k=-1, filename="{epoch}-{step}", save_on_train_epoch_end=True)
+    policy = SuccessiveHalving(min_resource=8, max_resource=24, eta=3, resource="steps")
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True,
+                          callbacks=[policy, EpochHooks(), every_epoch],
+                          trainer_kwargs={"num_sanity_val_steps": 0, **trainer_kwargs})
+    done = runner.fit(ScheduledModule, {"x": [0.0, 0.1, 0.2]}).trials
+    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    assert child.state is TrialState.COMPLETE and trained_steps(child) == 16 and child.params["x"] == 0.0
+    assert ScheduledModule.epoch_ends == {0.0: 3, 0.1: 1, 0.2: 1}
+    assert EpochHooks.seen[(0.0, "start")] == [(0, 0), (1, 8), (2, 16)]
+    assert EpochHooks.seen[(0.0, "end")] == [(0, 8), (1, 16), (2, 24)]
+    parent = done[child.system_attrs["promoted_from"]]
+    saved = {t.number: sorted(p.name for p in Path(t.system_attrs["trial_dir"]).rglob("epoch=*.ckpt"))
+             for t in (parent, child)}
+    assert saved == {parent.number: ["epoch=0-step=8.ckpt"],
+                     child.number: ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt"]}
+    assert max(child.intermediate_values) == 24 and child.reason == "reached the largest resource, 24 steps"
