@@ -28,7 +28,6 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from typing_extensions import override
 
 from frameworm_lightning._trainer import why_no_validation
 from frameworm_lightning.exceptions import MetricNotFoundError
@@ -166,16 +165,9 @@ class TrialCheckpoint(ModelCheckpoint):
     """The runner's checkpoint of a trial's best model (``checkpoints/best.ckpt``).
 
     A class of its own so that its ``state_key`` differs from any ``ModelCheckpoint`` the
-    user adds: Lightning refuses two stateful callbacks with one key.
+    user adds: Lightning refuses two stateful callbacks with one key. A promoted trial's starts
+    afresh in its own folder (a pause checkpoint leaves its state out, see ``StoppingCallback``).
     """
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # A promoted trial resumes its parent's pause checkpoint in a folder of its own: the
-        # parent's best file is the parent's, so this trial's best starts afresh here rather
-        # than Lightning warning, at every promotion, that the folder changed.
-        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
-            super().load_state_dict(state_dict)
 
 
 def trial_callbacks(callbacks: Sequence[Any], trainer_kwargs: Mapping[str, Any]) -> list[Any]:

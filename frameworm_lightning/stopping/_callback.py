@@ -440,11 +440,23 @@ class StoppingCallback(EarlyStopping, ABC):
 
     @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """A pause checkpoint, which the promoted trial resumes with ``weights_only=True``, leaves out the
-        hyperparameters that are objects (an ``nn.Module`` given to ``save_hyperparameters()``): resuming
-        never reads them (the trial builds its module from its params), and that load would refuse them."""
+        """What a pause checkpoint leaves out, for the promoted trial that resumes it in a folder of its own.
+
+        The state of every ``ModelCheckpoint`` that saves into the paused trial's folder (a user's without a
+        ``dirpath``, the runner's best): its files are the paused trial's, so the promoted trial's copy starts
+        afresh in its own folder (Lightning would warn that the folder changed, and keep naming the paused
+        trial's best file). And the hyperparameters that are objects (an ``nn.Module`` given to
+        ``save_hyperparameters()``): the promoted trial resumes with ``weights_only=True``, which would refuse
+        them, and never reads them (it builds its module from its params).
+        """
         if not self._saving_pause:
             return
+        folder = self._trial_folder(trainer).resolve()
+        states = checkpoint.get("callbacks") or {}
+        for cb in trainer.checkpoint_callbacks:
+            dirpath = getattr(cb, "dirpath", None)
+            if dirpath is not None and Path(dirpath).resolve().is_relative_to(folder):
+                states.pop(cb.state_key, None)
         for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_KEY, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY):
             hparams = checkpoint.get(key)
             if isinstance(hparams, dict):
@@ -684,12 +696,14 @@ class StoppingCallback(EarlyStopping, ABC):
             if steps is not None:  # how a promotion resuming it on steps bounds its Trainer (resume_limits)
                 self._trial.set_system_attr("fw_epoch_steps", steps)
 
-    def _pause_checkpoint_path(self, trainer: pl.Trainer, decision: StopDecision) -> Path:
-        root = None
+    def _trial_folder(self, trainer: pl.Trainer) -> Path:
+        """The trial's folder (the runner's ``trial_dir``), else the Trainer's ``default_root_dir``."""
         if self._trial is not None and "trial_dir" in self._trial.system_attrs:
-            root = Path(self._trial.system_attrs["trial_dir"])
-        if root is None:
-            root = Path(trainer.default_root_dir)
+            return Path(self._trial.system_attrs["trial_dir"])
+        return Path(trainer.default_root_dir)
+
+    def _pause_checkpoint_path(self, trainer: pl.Trainer, decision: StopDecision) -> Path:
+        root = self._trial_folder(trainer)
         rung = decision.attrs.get("fw_paused_at", trainer.global_step)
         name = f"paused-{rung}.ckpt"
         # Only rank 0 knows the trial dir; ranks agree on the name through the broadcast path.

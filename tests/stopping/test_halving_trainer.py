@@ -238,3 +238,34 @@ def test_a_promoted_trial_on_steps_runs_the_users_epoch_hooks_once_per_epoch(tmp
     assert saved == {parent.number: ["epoch=0-step=8.ckpt"],
                      child.number: ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt"]}
     assert max(child.intermediate_values) == 24 and child.reason == "reached the largest resource, 24 steps"
+
+
+@pytest.mark.parametrize("resource", ["epochs", "steps"])
+def test_a_users_model_checkpoint_starts_afresh_in_the_promoted_trials_folder(tmp_path: Path, resource: str) -> None:
+    # The pause checkpoint carried the user's ModelCheckpoint state with the paused trial's folder: every
+    # promoted trial warned "The dirpath has changed from .../trial_0000/checkpoints to .../trial_0003/...",
+    # and best_model_path named the parent's file until the promoted trial saved its own.
+    top_two = ModelCheckpoint(monitor="val_loss", save_top_k=2, save_last=True, filename="{step}")
+    rungs = (8, 24) if resource == "steps" else (1, 3)
+    policy = SuccessiveHalving(min_resource=rungs[0], max_resource=rungs[1], eta=3, resource=resource)
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True,
+                          callbacks=[policy, top_two], trainer_kwargs={"num_sanity_val_steps": 0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = runner.fit(CurveModule, {"x": [0.0, 0.1, 0.2]}).trials
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "dirpath" in m], shown
+    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    parent = done[child.system_attrs["promoted_from"]]
+    files = {t.number: sorted(p.name for p in (Path(t.system_attrs["trial_dir"]) / "checkpoints").glob("*.ckpt")
+                              if not p.name.startswith("paused"))
+             for t in (parent, child)}
+    # the parent keeps its own files; the promoted trial keeps its best two and its last in its own folder
+    assert files == {parent.number: ["last.ckpt", "step=8.ckpt"],
+                     child.number: ["last.ckpt", "step=16.ckpt", "step=24.ckpt"]}
+    best = Path(child.system_attrs["checkpoint_path"])  # the user's ModelCheckpoint is the trial's best
+    assert best.name == "step=24.ckpt" and best.parent.parent == Path(child.system_attrs["trial_dir"])
+    state = torch.load(best, weights_only=True)["callbacks"]
+    [mine] = [v for k, v in state.items() if k.startswith("ModelCheckpoint")]
+    assert mine["best_model_score"].item() == pytest.approx(child.value)
+    assert sorted(Path(p).name for p in mine["best_k_models"]) == ["step=16.ckpt", "step=24.ckpt"]
