@@ -387,8 +387,15 @@ class StoppingCallback(EarlyStopping, ABC):
         # checkpoint was saved at (iteration-based training); it was checked before the save.
         if self._epoch_check and not self._skip_check(trainer) and self._epoch_batches > 0:
             self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending_pause is not None:
-            # Lightning has counted the epoch as processed: a resume starts the next epoch.
+            # A pause at an epoch's end is saved once Lightning has finished that epoch: every epoch-end
+            # hook has run, a ReduceLROnPlateau has stepped (after the hooks), the epoch is counted
+            # complete. Saved in on_train_epoch_end, the schedule was an epoch behind in the promoted
+            # trial. The promoted trial starts the next epoch (a resume bounded by epochs; on steps see
+            # resume_limits).
             self._save_pause(trainer, self._pending_pause)
             self._pending_pause = None
 
@@ -651,7 +658,7 @@ class StoppingCallback(EarlyStopping, ABC):
                      f"{trainer.global_step}, best {self.best_score}; training goes on.")
         if decision.decision is Decision.PAUSE:
             if self._at_epoch_end(trainer, check):
-                self._pending_pause = decision  # saved in on_train_epoch_end, once the epoch is processed
+                self._pending_pause = decision  # saved in on_train_end, once the epoch is complete
             else:
                 self._save_pause(trainer, decision)
         if decision.stops:

@@ -269,3 +269,34 @@ def test_a_users_model_checkpoint_starts_afresh_in_the_promoted_trials_folder(tm
     [mine] = [v for k, v in state.items() if k.startswith("ModelCheckpoint")]
     assert mine["best_model_score"].item() == pytest.approx(child.value)
     assert sorted(Path(p).name for p in mine["best_k_models"]) == ["step=16.ckpt", "step=24.ckpt"]
+
+
+class PlateauModule(CurveModule):
+    """A :class:`CurveModule` whose ReduceLROnPlateau watches a flat metric (patience 0: it halves the learning
+    rate at every epoch after the first), recording the learning rate each config ended with."""
+
+    final_lr: dict[float, float] = {}
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        self.log("flat", 1.0)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, factor=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "flat"}}
+
+    def on_train_end(self) -> None:
+        PlateauModule.final_lr[float(self.hparams.x)] = self.trainer.optimizers[0].param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("resource", ["epochs", "steps"])
+def test_a_promoted_trials_plateau_schedule_steps_at_every_epoch_it_trained(tmp_path: Path, resource: str) -> None:
+    # Lightning steps a ReduceLROnPlateau after the epoch-end hooks, so a pause checkpoint saved in
+    # on_train_epoch_end held the schedule one epoch behind: the promoted config ended at 0.005, not 0.0025.
+    PlateauModule.final_lr.clear()
+    rungs = (8, 24) if resource == "steps" else (1, 3)
+    search(tmp_path, SuccessiveHalving(min_resource=rungs[0], max_resource=rungs[1], eta=3, resource=resource),
+           [0.0, 0.1, 0.2], module=PlateauModule)
+    assert PlateauModule.final_lr[0.0] == pytest.approx(0.01 * 0.5 ** 2)  # as three uninterrupted epochs end
+    assert PlateauModule.final_lr[0.1] == pytest.approx(0.01)  # one epoch: the first step only sets the best
