@@ -201,6 +201,7 @@ class StoppingCallback(EarlyStopping, ABC):
         self._trial: LiveTrial | None = None
         self._in_runner = False
         self._saving_pause = False
+        self._per_run_checkpoints: set[str] = set()
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -327,6 +328,11 @@ class StoppingCallback(EarlyStopping, ABC):
         if stage != "fit":
             return
         self._reset_run()
+        # The ModelCheckpoints without a dirpath of their own: Lightning gives each run one (in the trial's
+        # folder, or its logger's run folder) in their setup, which runs after this one (checkpoint
+        # callbacks come last); a pause checkpoint leaves their state out (on_save_checkpoint).
+        self._per_run_checkpoints = {cb.state_key for cb in trainer.checkpoint_callbacks
+                                     if getattr(cb, "dirpath", "") is None}
         if not self._in_runner:
             self._trial = None
         name = type(self).__name__
@@ -449,9 +455,9 @@ class StoppingCallback(EarlyStopping, ABC):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         """What a pause checkpoint leaves out, for the promoted trial that resumes it in a folder of its own.
 
-        The state of every ``ModelCheckpoint`` that saves into the paused trial's folder (a user's without a
-        ``dirpath``, the runner's best): its files are the paused trial's, so the promoted trial's copy starts
-        afresh in its own folder (Lightning would warn that the folder changed, and keep naming the paused
+        The state of every ``ModelCheckpoint`` that saves into the paused trial's folder or run (the runner's
+        best, a user's without a ``dirpath``, which Lightning puts in the trial's folder or the logger's run):
+        its files are the paused trial's, so the promoted trial's copy starts afresh in its own folder (Lightning would warn that the folder changed, and keep naming the paused
         trial's best file). And the hyperparameters that are objects (an ``nn.Module`` given to
         ``save_hyperparameters()``): the promoted trial resumes with ``weights_only=True``, which would refuse
         them, and never reads them (it builds its module from its params).
@@ -462,7 +468,8 @@ class StoppingCallback(EarlyStopping, ABC):
         states = checkpoint.get("callbacks") or {}
         for cb in trainer.checkpoint_callbacks:
             dirpath = getattr(cb, "dirpath", None)
-            if dirpath is not None and Path(dirpath).resolve().is_relative_to(folder):
+            if cb.state_key in self._per_run_checkpoints or (
+                    dirpath is not None and Path(dirpath).resolve().is_relative_to(folder)):
                 states.pop(cb.state_key, None)
         for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_KEY, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY):
             hparams = checkpoint.get(key)

@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 import frameworm_lightning.stopping as stopping
 from frameworm_lightning import GridSampler, SearchRunner, TrialState
@@ -238,6 +239,27 @@ def test_a_promoted_trial_on_steps_runs_the_users_epoch_hooks_once_per_epoch(tmp
     assert saved == {parent.number: ["epoch=0-step=8.ckpt"],
                      child.number: ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt"]}
     assert max(child.intermediate_values) == 24 and child.reason == "reached the largest resource, 24 steps"
+
+
+def _logs_elsewhere(ctx: Any) -> CSVLogger:
+    """A logger of the user's whose runs live outside the trials' folders (as MLflow's or W&B's do)."""
+    return CSVLogger(save_dir=Path(ctx.root_dir).parent / "elsewhere", name="runs", version=ctx.version)
+
+
+def test_a_users_model_checkpoint_in_a_loggers_folder_starts_afresh_in_a_promoted_trial(tmp_path: Path) -> None:
+    # Without a dirpath a ModelCheckpoint saves in the logger's run folder, here outside the trial's own.
+    top_one = ModelCheckpoint(monitor="val_loss", filename="{step}")
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path / "root", quiet=True,
+                          callbacks=[SuccessiveHalving(min_resource=1, max_resource=3, eta=3), top_one],
+                          loggers=_logs_elsewhere, trainer_kwargs={"num_sanity_val_steps": 0})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = runner.fit(CurveModule, {"x": [0.0, 0.1, 0.2]}).trials
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "dirpath" in m], shown
+    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    best = Path(child.system_attrs["checkpoint_path"])
+    assert best == tmp_path / "elsewhere" / "runs" / f"trial_{child.number:04d}" / "checkpoints" / "step=24.ckpt"
 
 
 @pytest.mark.parametrize("resource", ["epochs", "steps"])
