@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 import frameworm_lightning.stopping as stopping
-from frameworm_lightning import GridSampler, SearchRunner, TrialState
+from frameworm_lightning import FramewormError, GridSampler, SearchRunner, TrialState
 from frameworm_lightning.stopping import ASHA, SuccessiveHalving, trained_steps
 
 from ._models import QUIET, CurveModule, HoldsAModule, ScheduledModule
@@ -131,10 +131,10 @@ def test_in_a_users_trainer_a_halving_policy_says_which_limits_to_set(tmp_path: 
 
 def test_a_halving_policy_says_which_rungs_a_sparser_validation_judges_late(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with pytest.warns(UserWarning, match=r"rungs at 1, 3, 9 epochs.*check_val_every_n_epoch=2.*rungs 1, 3, 9 are judged "
-                                         r"at the first validation after them"):
-        pl.Trainer(**QUIET, max_epochs=9, check_val_every_n_epoch=2,
-                   callbacks=[ASHA("val_loss", 1, 9, storage=url, study="late")]).fit(CurveModule())
+    with pytest.warns(UserWarning, match=r"rungs at 1, 3, 18 epochs.*check_val_every_n_epoch=2.*rungs 1, 3 are "
+                                         r"judged at the first validation after them"):
+        pl.Trainer(**QUIET, max_epochs=18, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 1, 18, storage=url, study="late")]).fit(CurveModule())
     with pytest.warns(UserWarning, match=r"check_val_every_n_epoch=2\): rung 1 is judged at the first validation "
                                          r"after it, on more training than the rung says"):
         pl.Trainer(**QUIET, max_epochs=2, check_val_every_n_epoch=2,
@@ -322,3 +322,25 @@ def test_a_promoted_trials_plateau_schedule_steps_at_every_epoch_it_trained(tmp_
            [0.0, 0.1, 0.2], module=PlateauModule)
     assert PlateauModule.final_lr[0.0] == pytest.approx(0.01 * 0.5 ** 2)  # as three uninterrupted epochs end
     assert PlateauModule.final_lr[0.1] == pytest.approx(0.01)  # one epoch: the first step only sets the best
+
+
+@pytest.mark.parametrize(("policy", "shown"), [
+    (ASHA(min_resource=8, max_resource=24, eta=3, resource="steps"), "24 steps"),
+    (ASHA(min_resource=1, max_resource=3, eta=3), "3 epochs"),
+])
+def test_a_last_rung_no_validation_reaches_is_an_error_before_training(tmp_path: Path, policy: Any, shown: str) -> None:
+    # Validated every 2 epochs (8 steps an epoch), the last rung (epoch 3) is never validated: the fresh trials
+    # were stored COMPLETE on the value of epoch 2 with no reason, and a promoted one FAILED 'val_loss was never
+    # logged' (it resumed into epoch 3 and stopped there).
+    with pytest.raises(FramewormError, match=rf"judges its last rung at {shown}, but the Trainer validates every 2 "
+                                         r"epochs \(check_val_every_n_epoch=2\): no validation comes at it"):
+        search(tmp_path, policy, [0.0, 0.1, 0.2], trainer_kwargs={"check_val_every_n_epoch": 2})
+
+
+def test_rungs_on_steps_a_sparser_validation_judges_late_are_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with pytest.warns(UserWarning, match=r"rungs at 4, 8, 16 steps.*check_val_every_n_epoch=2\): rungs 4, 8 are judged "
+                                         r"at the first validation after them"):
+        pl.Trainer(**QUIET, max_steps=16, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 4, 16, eta=2, resource="steps", storage=url, study="late")],
+                   ).fit(CurveModule())
