@@ -120,7 +120,7 @@ class Trial:
         interval = heartbeat_interval if heartbeat_interval is not None else study.storage.heartbeat_timeout / 4
         # The thread holds the trial weakly: a trial dropped unfinished (a user's ask() loop that gave up on
         # it) stops beating once it is collected, rather than keeping a thread and its writes for good.
-        weakref.finalize(self, self._stop.set)
+        weakref.finalize(self, self._stop.set).atexit = False  # at exit the daemon thread ends with the process
         beat = threading.Thread(target=_keep_alive, args=(weakref.ref(self), self._stop, max(interval, 0.05)),
                                 daemon=True, name=f"fw-heartbeat-{self.number}")
         fork_safe.register(beat).start()
