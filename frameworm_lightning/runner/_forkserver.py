@@ -133,15 +133,17 @@ def _modules_to_preload() -> list[str]:
     each trial 40 ms of our modules and GPyTorch's imports); the standard library is cheap to import and the user's own
     modules are left to the trials (see the module's docstring). ``sys.modules`` keeps
     the order of the first imports, so importing the names in that order is a sequence
-    that already worked here. None with a CUDA build of torch loaded (see the module's docstring).
+    that already worked here. None with a CUDA build of torch loaded (see the module's docstring),
+    and none of Ray's: a Ray worker process starts a forkserver for its trials, which never use
+    Ray, and its hundreds of modules would only delay the first trial.
     """
     if "torch" in sys.modules and not _cpu_only_torch():
         return []
     names = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if not path or name.startswith("__") or name.endswith(".__main__"):
-            continue  # scripts: the search's own, a ``python -m`` target's
+        if not path or name.startswith("__") or name.endswith(".__main__") or name.partition(".")[0] == "ray":
+            continue  # scripts (the search's own, a ``python -m`` target's); Ray's worker, which no trial uses
         parts = os.path.normpath(path).split(os.sep)
         if "site-packages" in parts or "dist-packages" in parts or name.partition(".")[0] == __package__.split(".")[0]:
             names.append(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -145,18 +146,23 @@ def test_only_installed_libraries_are_preloaded_in_the_order_of_their_first_impo
     site = tmp_path / "site-packages"
     _library(site, "zeta_lib", "")
     _library(site, "alpha_lib", "")
+    _library(site, "ray", "")  # a Ray worker's own modules: no trial uses them
     (tmp_path / "mine.py").write_text("X = 1\n")
     sys.path[:0] = [str(tmp_path), str(site)]
     try:
         import mine  # noqa: F401 - the user's own module: left to the trials
         import zeta_lib  # noqa: F401
         import alpha_lib  # noqa: F401
+        real_ray = sys.modules.pop("ray", None)  # the installed one, if an earlier test imported it
+        importlib.import_module("ray")
         names = _modules_to_preload()
     finally:
         del sys.path[:2]
-        for name in ("mine", "zeta_lib", "alpha_lib"):
+        for name in ("mine", "zeta_lib", "alpha_lib", "ray"):
             sys.modules.pop(name, None)
-    assert "mine" not in names and "json" not in names  # user code, the standard library
+        if real_ray is not None:
+            sys.modules["ray"] = real_ray
+    assert "mine" not in names and "json" not in names and "ray" not in names  # user code, the stdlib, Ray
     assert "frameworm_lightning.runner._forkserver" in names  # ours, wherever it is installed
     assert names.index("zeta_lib") < names.index("alpha_lib")  # imported in that order here
 
