@@ -2,9 +2,9 @@
 
 ``start_forkserver`` starts multiprocessing's forkserver (one per process, shared by
 every search of the process) with ``set_forkserver_preload``: this package's light
-modules, and torch and Lightning when the search's trials need them. The forkserver
-imports this module last among its preloads; the import then (and only there: the
-environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone):
+modules, and torch and Lightning when the search's trials need them. Its last preload,
+:mod:`._forkserver_start`, calls :func:`prepare_forkserver`, which then (and only there:
+the environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone):
 
 * makes the forkserver ignore SIGTERM (it already does from its start, as SIGINT, so a
   signal during its imports cannot kill it: see ``start_forkserver``). A scheduler preempting a job signals all of its
@@ -12,8 +12,9 @@ environment variable ``FRAMEWORM_FORKSERVER=1`` is set for the forkserver alone)
   stopping is the search process's decision, which stores running trials interrupted
   and stops their processes; a forkserver killed first would fail the next trial's
   start. It exits on its own when the search process and its trials are gone;
-* imports, with a CPU-only torch, the installed packages' modules the search process had
-  imported when it started the forkserver (:func:`_modules_to_preload`): the libraries a
+* imports, with a CPU-only torch, the installed packages' modules (and this package's)
+  the search process had imported when it started the forkserver
+  (:func:`_modules_to_preload`): the libraries a
   search script imports at its top (scikit-learn, torchvision, pandas...) are then
   imported once, not again in every trial's process, where they cost a trial of the
   README's demo 0.4 s of scikit-learn imports against 0.25 s of training. Only modules
@@ -63,7 +64,7 @@ from frameworm_lightning.runner._signals import STOP_SIGNALS, stop_signals_handl
 from frameworm_lightning.runner._trial_entry import keep_import_finalizers_from_exit, preloaded_openmp_runtimes
 
 __all__ = [
-    "LIGHTNING_PRELOAD", "PRELOAD", "forkserver_ready", "start_forkserver", "warm_up",
+    "LIGHTNING_PRELOAD", "PRELOAD", "forkserver_ready", "prepare_forkserver", "start_forkserver", "warm_up",
 ]
 
 _SERVER_ENV = "FRAMEWORM_FORKSERVER"
@@ -77,7 +78,7 @@ _ready_file: str | None = None
 PRELOAD = (
     "frameworm_lightning.runner._trial_entry", "frameworm_lightning.search._function", "sqlalchemy.dialects.sqlite",
     "sqlalchemy.dialects.postgresql", "psycopg",
-    __name__,  # last: what the forkserver does first (see above)
+    "frameworm_lightning.runner._forkserver_start",  # last: what the forkserver does first (see above)
 )
 # First, when the search's trials need Lightning (a plain train_fn's workers then start
 # without its seconds of imports).
@@ -127,20 +128,24 @@ def _modules_to_preload() -> list[str]:
     """The modules of installed packages this process has imported, in the order it imported them.
 
     "Installed": loaded from a ``site-packages`` (or Debian's ``dist-packages``) folder,
-    where pip puts libraries; the standard library is cheap to import and the user's own
+    where pip puts libraries, and this package's own modules wherever it is (an editable
+    install: the search script's ``from frameworm_lightning import BayesianSampler`` cost
+    each trial 40 ms of our modules and GPyTorch's imports); the standard library is cheap to import and the user's own
     modules are left to the trials (see the module's docstring). ``sys.modules`` keeps
     the order of the first imports, so importing the names in that order is a sequence
-    that already worked here. None with a CUDA build of torch loaded (see the module's docstring).
+    that already worked here. None with a CUDA build of torch loaded (see the module's docstring),
+    and none of Ray's: a Ray worker process starts a forkserver for its trials, which never use
+    Ray, and its hundreds of modules would only delay the first trial.
     """
     if "torch" in sys.modules and not _cpu_only_torch():
         return []
     names = []
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if not path or name.startswith(("frameworm_lightning", "__")) or name.endswith(".__main__"):
-            continue  # this package's own preloads; scripts (a ``python -m`` target's ``__main__``)
+        if not path or name.startswith("__") or name.endswith(".__main__") or name.partition(".")[0] == "ray":
+            continue  # scripts (the search's own, a ``python -m`` target's); Ray's worker, which no trial uses
         parts = os.path.normpath(path).split(os.sep)
-        if "site-packages" in parts or "dist-packages" in parts:
+        if "site-packages" in parts or "dist-packages" in parts or name.partition(".")[0] == __package__.split(".")[0]:
             names.append(name)
     return names
 
@@ -158,11 +163,11 @@ def _preload_installed_modules(names: list[str], search_path: list[str]) -> None
             continue
         try:
             __import__(name)
-        except BaseException:  # noqa: BLE001 - an optional import of a library: the trial imports it (or fails) itself
-            failed.append(name)
+        except BaseException as err:  # noqa: BLE001 - an optional import: the trial imports it (or fails) itself
+            failed.append(f"{name} ({type(err).__name__}: {err})")
     if failed:
         print(f"forkserver: {len(failed)} module(s) of the search process did not import here, "
-              f"left to the trials: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}", file=sys.stderr)
+              f"left to the trials: {'; '.join(failed[:3])}{' ...' if len(failed) > 3 else ''}", file=sys.stderr)
     # A Python thread may hold a lock (the import lock, a logging handler's) when a trial is forked.
     # Native threads are the libraries' own (a BLAS pool, jemalloc's purging thread): each such
     # library handles a fork itself, as numpy's OpenBLAS pool, started by torch's import, always has here.
@@ -260,7 +265,16 @@ def warm_up() -> None:
         print(f"forkserver warm-up left {_threads() - before} thread(s) running", file=sys.stderr)
 
 
-if os.environ.get(_SERVER_ENV) == "1":  # imported by the forkserver, as its last preload
+def prepare_forkserver() -> None:
+    """What the forkserver does once all its preloads are imported, before it forks any trial.
+
+    Called by :mod:`._forkserver_start`, the forkserver's last preload, which nothing else
+    imports; only in the forkserver (``FRAMEWORM_FORKSERVER=1``). It ran at the first import of
+    this module until 2026-11-30, which an earlier preload (the function API's) made halfway
+    through importing the run loop (``tests/parallel/test_forkserver.py``).
+    """
+    if os.environ.get(_SERVER_ENV) != "1":
+        return
     try:
         with open(os.environ.get(_MODULES_ENV, ""), encoding="utf-8") as f:
             search = json.load(f)

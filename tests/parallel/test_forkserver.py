@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -145,17 +146,51 @@ def test_only_installed_libraries_are_preloaded_in_the_order_of_their_first_impo
     site = tmp_path / "site-packages"
     _library(site, "zeta_lib", "")
     _library(site, "alpha_lib", "")
+    _library(site, "ray", "")  # a Ray worker's own modules: no trial uses them
     (tmp_path / "mine.py").write_text("X = 1\n")
     sys.path[:0] = [str(tmp_path), str(site)]
     try:
         import mine  # noqa: F401 - the user's own module: left to the trials
         import zeta_lib  # noqa: F401
         import alpha_lib  # noqa: F401
+        real_ray = sys.modules.pop("ray", None)  # the installed one, if an earlier test imported it
+        importlib.import_module("ray")
         names = _modules_to_preload()
     finally:
         del sys.path[:2]
-        for name in ("mine", "zeta_lib", "alpha_lib"):
+        for name in ("mine", "zeta_lib", "alpha_lib", "ray"):
             sys.modules.pop(name, None)
-    assert "mine" not in names and "json" not in names  # user code, the standard library
-    assert not any(n.startswith("frameworm_lightning") for n in names)
+        if real_ray is not None:
+            sys.modules["ray"] = real_ray
+    assert "mine" not in names and "json" not in names and "ray" not in names  # user code, the stdlib, Ray
+    assert "frameworm_lightning.runner._forkserver" in names  # ours, wherever it is installed
     assert names.index("zeta_lib") < names.index("alpha_lib")  # imported in that order here
+
+
+OURS = textwrap.dedent(
+    """
+    import sys, time
+    from frameworm_lightning import SearchRunner  # the runner's modules, as a search script imports them
+    from frameworm_lightning.runner._forkserver import start_forkserver
+
+    if __name__ == "__main__":
+        ctx = start_forkserver(lightning=False)
+        child = ctx.Process(target=time.sleep, args=(0,))
+        child.start()
+        child.join()
+        print("exit", child.exitcode)
+    """
+)
+
+
+def test_the_forkserver_prepares_itself_after_all_its_preloads(tmp_path: Path) -> None:
+    # Its preparation ran when _forkserver.py was first imported, which one of the earlier
+    # preloads did halfway through importing the run loop: importing the search's modules
+    # there met the loop half-initialised (ImportError for the runner), and the imports'
+    # finalizers of the preloads after it were never taken off the exit list.
+    script = tmp_path / "search.py"
+    script.write_text(OURS)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["exit", "0"]
+    assert "did not import here" not in out.stderr, out.stderr[-3000:]
