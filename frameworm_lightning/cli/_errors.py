@@ -14,6 +14,7 @@ Two sources:
 
 from __future__ import annotations
 
+import argparse
 import ast
 import difflib
 import inspect
@@ -21,7 +22,7 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
@@ -290,8 +291,60 @@ def _yaml_error(err: yaml.MarkedYAMLError) -> str:
     return f"{text}; fix the syntax there."
 
 
-def parse_error(message: str, ex: BaseException | None = None) -> str:
-    """jsonargparse's error message (and its exception) as one line that says the fix."""
+# A key no section of the parser has: in a config file, or on the command line.
+_NOT_ACCEPTED = re.compile(r"^Subcommand '[^']+' does not accept option '([^']+)'")
+_UNRECOGNIZED = re.compile(r"^unrecognized arguments: (.*)")
+
+
+def _key_hint(key: str, keys: Sequence[str]) -> str | None:
+    """The valid key(s) closest to an unknown ``key``: of its own section (``search.n_trial`` ->
+    ``search.n_trials``), else the same name in another section (``search.max_epochs`` ->
+    ``trainer.max_epochs``), else of any section (a misspelt section name)."""
+    if key == "search.callbacks":  # both kinds of callback have a home, neither is this one
+        return "stopping policies go in search.stopping, Trainer callbacks in trainer.callbacks."
+    section, _, name = key.rpartition(".")
+    names = [k.rpartition(".")[2] for k in keys if k.rpartition(".")[0] == section]
+    if names:
+        close = [f"{section}.{n}" if section else n for n in _closest_few(name, names)]
+        close = close or [k for k in keys if k.rpartition(".")[2] == name]
+    else:
+        close = _closest_few(key, keys)
+    return f"did you mean {' or '.join(close)}?" if close else None
+
+
+def _closest_few(word: str, names: Sequence[str]) -> list[str]:
+    """The names closest to ``word`` (difflib), the runners-up only when nearly as close as the best."""
+    close = difflib.get_close_matches(word, names)
+    ratios = [difflib.SequenceMatcher(None, word, n).ratio() for n in close]
+    return [n for n, r in zip(close, ratios) if r >= ratios[0] - 0.05]
+
+
+def _unknown_key(message: str, keys: Sequence[str]) -> str | None:
+    """jsonargparse's message about a key no section has, with the closest valid key(s); ``None``
+    for another message or when no key is close."""
+    if match := _NOT_ACCEPTED.match(message):
+        hint = _key_hint(match.group(1), keys)
+        return f"{message.strip().rstrip('.')}; {hint}" if hint else None
+    if match := _UNRECOGNIZED.match(message):
+        hints = {}
+        for token in match.group(1).split():
+            option = token.split("=", 1)[0].rstrip("+")
+            if option.startswith("--") and (hint := _key_hint(option[2:], keys)):
+                hints[option] = hint.replace("did you mean ", "did you mean --").replace(" or ", " or --")
+        if len(hints) > 1:  # say which is which
+            return f"{message.strip()}; " + "; ".join(f"{option}: {hint}" for option, hint in hints.items())
+        return f"{message.strip()}; {next(iter(hints.values()))}" if hints else None
+    return None
+
+
+def parse_error(message: str, ex: BaseException | None = None, keys: Sequence[str] = ()) -> str:
+    """jsonargparse's error message (and its exception) as one line that says the fix.
+
+    ``keys``: the config keys of the parser that failed (``search.n_trials``, ...), for the
+    closest valid key to an unknown one.
+    """
+    if (line := _unknown_key(message, keys)) is not None:
+        return line
     line = class_path_error(message)
     if line is not None:
         return line
@@ -350,5 +403,19 @@ class SearchArgumentParser(LightningArgumentParser):
         if not self.exit_on_error:  # jsonargparse trying one alternative of several: not the user's error yet
             super().error(message, ex)
         self._logger.error(message)
-        sys.stderr.write(f"error: {parse_error(message, ex)}\n")
+        # A config file's unknown key is found by the parent parser, which names the subcommand's.
+        parser = next((p for e in _causes(ex) if (p := getattr(e, "subcommand_parser", None)) is not None), self)
+        sys.stderr.write(f"error: {parse_error(message, ex, _config_keys(parser))}\n")
         self.exit(2)
+
+
+def _config_keys(parser: LightningArgumentParser) -> list[str]:
+    """The parser's config keys (``search.n_trials``, ``trainer.max_epochs``, ...); none when its
+    defaults do not load (then that is raised, not printed: this runs inside ``error``)."""
+    exit_on_error, parser.exit_on_error = parser.exit_on_error, False
+    try:
+        return list(parser.get_defaults(skip_validation=True).keys())
+    except argparse.ArgumentError:
+        return []
+    finally:
+        parser.exit_on_error = exit_on_error

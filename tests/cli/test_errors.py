@@ -174,6 +174,21 @@ PARSE_CASES: list[tuple[str, Callable[[str], str], tuple[str, ...], str]] = [
      "error: search.sampler.init_args.seed is 'abc'; write an integer, or null."),
     ("model argument type", _replace("lr: 0.1", "hidden: abc"), (),
      "error: model.init_args.hidden is 'abc'; write an integer."),
+    # A key no section has: the closest keys of its section (difflib over the parser's keys), or the
+    # section that has it; search.callbacks is said where each kind of callback goes.
+    ("search key typo", _replace("n_trials: 3", "n_trial: 3"), (),
+     "error: Subcommand 'search' does not accept option 'search.n_trial'; did you mean search.n_trials?"),
+    ("search key typo flag", lambda text: text, ("--search.n_trails", "3"),
+     "error: unrecognized arguments: --search.n_trails 3; did you mean --search.n_trials?"),
+    ("trainer key typo flag", lambda text: text, ("--trainer.max_epocs=2",),
+     "error: unrecognized arguments: --trainer.max_epocs=2; did you mean --trainer.max_epochs?"),
+    ("trainer key in search", _replace("  n_trials: 3\n", "  n_trials: 3\n  max_epochs: 2\n"), (),
+     "error: Subcommand 'search' does not accept option 'search.max_epochs'; did you mean trainer.max_epochs?"),
+    ("search callbacks", _replace("  n_trials: 3\n", "  n_trials: 3\n  callbacks: []\n"), (),
+     "error: Subcommand 'search' does not accept option 'search.callbacks'; stopping policies go in "
+     "search.stopping, Trainer callbacks in trainer.callbacks."),
+    ("unknown key, nothing close", _replace("  n_trials: 3\n", "  n_trials: 3\n  zzz: 2\n"), (),
+     "error: Subcommand 'search' does not accept option 'search.zzz'; see --help for the options."),
 ]
 
 
