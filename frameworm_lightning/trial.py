@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["INTERRUPTED", "FrozenTrial", "LiveTrial", "TrialState", "count_states"]
+__all__ = ["INTERRUPTED", "PROMOTED", "FrozenTrial", "LiveTrial", "TrialState", "count_states"]
 
 
 class TrialState(str, Enum):
@@ -97,6 +97,11 @@ class FrozenTrial:
         return self.state is TrialState.FAILED and bool(self.system_attrs.get("interrupted"))
 
     @property
+    def promoted(self) -> bool:
+        """Paused by a halving policy (stored ``PRUNED``), then continued by the trial ``promoted_to``."""
+        return self.state is TrialState.PRUNED and self.system_attrs.get("promoted_to") is not None
+
+    @property
     def has_params(self) -> bool:
         return bool(self.params)
 
@@ -174,11 +179,17 @@ class LiveTrial(Protocol):
 INTERRUPTED = "INTERRUPTED"
 
 
+#: The count of paused trials a halving policy promoted in :func:`count_states` (stored ``PRUNED``;
+#: their configuration went on as another trial, so they were not stopped).
+PROMOTED = "PROMOTED"
+
+
 def count_states(trials: Iterable[FrozenTrial]) -> dict[str, int]:
     """Trials by state, every state present (zero when none), interrupted ones apart under
-    :data:`INTERRUPTED`: a signal or a lost worker stopped them, not their own error."""
+    :data:`INTERRUPTED` (a signal or a lost worker stopped them, not their own error) and
+    paused-then-promoted ones under :data:`PROMOTED` (their configuration went on)."""
     out = {state.value: 0 for state in TrialState}
-    out[INTERRUPTED] = 0
+    out[INTERRUPTED] = out[PROMOTED] = 0
     for t in trials:
-        out[INTERRUPTED if t.interrupted else t.state.value] += 1
+        out[INTERRUPTED if t.interrupted else PROMOTED if t.promoted else t.state.value] += 1
     return out

@@ -121,6 +121,9 @@ def _row(trial: FrozenTrial, keys: list[str], study: Study) -> dict[str, Any]:
         "datetime_complete": pd.Timestamp(trial.datetime_complete) if trial.completed_at is not None else pd.NaT,
         "checkpoint_path": trial.system_attrs.get("checkpoint_path"),
         "trial_dir": trial.system_attrs.get("trial_dir"),
+        # a halving policy's paused trial and the trial that continued it (same params, its checkpoint)
+        "promoted_to": trial.system_attrs.get("promoted_to", pd.NA),
+        "promoted_from": trial.system_attrs.get("promoted_from", pd.NA),
     })
     for key, value in sorted(trial.user_attrs.items()):
         row["user_attrs_" + key] = value
@@ -136,7 +139,10 @@ def trials_dataframe(source: StudyLike, states: tuple[TrialState, ...] | None = 
     pruned trial stopped), ``reason`` (why a trial was pruned or failed, or why a
     stopping policy ended a complete one early), ``error`` (a
     failure's traceback), ``datetime_start``/``datetime_complete`` (UTC),
-    ``checkpoint_path``, ``trial_dir``, and one ``user_attrs_<key>`` per user attribute.
+    ``checkpoint_path``, ``trial_dir``, ``promoted_to`` (the trial that continued a
+    trial a halving policy paused; stored ``PRUNED``, it was not stopped) and
+    ``promoted_from`` (the paused trial a promoted one resumed), and one
+    ``user_attrs_<key>`` per user attribute.
 
     Args:
         states: keep only trials in these states (default: all).
@@ -147,10 +153,12 @@ def trials_dataframe(source: StudyLike, states: tuple[TrialState, ...] | None = 
         trials = [t for t in trials if t.state in states]
     rows = [_row(t, keys, study) for t in trials]
     columns = ["number", "state", "value", *(PARAM_PREFIX + k for k in keys), "duration", "steps", "last_step",
-               "reason", "error", "datetime_start", "datetime_complete", "checkpoint_path", "trial_dir"]
+               "reason", "error", "datetime_start", "datetime_complete", "checkpoint_path", "trial_dir",
+               "promoted_to", "promoted_from"]
     frame = pd.DataFrame(rows, columns=columns + sorted({c for r in rows for c in r} - set(columns)))
     frame["steps"] = frame["steps"].astype("int64")
-    frame["last_step"] = frame["last_step"].astype("Int64")
+    for column in ("last_step", "promoted_to", "promoted_from"):
+        frame[column] = frame[column].astype("Int64")
     frame["value"] = frame["value"].astype("float64")
     frame["duration"] = frame["duration"].astype("float64")
     return frame

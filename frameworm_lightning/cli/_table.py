@@ -8,7 +8,7 @@ from rich.table import Table
 
 from frameworm_lightning.cli._progress import format_duration
 from frameworm_lightning.study import Study
-from frameworm_lightning.trial import INTERRUPTED, TrialState, count_states
+from frameworm_lightning.trial import INTERRUPTED, PROMOTED, TrialState, count_states
 
 __all__ = ["trials_table"]
 
@@ -49,7 +49,11 @@ def trials_table(study: Study) -> Table:
     for t in trials:
         reason = (t.reason or "").strip().splitlines()
         note = reason[-1][:120] if reason else ""  # a complete trial's: why a policy ended it early
-        state = f"[magenta]{INTERRUPTED}[/]" if t.interrupted else f"[{_STATE_STYLE[t.state]}]{t.state.value}[/]"
+        state = f"[{_STATE_STYLE[t.state]}]{t.state.value}[/]"
+        if t.interrupted:
+            state = f"[magenta]{INTERRUPTED}[/]"
+        elif t.promoted:  # stored PRUNED, but its configuration went on
+            state, note = f"[cyan]{PROMOTED}[/]", f"{note}; promoted as trial {t.system_attrs['promoted_to']}"
         table.add_row(
             str(t.number),
             state,

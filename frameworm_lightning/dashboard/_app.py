@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from frameworm_lightning.analysis._plots import plot
 from frameworm_lightning.analysis._report import CSS, SORT_SCRIPT, html_table
-from frameworm_lightning.dashboard._data import INTERRUPTED, counts, read_storage, study_summaries, table_frame, trial_detail
+from frameworm_lightning.dashboard._data import INTERRUPTED, PROMOTED, counts, read_storage, study_summaries, table_frame, trial_detail
 from frameworm_lightning.storage import Storage, masked_url
 from frameworm_lightning.study import Study
 from frameworm_lightning.trial import FrozenTrial, TrialState
@@ -133,7 +133,7 @@ def _version(trials: list[FrozenTrial]) -> str:
 
 def _counts_html(c: dict[str, int]) -> str:
     parts = [f'<span>trials <b id="count-total">{c["total"]}</b></span>']
-    for state in [*(s.value for s in TrialState), INTERRUPTED]:
+    for state in [*(s.value for s in TrialState), INTERRUPTED, PROMOTED]:
         parts.append(f'<span class="state-{state}">{state.lower()} <b id="count-{state.lower()}">{c[state]}</b></span>')
     return "".join(parts)
 
@@ -187,11 +187,12 @@ class _Dashboard:
                         f'<td data-v="{c["total"]}">{c["total"]}</td><td data-v="{c["COMPLETE"]}">{c["COMPLETE"]}</td>'
                         f'<td data-v="{c["RUNNING"]}">{c["RUNNING"]}</td><td data-v="{c["PRUNED"]}">{c["PRUNED"]}</td>'
                         f'<td data-v="{c["FAILED"]}">{c["FAILED"]}</td>'
-                        f'<td data-v="{c[INTERRUPTED]}">{c[INTERRUPTED]}</td><td class="text">{best}</td></tr>')
+                        f'<td data-v="{c[INTERRUPTED]}">{c[INTERRUPTED]}</td>'
+                        f'<td data-v="{c[PROMOTED]}">{c[PROMOTED]}</td><td class="text">{best}</td></tr>')
         if not rows:
             return '<p class="note">no study stored yet</p>'
         head = "".join(f'<th class="text">{h}</th>' for h in
-                       ("study", "objective", "trials", "complete", "running", "pruned", "failed", "interrupted", "best"))
+                       ("study", "objective", "trials", "complete", "running", "pruned", "failed", "interrupted", "promoted", "best"))
         return (f'<div class="scroll"><table class="sortable" id="study-list"><thead><tr>{head}</tr></thead>'
                 f'<tbody>{"".join(rows)}</tbody></table></div>')
 

@@ -21,14 +21,14 @@ import pandas as pd
 from frameworm_lightning.analysis._frame import PARAM_PREFIX, best_trial, param_keys, params_of, trials_dataframe
 from frameworm_lightning.storage import Storage, read_storage
 from frameworm_lightning.study import Study
-from frameworm_lightning.trial import INTERRUPTED, FrozenTrial, TrialState, count_states
+from frameworm_lightning.trial import INTERRUPTED, PROMOTED, FrozenTrial, TrialState, count_states
 
 
-__all__ = ["INTERRUPTED", "counts", "read_storage", "study_summaries", "table_frame", "trial_detail"]
+__all__ = ["INTERRUPTED", "PROMOTED", "counts", "read_storage", "study_summaries", "table_frame", "trial_detail"]
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Trials by state (:func:`~frameworm_lightning.trial.count_states`: interrupted apart) and ``total``."""
+    """Trials by state (:func:`~frameworm_lightning.trial.count_states`: interrupted and promoted apart) and ``total``."""
     return {**count_states(trials), "total": len(trials)}
 
 

@@ -59,3 +59,22 @@ def build_study(
         else:
             trial.complete(final)
     return study
+
+
+def paused_and_promoted() -> Study:
+    """Trial 0 paused at a rung and promoted as trial 1 (which completes); trial 2 pruned for good."""
+    study = Study.create("promoted", {"x": [0.0, 1.0]}, metric="val_loss")
+    parent = study.ask()
+    parent.report(10, 0.4)
+    parent.prune("paused: val_loss=0.4 at 1 epoch ranks 1 of 1")
+    child = study.ask()
+    child.report(20, 0.3)
+    child.complete(0.3)
+    pruned = study.ask()
+    pruned.report(10, 0.9)
+    pruned.prune("median rule")
+    by_number = {t.number: t for t in study.trials}
+    study.storage.set_trial_attr(by_number[0].trial_id, "promoted_to", 1, system=True)
+    study.storage.set_trial_attr(by_number[1].trial_id, "promoted_from", 0, system=True)
+    return study
+

@@ -10,7 +10,7 @@ import pytest
 from frameworm_lightning import SearchResult, Study, TrialState
 from frameworm_lightning.analysis import best_trial, top_k, top_trials, trials_dataframe
 
-from ._studies import SPACE, build_study
+from ._studies import SPACE, build_study, paused_and_promoted
 
 
 def test_one_row_per_trial_with_params_state_value_duration_steps_reason() -> None:
@@ -97,3 +97,14 @@ def test_result_and_stored_study_give_the_same_table(tmp_path) -> None:
     assert list(reread.top(3)["number"]) == [t.number for t in top_trials(study, 3)]
     with pytest.raises(TypeError, match="Study or a SearchResult"):
         trials_dataframe([1, 2])  # type: ignore[arg-type]
+
+
+def test_a_paused_trial_names_the_trial_it_was_promoted_to() -> None:
+    # Stored PRUNED, a paused-then-promoted trial read as one stopped for good: nothing in the
+    # table said that its configuration went on (as trial 1 here).
+    frame = trials_dataframe(paused_and_promoted()).set_index("number")
+    assert list(frame["state"]) == ["PRUNED", "COMPLETE", "PRUNED"]
+    assert frame.loc[0, "promoted_to"] == 1 and pd.isna(frame.loc[0, "promoted_from"])
+    assert frame.loc[1, "promoted_from"] == 0 and pd.isna(frame.loc[1, "promoted_to"])
+    assert pd.isna(frame.loc[2, "promoted_to"]) and pd.isna(frame.loc[2, "promoted_from"])
+    assert str(frame["promoted_to"].dtype) == "Int64"

@@ -13,7 +13,7 @@ from frameworm_lightning.analysis import REPORT_KINDS, render_report, write_repo
 
 from ._browser import chromium_page
 from ._images import assert_non_blank_png
-from ._studies import additive, build_study
+from ._studies import additive, build_study, paused_and_promoted
 
 LONG_REASON = "median rule: " + "the value at this step is worse than the median of the earlier trials; " * 6
 
@@ -104,3 +104,9 @@ def test_an_interrupted_trial_is_counted_and_listed_apart_from_the_failed_ones()
     assert "1 waiting, 5 complete, 1 failed, 1 interrupted" in page
     assert re.search(r"trial 6: interrupted: the search was stopped by SIGINT; its params run again as trial 7", page)
     assert "trial 2: " in page
+
+
+def test_a_paused_and_promoted_trial_is_counted_apart_from_the_pruned_ones() -> None:
+    # The summary said "1 complete, 2 pruned": the paused trial 0 went on as trial 1, one configuration.
+    page = render_report(paused_and_promoted(), kinds=("history",))
+    assert "1 complete, 1 pruned, 1 promoted" in page

@@ -37,3 +37,17 @@ def test_a_trial_a_policy_finished_early_says_why_in_its_note() -> None:
     notes = {cells[0]: cells[-1] for line in console.export_text().splitlines()
              if len(cells := [c.strip() for c in line.split("│")[1:-1]]) > 2 and cells[0].isdigit()}
     assert notes == {"0": "no improvement of loss over 0.5 in 3 checks (patience 3, step 40)", "1": ""}
+
+
+def test_a_paused_and_promoted_trial_is_counted_and_shown_apart_from_the_pruned_ones() -> None:
+    # A halving policy's paused trial, promoted as trial 1, was counted "pruned" though its configuration went on.
+    from tests.analysis._studies import paused_and_promoted
+
+    console = Console(record=True, width=200)
+    console.print(trials_table(paused_and_promoted()))
+    text = console.export_text()
+    assert "3 trials: 1 complete, 1 pruned, 1 promoted; best is trial 1" in " ".join(text.split())
+    states = {cells[0]: (cells[1], cells[-1]) for line in text.splitlines()
+              if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) > 2 and cells[0].isdigit()}
+    assert states["0"] == ("PROMOTED", "paused: val_loss=0.4 at 1 epoch ranks 1 of 1; promoted as trial 1")
+    assert states["2"] == ("PRUNED", "median rule")
