@@ -241,6 +241,16 @@ def test_a_promoted_trial_on_steps_runs_the_users_epoch_hooks_once_per_epoch(tmp
     assert max(child.intermediate_values) == 24 and child.reason == "reached the largest resource, 24 steps"
 
 
+def _promoted_without_a_dirpath_warning(runner: SearchRunner) -> tuple[list[Any], Any]:
+    """The trials of a three-point grid search, and its promoted trial, checking no "dirpath" warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = runner.fit(CurveModule, {"x": [0.0, 0.1, 0.2]}).trials
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "dirpath" in m], shown
+    return done, next(t for t in done if "promoted_from" in t.system_attrs)
+
+
 def _logs_elsewhere(ctx: Any) -> CSVLogger:
     """A logger of the user's whose runs live outside the trials' folders (as MLflow's or W&B's do)."""
     return CSVLogger(save_dir=Path(ctx.root_dir).parent / "elsewhere", name="runs", version=ctx.version)
@@ -252,12 +262,7 @@ def test_a_users_model_checkpoint_in_a_loggers_folder_starts_afresh_in_a_promote
     runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path / "root", quiet=True,
                           callbacks=[SuccessiveHalving(min_resource=1, max_resource=3, eta=3), top_one],
                           loggers=_logs_elsewhere, trainer_kwargs={"num_sanity_val_steps": 0})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        done = runner.fit(CurveModule, {"x": [0.0, 0.1, 0.2]}).trials
-    shown = [str(w.message) for w in caught]
-    assert not [m for m in shown if "dirpath" in m], shown
-    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    done, child = _promoted_without_a_dirpath_warning(runner)
     best = Path(child.system_attrs["checkpoint_path"])
     assert best == tmp_path / "elsewhere" / "runs" / f"trial_{child.number:04d}" / "checkpoints" / "step=24.ckpt"
 
@@ -272,12 +277,7 @@ def test_a_users_model_checkpoint_starts_afresh_in_the_promoted_trials_folder(tm
     policy = SuccessiveHalving(min_resource=rungs[0], max_resource=rungs[1], eta=3, resource=resource)
     runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True,
                           callbacks=[policy, top_two], trainer_kwargs={"num_sanity_val_steps": 0})
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        done = runner.fit(CurveModule, {"x": [0.0, 0.1, 0.2]}).trials
-    shown = [str(w.message) for w in caught]
-    assert not [m for m in shown if "dirpath" in m], shown
-    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    done, child = _promoted_without_a_dirpath_warning(runner)
     parent = done[child.system_attrs["promoted_from"]]
     files = {t.number: sorted(p.name for p in (Path(t.system_attrs["trial_dir"]) / "checkpoints").glob("*.ckpt")
                               if not p.name.startswith("paused"))
