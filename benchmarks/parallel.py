@@ -2,13 +2,15 @@
 
 Run from the repository root::
 
-    python benchmarks/parallel.py            # about 9 minutes on 2 CPU cores
-    python benchmarks/parallel.py --quick    # one round, fewer trials
+    python benchmarks/parallel.py                     # about 9 minutes on 2 CPU cores
+    python benchmarks/parallel.py --workload digits   # the README demo's model in the throughput table
+    python benchmarks/parallel.py --quick             # one round, fewer trials
 
 Two tables, printed side by side:
 
-* **Throughput** — the same random search of a small CPU-bound MLP (a few seconds of
-  matrix products per trial) with ``n_jobs=1`` (trials in the search process, with
+* **Throughput** — the same random search of a workload (``--workload``: a small CPU-bound
+  MLP, about 0.7 s of matrix products per trial, or the README demo's digits classifier,
+  about 0.25 s per trial with validation) with ``n_jobs=1`` (trials in the search process, with
   torch's default threads and with one thread) and ``n_jobs=2`` (two worker processes,
   one thread each): trials per minute of wall time, the median of rotated rounds
   (the machine is shared, so its load changes under us). Each search runs in a fresh
@@ -54,8 +56,9 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for folder in (ROOT, ROOT / "examples"):  # the package and ``models``; the README demo's script
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
 
 from frameworm_lightning import RandomSampler, Real, SearchRunner  # noqa: E402
 from frameworm_lightning.runner._forkserver import forkserver_ready, start_forkserver, warm_up  # noqa: E402
@@ -108,16 +111,37 @@ class EmptyModule(pl.LightningModule):
 TRAINER = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_progress_bar": False,
            "enable_model_summary": False, "enable_checkpointing": False}
 
+def _cpu_mlp() -> tuple[type, None]:
+    return CpuMLP, None
+
+
+def _digits() -> tuple[type, type]:
+    # Imported only for this workload: a worker process runs this script's imports, and the
+    # CpuMLP rows must not pay for the demo's modules.
+    from digits_search import DigitsMLP  # noqa: PLC0415 - examples/: the README demo's model
+    from models import DigitsDataModule  # noqa: PLC0415
+
+    return DigitsMLP, DigitsDataModule
+
+
+# The throughput table's workloads: (module and datamodule class or None, metric, epochs,
+# trials a search, what it is). About 5 s of training a search either way.
+WORKLOADS: dict[str, tuple[Any, str, int, int, str]] = {
+    "mlp": (_cpu_mlp, "loss", 6, 6, "CpuMLP (6 epochs of 32 batches of 128 x 32, width 512, no validation)"),
+    "digits": (_digits, "val_loss", 8, 20,
+               "the README demo's DigitsMLP on digits (8 epochs of 23 batches, validation each epoch)"),
+}
+
 
 def search(root: Path, tag: str, module: type, n_trials: int, n_jobs: int, executor: str,
-           **trainer: Any) -> dict[str, Any]:
+           datamodule: Any = None, metric: str = "loss", **trainer: Any) -> dict[str, Any]:
     runner = SearchRunner(
-        metric="loss", sampler=RandomSampler(seed=0), n_trials=n_trials, n_jobs=n_jobs, executor=executor,
+        metric=metric, sampler=RandomSampler(seed=0), n_trials=n_trials, n_jobs=n_jobs, executor=executor,
         quiet=True, save_checkpoints=False, root_dir=root / tag, storage=f"sqlite:///{root / tag}.db",
         study_name=tag, trainer_kwargs={**TRAINER, **trainer},
     )
     t = time.perf_counter()
-    result = runner.fit(module, {"lr": Real(1e-3, 1e-1, log=True)})
+    result = runner.fit(module, {"lr": Real(1e-3, 1e-1, log=True)}, datamodule)
     wall = time.perf_counter() - t
     held = sorted(tr.duration for tr in result.trials if tr.duration is not None)
     states = {tr.state.value for tr in result.trials}
@@ -142,13 +166,13 @@ print(n)
 
 
 def search_in_a_process(root: Path, tag: str, n_trials: int, n_jobs: int, threads: int | None,
-                        epochs: int) -> dict[str, Any]:
-    """:func:`search` of CpuMLP in a fresh interpreter (``--one-search``), its forkserver ready first."""
+                        workload: str) -> dict[str, Any]:
+    """:func:`search` of a workload in a fresh interpreter (``--one-search``), its forkserver ready first."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if n_jobs > 1:
         env["OMP_NUM_THREADS"] = "1"  # one thread per worker on any number of cores
     args = [sys.executable, __file__, "--one-search", json.dumps(
-        {"root": str(root), "tag": tag, "n_trials": n_trials, "n_jobs": n_jobs, "threads": threads, "epochs": epochs})]
+        {"root": str(root), "tag": tag, "n_trials": n_trials, "n_jobs": n_jobs, "threads": threads, "workload": workload})]
     out = subprocess.run(args, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{tag}: the search's process failed:\n{out.stderr[-3000:]}")
@@ -159,6 +183,9 @@ def one_search(spec: dict[str, Any]) -> None:
     """``--one-search``: one throughput search in this process, as JSON on the last line."""
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])
+    # Its classes first, as a user's script imports them at its top (before any search starts).
+    classes, metric, epochs, _, _ = WORKLOADS[spec["workload"]]
+    module, datamodule = classes()
     # Warm before the clock starts, either way: the forkserver's imports and tiny fit done, or the
     # same tiny fit here (a process's first Lightning fit fills caches for about 0.25 s).
     if spec["n_jobs"] > 1:
@@ -170,30 +197,33 @@ def one_search(spec: dict[str, Any]) -> None:
             time.sleep(0.05)
     else:
         warm_up()
-    row = search(Path(spec["root"]), spec["tag"], CpuMLP, spec["n_trials"], spec["n_jobs"], "auto",
-                 max_epochs=spec["epochs"])
+    row = search(Path(spec["root"]), spec["tag"], module, spec["n_trials"], spec["n_jobs"], "auto",
+                 datamodule() if datamodule else None, metric, max_epochs=epochs)
     print(json.dumps(row))
 
 
-def bare_fits(n: int, epochs: int) -> None:
-    """``--bare-fits``: ``n`` CpuMLP fits one after another in this process, one thread, no frameworm."""
+def bare_fits(n: int, workload: str) -> None:
+    """``--bare-fits``: ``n`` fits of a workload one after another in this process, one thread, no frameworm."""
+    classes, _, epochs, _, _ = WORKLOADS[workload]
+    module, datamodule = classes()
     torch.set_num_threads(1)
+    warm_up()  # as the search processes are warmed before their clocks start
     start = time.perf_counter()
     for i in range(n):
         pl.seed_everything(i, verbose=False)
-        pl.Trainer(max_epochs=epochs, **TRAINER).fit(CpuMLP(lr=1e-2))
+        pl.Trainer(max_epochs=epochs, **TRAINER).fit(module(lr=1e-2), datamodule=datamodule() if datamodule else None)
     print(time.perf_counter() - start)
 
 
-def trial_capacity(n: int, epochs: int) -> float:
+def trial_capacity(n: int, workload: str) -> float:
     """How much more of *these trials'* work two bare processes do at once than one alone.
 
-    The same CpuMLP fits as the throughput table, ``n`` per process, each process one
+    The same fits as the throughput table, ``n`` per process, each process one
     thread and no frameworm: what two processes of this workload can give on this machine
     (memory traffic included, which matrix products alone do not show).
     """
     def launch() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, __file__, "--bare-fits", str(n), "--epochs", str(epochs)],
+        return subprocess.Popen([sys.executable, __file__, "--bare-fits", str(n), "--workload", workload],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
 
@@ -221,7 +251,7 @@ SETTINGS = (  # (label, n_jobs, torch threads in the search process; workers get
 )
 
 
-def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict[str, Any]]:
+def throughput(root: Path, n_trials: int, workload: str, rounds: int) -> list[dict[str, Any]]:
     """Each setting once per round, in a rotated order; the median round per setting.
 
     The machine is shared: rounds spread the others' load over every setting alike. Each
@@ -235,11 +265,11 @@ def throughput(root: Path, n_trials: int, epochs: int, rounds: int) -> list[dict
     ratios, trial_ratios, shares = [], [], []
     for r in range(rounds):
         ratios.append(capacity())
-        trial_ratios.append(trial_capacity(n_trials, epochs))
+        trial_ratios.append(trial_capacity(n_trials, workload))
         print(f"  round {r + 1}: two processes do {ratios[-1]:.2f}x the work of one on this machine now "
               f"({trial_ratios[-1]:.2f}x of these trials' fits)", flush=True)
         for label, n_jobs, threads in SETTINGS[r % len(SETTINGS):] + SETTINGS[: r % len(SETTINGS)]:
-            row = search_in_a_process(root, f"mlp-{r}-{n_jobs}-{threads}", n_trials, n_jobs, threads, epochs)
+            row = search_in_a_process(root, f"{workload}-{r}-{n_jobs}-{threads}", n_trials, n_jobs, threads, workload)
             runs[label].append(row)
             print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min", flush=True)
         # The round's own share: its n_jobs=2 gain over its one-thread n_jobs=1, read against
@@ -373,16 +403,19 @@ def main() -> None:
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray executor")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures there")
     parser.add_argument("--bare-fits", type=int, default=None, help=argparse.SUPPRESS)  # trial_capacity's processes
-    parser.add_argument("--epochs", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="mlp",
+                        help="the throughput table's trials: " + "; ".join(f"{k}: {v[4]}" for k, v in WORKLOADS.items())
+                        + " (default: %(default)s)")
     parser.add_argument("--one-search", default=None, help=argparse.SUPPRESS)  # throughput's processes
     args = parser.parse_args()
     if args.one_search is not None:
         one_search(json.loads(args.one_search))
         return
     if args.bare_fits is not None:
-        bare_fits(args.bare_fits, args.epochs or 1)
+        bare_fits(args.bare_fits, args.workload)
         return
-    n_mlp, epochs, n_empty, rounds = (2, 2, 4, 1) if args.quick else (6, 6, 8, 5)
+    n_empty, rounds = (4, 1) if args.quick else (8, 5)
+    n_mlp = 2 if args.quick else WORKLOADS[args.workload][3]
     rounds = args.rounds or rounds
 
     root = Path(tempfile.mkdtemp(prefix="fw-bench-parallel-"))
@@ -397,15 +430,16 @@ def main() -> None:
         probe.join()
         forkserver_start = time.perf_counter() - t
         print(f"forkserver started (its imports) in {forkserver_start:.1f} s", flush=True)
-        print(f"throughput: {rounds} rounds of {n_mlp} trials of CpuMLP ({epochs} epochs of 32 batches)", flush=True)
-        tput = throughput(root, n_mlp, epochs, rounds)
+        what = WORKLOADS[args.workload][4]
+        print(f"throughput: {rounds} rounds of {n_mlp} trials of {what}", flush=True)
+        tput = throughput(root, n_mlp, args.workload, rounds)
         print(f"empty trials: {n_empty} per executor, n_jobs=1", flush=True)
         empty = empty_trials(root, n_empty, forkserver_start, with_ray=not args.no_ray)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     load_after = os.getloadavg()
 
-    left = [f"Throughput (CpuMLP, {os.cpu_count()} CPU cores; median of rounds)", "",
+    left = [f"Throughput ({args.workload}, {os.cpu_count()} CPU cores; median of rounds)", "",
             f"{'setting':<30}{'trials/min':>11}{'range':>13}{'trial s':>9}"]
     left += [f"{r['setting']:<30}{r['per_min']:>11.1f}{r['range'][0]:>7.1f}-{r['range'][1]:<5.1f}"
              f"{r['median_trial_s']:>9.2f}" for r in tput[:3]]

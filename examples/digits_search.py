@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--root-dir", default="runs/digits",
                         help="where the study (frameworm.db) and the trials are written (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's and the trials' seed (default: %(default)s)")
+    parser.add_argument("--n-jobs", type=int, default=1,
+                        help="trials at once, each in a worker process when above 1 (default: %(default)s)")
     args = parser.parse_args()
 
     space = {
@@ -86,6 +88,7 @@ def main() -> None:
         study_name=f"digits-{args.sampler}",
         callbacks=[] if args.no_pruning else [MedianStopping(monitor="val_loss", grace_steps=40, min_trials=4)],
         seed=args.seed,
+        n_jobs=args.n_jobs,
     )
     result = runner.fit(DigitsMLP, space, datamodule=DigitsDataModule)
     best = result.best_trial

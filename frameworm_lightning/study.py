@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,12 +80,30 @@ def recorded_space(trials: Sequence[FrozenTrial]) -> SearchSpace:
     return SearchSpace(dims, allow_empty=True)
 
 
+def _keep_alive(ref: weakref.ref[Trial], stop: threading.Event, interval: float) -> None:
+    """A trial's heartbeat thread: beats every ``interval`` seconds until ``stop``, until the trial no longer
+    runs, or until nothing holds the trial any more."""
+    while not stop.wait(interval):
+        trial = ref()
+        if trial is None:
+            return
+        try:
+            running = trial._beat()
+        except FramewormError:
+            running = True  # a transient DB error must not kill the trial; the next beat retries
+        del trial  # hold it only while beating
+        if not running:
+            return
+
+
 class Trial:
     """The live handle of one claimed trial: report values, finish it, read its params.
 
     Reports go straight to storage, so stopping policies in other processes see them.
     While a trial is held, a background thread refreshes its heartbeat, which is how a
-    trial whose process died is told apart from a slow one.
+    trial whose process died is told apart from a slow one. The thread ends when the trial
+    finishes or is interrupted, when storage says it no longer runs (another worker took it
+    over), or when the handle is dropped unfinished.
     """
 
     def __init__(self, study: Study, frozen: FrozenTrial, heartbeat_interval: float | None = None) -> None:
@@ -100,17 +118,18 @@ class Trial:
         self._finished = False
         self._stop = threading.Event()
         interval = heartbeat_interval if heartbeat_interval is not None else study.storage.heartbeat_timeout / 4
-        self._beat = threading.Thread(target=self._heartbeat, args=(max(interval, 0.05),), daemon=True,
-                                      name=f"fw-heartbeat-{self.number}")
-        fork_safe.register(self._beat).start()
+        # The thread holds the trial weakly: a trial dropped unfinished (a user's ask() loop that gave up on
+        # it) stops beating once it is collected, rather than keeping a thread and its writes for good.
+        weakref.finalize(self, self._stop.set).atexit = False  # at exit the daemon thread ends with the process
+        beat = threading.Thread(target=_keep_alive, args=(weakref.ref(self), self._stop, max(interval, 0.05)),
+                                daemon=True, name=f"fw-heartbeat-{self.number}")
+        fork_safe.register(beat).start()
 
-    def _heartbeat(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            try:
-                with fork_safe.working():  # a trial forked from this process meanwhile waits for the write
-                    self.study.storage.heartbeat(self.trial_id)
-            except FramewormError:
-                pass  # a transient DB error must not kill the trial; the next beat retries
+    def _beat(self) -> bool:
+        """Refresh the heartbeat once; ``False`` once the trial no longer runs (finished, or taken over by
+        another worker that found it silent): its thread then ends."""
+        with fork_safe.working():  # a trial forked from this process meanwhile waits for the write
+            return self.study.storage.heartbeat(self.trial_id)
 
     def report(self, step: int, value: float) -> None:
         """Store the value of the monitored metric at ``step`` (the trainer's global step)."""

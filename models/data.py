@@ -20,6 +20,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["DigitsDataModule", "load_digits_tensors", "split_indices"]
@@ -35,8 +36,6 @@ ALLOWED_IMAGE_SIZES = (8, 16, 32)
 @lru_cache(maxsize=1)
 def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
     """Read the bundled digits once per process (the csv parse is the only cost)."""
-    from sklearn.datasets import load_digits
-
     bunch = load_digits()
     return bunch.images.astype(np.float32), bunch.target.astype(np.int64)
 

@@ -21,6 +21,7 @@ runner accepts their keys.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -91,7 +92,7 @@ class TrialBuild:
     def __call__(self, trial: Trial) -> tuple[pl.LightningModule, Any]:
         config = self.config(trial)
         trial.set_system_attr(CONFIG_ATTR, config)  # what `frameworm-search best` writes
-        cli = self.call.on(config)
+        cli = self.call.on(copy.deepcopy(config))  # LightningCLI turns its dicts into Namespaces in place
         return cli.model, cli.datamodule
 
 

@@ -28,7 +28,6 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.model_helpers import is_overridden
-from typing_extensions import override
 
 from frameworm_lightning._trainer import why_no_validation
 from frameworm_lightning.exceptions import MetricNotFoundError
@@ -46,6 +45,7 @@ __all__ = [
     "execute_trial",
     "read_metric",
     "resume_checkpoint",
+    "resume_limits",
     "trainer_limits",
     "trial_dir",
 ]
@@ -165,36 +165,9 @@ class TrialCheckpoint(ModelCheckpoint):
     """The runner's checkpoint of a trial's best model (``checkpoints/best.ckpt``).
 
     A class of its own so that its ``state_key`` differs from any ``ModelCheckpoint`` the
-    user adds: Lightning refuses two stateful callbacks with one key.
+    user adds: Lightning refuses two stateful callbacks with one key. A promoted trial's starts
+    afresh in its own folder (a pause checkpoint leaves its state out, see ``StoppingCallback``).
     """
-
-    _epoch_batches = 0  # training batches of the current epoch run in this fit
-
-    @override
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._epoch_batches = 0
-        super().on_train_epoch_start(trainer, pl_module)
-
-    @override
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        self._epoch_batches = batch_idx + 1
-        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    @override
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # No batch of this epoch ran in this fit: Lightning replays the end of the epoch a checkpoint
-        # was saved at (a promoted trial on steps, max_steps), with no metric yet; it was saved then.
-        if self._epoch_batches > 0:
-            super().on_train_epoch_end(trainer, pl_module)
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # A promoted trial resumes its parent's pause checkpoint in a folder of its own: the
-        # parent's best file is the parent's, so this trial's best starts afresh here rather
-        # than Lightning warning, at every promotion, that the folder changed.
-        if state_dict.get("dirpath", self.dirpath) == self.dirpath:
-            super().load_state_dict(state_dict)
 
 
 def trial_callbacks(callbacks: Sequence[Any], trainer_kwargs: Mapping[str, Any]) -> list[Any]:
@@ -216,6 +189,19 @@ def trainer_limits(callbacks: Sequence[Any]) -> dict[str, Any]:
         of = getattr(cb, "trainer_limits", None)
         if callable(of):
             limits.update(of())
+    return limits
+
+
+def resume_limits(callbacks: Sequence[Any], trial: Trial) -> dict[str, Any]:
+    """What the callbacks' ``resume_limits(attrs)`` set in place of their :func:`trainer_limits` in a trial
+    that resumes a pause checkpoint (a promoted trial on steps: ``max_epochs`` instead of ``max_steps``)."""
+    limits: dict[str, Any] = {}
+    if resume_checkpoint(trial) is None:
+        return limits
+    for cb in callbacks:
+        of = getattr(cb, "resume_limits", None)
+        if callable(of):
+            limits.update(of(dict(trial.system_attrs)))
     return limits
 
 
@@ -442,8 +428,9 @@ def execute_trial(spec: TrialSpec, trial: Trial) -> None:
                 bind = getattr(cb, "bind_trial", None)
                 if callable(bind):
                     bind(trial)
-            limits = trainer_limits(callbacks)
+            limits = trainer_limits(callbacks)  # what the trial trains with, as config.yaml records it
             trainer_kwargs.update(limits)
+            trainer_kwargs.update(resume_limits(callbacks, trial))
             trainer_kwargs["logger"] = build_loggers(trainer_kwargs.get("logger", spec.loggers),
                                                      TrialLogContext(spec.study_name, trial.number, spec.root_dir))
             trainer_kwargs.setdefault("default_root_dir", str(directory))

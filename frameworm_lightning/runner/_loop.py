@@ -50,8 +50,8 @@ from frameworm_lightning.runner._launcher import Launcher, WorkerExit, describe_
 from frameworm_lightning.runner._payload import base_payload, dump_evaluate, portable_url, write_private
 from frameworm_lightning.runner._processes import ProcessLauncher
 from frameworm_lightning.runner._rules import search_error
-from frameworm_lightning.runner._signals import (SIGTERM_EXIT, say_stopped, sigterm_stops_search, stop_signals_handled_by,
-                                                 stopped)
+from frameworm_lightning.runner._signals import (SIGTERM_EXIT, is_sigterm, say_stopped, sigterm_stops_search,
+                                                 stop_signals_handled_by, stopped)
 from frameworm_lightning.study import Study, Trial
 from frameworm_lightning.trial import FrozenTrial, TrialState
 
@@ -150,12 +150,12 @@ class _Loop:
             with self._signals():
                 try:
                     self._loop()
-                except KeyboardInterrupt:  # inline: Ctrl-C reached the trial, which stored itself interrupted
-                    self._shutdown("the search was stopped by SIGINT")
+                except KeyboardInterrupt as err:  # inline: Ctrl-C reached the trial, which stored itself interrupted
+                    self._shutdown(_why_stopped(err))
                     say_stopped(signal.SIGINT)
                     raise
                 except BaseException as err:
-                    self._shutdown(f"the search process stopped: {type(err).__name__}: {err}")
+                    self._shutdown(_why_stopped(err))
                     raise
                 finally:
                     self.launcher.close()
@@ -237,6 +237,8 @@ class _Loop:
         except BaseException as err:
             self._release(lease)
             if self.launcher.blocking:
+                if not trial.finished:  # stopped outside the trial's own handling: its params run first on resume
+                    trial.interrupt(_why_stopped(err))
                 self._print_stored(trial)  # a signal: the trial stored itself interrupted
                 raise
             # It never ran: its params run again first on resume.
@@ -308,6 +310,15 @@ class _Loop:
             self.launcher.poll(run.handle)
             self._release(run.lease)
             self._print_stored(run.trial)
+
+
+def _why_stopped(err: BaseException) -> str:
+    """Why a trial the search stopped on ``err`` is stored interrupted."""
+    if isinstance(err, KeyboardInterrupt):
+        return "the search was stopped by SIGINT"
+    if is_sigterm(err):
+        return "the search was stopped by SIGTERM"
+    return f"the search process stopped: {type(err).__name__}: {err}"
 
 
 def recover_trials(study: Study, printer: Callable[[FrozenTrial], None] | None, *,

@@ -243,8 +243,8 @@ class FollowerTrial(Trial):
         self.failed_here = False
         super().__init__(study, frozen)
 
-    def _heartbeat(self, interval: float) -> None:
-        return  # rank 0 keeps the trial alive
+    def _beat(self) -> bool:
+        return False  # rank 0 keeps the trial alive
 
     def report(self, step: int, value: float) -> None:
         self.intermediate_values[int(step)] = float(value)

@@ -78,6 +78,14 @@ def _loads_weights_only(value: Any) -> bool:
     return True
 
 
+def _epoch_steps(trainer: pl.Trainer) -> int | None:
+    """Optimizer steps in one training epoch of this fit; ``None`` when the epoch has no known length."""
+    batches = trainer.num_training_batches
+    if not isinstance(batches, (int, float)) or not math.isfinite(batches) or batches <= 0:
+        return None
+    return math.ceil(batches / trainer.accumulate_grad_batches)
+
+
 class StoppingCallback(EarlyStopping, ABC):
     """Base class of the stopping policies: a Lightning callback around a pure ``decide``.
 
@@ -193,6 +201,7 @@ class StoppingCallback(EarlyStopping, ABC):
         self._trial: LiveTrial | None = None
         self._in_runner = False
         self._saving_pause = False
+        self._per_run_checkpoints: set[str] = set()
         self._reset_run()
 
     def _reset_run(self) -> None:
@@ -240,6 +249,11 @@ class StoppingCallback(EarlyStopping, ABC):
         (and ``estimated_stepping_batches``, which LR schedules plan with) knows the run's
         length from the start. Halving policies train trials up to ``max_resource``.
         """
+        return {}
+
+    def resume_limits(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """``Trainer`` arguments that replace :meth:`trainer_limits` in a trial of the search that resumes a
+        pause checkpoint (``attrs``: the trial's system attributes); ``{}`` keeps them."""
         return {}
 
     def _key_args(self) -> dict[str, Any]:
@@ -314,6 +328,11 @@ class StoppingCallback(EarlyStopping, ABC):
         if stage != "fit":
             return
         self._reset_run()
+        # The ModelCheckpoints without a dirpath of their own: Lightning gives each run one (in the trial's
+        # folder, or its logger's run folder) in their setup, which runs after this one (checkpoint
+        # callbacks come last); a pause checkpoint leaves their state out (on_save_checkpoint).
+        self._per_run_checkpoints = {cb.state_key for cb in trainer.checkpoint_callbacks
+                                     if getattr(cb, "dirpath", "") is None}
         if not self._in_runner:
             self._trial = None
         name = type(self).__name__
@@ -374,8 +393,15 @@ class StoppingCallback(EarlyStopping, ABC):
         # checkpoint was saved at (iteration-based training); it was checked before the save.
         if self._epoch_check and not self._skip_check(trainer) and self._epoch_batches > 0:
             self._check(trainer, Check.REPORT if self.monitor is not None else Check.BATCH)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._pending_pause is not None:
-            # Lightning has counted the epoch as processed: a resume starts the next epoch.
+            # A pause at an epoch's end is saved once Lightning has finished that epoch: every epoch-end
+            # hook has run, a ReduceLROnPlateau has stepped (after the hooks), the epoch is counted
+            # complete. Saved in on_train_epoch_end, the schedule was an epoch behind in the promoted
+            # trial. The promoted trial starts the next epoch (a resume bounded by epochs; on steps see
+            # resume_limits).
             self._save_pause(trainer, self._pending_pause)
             self._pending_pause = None
 
@@ -427,11 +453,24 @@ class StoppingCallback(EarlyStopping, ABC):
 
     @override
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """A pause checkpoint, which the promoted trial resumes with ``weights_only=True``, leaves out the
-        hyperparameters that are objects (an ``nn.Module`` given to ``save_hyperparameters()``): resuming
-        never reads them (the trial builds its module from its params), and that load would refuse them."""
+        """What a pause checkpoint leaves out, for the promoted trial that resumes it in a folder of its own.
+
+        The state of every ``ModelCheckpoint`` that saves into the paused trial's folder or run (the runner's
+        best, a user's without a ``dirpath``, which Lightning puts in the trial's folder or the logger's run):
+        its files are the paused trial's, so the promoted trial's copy starts afresh in its own folder (Lightning would warn that the folder changed, and keep naming the paused
+        trial's best file). And the hyperparameters that are objects (an ``nn.Module`` given to
+        ``save_hyperparameters()``): the promoted trial resumes with ``weights_only=True``, which would refuse
+        them, and never reads them (it builds its module from its params).
+        """
         if not self._saving_pause:
             return
+        folder = self._trial_folder(trainer).resolve()
+        states = checkpoint.get("callbacks") or {}
+        for cb in trainer.checkpoint_callbacks:
+            dirpath = getattr(cb, "dirpath", None)
+            if cb.state_key in self._per_run_checkpoints or (
+                    dirpath is not None and Path(dirpath).resolve().is_relative_to(folder)):
+                states.pop(cb.state_key, None)
         for key in (pl.LightningModule.CHECKPOINT_HYPER_PARAMS_KEY, pl.LightningDataModule.CHECKPOINT_HYPER_PARAMS_KEY):
             hparams = checkpoint.get(key)
             if isinstance(hparams, dict):
@@ -626,7 +665,7 @@ class StoppingCallback(EarlyStopping, ABC):
                      f"{trainer.global_step}, best {self.best_score}; training goes on.")
         if decision.decision is Decision.PAUSE:
             if self._at_epoch_end(trainer, check):
-                self._pending_pause = decision  # saved in on_train_epoch_end, once the epoch is processed
+                self._pending_pause = decision  # saved in on_train_end, once the epoch is complete
             else:
                 self._save_pause(trainer, decision)
         if decision.stops:
@@ -667,13 +706,18 @@ class StoppingCallback(EarlyStopping, ABC):
             self._saving_pause = False
         if self._trial is not None and trainer.is_global_zero:
             self._trial.set_system_attr("fw_checkpoint", str(path))
+            steps = _epoch_steps(trainer)
+            if steps is not None:  # how a promotion resuming it on steps bounds its Trainer (resume_limits)
+                self._trial.set_system_attr("fw_epoch_steps", steps)
+
+    def _trial_folder(self, trainer: pl.Trainer) -> Path:
+        """The trial's folder (the runner's ``trial_dir``), else the Trainer's ``default_root_dir``."""
+        if self._trial is not None and "trial_dir" in self._trial.system_attrs:
+            return Path(self._trial.system_attrs["trial_dir"])
+        return Path(trainer.default_root_dir)
 
     def _pause_checkpoint_path(self, trainer: pl.Trainer, decision: StopDecision) -> Path:
-        root = None
-        if self._trial is not None and "trial_dir" in self._trial.system_attrs:
-            root = Path(self._trial.system_attrs["trial_dir"])
-        if root is None:
-            root = Path(trainer.default_root_dir)
+        root = self._trial_folder(trainer)
         rung = decision.attrs.get("fw_paused_at", trainer.global_step)
         name = f"paused-{rung}.ckpt"
         # Only rank 0 knows the trial dir; ranks agree on the name through the broadcast path.

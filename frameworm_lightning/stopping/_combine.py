@@ -84,6 +84,12 @@ class _Combined(StoppingCallback):
             limits.update(p.trainer_limits())
         return limits
 
+    def resume_limits(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        limits: dict[str, Any] = {}
+        for p in self._each("resume_limits"):
+            limits.update(p.resume_limits(attrs))
+        return limits
+
     def _needs_value_at(self, step: int) -> bool:
         return any(p._needs_value_at(step) for p in self._each("_needs_value_at"))
 

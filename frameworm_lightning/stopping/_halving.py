@@ -225,6 +225,20 @@ class _RungPolicy(StoppingCallback):
             return {"max_epochs": int(math.ceil(self.max_resource))}
         return {"max_steps": int(self.max_resource), "max_epochs": -1}
 
+    def resume_limits(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A promoted trial on steps resumes with ``max_epochs`` in place of ``max_steps``.
+
+        With ``max_steps`` Lightning resumes as iteration-based training, which replays the end of the
+        epoch a pause was saved at (Lightning-AI/pytorch-lightning#19617): the module's and the user's
+        ``on_train_epoch_end`` would run twice for it, a ``ModelCheckpoint`` would save it again. Bounded
+        by epochs (enough for ``max_resource`` at the paused run's steps per epoch, ``fw_epoch_steps``) it
+        resumes as an uninterrupted run goes on; the policy still stops it at ``max_resource`` steps.
+        """
+        steps = attrs.get("fw_epoch_steps")
+        if self.resource != "steps" or not attrs.get("resume_checkpoint") or not steps:
+            return {}
+        return {"max_steps": -1, "max_epochs": int(math.ceil(self.max_resource / int(steps)))}
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._in_runner:
             self._warn_on_limits(trainer)
@@ -232,20 +246,42 @@ class _RungPolicy(StoppingCallback):
         super().on_train_start(trainer, pl_module)
 
     def _warn_on_sparse_validation(self, trainer: pl.Trainer) -> None:
-        """Rungs in epochs that fall between validations are judged at the next one: say which."""
+        """Rungs that fall between validations are judged at the next one: say which. A last rung that no
+        validation reaches (its epoch is not validated) is an error: every run would end on a stale value."""
         every = trainer.check_val_every_n_epoch
-        if self.resource != "epochs" or self._epoch_check or not isinstance(every, int) or every <= 1:
+        if self._epoch_check or not isinstance(every, int) or every <= 1:
             return
-        late = [r for r in self.rungs if abs(r / every - round(r / every)) > 1e-9]
+        epoch_steps = None
+        if self.resource == "steps":
+            batches = trainer.num_training_batches
+            if not isinstance(batches, (int, float)) or not math.isfinite(batches) or batches <= 0:
+                return  # no epochs to validate at
+            epoch_steps = math.ceil(batches / trainer.accumulate_grad_batches)
+
+        def epochs(r: float) -> float:
+            return r if epoch_steps is None else r / epoch_steps
+
+        last = self.rungs[-1]
+        if math.ceil(epochs(last) - 1e-9) % every != 0:
+            raise ValueError(
+                f"{type(self).__name__} judges its last rung at {self._unit(last)}, but the Trainer validates every "
+                f"{every} epochs (check_val_every_n_epoch={every}): no validation comes at it, so every run would "
+                f"end on the value of an earlier validation. Use check_val_every_n_epoch=1, or a max_resource in "
+                f"an epoch that is a multiple of {every}."
+            )
+        if self.resource == "steps" and trainer.val_check_interval != 1.0:
+            return  # validations inside the epochs too: which rungs they miss is not worth a guess
+        late = [r for r in self.rungs[:-1] if abs(epochs(r) / every - round(epochs(r) / every)) > 1e-9]
         if late:
             shown = ", ".join(f"{r:g}" for r in self.rungs)
             which = (f"rung {late[0]:g} is judged at the first validation after it" if len(late) == 1 else
                      f"rungs {', '.join(f'{r:g}' for r in late)} are judged at the first validation after them")
             rank_zero_warn(
-                f"{type(self).__name__} judges configurations at rungs at {shown} epochs, but the Trainer validates "
-                f"every {every} epochs (check_val_every_n_epoch={every}): {which}, on more training than the rung "
-                "says. Use "
-                f"check_val_every_n_epoch=1, or min_resource and eta whose rungs are multiples of {every}."
+                f"{type(self).__name__} judges configurations at rungs at {shown} {self.resource}, but the Trainer "
+                f"validates every {every} epochs (check_val_every_n_epoch={every}): {which}, on more training than "
+                "the rung says. Use "
+                f"check_val_every_n_epoch=1, or min_resource and eta whose rungs are in epochs that are multiples of "
+                f"{every}."
             )
 
     def _warn_on_limits(self, trainer: pl.Trainer) -> None:

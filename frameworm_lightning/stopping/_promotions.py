@@ -80,6 +80,8 @@ def _promotion(config: Config, key: str) -> Promotion:
         "fw_rungs": dump_records(records),
         "resume_checkpoint": parent.system_attrs["fw_checkpoint"],
     }
+    if "fw_epoch_steps" in parent.system_attrs:  # the paused run's epoch length (the policy's resume_limits)
+        attrs["fw_epoch_steps"] = parent.system_attrs["fw_epoch_steps"]
     return Promotion(parent, key, attrs)
 
 

@@ -805,10 +805,14 @@ class Storage:
                 conn.execute(trial_values.insert().values(**key, value=None if math.isnan(v) else v, reported_at=now))
             conn.execute(trials.update().where(trials.c.trial_id == trial_id).values(heartbeat_at=now))
 
-    def heartbeat(self, trial_id: int) -> None:
-        """Tell other workers this trial's process is alive."""
+    def heartbeat(self, trial_id: int) -> bool:
+        """Tell other workers this trial's process is alive; ``False`` (and nothing written) when the trial
+        no longer runs: it finished, or another worker stored it interrupted and took its params over."""
         with self._tx() as conn:
-            conn.execute(trials.update().where(trials.c.trial_id == trial_id).values(heartbeat_at=time.time()))
+            return conn.execute(
+                trials.update().where(trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING.value)
+                .values(heartbeat_at=time.time())
+            ).rowcount > 0
 
     def set_trial_attr(self, trial_id: int, key: str, value: Any, *, system: bool = False) -> None:
         """Set one user (or system) attribute of a trial."""

@@ -49,3 +49,21 @@ def test_the_demo_script_starts_as_a_new_user_runs_it(tmp_path: Path) -> None:
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--n-trials" in proc.stdout and "--epochs" in proc.stdout
+
+
+def test_the_demo_runs_its_trials_in_worker_processes_with_n_jobs(tmp_path: Path) -> None:
+    from frameworm_lightning import Study
+    from frameworm_lightning.trial import TrialState
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "digits_search.py"), "--n-trials", "2", "--epochs",
+                           "1", "--n-jobs", "2", "--sampler", "random", "--root-dir", "runs"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best val_loss" in proc.stdout
+    study = Study.load("digits-random", f"sqlite:///{tmp_path / 'runs' / 'frameworm.db'}")
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    workers = [t.system_attrs["worker"] for t in trials]
+    assert all(w["executor"] == "process" for w in workers)
+    assert len({w["pid"] for w in workers}) == 2  # a process per trial

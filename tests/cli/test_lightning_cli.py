@@ -146,6 +146,30 @@ def test_optimizer_and_scheduler_groups_of_one_class_are_searched_by_their_argum
         assert t.system_attrs["cli_config"]["optimizer"]["lr"] == t.params["optimizer.lr"]
 
 
+def test_trainer_callbacks_of_the_yaml_beside_a_halving_policy(tmp_path: Path) -> None:
+    # Building a trial through LightningCLI turned the config's trainer.callbacks into Namespaces in place, in
+    # the config the trial had stored; the halving policy's limits then stored it again: every trial FAILED
+    # "Namespace(class_path='lightning.pytorch.callbacks.ModelCheckpoint', ...) cannot be stored as JSON".
+    config = search_config(tmp_path, n_trials=3, stopping=[
+        {"class_path": "frameworm_lightning.ASHA", "init_args": {"min_resource": 1, "max_resource": 2}}])
+    callbacks = [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                  "init_args": {"monitor": "val_loss", "save_last": True}},
+                 {"class_path": "lightning.pytorch.callbacks.EarlyStopping",
+                  "init_args": {"monitor": "val_loss", "patience": 3}}]
+    config["trainer"].update(max_epochs=6, callbacks=callbacks)
+    write_config(tmp_path / "search.yaml", config)
+    run = run_cli("search", "-c", "search.yaml", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    trials = Study.load("TinyModel", f"sqlite:///{tmp_path / 'study.db'}").trials
+    assert not [t for t in trials if t.state is TrialState.FAILED], [t.reason for t in trials]
+    for t in trials:
+        written = yaml.safe_load((Path(t.system_attrs["trial_dir"]) / "config.yaml").read_text())["trainer"]
+        assert written["max_epochs"] == 2
+        assert [c["class_path"] for c in written["callbacks"]] == [c["class_path"] for c in callbacks]
+        for given, kept in zip(callbacks, written["callbacks"]):
+            assert kept["init_args"].items() >= given["init_args"].items()
+
+
 def test_best_writes_the_budget_a_halving_policy_gave_not_the_yamls(tmp_path: Path) -> None:
     # ASHA trains each configuration to its max_resource (2 epochs); the YAML says 6. `best`
     # wrote 6, so `fit -c best.yaml` trained three times what the best trial did.

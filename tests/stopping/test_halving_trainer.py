@@ -15,9 +15,11 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
 
 import frameworm_lightning.stopping as stopping
-from frameworm_lightning import GridSampler, SearchRunner, TrialState
+from frameworm_lightning import FramewormError, GridSampler, SearchRunner, TrialState
 from frameworm_lightning.stopping import ASHA, SuccessiveHalving, trained_steps
 
 from ._models import QUIET, CurveModule, HoldsAModule, ScheduledModule
@@ -74,10 +76,10 @@ def test_a_promoted_trial_does_not_replay_the_epoch_end_it_paused_at(tmp_path: P
 
 @pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])
 def test_a_promoted_trial_on_steps_judges_no_stale_epoch_end(tmp_path: Path, trainer_kwargs: dict[str, Any]) -> None:
-    # On steps the Trainer has max_steps (iteration-based training): resuming a pause saved at an epoch end,
-    # Lightning calls on_train_epoch_end of that epoch again (restarting) before the next epoch, with no
-    # metric. The policy must not judge it (a rung recorded twice, a report at the paused step), and the
-    # runner's best checkpoint warned "could not find the monitored key" in every promoted trial.
+    # On steps a fresh trial's Trainer has max_steps (iteration-based training), whose resume replayed the end
+    # of the epoch a pause was saved at, with no metric: a rung recorded twice, a report at the paused step, and
+    # the runner's best checkpoint warned "could not find the monitored key" in every promoted trial. A
+    # promoted trial now resumes bounded by epochs (resume_limits), which replays nothing.
     ScheduledModule.epoch_ends.clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -129,10 +131,10 @@ def test_in_a_users_trainer_a_halving_policy_says_which_limits_to_set(tmp_path: 
 
 def test_a_halving_policy_says_which_rungs_a_sparser_validation_judges_late(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'runs.db'}"
-    with pytest.warns(UserWarning, match=r"rungs at 1, 3, 9 epochs.*check_val_every_n_epoch=2.*rungs 1, 3, 9 are judged "
-                                         r"at the first validation after them"):
-        pl.Trainer(**QUIET, max_epochs=9, check_val_every_n_epoch=2,
-                   callbacks=[ASHA("val_loss", 1, 9, storage=url, study="late")]).fit(CurveModule())
+    with pytest.warns(UserWarning, match=r"rungs at 1, 3, 18 epochs.*check_val_every_n_epoch=2.*rungs 1, 3 are "
+                                         r"judged at the first validation after them"):
+        pl.Trainer(**QUIET, max_epochs=18, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 1, 18, storage=url, study="late")]).fit(CurveModule())
     with pytest.warns(UserWarning, match=r"check_val_every_n_epoch=2\): rung 1 is judged at the first validation "
                                          r"after it, on more training than the rung says"):
         pl.Trainer(**QUIET, max_epochs=2, check_val_every_n_epoch=2,
@@ -193,3 +195,152 @@ def test_a_module_whose_hyperparameters_hold_an_object_is_promoted(tmp_path: Pat
     assert not [t for t in done if t.state is TrialState.FAILED], [t.error for t in done]
     [final] = [t for t in done if t.state is TrialState.COMPLETE]
     assert "promoted_from" in final.system_attrs and final.params == {"x": 0.0}
+
+
+class EpochHooks(pl.Callback):
+    """A user's callback that records the (epoch, step) of each epoch start and end, per config."""
+
+    seen: dict[tuple[float, str], list[tuple[int, int]]] = {}
+
+    def _note(self, hook: str, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        key = (float(pl_module.hparams.x), hook)
+        EpochHooks.seen.setdefault(key, []).append((trainer.current_epoch, trainer.global_step))
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._note("start", trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._note("end", trainer, pl_module)
+
+
+@pytest.mark.parametrize("trainer_kwargs", [{}, {"val_check_interval": 0.5}])
+def test_a_promoted_trial_on_steps_runs_the_users_epoch_hooks_once_per_epoch(tmp_path: Path,
+                                                                              trainer_kwargs: dict[str, Any]) -> None:
+    # Paused at an epoch end (8 steps, 8 batches an epoch) and promoted to 24 steps, the config must see what an
+    # uninterrupted 24-step run sees. With max_steps, Lightning's resume replayed the paused epoch's end
+    # (Lightning-AI/pytorch-lightning#19617): the module's and the user's on_train_epoch_end ran twice for epoch 0,
+    # and the user's ModelCheckpoint saved epoch 0 again in the promoted trial's folder.
+    ScheduledModule.epoch_ends.clear()
+    EpochHooks.seen.clear()
+    every_epoch = ModelCheckpoint(save_top_k=-1, filename="{epoch}-{step}", save_on_train_epoch_end=True)
+    policy = SuccessiveHalving(min_resource=8, max_resource=24, eta=3, resource="steps")
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True,
+                          callbacks=[policy, EpochHooks(), every_epoch],
+                          trainer_kwargs={"num_sanity_val_steps": 0, **trainer_kwargs})
+    done = runner.fit(ScheduledModule, {"x": [0.0, 0.1, 0.2]}).trials
+    child = next(t for t in done if "promoted_from" in t.system_attrs)
+    assert child.state is TrialState.COMPLETE and trained_steps(child) == 16 and child.params["x"] == 0.0
+    assert ScheduledModule.epoch_ends == {0.0: 3, 0.1: 1, 0.2: 1}
+    assert EpochHooks.seen[(0.0, "start")] == [(0, 0), (1, 8), (2, 16)]
+    assert EpochHooks.seen[(0.0, "end")] == [(0, 8), (1, 16), (2, 24)]
+    parent = done[child.system_attrs["promoted_from"]]
+    saved = {t.number: sorted(p.name for p in Path(t.system_attrs["trial_dir"]).rglob("epoch=*.ckpt"))
+             for t in (parent, child)}
+    assert saved == {parent.number: ["epoch=0-step=8.ckpt"],
+                     child.number: ["epoch=1-step=16.ckpt", "epoch=2-step=24.ckpt"]}
+    assert max(child.intermediate_values) == 24 and child.reason == "reached the largest resource, 24 steps"
+
+
+def _promoted_without_a_dirpath_warning(runner: SearchRunner) -> tuple[list[Any], Any]:
+    """The trials of a three-point grid search, and its promoted trial, checking no "dirpath" warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        done = runner.fit(CurveModule, {"x": [0.0, 0.1, 0.2]}).trials
+    shown = [str(w.message) for w in caught]
+    assert not [m for m in shown if "dirpath" in m], shown
+    return done, next(t for t in done if "promoted_from" in t.system_attrs)
+
+
+def _logs_elsewhere(ctx: Any) -> CSVLogger:
+    """A logger of the user's whose runs live outside the trials' folders (as MLflow's or W&B's do)."""
+    return CSVLogger(save_dir=Path(ctx.root_dir).parent / "elsewhere", name="runs", version=ctx.version)
+
+
+def test_a_users_model_checkpoint_in_a_loggers_folder_starts_afresh_in_a_promoted_trial(tmp_path: Path) -> None:
+    # Without a dirpath a ModelCheckpoint saves in the logger's run folder, here outside the trial's own.
+    top_one = ModelCheckpoint(monitor="val_loss", filename="{step}")
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path / "root", quiet=True,
+                          callbacks=[SuccessiveHalving(min_resource=1, max_resource=3, eta=3), top_one],
+                          loggers=_logs_elsewhere, trainer_kwargs={"num_sanity_val_steps": 0})
+    done, child = _promoted_without_a_dirpath_warning(runner)
+    best = Path(child.system_attrs["checkpoint_path"])
+    assert best == tmp_path / "elsewhere" / "runs" / f"trial_{child.number:04d}" / "checkpoints" / "step=24.ckpt"
+
+
+@pytest.mark.parametrize("resource", ["epochs", "steps"])
+def test_a_users_model_checkpoint_starts_afresh_in_the_promoted_trials_folder(tmp_path: Path, resource: str) -> None:
+    # The pause checkpoint carried the user's ModelCheckpoint state with the paused trial's folder: every
+    # promoted trial warned "The dirpath has changed from .../trial_0000/checkpoints to .../trial_0003/...",
+    # and best_model_path named the parent's file until the promoted trial saved its own.
+    top_two = ModelCheckpoint(monitor="val_loss", save_top_k=2, save_last=True, filename="{step}")
+    rungs = (8, 24) if resource == "steps" else (1, 3)
+    policy = SuccessiveHalving(min_resource=rungs[0], max_resource=rungs[1], eta=3, resource=resource)
+    runner = SearchRunner(metric="val_loss", sampler=GridSampler(), root_dir=tmp_path, quiet=True,
+                          callbacks=[policy, top_two], trainer_kwargs={"num_sanity_val_steps": 0})
+    done, child = _promoted_without_a_dirpath_warning(runner)
+    parent = done[child.system_attrs["promoted_from"]]
+    files = {t.number: sorted(p.name for p in (Path(t.system_attrs["trial_dir"]) / "checkpoints").glob("*.ckpt")
+                              if not p.name.startswith("paused"))
+             for t in (parent, child)}
+    # the parent keeps its own files; the promoted trial keeps its best two and its last in its own folder
+    assert files == {parent.number: ["last.ckpt", "step=8.ckpt"],
+                     child.number: ["last.ckpt", "step=16.ckpt", "step=24.ckpt"]}
+    best = Path(child.system_attrs["checkpoint_path"])  # the user's ModelCheckpoint is the trial's best
+    assert best.name == "step=24.ckpt" and best.parent.parent == Path(child.system_attrs["trial_dir"])
+    state = torch.load(best, weights_only=True)["callbacks"]
+    [mine] = [v for k, v in state.items() if k.startswith("ModelCheckpoint")]
+    assert mine["best_model_score"].item() == pytest.approx(child.value)
+    assert sorted(Path(p).name for p in mine["best_k_models"]) == ["step=16.ckpt", "step=24.ckpt"]
+
+
+class PlateauModule(CurveModule):
+    """A :class:`CurveModule` whose ReduceLROnPlateau watches a flat metric (patience 0: it halves the learning
+    rate at every epoch after the first), recording the learning rate each config ended with."""
+
+    final_lr: dict[float, float] = {}
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        self.log("flat", 1.0)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=0, factor=0.5)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "flat"}}
+
+    def on_train_end(self) -> None:
+        PlateauModule.final_lr[float(self.hparams.x)] = self.trainer.optimizers[0].param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("resource", ["epochs", "steps"])
+def test_a_promoted_trials_plateau_schedule_steps_at_every_epoch_it_trained(tmp_path: Path, resource: str) -> None:
+    # Lightning steps a ReduceLROnPlateau after the epoch-end hooks, so a pause checkpoint saved in
+    # on_train_epoch_end held the schedule one epoch behind: the promoted config ended at 0.005, not 0.0025.
+    PlateauModule.final_lr.clear()
+    rungs = (8, 24) if resource == "steps" else (1, 3)
+    search(tmp_path, SuccessiveHalving(min_resource=rungs[0], max_resource=rungs[1], eta=3, resource=resource),
+           [0.0, 0.1, 0.2], module=PlateauModule)
+    assert PlateauModule.final_lr[0.0] == pytest.approx(0.01 * 0.5 ** 2)  # as three uninterrupted epochs end
+    assert PlateauModule.final_lr[0.1] == pytest.approx(0.01)  # one epoch: the first step only sets the best
+
+
+@pytest.mark.parametrize(("policy", "shown"), [
+    (ASHA(min_resource=8, max_resource=24, eta=3, resource="steps"), "24 steps"),
+    (ASHA(min_resource=1, max_resource=3, eta=3), "3 epochs"),
+])
+def test_a_last_rung_no_validation_reaches_is_an_error_before_training(tmp_path: Path, policy: Any, shown: str) -> None:
+    # Validated every 2 epochs (8 steps an epoch), the last rung (epoch 3) is never validated: the fresh trials
+    # were stored COMPLETE on the value of epoch 2 with no reason, and a promoted one FAILED 'val_loss was never
+    # logged' (it resumed into epoch 3 and stopped there).
+    with pytest.raises(FramewormError, match=rf"judges its last rung at {shown}, but the Trainer validates every 2 "
+                                         r"epochs \(check_val_every_n_epoch=2\): no validation comes at it"):
+        search(tmp_path, policy, [0.0, 0.1, 0.2], trainer_kwargs={"check_val_every_n_epoch": 2})
+
+
+def test_rungs_on_steps_a_sparser_validation_judges_late_are_named(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    with pytest.warns(UserWarning, match=r"rungs at 4, 8, 16 steps.*check_val_every_n_epoch=2\): rungs 4, 8 are judged "
+                                         r"at the first validation after them"):
+        pl.Trainer(**QUIET, max_steps=16, check_val_every_n_epoch=2,
+                   callbacks=[ASHA("val_loss", 4, 16, eta=2, resource="steps", storage=url, study="late")],
+                   ).fit(CurveModule())
