@@ -47,6 +47,7 @@ __all__ = [
     "FixedColumns",
     "LogExpectedImprovement",
     "ProbabilityOfImprovement",
+    "TrustRegion",
     "UpperConfidenceBound",
     "build_acquisition",
     "hedge_probabilities",
@@ -294,6 +295,55 @@ class FixedColumns(AcquisitionFunction):
         if X.dim() == 1:
             X = X.unsqueeze(0)
         return self.acquisition(torch.cat([X, self.tail.expand(X.shape[0], -1)], dim=-1))
+
+
+class TrustRegion(AcquisitionFunction):
+    """``acquisition(x) - weight * sum(relu(|x - centre| - half_width)^2)``: a box around ``centre``.
+
+    The score outside the box ``|x_i - centre_i| <= half_width_i`` (over the ``mask``
+    columns, the continuous ones; discrete columns are not confined) drops quadratically
+    with the distance to it, steeply enough (``weight = 1e4``) that a local search started
+    anywhere ends inside, and smoothly, so that L-BFGS-B's gradients stay finite. The
+    sampler confines suggestions made while trials are pending to a box around the best
+    evaluated point (TuRBO's trust region, Eriksson et al., 2019, with a fixed side):
+    the other workers already explore, the extra ones refine.
+
+    Args:
+        acquisition: any acquisition over the same columns.
+        centre: the box's centre, shape ``(d,)``.
+        half_width: its half side per column, shape ``(d,)`` (``>= 0``).
+        mask: the columns confined, shape ``(d,)`` (booleans).
+
+    Example:
+        >>> import torch
+        >>> from frameworm_lightning._gp.gp import GPModel, GPPosterior
+        >>> X = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+        >>> gp = GPPosterior.from_model(GPModel(X, torch.tensor([0.0, 1.0], dtype=torch.float64),
+        ...                                     torch.tensor([False])))
+        >>> ucb = UpperConfidenceBound(gp, beta=0.0)  # the posterior mean: best at x = 1
+        >>> near_zero = TrustRegion(ucb, [0.0], [0.2], [True])
+        >>> bool(near_zero(torch.tensor([[0.2]])) > near_zero(torch.tensor([[1.0]])))
+        True
+    """
+
+    def __init__(self, acquisition: AcquisitionFunction, centre: np.ndarray | list[float],
+                 half_width: np.ndarray | list[float], mask: np.ndarray | list[bool], weight: float = 1e4) -> None:
+        super().__init__(acquisition.gp)
+        self.acquisition = acquisition
+        self.register_buffer("centre", torch.as_tensor(np.asarray(centre, dtype=float), dtype=DTYPE).reshape(-1))
+        half = np.asarray(half_width, dtype=float).reshape(-1)
+        if half.shape != self.centre.shape or not np.all(half >= 0):
+            raise ValueError(f"half_width must be {self.centre.shape[0]} numbers >= 0, but got {half.tolist()!r}.")
+        self.register_buffer("half_width", torch.as_tensor(half, dtype=DTYPE))
+        self.register_buffer("mask", torch.as_tensor(np.asarray(mask, dtype=bool)).reshape(-1).to(DTYPE))
+        self.weight = float(weight)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = torch.as_tensor(X, dtype=DTYPE)
+        if X.dim() == 1:
+            X = X.unsqueeze(0)
+        excess = torch.relu((X - self.centre).abs() - self.half_width) * self.mask
+        return self.acquisition(X) - self.weight * (excess**2).sum(-1)
 
 
 def build_acquisition(

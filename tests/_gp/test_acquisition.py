@@ -16,6 +16,7 @@ from frameworm_lightning._gp.acquisition import (
     FixedColumns,
     LogExpectedImprovement,
     ProbabilityOfImprovement,
+    TrustRegion,
     UpperConfidenceBound,
     build_acquisition,
     hedge_probabilities,
@@ -212,3 +213,18 @@ def test_fixed_columns_score_the_free_columns_with_the_last_ones_held(name: str)
     (grad,) = torch.autograd.grad(held(Xq).sum(), Xq)  # the optimiser's gradients reach the free columns
     assert grad.shape == (3, 1) and bool(torch.isfinite(grad).all()) and bool((grad != 0).any())
     assert held(Xq[0].detach()).shape == (1,)
+
+
+def test_trust_region_keeps_the_score_inside_and_lowers_it_by_the_squared_excess_outside() -> None:
+    X = torch.tensor([[0.1, 0.0], [0.4, 1.0], [0.9, 0.5]], dtype=D)  # columns: continuous, categorical
+    gp = GPPosterior.from_model(GPModel(X, torch.tensor([0.3, -1.0, 1.2], dtype=D), torch.tensor([False, True])))
+    logei = build_acquisition("logei", gp, best_f=1.2, beta=2.0)
+    box = TrustRegion(logei, centre=[0.5, 0.0], half_width=[0.1, 0.0], mask=[True, False])
+    Xq = torch.tensor([[0.45, 1.0], [0.6, 0.0], [0.75, 0.0], [0.2, 1.0]], dtype=D, requires_grad=True)
+    excess = torch.tensor([0.0, 0.0, 0.15, 0.2], dtype=D)  # the categorical column is not confined
+    torch.testing.assert_close(box(Xq), logei(Xq) - 1e4 * excess**2)
+    (grad,) = torch.autograd.grad(box(Xq).sum(), Xq)  # smooth: finite gradients pulling back inside
+    assert bool(torch.isfinite(grad).all()) and grad[2, 0] < 0 < grad[3, 0]
+    assert box(Xq[0].detach()).shape == (1,)
+    with pytest.raises(ValueError, match="half_width must be 2 numbers >= 0"):
+        TrustRegion(logei, centre=[0.5, 0.0], half_width=[-0.1, 0.0], mask=[True, False])

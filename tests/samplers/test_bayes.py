@@ -154,6 +154,31 @@ def test_pending_points_repel_even_when_the_fitted_noise_is_large() -> None:
     assert np.linalg.norm(nxt - wanted) > 0.03, (nxt, wanted)
 
 
+def test_while_trials_are_pending_the_suggestion_stays_in_a_box_around_the_best_point() -> None:
+    # Eight values on the left half of the square: alone, the sampler explores off the best
+    # point's neighbourhood; with a worker busy elsewhere the one asking refines near it.
+    space = SearchSpace({"x": Real(0.0, 1.0), "y": Real(0.0, 1.0)})
+    rng = np.random.default_rng(0)
+    trials = []
+    for i in range(8):
+        p = {"x": float(rng.random() * 0.5), "y": float(rng.random())}
+        trials.append(_complete(i, p, (p["x"] - 0.3) ** 2 + (p["y"] - 0.6) ** 2))
+    best = min(trials, key=lambda t: t.value)  # type: ignore[arg-type, return-value]
+    centre = np.array([best.params["x"], best.params["y"]])
+    pending = [FrozenTrial(number=8, state=TrialState.RUNNING, params={"x": 0.25, "y": 0.05})]
+    sampler = BayesianSampler(seed=0, n_initial_points=5)
+    s = sampler.ask(AskContext(space, "min", trials + pending, 9))
+    assert s is not None and s.system_attrs["bo"] == "gp"
+    # Side 0.4 * lengthscale / their geometric mean (documented), half of it either side.
+    lengthscale = np.array(s.system_attrs["bo_gp"]["lengthscale"])
+    half = 0.2 * lengthscale / np.sqrt(lengthscale.prod())
+    inside = np.abs(np.array([s.params["x"], s.params["y"]]) - centre) - half
+    assert np.all(inside < 1e-3), (s.params, centre, half)  # the box's edge is soft: a hair past it
+    alone = sampler.ask(AskContext(space, "min", trials, 8))  # no one else running: no box
+    assert alone is not None
+    assert np.max(np.abs(np.array([alone.params["x"], alone.params["y"]]) - centre) - half) > 0.01, alone.params
+
+
 def test_workers_holding_trials_get_distinct_points() -> None:
     study = Study.create("par", QUADRATIC_SPACE, metric="f", sampler=BayesianSampler(seed=0, n_initial_points=5))
     for _ in range(6):
