@@ -165,15 +165,31 @@ print(n)
 """
 
 
+# The CPUs a single process's figures are taken on, one after the other, then averaged: on
+# this project's 2-core machine one CPU ran CpuMLP fits 30% slower than the other (4.17 s
+# against 3.21 s for the same four fits pinned to each, matrix products and the digits
+# workload alike on both: its cache or memory path is shared with a neighbour). A process
+# stays on the CPU it starts on, so an unpinned single-process figure was fast or slow by
+# the draw, while two processes always use both. Pinning each CPU in turn measures the
+# average CPU. Only for a few CPUs (each costs a run); otherwise unpinned.
+_AFFINITY = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+ONE_PROCESS_CPUS: list[int | None] = list(_AFFINITY) if 1 < len(_AFFINITY) <= 4 else [None]
+
+
+def _pinned(cpu: int | None) -> Any:
+    """A ``preexec_fn`` that keeps the child on ``cpu`` (``None``: anywhere)."""
+    return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
+
+
 def search_in_a_process(root: Path, tag: str, n_trials: int, n_jobs: int, threads: int | None,
-                        workload: str) -> dict[str, Any]:
+                        workload: str, cpu: int | None = None) -> dict[str, Any]:
     """:func:`search` of a workload in a fresh interpreter (``--one-search``), its forkserver ready first."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if n_jobs > 1:
         env["OMP_NUM_THREADS"] = "1"  # one thread per worker on any number of cores
     args = [sys.executable, __file__, "--one-search", json.dumps(
         {"root": str(root), "tag": tag, "n_trials": n_trials, "n_jobs": n_jobs, "threads": threads, "workload": workload})]
-    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    out = subprocess.run(args, capture_output=True, text=True, env=env, preexec_fn=_pinned(cpu))
     if out.returncode != 0:
         raise RuntimeError(f"{tag}: the search's process failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -222,23 +238,24 @@ def trial_capacity(n: int, workload: str) -> float:
     thread and no frameworm: what two processes of this workload can give on this machine
     (memory traffic included, which matrix products alone do not show).
     """
-    def launch() -> subprocess.Popen[str]:
+    def launch(cpu: int | None = None) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, __file__, "--bare-fits", str(n), "--workload", workload],
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, preexec_fn=_pinned(cpu),
                                 env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"})
 
-    one = float(launch().communicate()[0].split()[-1])
+    one = statistics.mean(n / float(launch(cpu).communicate()[0].split()[-1]) for cpu in ONE_PROCESS_CPUS)
     pair = [launch(), launch()]
-    two = max(float(p.communicate()[0].split()[-1]) for p in pair)
-    return 2 * one / two
+    two = 2 * n / max(float(p.communicate()[0].split()[-1]) for p in pair)
+    return two / one
 
 
 def capacity(seconds: float = 4.0) -> float:
     """How much more work two single-thread processes do at once than one alone (2.0 on 2 free cores)."""
-    def launch() -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", _CONTROL, str(seconds)], stdout=subprocess.PIPE, text=True)
+    def launch(cpu: int | None = None) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-c", _CONTROL, str(seconds)], stdout=subprocess.PIPE, text=True,
+                                preexec_fn=_pinned(cpu))
 
-    one = int(launch().communicate()[0])
+    one = statistics.mean(int(launch(cpu).communicate()[0]) for cpu in ONE_PROCESS_CPUS)
     pair = [launch(), launch()]
     two = sum(int(p.communicate()[0]) for p in pair)
     return two / one
@@ -255,10 +272,10 @@ def throughput(root: Path, n_trials: int, workload: str, rounds: int) -> list[di
     """Each setting once per round, in a rotated order; the median round per setting.
 
     The machine is shared: rounds spread the others' load over every setting alike. Each
-    search runs in a fresh process, as a user's script does: the same single-thread search
-    ran 0.68 to 0.95 s a trial from one process to the next on this machine (and steadily
-    within one), so settings measured all in one process drew that factor once for the
-    whole run, while ``n_jobs=2``'s trials, each a fresh process, averaged it.
+    search runs in a fresh process, as a user's script does. The single-thread settings and
+    controls run once on each CPU and are averaged (:data:`ONE_PROCESS_CPUS`): the same
+    single-thread search ran 0.68 to 0.95 s a trial from one process to the next on this
+    machine, by the CPU it landed on.
     """
     default_threads = torch.get_num_threads()
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in SETTINGS}
@@ -269,9 +286,16 @@ def throughput(root: Path, n_trials: int, workload: str, rounds: int) -> list[di
         print(f"  round {r + 1}: two processes do {ratios[-1]:.2f}x the work of one on this machine now "
               f"({trial_ratios[-1]:.2f}x of these trials' fits)", flush=True)
         for label, n_jobs, threads in SETTINGS[r % len(SETTINGS):] + SETTINGS[: r % len(SETTINGS)]:
-            row = search_in_a_process(root, f"{workload}-{r}-{n_jobs}-{threads}", n_trials, n_jobs, threads, workload)
+            # One thread: once on each CPU, averaged (see ONE_PROCESS_CPUS); the others use both CPUs.
+            cpus = ONE_PROCESS_CPUS if threads == 1 else [None]
+            each = [search_in_a_process(root, f"{workload}-{r}-{n_jobs}-{threads}-{cpu}", n_trials, n_jobs, threads,
+                                        workload, cpu) for cpu in cpus]
+            row = {"per_min": statistics.mean(x["per_min"] for x in each),
+                   "median_trial_s": statistics.mean(x["median_trial_s"] for x in each),
+                   "per_cpu": [x["per_min"] for x in each], "searches": each}
             runs[label].append(row)
-            print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min", flush=True)
+            on = f" (on each CPU: {', '.join(f'{x:.1f}' for x in row['per_cpu'])})" if len(each) > 1 else ""
+            print(f"  round {r + 1}: {label}: {row['per_min']:.1f} trials/min{on}", flush=True)
         # The round's own share: its n_jobs=2 gain over its one-thread n_jobs=1, read against
         # its own controls. A round pairs settings and controls measured within a minute of
         # each other, so a change of the machine's speed between rounds (others' load, a
