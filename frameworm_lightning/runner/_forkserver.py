@@ -130,12 +130,13 @@ def _modules_to_preload() -> list[str]:
     "Installed": loaded from a ``site-packages`` (or Debian's ``dist-packages``) folder,
     where pip puts libraries, and this package's own modules wherever it is (an editable
     install: the search script's ``from frameworm_lightning import BayesianSampler`` cost
-    each trial 40 ms of our modules and GPyTorch's imports); the standard library is cheap to import and the user's own
-    modules are left to the trials (see the module's docstring). ``sys.modules`` keeps
-    the order of the first imports, so importing the names in that order is a sequence
-    that already worked here. None with a CUDA build of torch loaded (see the module's docstring),
-    and none of Ray's: a Ray worker process starts a forkserver for its trials, which never use
-    Ray, and its hundreds of modules would only delay the first trial.
+    each trial 40 ms of our modules' and GPyTorch's imports). The standard library is
+    cheap to import and the user's own modules are left to the trials (see the module's
+    docstring). ``sys.modules`` keeps the order of the first imports, so importing the
+    names in that order is a sequence that already worked here. None with a CUDA build of
+    torch loaded (see the module's docstring), and none of Ray's: a Ray worker process
+    starts a forkserver for its trials, which never use Ray, and its hundreds of modules
+    would only delay the first trial.
     """
     if "torch" in sys.modules and not _cpu_only_torch():
         return []
@@ -189,8 +190,8 @@ def _stop_signals_ignored_by_children() -> Iterator[None]:
 
     So a SIGTERM to the job, or a Ctrl-C to the terminal's process group, while the
     forkserver still imports torch (seconds) cannot kill it: it ignores SIGTERM itself
-    once this module is imported (below) and SIGINT once multiprocessing's server loop
-    runs; a trial's process restores both. The signals are blocked in this thread
+    once it has prepared itself (:func:`prepare_forkserver`) and SIGINT once
+    multiprocessing's server loop runs; a trial's process restores both. The signals are blocked in this thread
     meanwhile, so one sent to this process then (the milliseconds of the spawn) stays
     pending and reaches the restored handler; only a thread of ours that does not block
     it could take it, and ignore it, in that window.
