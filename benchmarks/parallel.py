@@ -187,8 +187,9 @@ def search_in_a_process(root: Path, tag: str, n_trials: int, n_jobs: int, thread
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     if n_jobs > 1:
         env["OMP_NUM_THREADS"] = "1"  # one thread per worker on any number of cores
-    args = [sys.executable, __file__, "--one-search", json.dumps(
-        {"root": str(root), "tag": tag, "n_trials": n_trials, "n_jobs": n_jobs, "threads": threads, "workload": workload})]
+    spec = {"root": str(root), "tag": tag, "n_trials": n_trials, "n_jobs": n_jobs, "threads": threads,
+            "workload": workload}
+    args = [sys.executable, __file__, "--one-search", json.dumps(spec)]
     out = subprocess.run(args, capture_output=True, text=True, env=env, preexec_fn=_pinned(cpu))
     if out.returncode != 0:
         raise RuntimeError(f"{tag}: the search's process failed:\n{out.stderr[-3000:]}")
